@@ -1,0 +1,179 @@
+/*
+ * log.c - stderr diagnostics, human or JSON lines.
+ *
+ * A line is written with a single fwrite of a buffer built first, so lines
+ * from several threads never interleave mid-line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+
+#include "log.h"
+#include "util.h"
+
+static const char *progname = "orderflow";
+static int threshold = LOG_LEVEL_INFO;
+static enum log_format format = LOG_FORMAT_TEXT;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void
+log_init(const char *name)
+{
+	const char *slash;
+
+	if (name == NULL)
+		return;
+	slash = strrchr(name, '/');
+	progname = slash != NULL ? slash + 1 : name;
+}
+
+const char *
+log_progname(void)
+{
+	return progname;
+}
+
+void
+log_set_level(int level)
+{
+	if (level < LOG_LEVEL_ERROR)
+		level = LOG_LEVEL_ERROR;
+	if (level > LOG_LEVEL_DEBUG)
+		level = LOG_LEVEL_DEBUG;
+	threshold = level;
+}
+
+int
+log_level(void)
+{
+	return threshold;
+}
+
+void
+log_set_format(enum log_format f)
+{
+	format = f;
+}
+
+int
+log_set_format_name(const char *name)
+{
+	if (strcmp(name, "text") == 0)
+		format = LOG_FORMAT_TEXT;
+	else if (strcmp(name, "json") == 0)
+		format = LOG_FORMAT_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+const char *
+log_redact(const char *name, const char *value)
+{
+	if (name == NULL)
+		return value;
+	if (strcasestr(name, "password") != NULL ||
+	    strcasestr(name, "secret") != NULL ||
+	    strcasestr(name, "token") != NULL ||
+	    strncasecmp(name, "sasl.", 5) == 0)
+		return "[redacted]";
+	return value;
+}
+
+static void
+write_json(int level, const struct log_ctx *ctx, const char *msg)
+{
+	cJSON *o;
+	char ts[40], *s;
+
+	if ((o = cJSON_CreateObject()) == NULL)
+		return;
+	util_rfc3339(util_now_ms(), ts, sizeof(ts));
+	cJSON_AddStringToObject(o, "time", ts);
+	cJSON_AddStringToObject(o, "level", level_names[level]);
+	cJSON_AddStringToObject(o, "prog", progname);
+	cJSON_AddStringToObject(o, "msg", msg);
+	if (ctx != NULL) {
+		if (ctx->order_id != NULL)
+			cJSON_AddStringToObject(o, "order_id", ctx->order_id);
+		if (ctx->event_id != NULL)
+			cJSON_AddStringToObject(o, "event_id", ctx->event_id);
+		if (ctx->trace_id != NULL)
+			cJSON_AddStringToObject(o, "trace_id", ctx->trace_id);
+	}
+	if ((s = cJSON_PrintUnformatted(o)) != NULL) {
+		size_t n = strlen(s);
+
+		s[n] = '\n';	/* the terminator becomes the newline */
+		fwrite(s, 1, n + 1, stderr);
+		cJSON_free(s);
+	}
+	cJSON_Delete(o);
+}
+
+static void
+write_text(const struct log_ctx *ctx, const char *msg)
+{
+	char line[8192];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%s: %s", progname, msg);
+	if (ctx != NULL) {
+		if (ctx->order_id != NULL && n < (int)sizeof(line))
+			n += snprintf(line + n, sizeof(line) - n, " order_id=%s",
+			    ctx->order_id);
+		if (ctx->event_id != NULL && n < (int)sizeof(line))
+			n += snprintf(line + n, sizeof(line) - n, " event_id=%s",
+			    ctx->event_id);
+		if (ctx->trace_id != NULL && n < (int)sizeof(line))
+			n += snprintf(line + n, sizeof(line) - n, " trace_id=%s",
+			    ctx->trace_id);
+	}
+	if (n >= (int)sizeof(line) - 1)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	fwrite(line, 1, n, stderr);
+}
+
+void
+log_vmsg(int level, const struct log_ctx *ctx, const char *fmt, va_list ap)
+{
+	char msg[4096];
+
+	if (level > threshold)
+		return;
+	if (level < LOG_LEVEL_ERROR)
+		level = LOG_LEVEL_ERROR;
+	if (level > LOG_LEVEL_DEBUG)
+		level = LOG_LEVEL_DEBUG;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (format == LOG_FORMAT_JSON)
+		write_json(level, ctx, msg);
+	else
+		write_text(ctx, msg);
+}
+
+void
+log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(level, ctx, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_fatal(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_LEVEL_ERROR, NULL, fmt, ap);
+	va_end(ap);
+	exit(code);
+}

@@ -1,0 +1,228 @@
+/*
+ * opt.c - the common options of CONTRACT and librdkafka property files.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exitcode.h"
+#include "log.h"
+#include "opt.h"
+
+#ifndef VERSION
+#define VERSION "0.0.0"
+#endif
+
+void
+opt_init(struct opt_kafka *o, void (*usage)(void))
+{
+	const char *env;
+
+	memset(o, 0, sizeof(*o));
+	env = getenv("KAFKA_BROKERS");
+	o->brokers = env != NULL && *env != '\0' ? env : "localhost:9092";
+	o->group = log_progname();
+	o->verbosity = LOG_LEVEL_INFO;
+	o->usage = usage;
+}
+
+static void __attribute__((noreturn))
+usage_exit(struct opt_kafka *o)
+{
+	if (o->usage != NULL)
+		o->usage();
+	exit(OF_EXIT_USAGE);
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *p;
+
+	if ((p = strdup(s)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	return p;
+}
+
+int
+opt_prop_add(struct opt_kafka *o, const char *nv, const char *where)
+{
+	const char *eq;
+	struct opt_prop *p;
+
+	if ((eq = strchr(nv, '=')) == NULL || eq == nv)
+		return -1;
+	p = realloc(o->props, (o->nprops + 1) * sizeof(*p));
+	if (p == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	o->props = p;
+	p = &o->props[o->nprops++];
+	p->name = xstrdup(nv);
+	p->name[eq - nv] = '\0';
+	p->value = xstrdup(eq + 1);
+	p->where = xstrdup(where);
+	return 0;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+void
+opt_props_file(struct opt_kafka *o, const char *path)
+{
+	FILE *fp;
+	char *line = NULL, *s, where[4096];
+	size_t cap = 0;
+	long lineno = 0;
+
+	if ((fp = fopen(path, "r")) == NULL)
+		log_fatal(OF_EXIT_FAIL, "%s: %s", path, strerror(errno));
+	while (getline(&line, &cap, fp) != -1) {
+		lineno++;
+		s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		snprintf(where, sizeof(where), "%s:%ld", path, lineno);
+		if (opt_prop_add(o, s, where) == -1) {
+			log_error("%s: expected name=value", where);
+			exit(OF_EXIT_USAGE);
+		}
+		/* "name = value" is common in hand-written files */
+		{
+			struct opt_prop *p = &o->props[o->nprops - 1];
+			char *n = trim(p->name), *v = trim(p->value);
+
+			memmove(p->name, n, strlen(n) + 1);
+			memmove(p->value, v, strlen(v) + 1);
+		}
+	}
+	if (ferror(fp))
+		log_fatal(OF_EXIT_FAIL, "%s: %s", path, strerror(errno));
+	free(line);
+	fclose(fp);
+}
+
+int
+opt_common(struct opt_kafka *o, int ch, const char *arg)
+{
+	switch (ch) {
+	case 'b':
+		o->brokers = arg;
+		break;
+	case 'F':
+		opt_props_file(o, arg);
+		break;
+	case 'G':
+		if (*arg == '\0') {
+			log_error("-G: the group name is empty");
+			usage_exit(o);
+		}
+		o->group = arg;
+		break;
+	case 'h':
+		if (o->usage != NULL)
+			o->usage();
+		exit(OF_EXIT_OK);
+	case 'q':
+		log_set_level(--o->verbosity);
+		break;
+	case 'V':
+		printf("%s %s\n", log_progname(), VERSION);
+		exit(fflush(stdout) == 0 && !ferror(stdout) ? OF_EXIT_OK :
+		    OF_EXIT_FAIL);
+	case 'v':
+		log_set_level(++o->verbosity);
+		break;
+	case 'X':
+		if (opt_prop_add(o, arg, "-X") == -1) {
+			log_error("-X %s: expected name=value", arg);
+			usage_exit(o);
+		}
+		break;
+	case OPT_LOG_FORMAT:
+		if (log_set_format_name(arg) == -1) {
+			log_error("--log-format: %s: expected text or json", arg);
+			usage_exit(o);
+		}
+		break;
+	case OPT_STATE:
+		o->state = arg;
+		break;
+	case '?':
+	case ':':
+		usage_exit(o);
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+int
+opt_apply(const struct opt_kafka *o, rd_kafka_conf_t *conf, char *err,
+    size_t errlen)
+{
+	char kerr[512];
+	size_t i;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", o->brokers, kerr,
+	    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "-b %s: %s", o->brokers, kerr);
+		return -1;
+	}
+	for (i = 0; i < o->nprops; i++) {
+		const struct opt_prop *p = &o->props[i];
+
+		if (rd_kafka_conf_set(conf, p->name, p->value, kerr,
+		    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+			snprintf(err, errlen, "%s: %s=%s: %s", p->where,
+			    p->name, log_redact(p->name, p->value), kerr);
+			return -1;
+		}
+		log_debug("%s: %s=%s", p->where, p->name,
+		    log_redact(p->name, p->value));
+	}
+	return 0;
+}
+
+const char *
+opt_state_dir(struct opt_kafka *o)
+{
+	static char buf[4096];
+	const char *base;
+
+	if (o->state != NULL)
+		return o->state;
+	base = getenv("ORDERFLOW_STATE");
+	if (base == NULL || *base == '\0')
+		base = "./var";
+	snprintf(buf, sizeof(buf), "%s/%s", base, log_progname());
+	o->state = buf;
+	return buf;
+}
+
+void
+opt_free(struct opt_kafka *o)
+{
+	size_t i;
+
+	for (i = 0; i < o->nprops; i++) {
+		free(o->props[i].name);
+		free(o->props[i].value);
+		free(o->props[i].where);
+	}
+	free(o->props);
+	o->props = NULL;
+	o->nprops = 0;
+}

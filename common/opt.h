@@ -1,0 +1,78 @@
+/*
+ * opt.h - the options every Kafka-facing command takes (CONTRACT, kcat
+ * style): -b BROKERS, -X name=value, -F FILE, -G GROUP, -q, -v, -h, -V,
+ * --log-format text|json and --state DIR.
+ *
+ * A command lists OPT_COMMON_SHORT and OPT_COMMON_LONG in its own getopt
+ * tables and hands every option it does not know itself to opt_common().
+ * -X and -F properties are kept in the order given and applied in that
+ * order by opt_apply(), after bootstrap.servers from -b.
+ */
+#ifndef OF_OPT_H
+#define OF_OPT_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+#define OPT_COMMON_SHORT	"b:F:G:hqVvX:"
+
+enum opt_long_id {
+	OPT_LOG_FORMAT = 256,
+	OPT_STATE,
+	OPT_CMD_FIRST = 300	/* commands number their own long options from here */
+};
+
+#define OPT_COMMON_LONG \
+	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT }, \
+	{ "state", required_argument, NULL, OPT_STATE }
+
+struct opt_prop {
+	char	*name;
+	char	*value;
+	char	*where;		/* "-X" or "FILE:LINE", for error messages */
+};
+
+struct opt_kafka {
+	const char	*brokers;	/* -b, else $KAFKA_BROKERS, else localhost:9092 */
+	const char	*group;		/* -G, else the command's name */
+	const char	*state;		/* --state, else ${ORDERFLOW_STATE:-./var}/COMMAND */
+	int		 verbosity;	/* LOG_LEVEL_INFO -q... +v... */
+	struct opt_prop	*props;
+	size_t		 nprops;
+	void		(*usage)(void);	/* prints the usage line to stderr */
+};
+
+/* Defaults from the environment; usage is called on a usage error, then exit 2. */
+void	opt_init(struct opt_kafka *, void (*usage)(void));
+
+/*
+ * Handles one common option.  Returns 1 if ch was one; exits with the
+ * contract's status on a bad value (2), -h (0), -V (0) or an unknown
+ * option (2).  Anything else returns 0 only for ch values it does not know
+ * and that are not '?': the caller then decides.
+ */
+int	opt_common(struct opt_kafka *, int ch, const char *arg);
+
+/* Reads a properties file; errors name FILE:LINE and exit 2 (1 if unreadable). */
+void	opt_props_file(struct opt_kafka *, const char *path);
+
+/* Adds "name=value" (as -X does); returns -1 if it has no '='. */
+int	opt_prop_add(struct opt_kafka *, const char *nv, const char *where);
+
+/*
+ * Applies bootstrap.servers and every property, in order, to conf.
+ * Returns 0, or -1 with a message naming the property and where it came
+ * from in err.
+ */
+int	opt_apply(const struct opt_kafka *, rd_kafka_conf_t *conf, char *err,
+	    size_t errlen);
+
+/* The state directory: --state, else ${ORDERFLOW_STATE:-./var}/PROGNAME. */
+const char *opt_state_dir(struct opt_kafka *);
+
+/* Frees the property list. */
+void	opt_free(struct opt_kafka *);
+
+#endif

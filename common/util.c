@@ -1,0 +1,182 @@
+/*
+ * util.c - numbers, durations, times and clocks.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+long long
+util_strtonum(const char *s, long long min, long long max, const char **errstr)
+{
+	long long v;
+	char *end;
+
+	*errstr = NULL;
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s) || min > max) {
+		*errstr = "invalid";
+		return 0;
+	}
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*end != '\0') {
+		*errstr = "invalid";
+		return 0;
+	}
+	if ((v == LLONG_MIN && errno == ERANGE) || v < min) {
+		*errstr = "too small";
+		return 0;
+	}
+	if ((v == LLONG_MAX && errno == ERANGE) || v > max) {
+		*errstr = "too large";
+		return 0;
+	}
+	return v;
+}
+
+int
+util_duration(const char *s, int64_t *ms, const char **errstr)
+{
+	static const struct { const char *unit; int64_t ms; } units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+		{ "d", 86400000 },
+	};
+	char num[24];
+	size_t i, n;
+
+	*errstr = NULL;
+	for (n = 0; s[n] != '\0' && isdigit((unsigned char)s[n]); n++)
+		;
+	if (n == 0 || n >= sizeof(num)) {
+		*errstr = "invalid duration (e.g. 250ms, 5s, 2m, 1h, 7d)";
+		return -1;
+	}
+	memcpy(num, s, n);
+	num[n] = '\0';
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		long long v;
+		const char *e;
+
+		if (strcmp(s + n, units[i].unit) != 0)
+			continue;
+		v = util_strtonum(num, 0, INT64_MAX / units[i].ms, &e);
+		if (e != NULL) {
+			*errstr = "duration out of range";
+			return -1;
+		}
+		*ms = v * units[i].ms;
+		return 0;
+	}
+	*errstr = "invalid duration (e.g. 250ms, 5s, 2m, 1h, 7d)";
+	return -1;
+}
+
+static int64_t
+days_from_civil(int y, int m, int d)
+{
+	int era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (int64_t)era * 146097 + doe - 719468;
+}
+
+int64_t
+util_rfc3339_parse(const char *s)
+{
+	int y, mo, d, h, mi, sec, n = 0, oh, om;
+	int64_t ms = 0, t;
+	const char *p;
+
+	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+		return -1;
+	p = s + 10;
+	if (*p != 'T' && *p != 't' && *p != ' ')
+		return -1;
+	p++;
+	if (sscanf(p, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+		return -1;
+	p += 8;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+	    sec > 60 || h < 0 || mi < 0 || sec < 0)
+		return -1;
+	if (*p == '.') {
+		int digits = 0;
+
+		for (p++; isdigit((unsigned char)*p); p++, digits++)
+			if (digits < 3)
+				ms = ms * 10 + (*p - '0');
+		if (digits == 0)
+			return -1;
+		for (; digits < 3; digits++)
+			ms *= 10;
+	}
+	t = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) *
+	    1000 + ms;
+	if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+		return t;
+	if ((*p == '+' || *p == '-') &&
+	    sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && n == 5 &&
+	    p[6] == '\0' && oh <= 23 && om <= 59) {
+		int64_t off = ((int64_t)oh * 3600 + om * 60) * 1000;
+
+		return *p == '+' ? t - off : t + off;
+	}
+	return -1;
+}
+
+int
+util_time(const char *s, int64_t *epoch_ms, const char **errstr)
+{
+	int64_t t, ago;
+
+	*errstr = NULL;
+	if ((t = util_rfc3339_parse(s)) >= 0) {
+		*epoch_ms = t;
+		return 0;
+	}
+	if (util_duration(s, &ago, errstr) == 0) {
+		*epoch_ms = util_now_ms() - ago;
+		return 0;
+	}
+	*errstr = "invalid time (RFC 3339, or a duration meaning that long ago)";
+	return -1;
+}
+
+void
+util_rfc3339(int64_t epoch_ms, char *buf, size_t len)
+{
+	time_t sec = (time_t)(epoch_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&sec, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(epoch_ms % 1000));
+}
+
+int64_t
+util_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+util_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,39 @@
+/*
+ * util.h - small helpers every command needs: range-checked numbers,
+ * durations and times as CONTRACT writes them, clocks.
+ */
+#ifndef OF_UTIL_H
+#define OF_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * strtonum(3) as on OpenBSD: a decimal integer in [min, max].  On failure
+ * returns 0 and sets *errstr to "invalid", "too small" or "too large".
+ */
+long long	 util_strtonum(const char *s, long long min, long long max,
+		    const char **errstr);
+
+/*
+ * A duration: an integer followed by ms, s, m, h or d ("250ms", "5s", "7d").
+ * Returns 0 and stores milliseconds, or -1 with *errstr set.
+ */
+int		 util_duration(const char *s, int64_t *ms, const char **errstr);
+
+/*
+ * A point in time: RFC 3339 ("2026-11-26T10:00:00Z", offsets allowed) or a
+ * duration meaning that long before now.  Stores epoch milliseconds.
+ */
+int		 util_time(const char *s, int64_t *epoch_ms, const char **errstr);
+
+/* Epoch milliseconds parsed from RFC 3339; -1 on error. */
+int64_t		 util_rfc3339_parse(const char *s);
+
+/* RFC 3339 in UTC with milliseconds: "2026-11-26T10:00:00.123Z" (25 bytes). */
+void		 util_rfc3339(int64_t epoch_ms, char *buf, size_t len);
+
+int64_t		 util_now_ms(void);		/* wall clock */
+int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */
+
+#endif
