@@ -4,6 +4,7 @@
 #   make              bin/ with -Wall -Wextra -Werror
 #   make SANITIZE=1   the same with AddressSanitizer and UBSan
 #   make check        installs missing packages, builds, runs the whole suite
+#   make demo         installs what is missing, builds, shows a local broker's topics
 #   make deps         installs the Debian packages (prints the command if not root)
 #   make fuzz         libFuzzer targets in build/fuzz/ (clang)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -39,7 +40,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 FUZZCC = clang
-FUZZFLAGS = -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
+FUZZFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
 FUZZTIME = 30
 
@@ -76,6 +77,11 @@ check:
 	@$(MAKE) --no-print-directory all unit
 	@scripts/run-tests
 
+demo:
+	@scripts/deps --if-missing
+	@$(MAKE) --no-print-directory all
+	@scripts/demo
+
 lint:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN7)
 
@@ -90,7 +96,9 @@ fuzz-run: $(FUZZ)
 	    n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
 	    echo "fuzz: $$n for $(FUZZTIME)s"; \
 	    $$f -max_total_time=$(FUZZTIME) -max_len=4096 -print_final_stats=1 \
-	        build/fuzz/corpus/$$n fuzz/seeds/$$n > build/fuzz/$$n.log 2>&1 || \
+	        -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus/$$n \
+	        $$([ -d fuzz/seeds/$$n ] && echo fuzz/seeds/$$n) \
+	        > build/fuzz/$$n.log 2>&1 || \
 	        { tail -n 40 build/fuzz/$$n.log; exit 1; }; \
 	    grep -E '^stat::number_of_executed_units' build/fuzz/$$n.log; \
 	done
@@ -110,5 +118,5 @@ uninstall:
 clean:
 	rm -rf bin build
 
-.PHONY: all check clean deps fuzz fuzz-run install lint uninstall unit FORCE
+.PHONY: all check clean demo deps fuzz fuzz-run install lint uninstall unit FORCE
 .PRECIOUS: build/%.o build/test/unit/%.o
