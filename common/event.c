@@ -1,0 +1,1156 @@
+/*
+ * event.c - orders and CloudEvents: parse, check, build, serialise,
+ * upcast, derived ids and W3C traceparent.
+ *
+ * JSON is parsed by cJSON, which keeps every number as a double and so
+ * cannot tell 1250 from 1250.0 or 1.25e3.  json_parse() therefore walks
+ * the parsed tree and the source text side by side: number literals occur
+ * in the text in the same order as number nodes in a pre-order walk of
+ * the tree, so the n-th literal is the n-th node.  A node whose literal
+ * has a fraction or an exponent gets the value NaN, which JSON cannot
+ * write, and every integer check here rejects NaN.  The same pass rejects
+ * what cJSON lets through but JSON forbids in strings: control characters
+ * and \u0000 (which would silently cut a C string short).
+ */
+#include <sys/random.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <uuid/uuid.h>
+
+#include "event.h"
+#include "util.h"
+
+/*
+ * orderflow's namespace for name-based UUIDs (RFC 4122 version 5).  Never
+ * change it: every derived id, and so every duplicate check downstream,
+ * depends on it.
+ */
+static const uuid_t event_ns = {
+	0x76, 0xd3, 0x21, 0x67, 0x2e, 0xc2, 0x4e, 0x98,
+	0xa2, 0x03, 0x30, 0x97, 0xcf, 0x8d, 0x41, 0xda
+};
+
+#define PURPOSE_MAX	64
+#define LEGACY_SKU	"LEGACY"
+
+/* A string rule: 1..max characters of a class, and maybe more checks. */
+struct rule {
+	size_t	 max;
+	int	(*cls)(int);
+	int	(*extra)(const char *);
+	const char *msg;
+};
+
+static int	c_ident(int);
+static int	c_graph(int);
+static int	c_print(int);
+static int	c_upper(int);
+static int	email_ok(const char *);
+static int	currency_ok(const char *);
+
+static const struct rule r_order_id = { ORDER_ID_MAX, c_ident, NULL,
+	"must be 1 to 128 characters of A-Z a-z 0-9 . _ : -" };
+static const struct rule r_customer = { ORDER_CUSTOMER_MAX, c_graph, NULL,
+	"must be 1 to 128 printable ASCII characters without spaces" };
+static const struct rule r_email = { ORDER_EMAIL_MAX, c_graph, email_ok,
+	"must be an email address like ana@example.com "
+	"(at most 254 characters)" };
+static const struct rule r_currency = { 3, c_upper, currency_ok,
+	"must be 3 capital letters A-Z, e.g. EUR" };
+static const struct rule r_sku = { ORDER_SKU_MAX, c_graph, NULL,
+	"must be 1 to 64 printable ASCII characters without spaces" };
+static const struct rule r_pm = { ORDER_PM_MAX, c_ident, NULL,
+	"must be 1 to 64 characters of A-Z a-z 0-9 . _ : -" };
+static const struct rule r_event_id = { EVENT_ID_MAX, c_graph, NULL,
+	"must be 1 to 128 printable ASCII characters without spaces" };
+static const struct rule r_source = { EVENT_SOURCE_MAX, c_graph, NULL,
+	"must be 1 to 256 printable ASCII characters without spaces" };
+static const struct rule r_reason = { EVENT_REASON_MAX, c_print, NULL,
+	"must be 1 to 128 printable ASCII characters" };
+
+static const char msg_qty[] = "must be an integer from 1 to 1000";
+static const char msg_money[] = "must be an integer number of minor units";
+
+static const struct {
+	const char	*type;
+	enum event_kind	 kind;
+} kinds[] = {
+	{ EVENT_TYPE_ORDER_CREATED_V1, EVENT_ORDER_CREATED_V1 },
+	{ EVENT_TYPE_ORDER_CREATED_V2, EVENT_ORDER_CREATED_V2 },
+	{ EVENT_TYPE_PAYMENT_PROCESSED_V1, EVENT_PAYMENT_PROCESSED_V1 },
+};
+
+static const struct {
+	const char	*base;
+	const char	*versions;
+} bases[] = {
+	{ "order.created", "v1, v2" },
+	{ "payment.processed", "v1" },
+};
+
+static int
+c_ident(int c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+	    c == '-';
+}
+
+static int
+c_graph(int c)
+{
+	return c > ' ' && c < 0x7f;
+}
+
+static int
+c_print(int c)
+{
+	return c >= ' ' && c < 0x7f;
+}
+
+static int
+c_upper(int c)
+{
+	return c >= 'A' && c <= 'Z';
+}
+
+static int
+currency_ok(const char *s)
+{
+	return strlen(s) == 3;
+}
+
+/*
+ * Plausible, not RFC 5322: one "@", a local part of 1..64 characters
+ * without quotes, brackets or separators, a domain of letters, digits,
+ * dots and hyphens that neither starts nor ends with a dot or has two in a
+ * row.  No dot is required in the domain.
+ */
+static int
+email_ok(const char *s)
+{
+	const char *at, *d;
+
+	if ((at = strchr(s, '@')) == NULL || strchr(at + 1, '@') != NULL)
+		return 0;
+	if (at == s || at - s > 64 || at[1] == '\0')
+		return 0;
+	if (strpbrk(s, "\"\\()<>[],;:") != NULL)
+		return 0;
+	for (d = at + 1; *d != '\0'; d++) {
+		if (!((*d >= 'A' && *d <= 'Z') || (*d >= 'a' && *d <= 'z') ||
+		    (*d >= '0' && *d <= '9') || *d == '-' || *d == '.'))
+			return 0;
+		if (*d == '.' && (d == at + 1 || d[1] == '\0' || d[1] == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+static int
+rule_ok(const struct rule *r, const char *s)
+{
+	size_t n;
+
+	for (n = 0; s[n] != '\0'; n++)
+		if (n >= r->max || !r->cls((unsigned char)s[n]))
+			return 0;
+	return n > 0 && (r->extra == NULL || r->extra(s));
+}
+
+/*
+ * Reports a broken rule at path pfx + field; an empty field names the
+ * object pfx itself ("items[0]", or "" for the whole input).  Returns -1.
+ */
+static int __attribute__((format(printf, 4, 5)))
+errf(struct event_err *err, const char *pfx, const char *field,
+    const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	if (err == NULL)
+		return -1;
+	snprintf(err->field, sizeof(err->field), "%s%s", pfx, field);
+	n = strlen(err->field);
+	if (*field == '\0' && n > 0 && err->field[n - 1] == '.')
+		err->field[n - 1] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	if (err->field[0] == '\0')
+		snprintf(err->text, sizeof(err->text), "%s", err->msg);
+	else
+		snprintf(err->text, sizeof(err->text), "%s: %s", err->field,
+		    err->msg);
+	return -1;
+}
+
+static void
+err_clear(struct event_err *err)
+{
+	if (err != NULL)
+		memset(err, 0, sizeof(*err));
+}
+
+/* A cursor over JSON text that cJSON accepted, from number to number. */
+struct numscan {
+	const char	*p;
+	const char	*end;
+	const char	*bad;	/* a control character or \u0000 in a string */
+};
+
+/*
+ * Skips to the next number literal outside strings and past it.  Returns
+ * 1 if it was written as an integer, 0 if with a fraction or exponent,
+ * -1 at the end of the text.
+ */
+static int
+numscan_next(struct numscan *s)
+{
+	int instr = 0, integral = 1;
+	unsigned char c;
+
+	for (; s->p < s->end; s->p++) {
+		c = (unsigned char)*s->p;
+		if (instr) {
+			if (c < ' ' && s->bad == NULL)
+				s->bad = s->p;
+			if (c == '"')
+				instr = 0;
+			else if (c == '\\' && s->end - s->p > 1) {
+				if (s->end - s->p >= 6 && s->bad == NULL &&
+				    memcmp(s->p + 1, "u0000", 5) == 0)
+					s->bad = s->p;
+				s->p++;
+			}
+		} else if (c == '"')
+			instr = 1;
+		else if (c == '-' || (c >= '0' && c <= '9'))
+			break;
+	}
+	if (s->p >= s->end)
+		return -1;
+	for (; s->p < s->end; s->p++) {
+		c = (unsigned char)*s->p;
+		if (c == '.' || c == 'e' || c == 'E')
+			integral = 0;
+		else if (c != '+' && c != '-' && !(c >= '0' && c <= '9'))
+			break;
+	}
+	return integral;
+}
+
+static void
+mark_fractions(cJSON *item, struct numscan *s)
+{
+	for (; item != NULL; item = item->next) {
+		if (cJSON_IsNumber(item)) {
+			if (numscan_next(s) != 1)
+				item->valuedouble = NAN;
+		} else if (item->child != NULL)
+			mark_fractions(item->child, s);
+	}
+}
+
+/*
+ * Parses len bytes of JSON: one value, maybe surrounded by whitespace,
+ * nested at most CJSON_NESTING_LIMIT deep.  Numbers not written as
+ * integers become NaN (see the top of this file).
+ */
+static cJSON *
+json_parse(const char *buf, size_t len, struct event_err *err)
+{
+	struct numscan s;
+	const char *end = NULL, *p;
+	cJSON *root;
+
+	if (buf == NULL)
+		len = 0;
+	for (p = buf; p != NULL && p < buf + len && *p != '\0' &&
+	    strchr(" \t\r\n", *p) != NULL; p++)
+		;
+	if (len == 0 || p == buf + len) {
+		errf(err, "", "", "invalid JSON: empty input");
+		return NULL;
+	}
+	if ((root = cJSON_ParseWithLengthOpts(buf, len, &end, 0)) == NULL) {
+		errf(err, "", "", "invalid JSON at byte offset %zu",
+		    end != NULL && end >= buf ? (size_t)(end - buf) : 0);
+		return NULL;
+	}
+	for (p = end; p < buf + len; p++)
+		if (*p == '\0' || strchr(" \t\r\n", *p) == NULL) {
+			errf(err, "", "", "invalid JSON: trailing data at "
+			    "byte offset %zu", (size_t)(p - buf));
+			cJSON_Delete(root);
+			return NULL;
+		}
+	s.p = buf;
+	s.end = end;
+	s.bad = NULL;
+	mark_fractions(root, &s);
+	while (numscan_next(&s) != -1)
+		;
+	if (s.bad != NULL) {
+		errf(err, "", "", "invalid JSON: control character or \\u0000 "
+		    "in a string at byte offset %zu", (size_t)(s.bad - buf));
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* Member name of obj into *out (NULL if absent); a duplicate is an error. */
+static int
+member(const cJSON *obj, const char *pfx, const char *name,
+    const cJSON **out, struct event_err *err)
+{
+	const cJSON *c;
+
+	*out = NULL;
+	cJSON_ArrayForEach(c, obj) {
+		if (c->string == NULL || strcmp(c->string, name) != 0)
+			continue;
+		if (*out != NULL)
+			return errf(err, pfx, name, "appears more than once");
+		*out = c;
+	}
+	return 0;
+}
+
+/*
+ * A string member checked against rule r, copied to dst (which holds
+ * r->max + 1 bytes).  An optional member absent or null returns 1 with
+ * dst "".  Returns 0 or -1.
+ */
+static int
+get_string(const cJSON *obj, const char *pfx, const char *name,
+    int required, const struct rule *r, char *dst, struct event_err *err)
+{
+	const cJSON *v;
+
+	dst[0] = '\0';
+	if (member(obj, pfx, name, &v, err) == -1)
+		return -1;
+	if (v == NULL || (!required && cJSON_IsNull(v))) {
+		if (required)
+			return errf(err, pfx, name, "is required");
+		return 1;
+	}
+	if (!cJSON_IsString(v) || !rule_ok(r, v->valuestring))
+		return errf(err, pfx, name, "%s", r->msg);
+	memcpy(dst, v->valuestring, strlen(v->valuestring) + 1);
+	return 0;
+}
+
+/*
+ * A required integer member in [min, max]: notint is the message for
+ * anything but an integer literal, range for one out of range.
+ */
+static int
+get_int(const cJSON *obj, const char *pfx, const char *name, int64_t min,
+    int64_t max, const char *notint, const char *range, int64_t *out,
+    struct event_err *err)
+{
+	const cJSON *v;
+	double d;
+
+	if (member(obj, pfx, name, &v, err) == -1)
+		return -1;
+	if (v == NULL)
+		return errf(err, pfx, name, "is required");
+	if (!cJSON_IsNumber(v) || isnan(v->valuedouble))
+		return errf(err, pfx, name, "%s", notint);
+	d = v->valuedouble;
+	if (!(d >= (double)min && d <= (double)max))
+		return errf(err, pfx, name, "%s", range);
+	*out = (int64_t)d;
+	if ((double)*out != d)
+		return errf(err, pfx, name, "%s", notint);
+	return 0;
+}
+
+static void
+random_order_id(char *dst)
+{
+	char u[EVENT_UUID_LEN + 1];
+
+	event_random_id(u);
+	snprintf(dst, ORDER_ID_MAX + 1, "o-%s", u);
+}
+
+static int
+items_from_json(const cJSON *o, const char *pfx, struct order *out,
+    struct event_err *err)
+{
+	const cJSON *items, *it;
+	char ipfx[64], range[96];
+	int64_t v, sum = 0, line;
+	int n, i = 0;
+
+	if (member(o, pfx, "items", &items, err) == -1)
+		return -1;
+	if (items == NULL)
+		return errf(err, pfx, "items", "is required");
+	n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : -1;
+	if (n < 1 || n > ORDER_ITEMS_MAX)
+		return errf(err, pfx, "items", "must be an array of 1 to %d "
+		    "items", ORDER_ITEMS_MAX);
+	if ((out->items = calloc(n, sizeof(*out->items))) == NULL)
+		return errf(err, "", "", "out of memory");
+	snprintf(range, sizeof(range), "%s from 0 to %lld", msg_money,
+	    ORDER_PRICE_MAX);
+	cJSON_ArrayForEach(it, items) {
+		struct order_item *oi = &out->items[i];
+
+		snprintf(ipfx, sizeof(ipfx), "%sitems[%d].", pfx, i);
+		if (!cJSON_IsObject(it))
+			return errf(err, ipfx, "", "must be an object");
+		if (get_string(it, ipfx, "sku", 1, &r_sku, oi->sku, err) == -1)
+			return -1;
+		if (get_int(it, ipfx, "qty", 1, ORDER_QTY_MAX, msg_qty,
+		    msg_qty, &v, err) == -1)
+			return -1;
+		oi->qty = (int)v;
+		if (get_int(it, ipfx, "unit_price", 0, ORDER_PRICE_MAX,
+		    msg_money, range, &oi->unit_price, err) == -1)
+			return -1;
+		if (__builtin_mul_overflow(oi->unit_price, (int64_t)oi->qty,
+		    &line) || __builtin_add_overflow(sum, line, &sum) ||
+		    sum > ORDER_TOTAL_MAX)
+			return errf(err, pfx, "items", "total out of range");
+		out->nitems = ++i;
+	}
+	out->total = sum;
+	return 0;
+}
+
+/*
+ * The order rules on object o, paths prefixed with pfx.  In an event
+ * (in_event) order_id is required and total must be there and right.
+ */
+static int
+order_from_json(const cJSON *o, const char *pfx, int in_event,
+    struct order *out, struct event_err *err)
+{
+	char range[96];
+	int64_t total;
+	int r;
+
+	if (!cJSON_IsObject(o))
+		return errf(err, pfx, "", "must be a JSON object");
+	if ((r = get_string(o, pfx, "order_id", in_event, &r_order_id,
+	    out->order_id, err)) == -1)
+		return -1;
+	if (r == 1) {
+		random_order_id(out->order_id);
+		out->order_id_generated = 1;
+	}
+	if (get_string(o, pfx, "customer_id", 1, &r_customer,
+	    out->customer_id, err) == -1 ||
+	    get_string(o, pfx, "email", 1, &r_email, out->email, err) == -1 ||
+	    get_string(o, pfx, "currency", 1, &r_currency, out->currency,
+	    err) == -1 ||
+	    items_from_json(o, pfx, out, err) == -1 ||
+	    (r = get_string(o, pfx, "payment_method", 0, &r_pm,
+	    out->payment_method, err)) == -1)
+		return -1;
+	if (r == 1)
+		strcpy(out->payment_method, ORDER_PM_DEFAULT);
+	if (!in_event)
+		return 0;
+	snprintf(range, sizeof(range), "%s from 0 to %lld", msg_money,
+	    ORDER_TOTAL_MAX);
+	if (get_int(o, pfx, "total", 0, ORDER_TOTAL_MAX, msg_money, range,
+	    &total, err) == -1)
+		return -1;
+	if (total != out->total)
+		return errf(err, pfx, "total", "must equal the sum of qty * "
+		    "unit_price over items (%" PRId64 ")", out->total);
+	return 0;
+}
+
+int
+order_parse(const char *json, size_t len, struct order *out,
+    struct event_err *err)
+{
+	cJSON *root;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	err_clear(err);
+	if ((root = json_parse(json, len, err)) == NULL)
+		return -1;
+	rc = order_from_json(root, "", 0, out, err);
+	cJSON_Delete(root);
+	if (rc == -1)
+		order_free(out);
+	return rc;
+}
+
+void
+order_free(struct order *o)
+{
+	free(o->items);
+	o->items = NULL;
+	o->nitems = 0;
+}
+
+static int
+order_copy(struct order *dst, const struct order *src)
+{
+	*dst = *src;
+	dst->items = NULL;
+	if (src->nitems == 0)
+		return 0;
+	if ((dst->items = calloc(src->nitems, sizeof(*dst->items))) == NULL) {
+		dst->nitems = 0;
+		return -1;
+	}
+	memcpy(dst->items, src->items, src->nitems * sizeof(*dst->items));
+	return 0;
+}
+
+static int
+v1_from_json(const cJSON *d, const char *pfx, struct order *out,
+    struct event_err *err)
+{
+	const cJSON *v;
+	int r;
+
+	if (get_string(d, pfx, "order_id", 1, &r_order_id, out->order_id,
+	    err) == -1 ||
+	    get_string(d, pfx, "customer_id", 1, &r_customer,
+	    out->customer_id, err) == -1 ||
+	    get_string(d, pfx, "email", 1, &r_email, out->email, err) == -1 ||
+	    get_string(d, pfx, "currency", 1, &r_currency, out->currency,
+	    err) == -1 ||
+	    member(d, pfx, "amount", &v, err) == -1)
+		return -1;
+	if (v == NULL)
+		return errf(err, pfx, "amount", "is required");
+	if (!cJSON_IsString(v) ||
+	    event_parse_amount(v->valuestring, &out->total) == -1)
+		return errf(err, pfx, "amount", "must be a decimal string of "
+		    "major units, e.g. \"25.00\" (at most 2 decimals)");
+	if ((r = get_string(d, pfx, "payment_method", 0, &r_pm,
+	    out->payment_method, err)) == -1)
+		return -1;
+	if (r == 1)
+		strcpy(out->payment_method, ORDER_PM_DEFAULT);
+	return 0;
+}
+
+static int
+payment_from_json(const cJSON *d, const char *pfx, struct event_payment *p,
+    struct event_err *err)
+{
+	const cJSON *v;
+	char range[96];
+	int r;
+
+	if (get_string(d, pfx, "order_id", 1, &r_order_id, p->order_id,
+	    err) == -1 ||
+	    get_string(d, pfx, "payment_id", 1, &r_order_id, p->payment_id,
+	    err) == -1 ||
+	    member(d, pfx, "status", &v, err) == -1)
+		return -1;
+	if (v == NULL)
+		return errf(err, pfx, "status", "is required");
+	if (cJSON_IsString(v) && strcmp(v->valuestring, "approved") == 0)
+		p->status = EVENT_PAY_APPROVED;
+	else if (cJSON_IsString(v) && strcmp(v->valuestring, "declined") == 0)
+		p->status = EVENT_PAY_DECLINED;
+	else
+		return errf(err, pfx, "status",
+		    "must be \"approved\" or \"declined\"");
+	snprintf(range, sizeof(range), "%s from 0 to %lld", msg_money,
+	    ORDER_TOTAL_MAX);
+	if (get_int(d, pfx, "amount", 0, ORDER_TOTAL_MAX, msg_money, range,
+	    &p->amount, err) == -1 ||
+	    get_string(d, pfx, "currency", 1, &r_currency, p->currency,
+	    err) == -1 ||
+	    (r = get_string(d, pfx, "reason", 0, &r_reason, p->reason,
+	    err)) == -1)
+		return -1;
+	if (p->status == EVENT_PAY_DECLINED && r == 1)
+		return errf(err, pfx, "reason", "is required when declined");
+	if (p->status == EVENT_PAY_APPROVED)
+		p->reason[0] = '\0';
+	if (get_string(d, pfx, "customer_id", 1, &r_customer,
+	    p->customer_id, err) == -1 ||
+	    get_string(d, pfx, "email", 1, &r_email, p->email, err) == -1 ||
+	    get_string(d, pfx, "payment_method", 0, &r_pm, p->payment_method,
+	    err) == -1)
+		return -1;
+	return 0;
+}
+
+/* s made safe to quote in a message: printable, at most 64 characters. */
+static void
+quote(char *dst, size_t len, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len && i < 64; i++)
+		dst[i] = c_print((unsigned char)s[i]) && s[i] != '"' &&
+		    s[i] != '\\' ? s[i] : '?';
+	dst[i] = '\0';
+	if (s[i] != '\0' && i >= 3)
+		memcpy(dst + i - 3, "...", 3);
+}
+
+static int
+type_kind(const char *t, enum event_kind *kind, struct event_err *err)
+{
+	const char *dot;
+	char q[72];
+	size_t i, n;
+
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(t, kinds[i].type) == 0) {
+			*kind = kinds[i].kind;
+			return 0;
+		}
+	dot = strrchr(t, '.');
+	for (i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		n = strlen(bases[i].base);
+		if (strcmp(t, bases[i].base) == 0)
+			return errf(err, "", "type", "event type %s lacks a "
+			    "version (known: %s)", bases[i].base,
+			    bases[i].versions);
+		if (strncmp(t, bases[i].base, n) == 0 && t + n == dot) {
+			quote(q, sizeof(q), dot + 1);
+			return errf(err, "", "type", "unsupported version "
+			    "\"%s\" of event type %s (known: %s)", q,
+			    bases[i].base, bases[i].versions);
+		}
+	}
+	quote(q, sizeof(q), t);
+	return errf(err, "", "type", "unknown event type \"%s\" (known: "
+	    "order.created.v1, order.created.v2, payment.processed.v1)", q);
+}
+
+static int
+envelope(const cJSON *root, struct event *ev, struct event_err *err)
+{
+	const cJSON *v, *data;
+	const char *sub;
+
+	if (!cJSON_IsObject(root))
+		return errf(err, "", "", "must be a JSON object (a CloudEvent)");
+	if (member(root, "", "specversion", &v, err) == -1)
+		return -1;
+	if (v == NULL)
+		return errf(err, "", "specversion", "is required");
+	if (!cJSON_IsString(v) || strcmp(v->valuestring, "1.0") != 0)
+		return errf(err, "", "specversion", "must be \"1.0\"");
+	if (member(root, "", "type", &v, err) == -1)
+		return -1;
+	if (v == NULL)
+		return errf(err, "", "type", "is required");
+	if (!cJSON_IsString(v) || strlen(v->valuestring) > EVENT_TYPE_MAX)
+		return errf(err, "", "type", "must be an event type such as "
+		    "order.created.v2");
+	if (type_kind(v->valuestring, &ev->kind, err) == -1)
+		return -1;
+	strcpy(ev->type, v->valuestring);
+	if (get_string(root, "", "id", 1, &r_event_id, ev->id, err) == -1 ||
+	    get_string(root, "", "source", 1, &r_source, ev->source,
+	    err) == -1 ||
+	    get_string(root, "", "subject", 1, &r_order_id, ev->subject,
+	    err) == -1 ||
+	    member(root, "", "time", &v, err) == -1)
+		return -1;
+	if (v == NULL)
+		return errf(err, "", "time", "is required");
+	if (!cJSON_IsString(v) || strlen(v->valuestring) > EVENT_TIME_MAX ||
+	    (ev->time_ms = util_rfc3339_parse(v->valuestring)) < 0)
+		return errf(err, "", "time", "must be an RFC 3339 time, e.g. "
+		    "2026-11-26T10:00:00Z");
+	strcpy(ev->time, v->valuestring);
+	if (member(root, "", "datacontenttype", &v, err) == -1)
+		return -1;
+	if (v != NULL && (!cJSON_IsString(v) ||
+	    strncmp(v->valuestring, "application/json", 16) != 0 ||
+	    (v->valuestring[16] != '\0' && v->valuestring[16] != ';')))
+		return errf(err, "", "datacontenttype",
+		    "must be \"application/json\"");
+	if (member(root, "", "traceparent", &v, err) == -1)
+		return -1;
+	if (cJSON_IsString(v) && trace_valid(v->valuestring))
+		strcpy(ev->traceparent, v->valuestring);
+	if (member(root, "", "data", &data, err) == -1)
+		return -1;
+	if (data == NULL)
+		return errf(err, "", "data", "is required");
+	if (!cJSON_IsObject(data))
+		return errf(err, "", "data", "must be a JSON object");
+	switch (ev->kind) {
+	case EVENT_ORDER_CREATED_V1:
+		if (v1_from_json(data, "data.", &ev->order, err) == -1)
+			return -1;
+		sub = ev->order.order_id;
+		break;
+	case EVENT_ORDER_CREATED_V2:
+		if (order_from_json(data, "data.", 1, &ev->order, err) == -1)
+			return -1;
+		sub = ev->order.order_id;
+		break;
+	default:
+		if (payment_from_json(data, "data.", &ev->payment, err) == -1)
+			return -1;
+		sub = ev->payment.order_id;
+		break;
+	}
+	if (strcmp(ev->subject, sub) != 0)
+		return errf(err, "", "subject", "must equal data.order_id");
+	return 0;
+}
+
+int
+event_parse(const void *buf, size_t len, struct event *ev,
+    struct event_err *err)
+{
+	cJSON *root;
+	int rc;
+
+	memset(ev, 0, sizeof(*ev));
+	err_clear(err);
+	if ((root = json_parse(buf, len, err)) == NULL)
+		return -1;
+	rc = envelope(root, ev, err);
+	cJSON_Delete(root);
+	if (rc == -1) {
+		event_free(ev);
+		ev->kind = EVENT_NONE;
+	}
+	return rc;
+}
+
+int
+event_upcast_v1(struct event *ev)
+{
+	struct order_item *it;
+
+	if (ev->kind == EVENT_ORDER_CREATED_V2)
+		return 0;
+	if (ev->kind != EVENT_ORDER_CREATED_V1) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((it = calloc(1, sizeof(*it))) == NULL)
+		return -1;
+	strcpy(it->sku, LEGACY_SKU);
+	it->qty = 1;
+	it->unit_price = ev->order.total;
+	free(ev->order.items);
+	ev->order.items = it;
+	ev->order.nitems = 1;
+	if (ev->order.payment_method[0] == '\0')
+		strcpy(ev->order.payment_method, ORDER_PM_DEFAULT);
+	ev->kind = EVENT_ORDER_CREATED_V2;
+	strcpy(ev->type, EVENT_TYPE_ORDER_CREATED_V2);
+	return 0;
+}
+
+/* The attributes every built event shares; 0, or -1 with errno EINVAL. */
+static int
+stamp(struct event *ev, enum event_kind kind, const char *source,
+    const char *subject, const char *traceparent)
+{
+	if (source == NULL || !rule_ok(&r_source, source) ||
+	    !rule_ok(&r_order_id, subject) ||
+	    (traceparent != NULL && !trace_valid(traceparent))) {
+		errno = EINVAL;
+		return -1;
+	}
+	ev->kind = kind;
+	strcpy(ev->type, event_kind_type(kind));
+	strcpy(ev->source, source);
+	strcpy(ev->subject, subject);
+	ev->time_ms = util_now_ms();
+	util_rfc3339(ev->time_ms, ev->time, sizeof(ev->time));
+	if (traceparent != NULL)
+		strcpy(ev->traceparent, traceparent);
+	else
+		trace_generate(ev->traceparent);
+	return 0;
+}
+
+int
+event_order_created(struct event *ev, const struct order *o,
+    const char *source, const char *traceparent)
+{
+	memset(ev, 0, sizeof(*ev));
+	if (stamp(ev, EVENT_ORDER_CREATED_V2, source, o->order_id,
+	    traceparent) == -1 ||
+	    event_derive_id(o->order_id, EVENT_PURPOSE_ORDER, ev->id) == -1)
+		return -1;
+	return order_copy(&ev->order, o);
+}
+
+int
+event_payment_processed(struct event *ev, const struct event *cause,
+    enum event_pay_status status, const char *reason,
+    const char *payment_id, const char *source)
+{
+	struct event_payment *p = &ev->payment;
+	const struct order *o = &cause->order;
+	char u[EVENT_UUID_LEN + 1];
+
+	memset(ev, 0, sizeof(*ev));
+	if ((cause->kind != EVENT_ORDER_CREATED_V1 &&
+	    cause->kind != EVENT_ORDER_CREATED_V2) ||
+	    (status != EVENT_PAY_APPROVED && status != EVENT_PAY_DECLINED) ||
+	    (status == EVENT_PAY_DECLINED &&
+	    (reason == NULL || !rule_ok(&r_reason, reason))) ||
+	    (payment_id != NULL && !rule_ok(&r_order_id, payment_id))) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (stamp(ev, EVENT_PAYMENT_PROCESSED_V1, source, o->order_id,
+	    cause->traceparent[0] != '\0' ? cause->traceparent : NULL) == -1 ||
+	    event_derive_id(cause->id, EVENT_PURPOSE_PAYMENT, ev->id) == -1)
+		return -1;
+	if (payment_id == NULL) {
+		if (event_derive_id(cause->id, EVENT_PURPOSE_PAYMENT_ID, u) == -1)
+			return -1;
+		snprintf(p->payment_id, sizeof(p->payment_id), "p-%s", u);
+	} else
+		strcpy(p->payment_id, payment_id);
+	strcpy(p->order_id, o->order_id);
+	p->status = status;
+	p->amount = o->total;
+	strcpy(p->currency, o->currency);
+	if (status == EVENT_PAY_DECLINED)
+		strcpy(p->reason, reason);
+	strcpy(p->customer_id, o->customer_id);
+	strcpy(p->email, o->email);
+	strcpy(p->payment_method, o->payment_method);
+	return 0;
+}
+
+static void
+put_str(cJSON *o, const char *name, const char *s, int *fail)
+{
+	if (cJSON_AddStringToObject(o, name, s) == NULL)
+		*fail = 1;
+}
+
+/* Integers are written as such, never through a double. */
+static void
+put_int(cJSON *o, const char *name, int64_t v, int *fail)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	if (cJSON_AddRawToObject(o, name, buf) == NULL)
+		*fail = 1;
+}
+
+static void
+put_items(cJSON *data, const struct order *o, int *fail)
+{
+	cJSON *items, *it;
+	size_t i;
+
+	if ((items = cJSON_AddArrayToObject(data, "items")) == NULL) {
+		*fail = 1;
+		return;
+	}
+	for (i = 0; i < o->nitems; i++) {
+		if ((it = cJSON_CreateObject()) == NULL ||
+		    !cJSON_AddItemToArray(items, it)) {
+			cJSON_Delete(it);
+			*fail = 1;
+			return;
+		}
+		put_str(it, "sku", o->items[i].sku, fail);
+		put_int(it, "qty", o->items[i].qty, fail);
+		put_int(it, "unit_price", o->items[i].unit_price, fail);
+	}
+}
+
+static void
+put_data(cJSON *root, const struct event *ev, int *fail)
+{
+	const struct event_payment *p = &ev->payment;
+	const struct order *o = &ev->order;
+	char amount[32];
+	cJSON *d;
+
+	if ((d = cJSON_AddObjectToObject(root, "data")) == NULL) {
+		*fail = 1;
+		return;
+	}
+	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
+		put_str(d, "order_id", p->order_id, fail);
+		put_str(d, "payment_id", p->payment_id, fail);
+		put_str(d, "status", event_pay_status_name(p->status), fail);
+		put_int(d, "amount", p->amount, fail);
+		put_str(d, "currency", p->currency, fail);
+		if (p->status == EVENT_PAY_DECLINED)
+			put_str(d, "reason", p->reason, fail);
+		put_str(d, "customer_id", p->customer_id, fail);
+		put_str(d, "email", p->email, fail);
+		if (p->payment_method[0] != '\0')
+			put_str(d, "payment_method", p->payment_method, fail);
+		return;
+	}
+	put_str(d, "order_id", o->order_id, fail);
+	put_str(d, "customer_id", o->customer_id, fail);
+	put_str(d, "email", o->email, fail);
+	put_str(d, "currency", o->currency, fail);
+	if (ev->kind == EVENT_ORDER_CREATED_V1) {
+		event_format_money(o->total, o->currency, amount,
+		    sizeof(amount));
+		put_str(d, "amount", amount, fail);
+	} else {
+		put_items(d, o, fail);
+		put_int(d, "total", o->total, fail);
+	}
+	put_str(d, "payment_method", o->payment_method, fail);
+}
+
+char *
+event_serialize(const struct event *ev, size_t *lenp)
+{
+	cJSON *root;
+	char *s = NULL;
+	int fail = 0;
+
+	if (ev->kind == EVENT_NONE) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((root = cJSON_CreateObject()) == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	put_str(root, "specversion", "1.0", &fail);
+	put_str(root, "id", ev->id, &fail);
+	put_str(root, "source", ev->source, &fail);
+	put_str(root, "type", event_kind_type(ev->kind), &fail);
+	put_str(root, "subject", ev->subject, &fail);
+	put_str(root, "time", ev->time, &fail);
+	put_str(root, "datacontenttype", EVENT_DATA_CONTENT_TYPE, &fail);
+	if (ev->traceparent[0] != '\0')
+		put_str(root, "traceparent", ev->traceparent, &fail);
+	put_data(root, ev, &fail);
+	if (!fail)
+		s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (s == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (lenp != NULL)
+		*lenp = strlen(s);
+	return s;
+}
+
+void
+event_free(struct event *ev)
+{
+	order_free(&ev->order);
+}
+
+const char *
+event_kind_type(enum event_kind kind)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (kinds[i].kind == kind)
+			return kinds[i].type;
+	return "";
+}
+
+const char *
+event_pay_status_name(enum event_pay_status status)
+{
+	return status == EVENT_PAY_APPROVED ? "approved" : "declined";
+}
+
+int
+event_derive_id(const char *cause_id, const char *purpose,
+    char out[EVENT_UUID_LEN + 1])
+{
+	char name[PURPOSE_MAX + 1 + EVENT_ID_MAX];
+	size_t plen, clen;
+	uuid_t u;
+
+	plen = strnlen(purpose, PURPOSE_MAX + 1);
+	clen = strnlen(cause_id, EVENT_ID_MAX + 1);
+	if (plen == 0 || plen > PURPOSE_MAX || clen == 0 ||
+	    clen > EVENT_ID_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* purpose NUL cause: no two (purpose, cause) pairs give one name */
+	memcpy(name, purpose, plen + 1);
+	memcpy(name + plen + 1, cause_id, clen);
+	uuid_generate_sha1(u, event_ns, name, plen + 1 + clen);
+	uuid_unparse_lower(u, out);
+	return 0;
+}
+
+void
+event_random_id(char out[EVENT_UUID_LEN + 1])
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+}
+
+int
+event_format_money(int64_t minor, const char *currency, char *buf,
+    size_t len)
+{
+	uint64_t m = minor < 0 ? -(uint64_t)minor : (uint64_t)minor;
+
+	(void)currency;
+	return snprintf(buf, len, "%s%" PRIu64 ".%02" PRIu64,
+	    minor < 0 ? "-" : "", m / 100, m % 100);
+}
+
+int
+event_parse_amount(const char *s, int64_t *minor)
+{
+	int64_t whole = 0, frac = 0;
+	int nd = 0, nf = 0;
+
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (++nd > 12)
+			return -1;
+		whole = whole * 10 + (*s - '0');
+	}
+	if (nd == 0)
+		return -1;
+	if (*s == '.') {
+		for (s++; *s >= '0' && *s <= '9'; s++) {
+			if (++nf > 2)
+				return -1;
+			frac = frac * 10 + (*s - '0');
+		}
+		if (nf == 0)
+			return -1;
+		if (nf == 1)
+			frac *= 10;
+	}
+	if (*s != '\0' || whole * 100 + frac > ORDER_TOTAL_MAX)
+		return -1;
+	*minor = whole * 100 + frac;
+	return 0;
+}
+
+/*
+ * Random bytes from the kernel; libuuid's random UUIDs (which use the same
+ * source) if getrandom(2) fails, at the cost of 6 fixed bits in 128.
+ */
+static void
+random_bytes(unsigned char *buf, size_t len)
+{
+	size_t got = 0, n;
+	ssize_t r;
+	uuid_t u;
+
+	while (got < len) {
+		r = getrandom(buf + got, len - got, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	while (got < len) {
+		uuid_generate_random(u);
+		n = len - got < sizeof(u) ? len - got : sizeof(u);
+		memcpy(buf + got, u, n);
+		got += n;
+	}
+}
+
+static int
+all_zero(const unsigned char *p, size_t len)
+{
+	while (len-- > 0)
+		if (*p++ != 0)
+			return 0;
+	return 1;
+}
+
+static void
+hex(char *dst, const unsigned char *p, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (; len > 0; len--, p++) {
+		*dst++ = digits[*p >> 4];
+		*dst++ = digits[*p & 0xf];
+	}
+}
+
+void
+trace_generate(char out[TRACEPARENT_LEN + 1])
+{
+	unsigned char trace[16], span[8];
+
+	do
+		random_bytes(trace, sizeof(trace));
+	while (all_zero(trace, sizeof(trace)));
+	do
+		random_bytes(span, sizeof(span));
+	while (all_zero(span, sizeof(span)));
+	memcpy(out, "00-", 3);
+	hex(out + 3, trace, sizeof(trace));
+	out[35] = '-';
+	hex(out + 36, span, sizeof(span));
+	memcpy(out + 52, "-01", 4);
+}
+
+int
+trace_valid(const char *s)
+{
+	size_t i;
+	int tz = 1, sz = 1;
+
+	if (s == NULL || strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN)
+		return 0;
+	for (i = 0; i < TRACEPARENT_LEN; i++) {
+		if (i == 2 || i == 35 || i == 52) {
+			if (s[i] != '-')
+				return 0;
+			continue;
+		}
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+		if (i > 2 && i < 35 && s[i] != '0')
+			tz = 0;
+		if (i > 35 && i < 52 && s[i] != '0')
+			sz = 0;
+	}
+	return !(s[0] == 'f' && s[1] == 'f') && !tz && !sz;
+}
+
+int
+trace_id_of(const char *traceparent, char out[TRACE_ID_LEN + 1])
+{
+	if (!trace_valid(traceparent))
+		return -1;
+	memcpy(out, traceparent + 3, TRACE_ID_LEN);
+	out[TRACE_ID_LEN] = '\0';
+	return 0;
+}

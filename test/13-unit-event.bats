@@ -1,0 +1,96 @@
+#!/usr/bin/env bats
+# 13-unit-event.bats - runs the unit tests of common/event.c, the one
+# validator of orders and events, one subtest each (build/test/event_test
+# NAME).
+
+load test_helper
+
+# event NAME: runs one subtest; its complaints are shown if it fails.
+event() {
+	run --separate-stderr "$BUILD/test/event_test" "$1"
+	[ -z "$stderr" ] || printf '%s\n' "$stderr"
+	assert_success
+	[ -z "$stderr" ]
+}
+
+@test "event: the tests listed are the tests run here" {
+	run --separate-stderr "$BUILD/test/event_test"
+	assert_success
+	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
+	    nesting generated sameid derive amount upcast types envelope \
+	    payment format trace)"
+}
+
+@test "event: a valid order parsed, total computed" {
+	event valid
+}
+
+@test "event: order_id and payment_method optional, unknown members ignored" {
+	event defaults
+}
+
+@test "event: each order rule broken names its field and rule" {
+	event rules
+}
+
+@test "event: qty 0, 1001, 1.0, a string and the like rejected" {
+	event qty
+}
+
+@test "event: money as a float, an exponent, a string or out of range rejected" {
+	event money
+}
+
+@test "event: invalid JSON, trailing data, duplicate keys, NUL and control characters" {
+	event strict
+}
+
+@test "event: 100000 nested brackets rejected without a crash" {
+	event nesting
+}
+
+@test "event: an order without order_id gets a generated one" {
+	event generated
+}
+
+@test "event: the same order twice gives the same event id; round trip" {
+	event sameid
+}
+
+@test "event: derived ids stable, distinct per purpose and cause" {
+	event derive
+}
+
+@test "event: v1 amounts into minor units exactly, malformed ones rejected" {
+	event amount
+}
+
+@test "event: order.created.v1 upcast to v2" {
+	event upcast
+}
+
+@test "event: unknown type or version rejected with a clear message" {
+	event types
+}
+
+@test "event: CloudEvents envelope and v2 data checked" {
+	event envelope
+}
+
+@test "event: payment.processed built with a derived id, parsed back" {
+	event payment
+}
+
+@test "event: money formatted as major units" {
+	event format
+}
+
+@test "event: traceparent generated, validated, trace id extracted" {
+	event trace
+}
+
+@test "event: an unknown subtest is a usage error" {
+	run --separate-stderr "$BUILD/test/event_test" nosuchtest
+	assert_failure 2
+	[[ "$stderr" == *"no such test"* ]]
+}
