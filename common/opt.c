@@ -24,6 +24,8 @@ opt_init(struct opt_kafka *o, void (*usage)(void))
 	env = getenv("KAFKA_BROKERS");
 	o->brokers = env != NULL && *env != '\0' ? env : "localhost:9092";
 	o->group = log_progname();
+	env = getenv("ORDERFLOW_TOPIC_PREFIX");
+	o->topic_prefix = env != NULL ? env : "";
 	o->verbosity = LOG_LEVEL_INFO;
 	o->usage = usage;
 }
@@ -160,6 +162,9 @@ opt_common(struct opt_kafka *o, int ch, const char *arg)
 	case OPT_STATE:
 		o->state = arg;
 		break;
+	case OPT_TOPIC_PREFIX:
+		o->topic_prefix = arg;
+		break;
 	case '?':
 	case ':':
 		usage_exit(o);
@@ -212,10 +217,33 @@ opt_state_dir(struct opt_kafka *o)
 	return buf;
 }
 
+const char *
+opt_topic(struct opt_kafka *o, const char *name)
+{
+	char **t, *s;
+	size_t i;
+
+	for (i = 0; i < o->ntopics; i++)
+		if (strcmp(o->topics[i] + strlen(o->topic_prefix), name) == 0)
+			return o->topics[i];
+	if (asprintf(&s, "%s%s", o->topic_prefix, name) == -1 ||
+	    (t = realloc(o->topics, (o->ntopics + 1) * sizeof(*t))) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	o->topics = t;
+	o->topics[o->ntopics++] = s;
+	return s;
+}
+
 void
 opt_free(struct opt_kafka *o)
 {
 	size_t i;
+
+	for (i = 0; i < o->ntopics; i++)
+		free(o->topics[i]);
+	free(o->topics);
+	o->topics = NULL;
+	o->ntopics = 0;
 
 	for (i = 0; i < o->nprops; i++) {
 		free(o->props[i].name);

@@ -5,6 +5,8 @@
  *
  * A command lists OPT_COMMON_SHORT and OPT_COMMON_LONG in its own getopt
  * tables and hands every option it does not know itself to opt_common().
+ * --topic-prefix PREFIX (default $ORDERFLOW_TOPIC_PREFIX) puts PREFIX in
+ * front of every topic name of CONTRACT the command reads or writes.
  * -X and -F properties are kept in the order given and applied in that
  * order by opt_apply(), after bootstrap.servers from -b.
  */
@@ -21,12 +23,14 @@
 enum opt_long_id {
 	OPT_LOG_FORMAT = 256,
 	OPT_STATE,
+	OPT_TOPIC_PREFIX,
 	OPT_CMD_FIRST = 300	/* commands number their own long options from here */
 };
 
 #define OPT_COMMON_LONG \
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT }, \
-	{ "state", required_argument, NULL, OPT_STATE }
+	{ "state", required_argument, NULL, OPT_STATE }, \
+	{ "topic-prefix", required_argument, NULL, OPT_TOPIC_PREFIX }
 
 struct opt_prop {
 	char	*name;
@@ -38,9 +42,12 @@ struct opt_kafka {
 	const char	*brokers;	/* -b, else $KAFKA_BROKERS, else localhost:9092 */
 	const char	*group;		/* -G, else the command's name */
 	const char	*state;		/* --state, else ${ORDERFLOW_STATE:-./var}/COMMAND */
+	const char	*topic_prefix;	/* --topic-prefix, else $ORDERFLOW_TOPIC_PREFIX, else "" */
 	int		 verbosity;	/* LOG_LEVEL_INFO -q... +v... */
 	struct opt_prop	*props;
 	size_t		 nprops;
+	char		**topics;	/* opt_topic()'s names */
+	size_t		 ntopics;
 	void		(*usage)(void);	/* prints the usage line to stderr */
 };
 
@@ -71,6 +78,13 @@ int	opt_apply(const struct opt_kafka *, rd_kafka_conf_t *conf, char *err,
 
 /* The state directory: --state, else ${ORDERFLOW_STATE:-./var}/PROGNAME. */
 const char *opt_state_dir(struct opt_kafka *);
+
+/*
+ * The name of one of CONTRACT's topics with the topic prefix in front
+ * ("staging." + "order-created"): one cluster can hold several separate
+ * flows.  The string lives until opt_free().
+ */
+const char *opt_topic(struct opt_kafka *, const char *name);
 
 /* Frees the property list. */
 void	opt_free(struct opt_kafka *);

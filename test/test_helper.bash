@@ -38,3 +38,13 @@ wait_until() {
 		sleep 0.1
 	done
 }
+
+# new_flow [PARTITIONS]: gives this test its own flow: a unique topic
+# prefix (ORDERFLOW_TOPIC_PREFIX, which every command reads) with the six
+# topics created under it, and its own state directory (ORDERFLOW_STATE).
+new_flow() {
+	PREFIX="$(unique_name t)."
+	export ORDERFLOW_TOPIC_PREFIX="$PREFIX"
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	topic-admin -q create -p "${1:-3}" -r 1 >/dev/null
+}

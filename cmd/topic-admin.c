@@ -1,0 +1,1519 @@
+/*
+ * topic-admin - creates orderflow's six topics, lists and describes
+ * topics, deletes them, shows consumer-group lag and waits for a broker,
+ * through librdkafka's Admin API.
+ *
+ * Data (an aligned table, or JSON lines with -J) goes to stdout, logs to
+ * stderr.  Every request to Kafka is bounded by -m seconds: an unreachable
+ * broker costs one line on stderr and exit status 4, never a hang and
+ * never librdkafka's own log lines (those appear with -v).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+
+#include "exitcode.h"
+#include "log.h"
+#include "opt.h"
+#include "util.h"
+
+#define DEF_PARTITIONS	6
+#define DEF_TIMEOUT_S	10
+#define DLQ_RETENTION	"1209600000"	/* 14 days in ms */
+#define SLICE_MS	500		/* longest wait between SIGINT checks */
+#define WAIT_POLL_MS	200		/* wait: pause between two rounds */
+
+enum {
+	OPT_DRY_RUN = OPT_CMD_FIRST,
+	OPT_YES
+};
+
+/* Options that only some commands take, to reject them elsewhere. */
+enum {
+	GIVEN_P = 1 << 0,
+	GIVEN_R = 1 << 1,
+	GIVEN_T = 1 << 2,
+	GIVEN_DRY_RUN = 1 << 3,
+	GIVEN_YES = 1 << 4,
+	GIVEN_G = 1 << 5
+};
+
+struct ta {
+	struct opt_kafka		 o;
+	rd_kafka_t			*rk;
+	rd_kafka_queue_t		*q;
+	const rd_kafka_metadata_t	*md;
+	int				 json;
+	int				 timeout_s;
+	int				 given;
+	long long			 partitions;
+	long long			 replication;
+	const char			**topics;	/* -t */
+	size_t				 ntopics;
+	const char			*group;		/* -G */
+};
+
+struct cmd {
+	const char	*name;
+	int		(*fn)(struct ta *, int, char **);
+	int		 minargs;
+	int		 maxargs;	/* -1: any number */
+	int		 allowed;	/* GIVEN_* this command takes */
+};
+
+/* Output: an aligned table at the end, or one JSON object a row at once. */
+enum col_type {
+	COL_STR,	/* NULL: "-" in the table, no key in JSON */
+	COL_INT,	/* not a number ("-", "total"): no key in JSON */
+	COL_LIST	/* "1,2,3": a JSON array of numbers */
+};
+
+struct col {
+	const char	*head;
+	const char	*key;
+	enum col_type	 type;
+};
+
+struct out {
+	const struct col	*cols;
+	size_t			 ncol;
+	int			 json;
+	char			**cells;
+	size_t			 nrows;
+};
+
+static const char *const flow_topics[] = {
+	"order-created", "order-created-retry", "order-created-dlq",
+	"payment-processed", "payment-processed-retry", "payment-processed-dlq"
+};
+
+static struct ta ta;
+
+/* The topics to work on: -t's, else the six of CONTRACT under the prefix. */
+static const char *const *
+topic_names(struct ta *t, size_t *n)
+{
+	static const char *prefixed[6];
+	size_t i;
+
+	if (t->ntopics != 0) {
+		*n = t->ntopics;
+		return t->topics;
+	}
+	for (i = 0; i < 6; i++)
+		prefixed[i] = opt_topic(&t->o, flow_topics[i]);
+	*n = 6;
+	return prefixed;
+}
+static volatile sig_atomic_t interrupted;
+static int last_kafka_err;	/* from librdkafka's threads: __atomic only */
+static int tables_printed;
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: %s [-hJqVv] [-b brokers] [-F file] [-G group] "
+	    "[-m seconds]\n"
+	    "           [-X name=value] [--log-format format] "
+	    "[--topic-prefix prefix]\n"
+	    "           command [arg ...]\n"
+	    "       %s create [--dry-run] [-p partitions] [-r replication] "
+	    "[-t topic]\n"
+	    "       %s list\n"
+	    "       %s describe topic ...\n"
+	    "       %s delete --yes topic ...\n"
+	    "       %s lag [group ...]\n"
+	    "       %s wait [-t topic]\n",
+	    log_progname(), log_progname(), log_progname(), log_progname(),
+	    log_progname(), log_progname(), log_progname());
+}
+
+static void
+on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+static void *
+xcalloc(size_t n, size_t size)
+{
+	void *p;
+
+	if ((p = calloc(n == 0 ? 1 : n, size)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *p;
+
+	if ((p = strdup(s)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	return p;
+}
+
+/* Releases librdkafka (and its threads) and what the command holds. */
+static void
+ta_release(struct ta *t)
+{
+	if (t->md != NULL)
+		rd_kafka_metadata_destroy(t->md);
+	if (t->q != NULL)
+		rd_kafka_queue_destroy(t->q);
+	if (t->rk != NULL)
+		rd_kafka_destroy(t->rk);
+	t->md = NULL;
+	t->q = NULL;
+	t->rk = NULL;
+	free(t->topics);
+	t->topics = NULL;
+	opt_free(&t->o);
+}
+
+/*
+ * Every way out but a signal: checks that stdout was really written; a
+ * failed write turns success into failure.
+ */
+static void __attribute__((noreturn))
+ta_exit(struct ta *t, int code)
+{
+	ta_release(t);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		log_error("stdout: %s", strerror(errno));
+		if (code == OF_EXIT_OK)
+			code = OF_EXIT_FAIL;
+	}
+	exit(code);
+}
+
+/*
+ * Called wherever the command waits.  A command interrupted by SIGINT,
+ * SIGTERM or SIGHUP cleans up and dies by that signal, as the shell
+ * expects; rows not yet printed are lost.
+ */
+static void
+check_interrupt(struct ta *t)
+{
+	int sig = interrupted;
+
+	if (sig == 0)
+		return;
+	log_debug("interrupted");
+	ta_release(t);
+	fflush(stdout);
+	signal(sig, SIG_DFL);
+	raise(sig);
+	exit(OF_EXIT_FAIL);
+}
+
+/* librdkafka's own lines only with -v: connection refusals are noise. */
+static void
+rk_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void)rk;
+	(void)level;
+	if (log_level() >= LOG_LEVEL_DEBUG)
+		log_debug("rdkafka %s: %s", fac, buf);
+}
+
+static void
+rk_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	__atomic_store_n(&last_kafka_err, err, __ATOMIC_RELAXED);
+	log_debug("rdkafka error: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+static int
+is_timeout(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+	    err == RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE ||
+	    err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+	    err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+	    err == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT;
+}
+
+/* The one line an unreachable broker costs, then exit 4. */
+static void __attribute__((noreturn))
+unreachable(struct ta *t)
+{
+	int err = __atomic_load_n(&last_kafka_err, __ATOMIC_RELAXED);
+
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+	    err == RD_KAFKA_RESP_ERR__SSL)
+		log_error("%s: broker unreachable after %d s: %s",
+		    t->o.brokers, t->timeout_s, rd_kafka_err2str(err));
+	else
+		log_error("%s: broker unreachable after %d s", t->o.brokers,
+		    t->timeout_s);
+	ta_exit(t, OF_EXIT_KAFKA);
+}
+
+/* A request that failed as a whole: 4 if Kafka did not answer, else 1. */
+static void __attribute__((noreturn))
+request_failed(struct ta *t, const char *what, rd_kafka_resp_err_t err,
+    const char *errstr)
+{
+	if (is_timeout(err)) {
+		log_error("%s: no answer from %s within %d s", what,
+		    t->o.brokers, t->timeout_s);
+		ta_exit(t, OF_EXIT_KAFKA);
+	}
+	log_error("%s: %s", what, errstr != NULL ? errstr :
+	    rd_kafka_err2str(err));
+	ta_exit(t, OF_EXIT_FAIL);
+}
+
+static void
+kafka_open(struct ta *t)
+{
+	rd_kafka_conf_t *conf;
+	char err[1024];
+
+	conf = rd_kafka_conf_new();
+	rd_kafka_conf_set_log_cb(conf, rk_log);
+	rd_kafka_conf_set_error_cb(conf, rk_error);
+	if (rd_kafka_conf_set(conf, "client.id", log_progname(), err,
+	    sizeof(err)) != RD_KAFKA_CONF_OK)
+		log_fatal(OF_EXIT_FAIL, "client.id: %s", err);
+	if (opt_apply(&t->o, conf, err, sizeof(err)) == -1) {
+		rd_kafka_conf_destroy(conf);
+		log_error("%s", err);
+		ta_exit(t, OF_EXIT_USAGE);
+	}
+	/* Admin requests only: a producer handle sends nothing by itself. */
+	if ((t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err,
+	    sizeof(err))) == NULL) {
+		rd_kafka_conf_destroy(conf);
+		log_error("%s", err);
+		ta_exit(t, OF_EXIT_USAGE);
+	}
+	t->q = rd_kafka_queue_new(t->rk);
+}
+
+/* One metadata request of at most ms; replaces t->md on success. */
+static rd_kafka_resp_err_t
+metadata_try(struct ta *t, int ms)
+{
+	const rd_kafka_metadata_t *md;
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_metadata(t->rk, 1, NULL, &md, ms);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return err;
+	if (t->md != NULL)
+		rd_kafka_metadata_destroy(t->md);
+	t->md = md;
+	return err;
+}
+
+/* Metadata for all topics, or exit 4 once -m seconds have passed. */
+static const rd_kafka_metadata_t *
+metadata_get(struct ta *t)
+{
+	int64_t deadline = util_mono_ms() + t->timeout_s * 1000LL, left;
+	rd_kafka_resp_err_t err;
+
+	while ((left = deadline - util_mono_ms()) > 0) {
+		err = metadata_try(t, left < SLICE_MS ? (int)left : SLICE_MS);
+		check_interrupt(t);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			return t->md;
+		if (!is_timeout(err))
+			request_failed(t, "metadata", err, NULL);
+	}
+	unreachable(t);
+}
+
+static const rd_kafka_metadata_topic_t *
+topic_find(const rd_kafka_metadata_t *md, const char *name)
+{
+	int i;
+
+	for (i = 0; i < md->topic_cnt; i++)
+		if (strcmp(md->topics[i].topic, name) == 0)
+			return &md->topics[i];
+	return NULL;
+}
+
+static int
+is_dlq(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 4 && strcmp(name + n - 4, "-dlq") == 0;
+}
+
+static rd_kafka_AdminOptions_t *
+admin_options(struct ta *t, rd_kafka_admin_op_t op)
+{
+	rd_kafka_AdminOptions_t *ao;
+	char err[512];
+	int ms = t->timeout_s * 1000;
+
+	ao = rd_kafka_AdminOptions_new(t->rk, op);
+	if (rd_kafka_AdminOptions_set_request_timeout(ao, ms, err,
+	    sizeof(err)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_fatal(OF_EXIT_FAIL, "request timeout: %s", err);
+	if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS ||
+	    op == RD_KAFKA_ADMIN_OP_DELETETOPICS)
+		rd_kafka_AdminOptions_set_operation_timeout(ao, ms, err,
+		    sizeof(err));
+	return ao;
+}
+
+/*
+ * Waits for the result of the admin request just sent on t->q.  Its
+ * request timeout bounds the wait; a request-level error ends the command.
+ */
+static rd_kafka_event_t *
+admin_wait(struct ta *t, rd_kafka_AdminOptions_t *ao, const char *what)
+{
+	rd_kafka_event_t *ev;
+	rd_kafka_resp_err_t err;
+
+	while ((ev = rd_kafka_queue_poll(t->q, SLICE_MS)) == NULL)
+		check_interrupt(t);
+	rd_kafka_AdminOptions_destroy(ao);
+	if ((err = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		char errstr[512];
+
+		snprintf(errstr, sizeof(errstr), "%s",
+		    rd_kafka_event_error_string(ev));
+		rd_kafka_event_destroy(ev);
+		request_failed(t, what, err, errstr);
+	}
+	return ev;
+}
+
+static void
+fmt_ll(char *buf, size_t len, long long v)
+{
+	snprintf(buf, len, "%lld", v);
+}
+
+static void
+fmt_ids(char *buf, size_t len, const int32_t *ids, int n)
+{
+	size_t off = 0;
+	int i;
+
+	buf[0] = '\0';
+	for (i = 0; i < n && off < len; i++)
+		off += snprintf(buf + off, len - off, "%s%d", i ? "," : "",
+		    (int)ids[i]);
+}
+
+static void
+out_init(struct out *out, const struct col *cols, size_t ncol, int json)
+{
+	memset(out, 0, sizeof(*out));
+	out->cols = cols;
+	out->ncol = ncol;
+	out->json = json;
+}
+
+static int
+parse_ll(const char *s, long long *v)
+{
+	char *end;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	return *end == '\0' && errno == 0 ? 0 : -1;
+}
+
+static void
+json_add(cJSON *obj, const struct col *c, const char *v)
+{
+	cJSON *arr;
+	char *dup, *tok, *save;
+	long long n;
+
+	if (v == NULL)
+		return;
+	switch (c->type) {
+	case COL_STR:
+		cJSON_AddStringToObject(obj, c->key, v);
+		break;
+	case COL_INT:
+		if (parse_ll(v, &n) == 0)
+			cJSON_AddNumberToObject(obj, c->key, (double)n);
+		break;
+	case COL_LIST:
+		arr = cJSON_AddArrayToObject(obj, c->key);
+		dup = xstrdup(v);
+		for (tok = strtok_r(dup, ",", &save); tok != NULL;
+		    tok = strtok_r(NULL, ",", &save))
+			if (parse_ll(tok, &n) == 0)
+				cJSON_AddItemToArray(arr,
+				    cJSON_CreateNumber((double)n));
+		free(dup);
+		break;
+	}
+}
+
+static void
+out_json(const struct out *out, const char *const *v)
+{
+	cJSON *obj;
+	char *s;
+	size_t i;
+
+	if ((obj = cJSON_CreateObject()) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	for (i = 0; i < out->ncol; i++)
+		json_add(obj, &out->cols[i], v[i]);
+	if ((s = cJSON_PrintUnformatted(obj)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	printf("%s\n", s);
+	cJSON_free(s);
+	cJSON_Delete(obj);
+}
+
+/* One row of out->ncol values; v[i] may be NULL. */
+static void
+out_row(struct out *out, const char *const *v)
+{
+	char **cells;
+	size_t i;
+
+	if (out->json) {
+		out_json(out, v);
+		return;
+	}
+	cells = realloc(out->cells, (out->nrows + 1) * out->ncol *
+	    sizeof(*cells));
+	if (cells == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	out->cells = cells;
+	cells += out->nrows++ * out->ncol;
+	for (i = 0; i < out->ncol; i++)
+		cells[i] = xstrdup(v[i] != NULL ? v[i] : "-");
+}
+
+static void
+out_line(const struct out *out, const size_t *w, const char *const *v)
+{
+	size_t i;
+
+	for (i = 0; i < out->ncol; i++) {
+		const char *sep = i + 1 < out->ncol ? "  " : "\n";
+
+		if (out->cols[i].type != COL_STR)
+			printf("%*s%s", (int)w[i], v[i], sep);
+		else if (i + 1 < out->ncol)
+			printf("%-*s%s", (int)w[i], v[i], sep);
+		else
+			printf("%s%s", v[i], sep);
+	}
+}
+
+/* Prints the table (a blank line between tables) and frees the rows. */
+static void
+out_end(struct out *out)
+{
+	const char *head[16];
+	size_t w[16], i, r;
+
+	if (out->json || out->nrows == 0 || out->ncol > 16)
+		goto done;
+	for (i = 0; i < out->ncol; i++) {
+		head[i] = out->cols[i].head;
+		w[i] = strlen(head[i]);
+		for (r = 0; r < out->nrows; r++)
+			if (strlen(out->cells[r * out->ncol + i]) > w[i])
+				w[i] = strlen(out->cells[r * out->ncol + i]);
+	}
+	if (tables_printed++ > 0)
+		putchar('\n');
+	out_line(out, w, head);
+	for (r = 0; r < out->nrows; r++)
+		out_line(out, w, (const char *const *)out->cells +
+		    r * out->ncol);
+done:
+	for (i = 0; i < out->nrows * out->ncol; i++)
+		free(out->cells[i]);
+	free(out->cells);
+	out->cells = NULL;
+	out->nrows = 0;
+}
+
+/* DescribeConfigs for topics; the caller destroys the event. */
+static rd_kafka_event_t *
+configs_describe(struct ta *t, const char *const *names, size_t n)
+{
+	rd_kafka_ConfigResource_t **res;
+	rd_kafka_AdminOptions_t *ao;
+	rd_kafka_event_t *ev;
+	size_t i;
+
+	res = xcalloc(n, sizeof(*res));
+	for (i = 0; i < n; i++)
+		res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC,
+		    names[i]);
+	ao = admin_options(t, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+	rd_kafka_DescribeConfigs(t->rk, res, n, ao, t->q);
+	rd_kafka_ConfigResource_destroy_array(res, n);
+	free(res);
+	ev = admin_wait(t, ao, "describe configs");
+	return ev;
+}
+
+/* The configs of one topic in a DescribeConfigs result, or NULL. */
+static const rd_kafka_ConfigEntry_t **
+configs_of(rd_kafka_event_t *ev, const char *topic, size_t *cnt)
+{
+	const rd_kafka_DescribeConfigs_result_t *res;
+	const rd_kafka_ConfigResource_t **rs;
+	size_t i, n;
+
+	*cnt = 0;
+	if (ev == NULL ||
+	    (res = rd_kafka_event_DescribeConfigs_result(ev)) == NULL)
+		return NULL;
+	rs = rd_kafka_DescribeConfigs_result_resources(res, &n);
+	for (i = 0; i < n; i++) {
+		if (strcmp(rd_kafka_ConfigResource_name(rs[i]), topic) != 0)
+			continue;
+		if (rd_kafka_ConfigResource_error(rs[i]) != 0) {
+			log_warn("%s: configs: %s", topic,
+			    rd_kafka_ConfigResource_error_string(rs[i]));
+			return NULL;
+		}
+		return rd_kafka_ConfigResource_configs(rs[i], cnt);
+	}
+	return NULL;
+}
+
+/* A topic's config value; NULL if absent, *dflt set if the default. */
+static const char *
+config_value(rd_kafka_event_t *ev, const char *topic, const char *name,
+    int *dflt)
+{
+	const rd_kafka_ConfigEntry_t **ce;
+	size_t i, n;
+
+	*dflt = 1;
+	ce = configs_of(ev, topic, &n);
+	for (i = 0; i < n; i++) {
+		if (strcmp(rd_kafka_ConfigEntry_name(ce[i]), name) != 0)
+			continue;
+		*dflt = rd_kafka_ConfigEntry_source(ce[i]) ==
+		    RD_KAFKA_CONFIG_SOURCE_DEFAULT_CONFIG;
+		return rd_kafka_ConfigEntry_value(ce[i]);
+	}
+	return NULL;
+}
+
+/* What create found or did for one topic, as its row shows it. */
+struct plan {
+	const char	*name;
+	int		 exists;
+	long long	 parts;
+	long long	 repl;
+	char		 minisr[32];
+	char		 retention[32];	/* "" is the broker's default */
+	const char	*status;
+};
+
+static const struct col create_cols[] = {
+	{ "TOPIC", "topic", COL_STR },
+	{ "PARTITIONS", "partitions", COL_INT },
+	{ "REPLICATION", "replication", COL_INT },
+	{ "MIN.ISR", "min_insync_replicas", COL_INT },
+	{ "RETENTION.MS", "retention_ms", COL_INT },
+	{ "STATUS", "status", COL_STR }
+};
+
+/*
+ * Compares an existing topic with what create asks for.  Every difference
+ * is a warning; a partition count or replication factor that differs from
+ * an explicit -p or -r also makes the exit status 1.
+ */
+static int
+create_check(struct ta *t, struct plan *p, const struct plan *want)
+{
+	int rc = OF_EXIT_OK, differs = 0;
+
+	if (p->parts != want->parts) {
+		log_warn("%s: exists with %lld partitions, not %lld", p->name,
+		    p->parts, want->parts);
+		differs = 1;
+		if (t->given & GIVEN_P)
+			rc = OF_EXIT_FAIL;
+	}
+	if (p->repl != want->repl) {
+		log_warn("%s: exists with replication factor %lld, not %lld",
+		    p->name, p->repl, want->repl);
+		differs = 1;
+		if (t->given & GIVEN_R)
+			rc = OF_EXIT_FAIL;
+	}
+	if (strcmp(p->minisr, want->minisr) != 0) {
+		log_warn("%s: exists with min.insync.replicas %s, not %s",
+		    p->name, *p->minisr ? p->minisr : "unknown", want->minisr);
+		differs = 1;
+	}
+	if (*want->retention != '\0' &&
+	    strcmp(p->retention, want->retention) != 0) {
+		log_warn("%s: exists with retention.ms %s, not %s", p->name,
+		    *p->retention ? p->retention : "default", want->retention);
+		differs = 1;
+	}
+	p->status = differs ? "differs" : "exists";
+	return rc;
+}
+
+/* Fills p from the cluster's view of an existing topic. */
+static void
+create_actual(struct plan *p, const rd_kafka_metadata_topic_t *mt,
+    rd_kafka_event_t *cfg)
+{
+	const char *v;
+	int dflt;
+
+	p->exists = 1;
+	p->parts = mt->partition_cnt;
+	p->repl = mt->partition_cnt > 0 ? mt->partitions[0].replica_cnt : 0;
+	if ((v = config_value(cfg, p->name, "min.insync.replicas",
+	    &dflt)) != NULL)
+		snprintf(p->minisr, sizeof(p->minisr), "%s", v);
+	v = config_value(cfg, p->name, "retention.ms", &dflt);
+	if (v != NULL && !dflt)
+		snprintf(p->retention, sizeof(p->retention), "%s", v);
+}
+
+static void
+create_want(struct plan *w, const char *name, long long parts, long long repl)
+{
+	memset(w, 0, sizeof(*w));
+	w->name = name;
+	w->parts = parts;
+	w->repl = repl;
+	fmt_ll(w->minisr, sizeof(w->minisr), repl < 2 ? repl : 2);
+	if (is_dlq(name))
+		snprintf(w->retention, sizeof(w->retention), "%s",
+		    DLQ_RETENTION);
+}
+
+static rd_kafka_NewTopic_t *
+create_newtopic(const struct plan *w)
+{
+	rd_kafka_NewTopic_t *nt;
+	char err[512];
+
+	if ((nt = rd_kafka_NewTopic_new(w->name, (int)w->parts, (int)w->repl,
+	    err, sizeof(err))) == NULL)
+		log_fatal(OF_EXIT_USAGE, "%s: %s", w->name, err);
+	if (rd_kafka_NewTopic_set_config(nt, "min.insync.replicas",
+	    w->minisr) != 0 || (*w->retention != '\0' &&
+	    rd_kafka_NewTopic_set_config(nt, "retention.ms",
+	    w->retention) != 0))
+		log_fatal(OF_EXIT_FAIL, "%s: cannot set configs", w->name);
+	return nt;
+}
+
+/*
+ * CreateTopics for every plan not yet existing; sets each one's status.
+ * A dry run asks the broker to validate only, so it still catches what
+ * the broker would refuse (a replication factor above the brokers).
+ */
+static int
+create_missing(struct ta *t, struct plan *p, size_t n)
+{
+	rd_kafka_NewTopic_t **nt;
+	rd_kafka_AdminOptions_t *ao;
+	rd_kafka_event_t *ev;
+	const rd_kafka_topic_result_t **tr;
+	char errstr[512];
+	size_t i, j, cnt = 0;
+	int rc = OF_EXIT_OK;
+
+	nt = xcalloc(n, sizeof(*nt));
+	for (i = 0; i < n; i++)
+		if (!p[i].exists)
+			nt[cnt++] = create_newtopic(&p[i]);
+	ao = admin_options(t, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	if ((t->given & GIVEN_DRY_RUN) &&
+	    rd_kafka_AdminOptions_set_validate_only(ao, 1, errstr,
+	    sizeof(errstr)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_fatal(OF_EXIT_FAIL, "--dry-run: %s", errstr);
+	rd_kafka_CreateTopics(t->rk, nt, cnt, ao, t->q);
+	rd_kafka_NewTopic_destroy_array(nt, cnt);
+	free(nt);
+	ev = admin_wait(t, ao, "create");
+	tr = rd_kafka_CreateTopics_result_topics(
+	    rd_kafka_event_CreateTopics_result(ev), &cnt);
+	for (i = 0; i < cnt; i++) {
+		const char *name = rd_kafka_topic_result_name(tr[i]);
+		rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
+
+		for (j = 0; j < n && strcmp(p[j].name, name) != 0; j++)
+			continue;
+		if (j == n)
+			continue;
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			p[j].status = (t->given & GIVEN_DRY_RUN) ?
+			    "would-create" : "created";
+		else if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+			p[j].status = "exists";
+		else {
+			log_error("%s: %s", name,
+			    rd_kafka_topic_result_error_string(tr[i]));
+			p[j].status = "failed";
+			if (is_timeout(err))
+				rc = OF_EXIT_KAFKA;
+			else if (rc == OF_EXIT_OK)
+				rc = OF_EXIT_FAIL;
+		}
+	}
+	rd_kafka_event_destroy(ev);
+	return rc;
+}
+
+static void
+create_print(struct ta *t, const struct plan *p, size_t n)
+{
+	struct out out;
+	char parts[32], repl[32];
+	const char *v[6];
+	size_t i;
+
+	out_init(&out, create_cols, 6, t->json);
+	for (i = 0; i < n; i++) {
+		fmt_ll(parts, sizeof(parts), p[i].parts);
+		fmt_ll(repl, sizeof(repl), p[i].repl);
+		v[0] = p[i].name;
+		v[1] = parts;
+		v[2] = repl;
+		v[3] = *p[i].minisr ? p[i].minisr : NULL;
+		v[4] = *p[i].retention ? p[i].retention : NULL;
+		v[5] = p[i].status;
+		out_row(&out, v);
+	}
+	out_end(&out);
+}
+
+/* Existing topics are read back (metadata, DescribeConfigs) and compared. */
+static int
+create_existing(struct ta *t, struct plan *p, size_t n)
+{
+	const rd_kafka_metadata_topic_t *mt;
+	const char **names;
+	rd_kafka_event_t *cfg = NULL;
+	struct plan want;
+	size_t i, nexist = 0;
+	int rc = OF_EXIT_OK, r;
+
+	names = xcalloc(n, sizeof(*names));
+	for (i = 0; i < n; i++)
+		if (topic_find(t->md, p[i].name) != NULL)
+			names[nexist++] = p[i].name;
+	if (nexist > 0)
+		cfg = configs_describe(t, names, nexist);
+	for (i = 0; i < n; i++) {
+		if ((mt = topic_find(t->md, p[i].name)) == NULL)
+			continue;
+		want = p[i];
+		memset(p[i].minisr, 0, sizeof(p[i].minisr));
+		memset(p[i].retention, 0, sizeof(p[i].retention));
+		create_actual(&p[i], mt, cfg);
+		if ((r = create_check(t, &p[i], &want)) != OF_EXIT_OK)
+			rc = r;
+	}
+	if (cfg != NULL)
+		rd_kafka_event_destroy(cfg);
+	free(names);
+	return rc;
+}
+
+static int
+cmd_create(struct ta *t, int argc, char **argv)
+{
+	size_t i, n, missing = 0;
+	const char *const *names = topic_names(t, &n);
+	long long repl = t->replication;
+	struct plan *p;
+	int rc, r;
+
+	(void)argc;
+	(void)argv;
+	metadata_get(t);
+	if (repl == 0)
+		repl = t->md->broker_cnt < 3 ? t->md->broker_cnt : 3;
+	if (repl < 1)
+		repl = 1;
+	p = xcalloc(n, sizeof(*p));
+	for (i = 0; i < n; i++) {
+		create_want(&p[i], names[i], t->partitions, repl);
+		p[i].status = "failed";	/* unless the broker says otherwise */
+	}
+	rc = create_existing(t, p, n);
+	for (i = 0; i < n; i++)
+		missing += !p[i].exists;
+	if (missing > 0 && (r = create_missing(t, p, n)) != OF_EXIT_OK)
+		rc = r;
+	create_print(t, p, n);
+	free(p);
+	return rc;
+}
+
+static int
+topic_cmp(const void *a, const void *b)
+{
+	const rd_kafka_metadata_topic_t *const *x = a, *const *y = b;
+
+	return strcmp((*x)->topic, (*y)->topic);
+}
+
+static int
+cmd_list(struct ta *t, int argc, char **argv)
+{
+	static const struct col cols[] = {
+		{ "TOPIC", "topic", COL_STR },
+		{ "PARTITIONS", "partitions", COL_INT },
+		{ "REPLICATION", "replication", COL_INT }
+	};
+	const rd_kafka_metadata_topic_t **tp;
+	const rd_kafka_metadata_t *md;
+	struct out out;
+	char parts[32], repl[32];
+	const char *v[3];
+	int i;
+
+	(void)argc;
+	(void)argv;
+	md = metadata_get(t);
+	tp = xcalloc(md->topic_cnt, sizeof(*tp));
+	for (i = 0; i < md->topic_cnt; i++)
+		tp[i] = &md->topics[i];
+	qsort(tp, md->topic_cnt, sizeof(*tp), topic_cmp);
+	out_init(&out, cols, 3, t->json);
+	for (i = 0; i < md->topic_cnt; i++) {
+		fmt_ll(parts, sizeof(parts), tp[i]->partition_cnt);
+		fmt_ll(repl, sizeof(repl), tp[i]->partition_cnt > 0 ?
+		    tp[i]->partitions[0].replica_cnt : 0);
+		v[0] = tp[i]->topic;
+		v[1] = parts;
+		v[2] = repl;
+		out_row(&out, v);
+	}
+	out_end(&out);
+	free(tp);
+	return OF_EXIT_OK;
+}
+
+static int
+part_cmp(const void *a, const void *b)
+{
+	const rd_kafka_metadata_partition_t *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void
+describe_partitions(struct out *out, const rd_kafka_metadata_topic_t *mt)
+{
+	rd_kafka_metadata_partition_t *pa;
+	char id[32], leader[32], repl[1024], isr[1024];
+	const char *v[5];
+	int i;
+
+	if (mt->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("%s: %s", mt->topic, rd_kafka_err2str(mt->err));
+	pa = xcalloc(mt->partition_cnt, sizeof(*pa));
+	memcpy(pa, mt->partitions, mt->partition_cnt * sizeof(*pa));
+	qsort(pa, mt->partition_cnt, sizeof(*pa), part_cmp);
+	for (i = 0; i < mt->partition_cnt; i++) {
+		fmt_ll(id, sizeof(id), pa[i].id);
+		fmt_ll(leader, sizeof(leader), pa[i].leader);
+		fmt_ids(repl, sizeof(repl), pa[i].replicas, pa[i].replica_cnt);
+		fmt_ids(isr, sizeof(isr), pa[i].isrs, pa[i].isr_cnt);
+		v[0] = mt->topic;
+		v[1] = id;
+		v[2] = pa[i].leader >= 0 ? leader : NULL;
+		v[3] = repl;
+		v[4] = isr;
+		out_row(out, v);
+	}
+	free(pa);
+}
+
+/* Non-default configs: every source but DEFAULT_CONFIG. */
+static void
+describe_configs(struct out *out, rd_kafka_event_t *ev, const char *topic)
+{
+	const rd_kafka_ConfigEntry_t **ce;
+	const char *v[4];
+	size_t i, n;
+
+	ce = configs_of(ev, topic, &n);
+	for (i = 0; i < n; i++) {
+		rd_kafka_ConfigSource_t src;
+
+		src = rd_kafka_ConfigEntry_source(ce[i]);
+
+		if (src == RD_KAFKA_CONFIG_SOURCE_DEFAULT_CONFIG)
+			continue;
+		v[0] = topic;
+		v[1] = rd_kafka_ConfigEntry_name(ce[i]);
+		v[2] = rd_kafka_ConfigEntry_is_sensitive(ce[i]) ?
+		    "[sensitive]" : rd_kafka_ConfigEntry_value(ce[i]);
+		v[3] = rd_kafka_ConfigSource_name(src);
+		out_row(out, v);
+	}
+}
+
+static int
+cmd_describe(struct ta *t, int argc, char **argv)
+{
+	static const struct col pcols[] = {
+		{ "TOPIC", "topic", COL_STR },
+		{ "PARTITION", "partition", COL_INT },
+		{ "LEADER", "leader", COL_INT },
+		{ "REPLICAS", "replicas", COL_LIST },
+		{ "ISR", "isr", COL_LIST }
+	};
+	static const struct col ccols[] = {
+		{ "TOPIC", "topic", COL_STR },
+		{ "CONFIG", "config", COL_STR },
+		{ "VALUE", "value", COL_STR },
+		{ "SOURCE", "source", COL_STR }
+	};
+	const rd_kafka_metadata_topic_t *mt;
+	const char **found;
+	rd_kafka_event_t *cfg = NULL;
+	struct out out;
+	size_t n = 0, i;
+	int rc = OF_EXIT_OK, a;
+
+	metadata_get(t);
+	found = xcalloc(argc, sizeof(*found));
+	out_init(&out, pcols, 5, t->json);
+	for (a = 0; a < argc; a++) {
+		for (i = 0; i < n && strcmp(found[i], argv[a]) != 0; i++)
+			continue;
+		if (i < n)
+			continue;	/* named twice */
+		if ((mt = topic_find(t->md, argv[a])) == NULL) {
+			log_error("%s: no such topic", argv[a]);
+			rc = OF_EXIT_FAIL;
+			continue;
+		}
+		describe_partitions(&out, mt);
+		found[n++] = argv[a];
+	}
+	out_end(&out);
+	if (n > 0)
+		cfg = configs_describe(t, found, n);
+	out_init(&out, ccols, 4, t->json);
+	for (i = 0; i < n; i++)
+		describe_configs(&out, cfg, found[i]);
+	out_end(&out);
+	if (cfg != NULL)
+		rd_kafka_event_destroy(cfg);
+	free(found);
+	return rc;
+}
+
+static int
+cmd_delete(struct ta *t, int argc, char **argv)
+{
+	static const struct col cols[] = {
+		{ "TOPIC", "topic", COL_STR },
+		{ "STATUS", "status", COL_STR }
+	};
+	rd_kafka_DeleteTopic_t **dt;
+	rd_kafka_AdminOptions_t *ao;
+	rd_kafka_event_t *ev;
+	const rd_kafka_topic_result_t **tr;
+	struct out out;
+	const char *v[2];
+	size_t i, cnt;
+	int rc = OF_EXIT_OK;
+
+	metadata_get(t);
+	dt = xcalloc(argc, sizeof(*dt));
+	for (i = 0; i < (size_t)argc; i++)
+		dt[i] = rd_kafka_DeleteTopic_new(argv[i]);
+	ao = admin_options(t, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+	rd_kafka_DeleteTopics(t->rk, dt, argc, ao, t->q);
+	rd_kafka_DeleteTopic_destroy_array(dt, argc);
+	free(dt);
+	ev = admin_wait(t, ao, "delete");
+	tr = rd_kafka_DeleteTopics_result_topics(
+	    rd_kafka_event_DeleteTopics_result(ev), &cnt);
+	out_init(&out, cols, 2, t->json);
+	for (i = 0; i < cnt; i++) {
+		rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
+
+		v[0] = rd_kafka_topic_result_name(tr[i]);
+		v[1] = err == RD_KAFKA_RESP_ERR_NO_ERROR ? "deleted" : "failed";
+		if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+			log_error("%s: no such topic", v[0]);
+		else if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			log_error("%s: %s", v[0],
+			    rd_kafka_topic_result_error_string(tr[i]));
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			rc = is_timeout(err) ? OF_EXIT_KAFKA : OF_EXIT_FAIL;
+		out_row(&out, v);
+	}
+	out_end(&out);
+	rd_kafka_event_destroy(ev);
+	return rc;
+}
+
+static const struct col lag_cols[] = {
+	{ "GROUP", "group", COL_STR },
+	{ "TOPIC", "topic", COL_STR },
+	{ "PARTITION", "partition", COL_INT },
+	{ "COMMITTED", "committed", COL_INT },
+	{ "HIGH", "high", COL_INT },
+	{ "LAG", "lag", COL_INT }
+};
+
+struct lag_sum {
+	long long	committed;
+	long long	high;
+	long long	lag;
+};
+
+/* A partition row, or a total row when part is "total". */
+static void
+lag_row(struct out *out, const char *group, const char *topic,
+    const char *part, long long committed, long long high, long long lag)
+{
+	char c[32], h[32], l[32];
+	const char *v[6];
+
+	fmt_ll(c, sizeof(c), committed);
+	fmt_ll(h, sizeof(h), high);
+	fmt_ll(l, sizeof(l), lag);
+	v[0] = group;
+	v[1] = topic;
+	v[2] = part;
+	v[3] = committed >= 0 ? c : NULL;
+	v[4] = high >= 0 ? h : NULL;
+	v[5] = lag >= 0 ? l : NULL;
+	out_row(out, v);
+}
+
+/* High watermark of one partition, -1 if unknown (warned). */
+static long long
+lag_high(struct ta *t, const char *topic, int32_t part)
+{
+	rd_kafka_resp_err_t err;
+	int64_t lo, hi;
+
+	err = rd_kafka_query_watermark_offsets(t->rk, topic, part, &lo, &hi,
+	    t->timeout_s * 1000);
+	check_interrupt(t);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return hi;
+	if (is_timeout(err))
+		request_failed(t, "watermarks", err, NULL);
+	log_warn("%s [%d]: %s", topic, (int)part, rd_kafka_err2str(err));
+	return -1;
+}
+
+static void
+lag_partition(struct ta *t, struct out *out, const char *group,
+    const rd_kafka_topic_partition_t *tp, struct lag_sum *sum)
+{
+	long long high, committed = tp->offset, lag = -1;
+	char part[32];
+
+	high = lag_high(t, tp->topic, tp->partition);
+	if (committed >= 0 && high >= 0) {
+		lag = high > committed ? high - committed : 0;
+		sum->committed += committed;
+		sum->high += high;
+		sum->lag += lag;
+	}
+	fmt_ll(part, sizeof(part), tp->partition);
+	lag_row(out, group, tp->topic, part, committed, high, lag);
+}
+
+/* Rows of one group's committed partitions, sorted, with totals. */
+static void
+lag_rows(struct ta *t, struct out *out, const char *group,
+    rd_kafka_topic_partition_list_t *pl)
+{
+	struct lag_sum topic = { 0, 0, 0 }, all = { 0, 0, 0 };
+	int i;
+
+	rd_kafka_topic_partition_list_sort(pl, NULL, NULL);
+	for (i = 0; i < pl->cnt; i++) {
+		lag_partition(t, out, group, &pl->elems[i], &topic);
+		if (i + 1 < pl->cnt &&
+		    strcmp(pl->elems[i].topic, pl->elems[i + 1].topic) == 0)
+			continue;
+		lag_row(out, group, pl->elems[i].topic, "total",
+		    topic.committed, topic.high, topic.lag);
+		all.committed += topic.committed;
+		all.high += topic.high;
+		all.lag += topic.lag;
+		memset(&topic, 0, sizeof(topic));
+	}
+	if (pl->cnt > 0)
+		lag_row(out, group, NULL, "total", all.committed, all.high,
+		    all.lag);
+}
+
+/*
+ * ListConsumerGroupOffsets for one group: every committed partition.  A
+ * group without offsets is worth a warning only when it was named.
+ */
+static int
+lag_group(struct ta *t, struct out *out, const char *group, int named)
+{
+	rd_kafka_ListConsumerGroupOffsets_t *req;
+	rd_kafka_AdminOptions_t *ao;
+	rd_kafka_event_t *ev;
+	const rd_kafka_group_result_t **gr;
+	const rd_kafka_error_t *gerr;
+	rd_kafka_topic_partition_list_t *pl;
+	size_t n;
+	int rc = OF_EXIT_OK;
+
+	req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
+	ao = admin_options(t, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+	rd_kafka_ListConsumerGroupOffsets(t->rk, &req, 1, ao, t->q);
+	rd_kafka_ListConsumerGroupOffsets_destroy(req);
+	ev = admin_wait(t, ao, group);
+	gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
+	    rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+	if (n != 1) {
+		log_error("%s: no answer for the group", group);
+		rc = OF_EXIT_FAIL;
+	} else if ((gerr = rd_kafka_group_result_error(gr[0])) != NULL) {
+		log_error("%s: %s", group, rd_kafka_error_string(gerr));
+		rc = OF_EXIT_FAIL;
+	} else {
+		pl = rd_kafka_topic_partition_list_copy(
+		    rd_kafka_group_result_partitions(gr[0]));
+		if (pl->cnt == 0 && named)
+			log_warn("%s: no committed offsets", group);
+		lag_rows(t, out, group, pl);
+		rd_kafka_topic_partition_list_destroy(pl);
+	}
+	rd_kafka_event_destroy(ev);
+	return rc;
+}
+
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every group the cluster lists, sorted; the caller frees each and all. */
+static char **
+lag_all_groups(struct ta *t, size_t *n)
+{
+	rd_kafka_AdminOptions_t *ao;
+	rd_kafka_event_t *ev;
+	const rd_kafka_ListConsumerGroups_result_t *res;
+	const rd_kafka_ConsumerGroupListing_t **gl;
+	const rd_kafka_error_t **errs;
+	char **names;
+	size_t i, nerr;
+
+	ao = admin_options(t, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS);
+	rd_kafka_ListConsumerGroups(t->rk, ao, t->q);
+	ev = admin_wait(t, ao, "list groups");
+	res = rd_kafka_event_ListConsumerGroups_result(ev);
+	errs = rd_kafka_ListConsumerGroups_result_errors(res, &nerr);
+	for (i = 0; i < nerr; i++)
+		log_warn("list groups: %s", rd_kafka_error_string(errs[i]));
+	gl = rd_kafka_ListConsumerGroups_result_valid(res, n);
+	names = xcalloc(*n, sizeof(*names));
+	for (i = 0; i < *n; i++)
+		names[i] = xstrdup(
+		    rd_kafka_ConsumerGroupListing_group_id(gl[i]));
+	qsort(names, *n, sizeof(*names), str_cmp);
+	rd_kafka_event_destroy(ev);
+	return names;
+}
+
+static int
+cmd_lag(struct ta *t, int argc, char **argv)
+{
+	struct out out;
+	char **all = NULL;
+	size_t i, n = 0;
+	int rc = OF_EXIT_OK, r;
+
+	metadata_get(t);
+	if (argc == 0 && t->group == NULL)
+		all = lag_all_groups(t, &n);
+	out_init(&out, lag_cols, 6, t->json);
+	if (t->group != NULL && (r = lag_group(t, &out, t->group, 1)) != 0)
+		rc = r;
+	for (i = 0; i < (size_t)argc; i++)
+		if ((r = lag_group(t, &out, argv[i], 1)) != OF_EXIT_OK)
+			rc = r;
+	for (i = 0; i < n; i++) {
+		if ((r = lag_group(t, &out, all[i], 0)) != OF_EXIT_OK)
+			rc = r;
+		free(all[i]);
+	}
+	out_end(&out);
+	free(all);
+	return rc;
+}
+
+/* A topic is ready when it has partitions that all have a leader. */
+static int
+topic_ready(const rd_kafka_metadata_t *md, const char *name)
+{
+	const rd_kafka_metadata_topic_t *mt;
+	int i;
+
+	if ((mt = topic_find(md, name)) == NULL || mt->err != 0 ||
+	    mt->partition_cnt == 0)
+		return 0;
+	for (i = 0; i < mt->partition_cnt; i++)
+		if (mt->partitions[i].err != 0 || mt->partitions[i].leader < 0)
+			return 0;
+	return 1;
+}
+
+/* The topics not ready, comma-separated in buf; 0 if none. */
+static size_t
+wait_missing(struct ta *t, char *buf, size_t len)
+{
+	size_t i, n, off = 0, missing = 0;
+	const char *const *names = topic_names(t, &n);
+
+	buf[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (topic_ready(t->md, names[i]))
+			continue;
+		missing++;
+		if (off < len)
+			off += snprintf(buf + off, len - off, "%s%s",
+			    off ? ", " : "", names[i]);
+	}
+	return missing;
+}
+
+static void
+pause_ms(struct ta *t, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);	/* EINTR: the signal is checked next */
+	check_interrupt(t);
+}
+
+static int
+cmd_wait(struct ta *t, int argc, char **argv)
+{
+	int64_t deadline = util_mono_ms() + t->timeout_s * 1000LL, left;
+	char missing[1024];
+	int answered = 0;
+
+	(void)argc;
+	(void)argv;
+	while ((left = deadline - util_mono_ms()) > 0) {
+		if (metadata_try(t, left < SLICE_MS ? (int)left :
+		    SLICE_MS) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			answered = 1;
+			if (wait_missing(t, missing, sizeof(missing)) == 0)
+				return OF_EXIT_OK;
+			left = deadline - util_mono_ms();
+			pause_ms(t, left < WAIT_POLL_MS ? left : WAIT_POLL_MS);
+		}
+		check_interrupt(t);
+	}
+	if (!answered)
+		unreachable(t);
+	log_error("topics not ready after %d s: %s", t->timeout_s, missing);
+	return OF_EXIT_KAFKA;
+}
+
+static const struct cmd cmds[] = {
+	{ "create", cmd_create, 0, 0, GIVEN_P | GIVEN_R | GIVEN_T |
+	    GIVEN_DRY_RUN },
+	{ "delete", cmd_delete, 1, -1, GIVEN_YES },
+	{ "describe", cmd_describe, 1, -1, 0 },
+	{ "lag", cmd_lag, 0, -1, GIVEN_G },
+	{ "list", cmd_list, 0, 0, 0 },
+	{ "wait", cmd_wait, 0, 0, GIVEN_T }
+};
+
+static long long
+num_arg(const char *opt, const char *arg, long long min, long long max)
+{
+	const char *errstr;
+	long long v;
+
+	v = util_strtonum(arg, min, max, &errstr);
+	if (errstr != NULL) {
+		log_error("%s %s: %s (%lld to %lld)", opt, arg, errstr, min,
+		    max);
+		usage();
+		exit(OF_EXIT_USAGE);
+	}
+	return v;
+}
+
+static void
+add_topic(struct ta *t, const char *name)
+{
+	const char **p;
+
+	if (*name == '\0') {
+		log_error("-t: the topic name is empty");
+		usage();
+		exit(OF_EXIT_USAGE);
+	}
+	if ((p = realloc(t->topics, (t->ntopics + 1) * sizeof(*p))) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	t->topics = p;
+	t->topics[t->ntopics++] = name;
+}
+
+static void
+parse_options(struct ta *t, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		OPT_COMMON_LONG,
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "yes", no_argument, NULL, OPT_YES },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "Jm:p:r:t:",
+	    longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'G':
+			opt_common(&t->o, ch, optarg);
+			t->group = t->o.group;
+			t->given |= GIVEN_G;
+			break;
+		case 'J':
+			t->json = 1;
+			break;
+		case 'm':
+			t->timeout_s = num_arg("-m", optarg, 1, 86400);
+			break;
+		case 'p':
+			t->partitions = num_arg("-p", optarg, 1, 100000);
+			t->given |= GIVEN_P;
+			break;
+		case 'r':
+			t->replication = num_arg("-r", optarg, 1, 32767);
+			t->given |= GIVEN_R;
+			break;
+		case 't':
+			add_topic(t, optarg);
+			t->given |= GIVEN_T;
+			break;
+		case OPT_DRY_RUN:
+			t->given |= GIVEN_DRY_RUN;
+			break;
+		case OPT_YES:
+			t->given |= GIVEN_YES;
+			break;
+		default:
+			if (opt_common(&t->o, ch, optarg) == 0) {
+				usage();
+				exit(OF_EXIT_USAGE);
+			}
+			break;
+		}
+	}
+}
+
+/* The command named, with its argument count and options checked. */
+static const struct cmd *
+find_cmd(struct ta *t, int argc, char **argv)
+{
+	static const char *const names[] = { "-p", "-r", "-t", "--dry-run",
+	    "--yes", "-G" };
+	const struct cmd *c = NULL;
+	size_t i;
+
+	if (argc < 1) {
+		usage();
+		exit(OF_EXIT_USAGE);
+	}
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(cmds[i].name, argv[0]) == 0)
+			c = &cmds[i];
+	if (c == NULL)
+		log_error("%s: unknown command", argv[0]);
+	else if (argc - 1 < c->minargs ||
+	    (c->maxargs >= 0 && argc - 1 > c->maxargs))
+		log_error("%s: wrong number of arguments", c->name);
+	else if (c->fn == cmd_delete && !(t->given & GIVEN_YES))
+		log_error("delete: refusing to delete without --yes");
+	else {
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if ((t->given & ~c->allowed) & (1 << i))
+				break;
+		if (i == sizeof(names) / sizeof(names[0]))
+			return c;
+		log_error("%s: %s does not apply", c->name, names[i]);
+	}
+	usage();
+	exit(OF_EXIT_USAGE);
+}
+
+/* SIGINT and SIGHUP stay ignored if ignored already (a background job). */
+static void
+signals_init(void)
+{
+	static const int sigs[] = { SIGINT, SIGHUP, SIGTERM };
+	struct sigaction sa, old;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		if (sigs[i] != SIGTERM && sigaction(sigs[i], NULL, &old) == 0 &&
+		    old.sa_handler == SIG_IGN)
+			continue;
+		sigaction(sigs[i], &sa, NULL);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ta *t = &ta;
+	const struct cmd *c;
+	int rc;
+
+	log_init(argv[0]);
+	opt_init(&t->o, usage);
+	t->timeout_s = DEF_TIMEOUT_S;
+	t->partitions = DEF_PARTITIONS;
+	parse_options(t, argc, argv);
+	argc -= optind;
+	argv += optind;
+	c = find_cmd(t, argc, argv);
+	signals_init();
+	kafka_open(t);
+	rc = c->fn(t, argc - 1, argv + 1);
+	ta_exit(t, rc);
+}
