@@ -1,0 +1,896 @@
+/*
+ * kafka.c - the producer and group consumer every orderflow command uses,
+ * over librdkafka: configuration defaults, delivery callbacks, error and
+ * log routing, rebalancing, and offsets stored only when the tracker
+ * (offtrack.h) says every record below them is done.
+ *
+ * Both handles keep a struct kafka_base as librdkafka's opaque, so the
+ * error and log callbacks, and kafka_unreachable(), find their state from
+ * the rd_kafka_t alone.
+ */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "offtrack.h"
+#include "util.h"
+
+#define KAFKA_MAGIC		0x6b61666bU
+#define KAFKA_SEEK_TIMEOUT_MS	10000
+
+struct kafka_base {
+	uint32_t	magic;
+	atomic_int	unreachable;	/* all down, none up since */
+	atomic_int	down_logged;	/* the outage was logged */
+};
+
+struct kafka_producer {
+	struct kafka_base	 base;	/* first: librdkafka's opaque */
+	rd_kafka_t		*rk;
+	uint64_t		 failed;
+};
+
+/* What kafka_produce() hands librdkafka as the message's opaque. */
+struct kafka_dr {
+	kafka_dr_cb	*cb;
+	void		*opaque;
+};
+
+struct kafka_consumer {
+	struct kafka_base	 base;	/* first: librdkafka's opaque */
+	rd_kafka_t		*rk;
+	struct offtrack		*track;
+	void			(*revoke_fn)(void *);
+	void			*revoke_opaque;
+	rd_kafka_resp_err_t	 last_err;	/* last consume error */
+};
+
+/* name, value pairs applied before the user's properties. */
+static const char *const producer_defaults[] = {
+	"enable.idempotence", "true",
+	"acks", "all",
+	"linger.ms", "5",
+	"queue.buffering.max.kbytes", "16384",
+	"queue.buffering.max.messages", "100000",
+	"partitioner", "murmur2_random",
+	NULL
+};
+
+static const char *const consumer_defaults[] = {
+	"partition.assignment.strategy", "cooperative-sticky",
+	"auto.offset.reset", "earliest",
+	"enable.auto.commit", "true",
+	"enable.auto.offset.store", "false",
+	"auto.commit.interval.ms", "1000",
+	NULL
+};
+
+static struct kafka_base *
+base_of(rd_kafka_t *rk)
+{
+	struct kafka_base *b;
+
+	b = rd_kafka_opaque(rk);
+	return b != NULL && b->magic == KAFKA_MAGIC ? b : NULL;
+}
+
+static void
+base_init(struct kafka_base *b)
+{
+	b->magic = KAFKA_MAGIC;
+	atomic_init(&b->unreachable, 0);
+	atomic_init(&b->down_logged, 0);
+}
+
+/* A broker answered: a later outage is reported again. */
+static void
+base_reachable(struct kafka_base *b)
+{
+	if (b == NULL)
+		return;
+	atomic_store(&b->unreachable, 0);
+	atomic_store(&b->down_logged, 0);
+}
+
+/*
+ * syslog(3) levels to ours: LOG_ERR and worse are errors, LOG_WARNING a
+ * warning, LOG_NOTICE and LOG_INFO information, LOG_DEBUG debug.  Two
+ * facilities say again what is reported better elsewhere, so they are
+ * debug lines: FAIL (a broker connection failed, on every reconnect;
+ * error_cb says once that all brokers are down) and FATAL (kafka_fatal()
+ * gives the reason to the caller, who reports it).
+ */
+static int
+log_level_of(int syslog_level, const char *fac)
+{
+	if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "FATAL") == 0)
+		return LOG_LEVEL_DEBUG;
+	if (syslog_level <= 3)
+		return LOG_LEVEL_ERROR;
+	if (syslog_level == 4)
+		return LOG_LEVEL_WARN;
+	if (syslog_level <= 6)
+		return LOG_LEVEL_INFO;
+	return LOG_LEVEL_DEBUG;
+}
+
+/*
+ * librdkafka's lines, never a secret: debug=conf dumps properties as
+ * "name = value" lines, whose values are redacted like ours.
+ */
+static void
+log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	char name[128];
+	int lv, n = 0;
+
+	(void)rk;
+	lv = log_level_of(level, fac);
+	if (lv > log_level())
+		return;
+	if (sscanf(buf, " %127[^ =] = %n", name, &n) == 1 && n > 0 &&
+	    log_redact(name, buf + n) != buf + n)
+		log_msg(lv, NULL, "kafka: %s: %s = %s", fac, name,
+		    log_redact(name, buf + n));
+	else
+		log_msg(lv, NULL, "kafka: %s: %s", fac, buf);
+}
+
+static void
+error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct kafka_base *b = opaque;
+
+	(void)rk;
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__FATAL:
+		/* kafka_fatal() has the reason; the caller reports it. */
+		log_debug("kafka: fatal error: %s", reason);
+		break;
+	case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+		atomic_store(&b->unreachable, 1);
+		if (atomic_exchange(&b->down_logged, 1) == 0)
+			log_warn("kafka: no broker reachable: %s", reason);
+		else
+			log_debug("kafka: %s", reason);
+		break;
+	case RD_KAFKA_RESP_ERR__TRANSPORT:
+	case RD_KAFKA_RESP_ERR__RESOLVE:
+		/* One broker; librdkafka reconnects by itself. */
+		log_debug("kafka: %s", reason);
+		break;
+	default:
+		log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+		break;
+	}
+}
+
+static rd_kafka_conf_t *
+conf_new(const struct opt_kafka *o, struct kafka_base *b,
+    const char *const *defaults, char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf;
+	char kerr[512];
+	const char *const *d;
+
+	conf = rd_kafka_conf_new();
+	if (rd_kafka_conf_set(conf, "client.id", log_progname(), kerr,
+	    sizeof(kerr)) != RD_KAFKA_CONF_OK ||
+	    rd_kafka_conf_set(conf, "log.connection.close", "false", kerr,
+	    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "%s", kerr);
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	for (d = defaults; *d != NULL; d += 2)
+		if (rd_kafka_conf_set(conf, d[0], d[1], kerr,
+		    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+			snprintf(err, errlen, "%s=%s: %s", d[0], d[1], kerr);
+			rd_kafka_conf_destroy(conf);
+			return NULL;
+		}
+	if (opt_apply(o, conf, err, errlen) == -1) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_opaque(conf, b);
+	return conf;
+}
+
+int
+kafka_fatal(rd_kafka_t *rk, char *buf, size_t len)
+{
+	rd_kafka_resp_err_t err;
+	char reason[512];
+
+	err = rd_kafka_fatal_error(rk, reason, sizeof(reason));
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return 0;
+	snprintf(buf, len, "%s (%s)", reason, rd_kafka_err2name(err));
+	return 1;
+}
+
+int
+kafka_unreachable(rd_kafka_t *rk)
+{
+	struct kafka_base *b;
+
+	b = base_of(rk);
+	return b != NULL && atomic_load(&b->unreachable);
+}
+
+static void
+nap_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	nanosleep(&ts, NULL);
+}
+
+rd_kafka_resp_err_t
+kafka_wait_reachable(rd_kafka_t *rk, int timeout_ms)
+{
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+	int64_t deadline, left;
+	char reason[256];
+
+	deadline = util_mono_ms() + timeout_ms;
+	while ((left = deadline - util_mono_ms()) > 0) {
+		if (rd_kafka_fatal_error(rk, reason, sizeof(reason)) != 0)
+			return RD_KAFKA_RESP_ERR__FATAL;
+		err = rd_kafka_metadata(rk, 0, NULL, &md, (int)left);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			rd_kafka_metadata_destroy(md);
+			base_reachable(base_of(rk));
+			return 0;
+		}
+		/* Some errors come at once: do not spin on them. */
+		if ((left = deadline - util_mono_ms()) > 0)
+			nap_ms(left < 100 ? left : 100);
+	}
+	return err;
+}
+
+/*
+ * Producer.
+ */
+
+static void
+dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct kafka_producer *p = opaque;
+	struct kafka_dr *dr = m->_private;
+
+	(void)rk;
+	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		base_reachable(&p->base);
+	else {
+		p->failed++;
+		if (dr == NULL)
+			log_error("kafka: a message to %s was not "
+			    "delivered: %s", rd_kafka_topic_name(m->rkt),
+			    rd_kafka_err2str(m->err));
+	}
+	if (dr != NULL) {
+		dr->cb(dr->opaque, m->err, m->partition,
+		    m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? m->offset : -1);
+		free(dr);
+	}
+}
+
+struct kafka_producer *
+kafka_producer_new(const struct opt_kafka *o, char *err, size_t errlen)
+{
+	struct kafka_producer *p;
+	rd_kafka_conf_t *conf;
+	char kerr[512];
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	base_init(&p->base);
+	if ((conf = conf_new(o, &p->base, producer_defaults, err,
+	    errlen)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+	if ((p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr,
+	    sizeof(kerr))) == NULL) {
+		snprintf(err, errlen, "%s", kerr);
+		rd_kafka_conf_destroy(conf);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+rd_kafka_resp_err_t
+kafka_produce(struct kafka_producer *p, const char *topic, const void *key,
+    size_t keylen, const void *value, size_t vlen,
+    rd_kafka_headers_t *headers, kafka_dr_cb *cb, void *opaque)
+{
+	struct kafka_dr *dr = NULL;
+	rd_kafka_resp_err_t err;
+	int64_t deadline = -1;
+	char reason[256];
+
+	if (cb != NULL) {
+		if ((dr = malloc(sizeof(*dr))) == NULL)
+			return RD_KAFKA_RESP_ERR__FAIL;
+		dr->cb = cb;
+		dr->opaque = opaque;
+	}
+	for (;;) {
+		err = rd_kafka_producev(p->rk,
+		    RD_KAFKA_V_TOPIC(topic),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_KEY(key, keylen),
+		    RD_KAFKA_V_VALUE((void *)(uintptr_t)value, vlen),
+		    RD_KAFKA_V_HEADERS(headers),
+		    RD_KAFKA_V_OPAQUE(dr),
+		    RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		/* Bounded memory: wait for deliveries to make room. */
+		if (deadline == -1)
+			deadline = util_mono_ms() + KAFKA_QUEUE_WAIT_MS;
+		else if (util_mono_ms() >= deadline ||
+		    rd_kafka_fatal_error(p->rk, reason, sizeof(reason)) != 0)
+			break;
+		rd_kafka_poll(p->rk, 100);
+	}
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		free(dr);
+	return err;
+}
+
+int
+kafka_poll(struct kafka_producer *p, int timeout_ms)
+{
+	return rd_kafka_poll(p->rk, timeout_ms);
+}
+
+int
+kafka_flush(struct kafka_producer *p, int timeout_ms)
+{
+	rd_kafka_flush(p->rk, timeout_ms);
+	return rd_kafka_outq_len(p->rk);
+}
+
+uint64_t
+kafka_producer_failed(const struct kafka_producer *p)
+{
+	return p->failed;
+}
+
+rd_kafka_t *
+kafka_producer_rk(struct kafka_producer *p)
+{
+	return p->rk;
+}
+
+void
+kafka_producer_destroy(struct kafka_producer *p)
+{
+	if (p == NULL)
+		return;
+	/* Every callback runs once, even for what was never delivered. */
+	if (rd_kafka_outq_len(p->rk) > 0) {
+		rd_kafka_purge(p->rk,
+		    RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_flush(p->rk, 5000);
+	}
+	rd_kafka_destroy(p->rk);
+	free(p);
+}
+
+/*
+ * Headers.
+ */
+
+int
+kafka_header_add_str(rd_kafka_headers_t *h, const char *name,
+    const char *value)
+{
+	return rd_kafka_header_add(h, name, -1, value, -1) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
+int
+kafka_header_add_int64(rd_kafka_headers_t *h, const char *name, int64_t value)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, value);
+	return kafka_header_add_str(h, name, buf);
+}
+
+const rd_kafka_headers_t *
+kafka_msg_headers(const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *h;
+
+	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return NULL;
+	return h;
+}
+
+int
+kafka_header_get_str(const rd_kafka_headers_t *h, const char *name,
+    char *buf, size_t len)
+{
+	const void *v;
+	size_t sz;
+
+	if (len > 0)
+		buf[0] = '\0';
+	if (h == NULL || rd_kafka_header_get_last(h, name, &v, &sz) !=
+	    RD_KAFKA_RESP_ERR_NO_ERROR || v == NULL)
+		return -1;
+	if (sz >= len || sz > INT32_MAX || memchr(v, '\0', sz) != NULL)
+		return -2;
+	memcpy(buf, v, sz);
+	buf[sz] = '\0';
+	return (int)sz;
+}
+
+int
+kafka_header_get_int64(const rd_kafka_headers_t *h, const char *name,
+    int64_t *v)
+{
+	char buf[32];
+	const char *e;
+	long long n;
+	int r;
+
+	if ((r = kafka_header_get_str(h, name, buf, sizeof(buf))) < 0)
+		return r;
+	n = util_strtonum(buf, INT64_MIN, INT64_MAX, &e);
+	if (e != NULL)
+		return -2;
+	*v = n;
+	return 0;
+}
+
+static int
+name_in(const char *name, const char *const *list)
+{
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(name, *list) == 0)
+			return 1;
+	return 0;
+}
+
+rd_kafka_headers_t *
+kafka_headers_copy_except(const rd_kafka_headers_t *src,
+    const char *const *drop)
+{
+	rd_kafka_headers_t *dst;
+	const char *name;
+	const void *v;
+	size_t i, sz;
+
+	dst = rd_kafka_headers_new(src != NULL ? rd_kafka_header_cnt(src) : 4);
+	for (i = 0; src != NULL &&
+	    rd_kafka_header_get_all(src, i, &name, &v, &sz) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+		if (!name_in(name, drop))
+			rd_kafka_header_add(dst, name, -1, v, v != NULL ?
+			    (ssize_t)sz : 0);
+	return dst;
+}
+
+/*
+ * Consumer.
+ */
+
+static rd_kafka_topic_partition_list_t *
+one_partition(const char *topic, int32_t partition, int64_t offset)
+{
+	rd_kafka_topic_partition_list_t *l;
+
+	l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+	return l;
+}
+
+/* Stores next for the background commit (librdkafka does not add 1). */
+static void
+store(struct kafka_consumer *c, const char *topic, int32_t partition,
+    int64_t next)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+
+	l = one_partition(topic, partition, next);
+	err = rd_kafka_offsets_store(c->rk, l);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		err = l->elems[0].err;
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_debug("kafka: cannot store offset %" PRId64
+		    " of %s [%d]: %s", next, topic, (int)partition,
+		    rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Commits, synchronously, what is done in parts.  Returns 0 or -1. */
+static int
+commit_parts(struct kafka_consumer *c,
+    const rd_kafka_topic_partition_list_t *parts)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+	int64_t next;
+	int i, rc = 0;
+
+	l = rd_kafka_topic_partition_list_new(parts->cnt > 0 ? parts->cnt : 1);
+	for (i = 0; i < parts->cnt; i++)
+		if (offtrack_committable(c->track, parts->elems[i].topic,
+		    parts->elems[i].partition, &next))
+			rd_kafka_topic_partition_list_add(l,
+			    parts->elems[i].topic,
+			    parts->elems[i].partition)->offset = next;
+	if (l->cnt > 0) {
+		err = rd_kafka_commit(c->rk, l, 0);
+		for (i = 0; i < l->cnt && err == RD_KAFKA_RESP_ERR_NO_ERROR;
+		    i++)
+			err = l->elems[i].err;
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			log_warn("kafka: commit on revocation failed: %s",
+			    rd_kafka_err2str(err));
+			rc = -1;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	return rc;
+}
+
+static void
+forget_parts(struct kafka_consumer *c,
+    const rd_kafka_topic_partition_list_t *parts)
+{
+	int i;
+
+	for (i = 0; i < parts->cnt; i++)
+		offtrack_forget_partition(c->track, parts->elems[i].topic,
+		    parts->elems[i].partition);
+}
+
+static void
+log_parts(const char *what, const rd_kafka_topic_partition_list_t *parts)
+{
+	char buf[1024];
+	int i, n = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < parts->cnt && n < (int)sizeof(buf); i++)
+		n += snprintf(buf + n, sizeof(buf) - n, "%s%s[%d]",
+		    i > 0 ? " " : "", parts->elems[i].topic,
+		    (int)parts->elems[i].partition);
+	/* Cooperative rebalances often hand out nothing: not news. */
+	log_msg(parts->cnt > 0 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, NULL,
+	    "kafka: %s %d partition(s): %s", what, parts->cnt, buf);
+}
+
+/*
+ * Rebalances, from kafka_consumer_poll() or kafka_consumer_close().  The
+ * tracker's state of a partition is dropped when it comes and when it
+ * goes: another consumer may have moved it in between.  Revoked partitions
+ * commit what is done first, unless they were lost (another member may own
+ * them already, and a commit would fail anyway).
+ */
+static void
+rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+    rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	struct kafka_consumer *c = opaque;
+	rd_kafka_error_t *e = NULL;
+	rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
+	const char *proto;
+	int coop;
+
+	proto = rd_kafka_rebalance_protocol(rk);
+	coop = proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+		log_parts("assigned", parts);
+		forget_parts(c, parts);
+		if (coop)
+			e = rd_kafka_incremental_assign(rk, parts);
+		else
+			r = rd_kafka_assign(rk, parts);
+		break;
+	case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+		if (rd_kafka_assignment_lost(rk))
+			log_parts("lost", parts);
+		else {
+			log_parts("revoked", parts);
+			if (c->revoke_fn != NULL)
+				c->revoke_fn(c->revoke_opaque);
+			commit_parts(c, parts);
+		}
+		forget_parts(c, parts);
+		if (coop)
+			e = rd_kafka_incremental_unassign(rk, parts);
+		else
+			r = rd_kafka_assign(rk, NULL);
+		break;
+	default:
+		log_warn("kafka: rebalance failed: %s", rd_kafka_err2str(err));
+		forget_parts(c, parts);
+		r = rd_kafka_assign(rk, NULL);
+		break;
+	}
+	if (e != NULL) {
+		log_warn("kafka: rebalance: %s", rd_kafka_error_string(e));
+		rd_kafka_error_destroy(e);
+	}
+	if (r != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("kafka: rebalance: %s", rd_kafka_err2str(r));
+}
+
+static void
+consumer_free(struct kafka_consumer *c)
+{
+	offtrack_free(c->track);
+	free(c);
+}
+
+static int
+subscribe(struct kafka_consumer *c, const char *const *topics, char *err,
+    size_t errlen)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t r;
+	size_t n;
+
+	for (n = 0; topics != NULL && topics[n] != NULL; n++)
+		;
+	if (n == 0) {
+		snprintf(err, errlen, "no topic to consume");
+		return -1;
+	}
+	l = rd_kafka_topic_partition_list_new((int)n);
+	for (n = 0; topics[n] != NULL; n++)
+		rd_kafka_topic_partition_list_add(l, topics[n],
+		    RD_KAFKA_PARTITION_UA);
+	r = rd_kafka_subscribe(c->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+	if (r != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(err, errlen, "subscribe: %s", rd_kafka_err2str(r));
+		return -1;
+	}
+	return 0;
+}
+
+struct kafka_consumer *
+kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
+    char *err, size_t errlen)
+{
+	struct kafka_consumer *c;
+	rd_kafka_conf_t *conf;
+	char kerr[512];
+
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->track = offtrack_new()) == NULL) {
+		free(c);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	base_init(&c->base);
+	if ((conf = conf_new(o, &c->base, consumer_defaults, err,
+	    errlen)) == NULL) {
+		consumer_free(c);
+		return NULL;
+	}
+	if (o->group == NULL || rd_kafka_conf_set(conf, "group.id", o->group,
+	    kerr, sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "-G: %s", o->group == NULL ?
+		    "no consumer group" : kerr);
+		rd_kafka_conf_destroy(conf);
+		consumer_free(c);
+		return NULL;
+	}
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	if ((c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr,
+	    sizeof(kerr))) == NULL) {
+		snprintf(err, errlen, "%s", kerr);
+		rd_kafka_conf_destroy(conf);
+		consumer_free(c);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(c->rk);
+	if (subscribe(c, topics, err, errlen) == -1) {
+		rd_kafka_destroy(c->rk);
+		consumer_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+rd_kafka_t *
+kafka_consumer_rk(struct kafka_consumer *c)
+{
+	return c->rk;
+}
+
+rd_kafka_message_t *
+kafka_consumer_poll(struct kafka_consumer *c, int timeout_ms)
+{
+	rd_kafka_message_t *m;
+
+	if ((m = rd_kafka_consumer_poll(c->rk, timeout_ms)) == NULL)
+		return NULL;
+	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		base_reachable(&c->base);
+		c->last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+		return m;
+	}
+	/* The same error again and again (a missing topic) is logged once. */
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+	    m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == c->last_err)
+		log_debug("kafka: consume: %s", rd_kafka_message_errstr(m));
+	else
+		log_warn("kafka: consume%s%s: %s", m->rkt != NULL ? " " : "",
+		    m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : "",
+		    rd_kafka_message_errstr(m));
+	if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		c->last_err = m->err;
+	rd_kafka_message_destroy(m);
+	return NULL;
+}
+
+int
+kafka_consumer_track(struct kafka_consumer *c, const rd_kafka_message_t *m)
+{
+	return offtrack_begin(c->track, rd_kafka_topic_name(m->rkt),
+	    m->partition, m->offset);
+}
+
+int
+kafka_consumer_done(struct kafka_consumer *c, const char *topic,
+    int32_t partition, int64_t offset)
+{
+	int64_t next;
+	int r;
+
+	if ((r = offtrack_done(c->track, topic, partition, offset)) == -1)
+		return -1;
+	if (r == 1 && offtrack_committable(c->track, topic, partition, &next))
+		store(c, topic, partition, next);
+	return 0;
+}
+
+size_t
+kafka_consumer_pending(const struct kafka_consumer *c)
+{
+	return offtrack_pending(c->track);
+}
+
+void
+kafka_consumer_on_revoke(struct kafka_consumer *c, void (*fn)(void *),
+    void *opaque)
+{
+	c->revoke_fn = fn;
+	c->revoke_opaque = opaque;
+}
+
+static int
+pause_resume(struct kafka_consumer *c, const char *topic, int32_t partition,
+    int pause)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+
+	l = one_partition(topic, partition, RD_KAFKA_OFFSET_INVALID);
+	err = pause ? rd_kafka_pause_partitions(c->rk, l) :
+	    rd_kafka_resume_partitions(c->rk, l);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		err = l->elems[0].err;
+	rd_kafka_topic_partition_list_destroy(l);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("kafka: cannot %s %s [%d]: %s", pause ? "pause" :
+		    "resume", topic, (int)partition, rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+int
+kafka_consumer_pause(struct kafka_consumer *c, const char *topic,
+    int32_t partition)
+{
+	return pause_resume(c, topic, partition, 1);
+}
+
+int
+kafka_consumer_resume(struct kafka_consumer *c, const char *topic,
+    int32_t partition)
+{
+	return pause_resume(c, topic, partition, 0);
+}
+
+/*
+ * librdkafka asks that offsets be stored before a seek, not after, or a
+ * resumed partition may start from the stored offset: so the rewound
+ * tracker's offset is stored first.
+ */
+int
+kafka_consumer_seek(struct kafka_consumer *c, const char *topic,
+    int32_t partition, int64_t offset)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_error_t *e;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	int64_t next;
+
+	if (offtrack_rewind(c->track, topic, partition, offset) == -1) {
+		log_warn("kafka: cannot seek %s [%d] to %" PRId64, topic,
+		    (int)partition, offset);
+		return -1;
+	}
+	if (offtrack_committable(c->track, topic, partition, &next))
+		store(c, topic, partition, next);
+	l = one_partition(topic, partition, offset);
+	if ((e = rd_kafka_seek_partitions(c->rk, l,
+	    KAFKA_SEEK_TIMEOUT_MS)) != NULL) {
+		err = rd_kafka_error_code(e);
+		rd_kafka_error_destroy(e);
+	} else
+		err = l->elems[0].err;
+	rd_kafka_topic_partition_list_destroy(l);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("kafka: cannot seek %s [%d] to %" PRId64 ": %s", topic,
+		    (int)partition, offset, rd_kafka_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+int
+kafka_consumer_commit(struct kafka_consumer *c)
+{
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_commit(c->rk, NULL, 0);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		return 0;
+	log_warn("kafka: commit failed: %s", rd_kafka_err2str(err));
+	return -1;
+}
+
+int
+kafka_consumer_close(struct kafka_consumer *c)
+{
+	rd_kafka_resp_err_t err;
+	char reason[512];
+	int rc = 0;
+
+	if (c == NULL)
+		return 0;
+	/* With no broker a synchronous commit could only wait. */
+	if (rd_kafka_fatal_error(c->rk, reason, sizeof(reason)) == 0 &&
+	    !kafka_unreachable(c->rk) && kafka_consumer_commit(c) == -1)
+		rc = -1;
+	if ((err = rd_kafka_consumer_close(c->rk)) !=
+	    RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("kafka: close: %s", rd_kafka_err2str(err));
+		rc = -1;
+	}
+	rd_kafka_destroy(c->rk);
+	consumer_free(c);
+	return rc;
+}

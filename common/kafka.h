@@ -1,0 +1,229 @@
+/*
+ * kafka.h - the producer and group consumer every orderflow command uses,
+ * over librdkafka.
+ *
+ * Guarantees (orderflow(7)): an event counts as sent only once the broker
+ * acknowledged it (idempotent producer, acks=all); a consumer commits an
+ * offset only after the outputs of every record below it were acknowledged,
+ * so a crash replays records, never loses them.
+ *
+ * Configuration: defaults are set first, then opt_apply() sets -b and the
+ * user's -X/-F properties in order, so -X overrides any default.  Overriding
+ * enable.idempotence or acks voids the guarantee above.
+ *
+ * Threads: nothing here starts a thread of its own.  Delivery callbacks
+ * (kafka_dr_cb), error and rebalance handling all run on the thread that
+ * calls kafka_poll(), kafka_flush(), kafka_produce() (while it waits for
+ * room), kafka_consumer_poll() or kafka_consumer_close().  A command polls
+ * its producer and its consumer from one thread, so a delivery callback may
+ * call kafka_consumer_done() directly.  Only librdkafka's log lines come
+ * from its internal threads; they go through log.h, which is safe for that.
+ */
+#ifndef OF_KAFKA_H
+#define OF_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "opt.h"
+
+/* How long kafka_produce() waits for room in a full queue. */
+#define KAFKA_QUEUE_WAIT_MS	30000
+
+struct kafka_producer;
+struct kafka_consumer;
+
+/*
+ * Called once per produced message with its outcome: err 0 means the
+ * broker acknowledged it at partition and offset; otherwise it was not
+ * delivered (offset is -1 and partition may be -1).
+ */
+typedef void kafka_dr_cb(void *opaque, rd_kafka_resp_err_t err,
+	    int32_t partition, int64_t offset);
+
+/*
+ * Producer: enable.idempotence=true, acks=all, linger.ms=5 (batched),
+ * queue.buffering.max.kbytes=16384 and queue.buffering.max.messages=100000
+ * (bounded memory), partitioner=murmur2_random (the Java clients' choice,
+ * so a key lands on the same partition whoever produced it), no
+ * compression unless -X compression.type=... is given.  Returns NULL with
+ * a message in err on a bad property.
+ */
+struct kafka_producer *kafka_producer_new(const struct opt_kafka *,
+	    char *err, size_t errlen);
+
+/*
+ * Queues one message for topic; the key (NULL for none) and value are
+ * copied.  headers (may be NULL) belong to librdkafka once this returns 0;
+ * on an error the caller keeps them.  A full queue is not an error: it
+ * serves delivery reports and retries for up to KAFKA_QUEUE_WAIT_MS.
+ * cb (may be NULL) is called exactly once, from a later kafka_poll(),
+ * kafka_flush(), kafka_produce() or kafka_producer_destroy(), and only if
+ * this returns 0.  Returns 0 or the error (RD_KAFKA_RESP_ERR__FATAL: see
+ * kafka_fatal()).
+ */
+rd_kafka_resp_err_t kafka_produce(struct kafka_producer *, const char *topic,
+	    const void *key, size_t keylen, const void *value, size_t vlen,
+	    rd_kafka_headers_t *headers, kafka_dr_cb *cb, void *opaque);
+
+/* Serves delivery reports and errors; returns how many events it served. */
+int	kafka_poll(struct kafka_producer *, int timeout_ms);
+
+/*
+ * Waits up to timeout_ms for every queued message to be acknowledged or
+ * failed, serving their callbacks.  Returns how many are still queued: a
+ * caller that gets more than 0 reports them and exits OF_EXIT_KAFKA.
+ */
+int	kafka_flush(struct kafka_producer *, int timeout_ms);
+
+/* Messages whose delivery failed so far (their callbacks got an error). */
+uint64_t kafka_producer_failed(const struct kafka_producer *);
+
+/*
+ * Destroys the producer.  Messages still queued are purged and their
+ * callbacks get RD_KAFKA_RESP_ERR__PURGE_QUEUE: call kafka_flush() first.
+ */
+void	kafka_producer_destroy(struct kafka_producer *);
+
+rd_kafka_t *kafka_producer_rk(struct kafka_producer *);
+
+/*
+ * For a handle made here (kafka_producer_rk(), kafka_consumer_rk()):
+ *
+ * kafka_fatal() returns 1 and the reason in buf when the client raised a
+ * fatal error (it can do nothing more: stop with OF_EXIT_KAFKA), else 0.
+ *
+ * kafka_unreachable() returns 1 when librdkafka reported every broker down
+ * and none has answered since (a delivery, a message, a metadata reply).
+ *
+ * kafka_wait_reachable() asks a broker for metadata until one answers or
+ * timeout_ms passes.  Returns 0, or the last error (RD_KAFKA_RESP_ERR__
+ * TIMED_OUT, __TRANSPORT, __FATAL, ...): then the caller exits
+ * OF_EXIT_KAFKA.
+ */
+int	kafka_fatal(rd_kafka_t *, char *buf, size_t len);
+int	kafka_unreachable(rd_kafka_t *);
+rd_kafka_resp_err_t kafka_wait_reachable(rd_kafka_t *, int timeout_ms);
+
+/*
+ * Headers.  Values are UTF-8 strings (CONTRACT), numbers in decimal.
+ * Names are compared exactly; when a name occurs more than once the last
+ * occurrence counts.  hdrs may be NULL when reading (no headers).
+ */
+int	kafka_header_add_str(rd_kafka_headers_t *, const char *name,
+	    const char *value);
+int	kafka_header_add_int64(rd_kafka_headers_t *, const char *name,
+	    int64_t value);
+
+/* The message's headers, or NULL; they belong to the message. */
+const rd_kafka_headers_t *kafka_msg_headers(const rd_kafka_message_t *);
+
+/*
+ * Copies the last value of name into buf, NUL-terminated.  Returns its
+ * length; -1 when absent (or a null value); -2 when it does not fit in buf
+ * or holds a NUL byte (buf is then "").
+ */
+int	kafka_header_get_str(const rd_kafka_headers_t *, const char *name,
+	    char *buf, size_t len);
+
+/* Returns 0 and sets *v; -1 when absent; -2 when not a decimal int64. */
+int	kafka_header_get_int64(const rd_kafka_headers_t *, const char *name,
+	    int64_t *v);
+
+/*
+ * A new list with every header of src (may be NULL) in order, except
+ * those named in drop (NULL-terminated; may be NULL).
+ */
+rd_kafka_headers_t *kafka_headers_copy_except(const rd_kafka_headers_t *src,
+	    const char *const *drop);
+
+/*
+ * Consumer in group o->group subscribed to topics (NULL-terminated):
+ * partition.assignment.strategy=cooperative-sticky (incremental
+ * rebalancing; an eager strategy given with -X works too),
+ * auto.offset.reset=earliest, enable.auto.commit=true with
+ * enable.auto.offset.store=false and auto.commit.interval.ms=1000:
+ * librdkafka commits in the background only what this module stored, and
+ * it stores only offsets the tracker says are safe.  Overriding
+ * enable.auto.offset.store voids the guarantee.  Returns NULL with a
+ * message in err on a bad property or topic list.
+ */
+struct kafka_consumer *kafka_consumer_new(const struct opt_kafka *,
+	    const char *const *topics, char *err, size_t errlen);
+
+/*
+ * The next message, or NULL on a timeout or an error (logged; partition
+ * EOF is not one).  After NULL a caller checks kafka_fatal().  Rebalances
+ * are handled in here.  The caller destroys the message with
+ * rd_kafka_message_destroy().
+ */
+rd_kafka_message_t *kafka_consumer_poll(struct kafka_consumer *,
+	    int timeout_ms);
+
+/*
+ * The caller starts processing msg: its offset is pending until
+ * kafka_consumer_done().  Messages the caller skips on purpose (an invalid
+ * one sent to the DLQ is processed, not skipped) must still be tracked
+ * and done.  Returns 0, or -1 when out of memory.
+ */
+int	kafka_consumer_track(struct kafka_consumer *,
+	    const rd_kafka_message_t *msg);
+
+/*
+ * The output of the record at topic/partition/offset was acknowledged (or
+ * it needed none).  Stores the next offset to commit (rd_kafka_offsets_store)
+ * when this moved it; auto-commit writes it within a second.  Returns 0,
+ * or -1 when the record is not pending (its partition was revoked since:
+ * harmless, another consumer will process it again).
+ */
+int	kafka_consumer_done(struct kafka_consumer *, const char *topic,
+	    int32_t partition, int64_t offset);
+
+/* Records tracked and not done yet, over every partition. */
+size_t	kafka_consumer_pending(const struct kafka_consumer *);
+
+/*
+ * Called on revocation before the revoked partitions' offsets are
+ * committed, so the caller can flush its producer (kafka_flush()) and let
+ * the deliveries mark records done: fewer records are processed twice.
+ */
+void	kafka_consumer_on_revoke(struct kafka_consumer *,
+	    void (*fn)(void *opaque), void *opaque);
+
+/*
+ * Stops and restarts fetching one assigned partition (a retry record not
+ * due yet).  Returns 0 or -1 (logged).
+ */
+int	kafka_consumer_pause(struct kafka_consumer *, const char *topic,
+	    int32_t partition);
+int	kafka_consumer_resume(struct kafka_consumer *, const char *topic,
+	    int32_t partition);
+
+/*
+ * The partition will be consumed from offset again (usually the offset of
+ * a record received but not processed yet, together with pause).  The
+ * tracker is rewound first, so nothing at or above offset is committed
+ * before it is processed.  Returns 0 or -1 (logged).
+ */
+int	kafka_consumer_seek(struct kafka_consumer *, const char *topic,
+	    int32_t partition, int64_t offset);
+
+/* Commits the stored offsets now, synchronously.  Returns 0 or -1 (logged). */
+int	kafka_consumer_commit(struct kafka_consumer *);
+
+/*
+ * Commits the stored offsets synchronously, leaves the group (revoking:
+ * see kafka_consumer_on_revoke()) and destroys the consumer.  A graceful
+ * shutdown first stops taking new records and flushes its producer until
+ * kafka_consumer_pending() is 0 or a deadline passes.  Every message
+ * polled must have been destroyed: librdkafka waits for them.  Leaving the
+ * group takes at most session.timeout.ms when the coordinator is gone.
+ * Returns 0, or -1 when a commit failed (logged).
+ */
+int	kafka_consumer_close(struct kafka_consumer *);
+
+rd_kafka_t *kafka_consumer_rk(struct kafka_consumer *);
+
+#endif

@@ -1,0 +1,701 @@
+/*
+ * kafka_test.c - tests of common/kafka.c against the real broker in
+ * $KAFKA_BROKERS: deliveries with offsets, commits that stop at a pending
+ * record, seek/pause/resume, a full queue, an unreachable broker, fatal
+ * errors, and the header helpers (those need no broker).
+ *
+ * Usage: kafka_test NAME.  Every test makes its own topics and group.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "opt.h"
+#include "util.h"
+
+static int failures;
+
+#define CHECK(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		failures++;						\
+	}								\
+} while (0)
+
+/* A check whose failure makes the rest of the test meaningless. */
+#define REQUIRE(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		exit(1);						\
+	}								\
+} while (0)
+
+#define NPART	3
+
+static const char *brokers;
+
+static void
+unique(char *buf, size_t len, const char *what)
+{
+	static unsigned n;
+
+	snprintf(buf, len, "kafka-test-%s-%ld-%" PRId64 "-%u", what,
+	    (long)getpid(), util_now_ms(), n++);
+}
+
+static void
+opts(struct opt_kafka *o, const char *b, const char *group)
+{
+	opt_init(o, NULL);
+	o->brokers = b;
+	o->group = group;
+}
+
+/* Creates topic with nparts partitions through the Admin API. */
+static void
+create_topic(const char *topic, int nparts)
+{
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	rd_kafka_NewTopic_t *nt;
+	rd_kafka_queue_t *q;
+	rd_kafka_event_t *ev;
+	const rd_kafka_CreateTopics_result_t *res;
+	const rd_kafka_topic_result_t **tr;
+	char err[512];
+	size_t n;
+
+	conf = rd_kafka_conf_new();
+	REQUIRE(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err,
+	    sizeof(err)) == RD_KAFKA_CONF_OK);
+	REQUIRE((rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err,
+	    sizeof(err))) != NULL);
+	REQUIRE((nt = rd_kafka_NewTopic_new(topic, nparts, 1, err,
+	    sizeof(err))) != NULL);
+	q = rd_kafka_queue_new(rk);
+	rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+	REQUIRE((ev = rd_kafka_queue_poll(q, 30000)) != NULL);
+	REQUIRE(rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	REQUIRE((res = rd_kafka_event_CreateTopics_result(ev)) != NULL);
+	tr = rd_kafka_CreateTopics_result_topics(res, &n);
+	REQUIRE(n == 1);
+	if (rd_kafka_topic_result_error(tr[0]) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		fprintf(stderr, "create %s: %s\n", topic,
+		    rd_kafka_topic_result_error_string(tr[0]));
+	REQUIRE(rd_kafka_topic_result_error(tr[0]) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR);
+	rd_kafka_event_destroy(ev);
+	rd_kafka_NewTopic_destroy(nt);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_destroy(rk);
+}
+
+struct dr_rec {
+	int			called;
+	rd_kafka_resp_err_t	err;
+	int32_t			partition;
+	int64_t			offset;
+};
+
+static void
+record_cb(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
+    int64_t offset)
+{
+	struct dr_rec *r = opaque;
+
+	r->called++;
+	r->err = err;
+	r->partition = partition;
+	r->offset = offset;
+}
+
+/*
+ * Produces n messages "v-I" keyed "k-I" with headers to topic; checks that
+ * every one was acknowledged with an offset, and counts them per partition.
+ */
+static void
+produce_n(const char *topic, int n, int64_t *count, int nparts)
+{
+	struct opt_kafka o;
+	struct kafka_producer *p;
+	struct dr_rec *recs;
+	rd_kafka_headers_t *h;
+	char err[512], key[32], val[32];
+	int i, j;
+
+	opts(&o, brokers, NULL);
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	REQUIRE((recs = calloc(n, sizeof(*recs))) != NULL);
+	for (i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "k-%d", i);
+		snprintf(val, sizeof(val), "v-%d", i);
+		h = rd_kafka_headers_new(4);
+		CHECK(kafka_header_add_str(h, "content-type",
+		    "application/cloudevents+json") == 0);
+		CHECK(kafka_header_add_int64(h, "orderflow.attempt", 0) == 0);
+		CHECK(kafka_header_add_int64(h, "orderflow.attempt", i) == 0);
+		CHECK(kafka_produce(p, topic, key, strlen(key), val,
+		    strlen(val), h, record_cb, &recs[i]) == 0);
+	}
+	CHECK(kafka_flush(p, 30000) == 0);
+	CHECK(kafka_producer_failed(p) == 0);
+	for (j = 0; j < nparts; j++)
+		count[j] = 0;
+	for (i = 0; i < n; i++) {
+		CHECK(recs[i].called == 1);
+		CHECK(recs[i].err == RD_KAFKA_RESP_ERR_NO_ERROR);
+		CHECK(recs[i].offset >= 0);
+		REQUIRE(recs[i].partition >= 0 && recs[i].partition < nparts);
+		count[recs[i].partition]++;
+	}
+	/* Offsets in a partition are 0..count-1, each once. */
+	for (j = 0; j < nparts; j++) {
+		int64_t sum = 0;
+
+		for (i = 0; i < n; i++)
+			if (recs[i].partition == j) {
+				CHECK(recs[i].offset < count[j]);
+				sum += recs[i].offset;
+			}
+		CHECK(sum == count[j] * (count[j] - 1) / 2);
+	}
+	free(recs);
+	kafka_producer_destroy(p);
+}
+
+/* The group's committed offsets of topic's partitions 0..nparts-1. */
+static void
+committed(const char *group, const char *topic, int nparts, int64_t *off)
+{
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	rd_kafka_topic_partition_list_t *l;
+	char err[512];
+	int i;
+
+	conf = rd_kafka_conf_new();
+	REQUIRE(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err,
+	    sizeof(err)) == RD_KAFKA_CONF_OK);
+	REQUIRE(rd_kafka_conf_set(conf, "group.id", group, err,
+	    sizeof(err)) == RD_KAFKA_CONF_OK);
+	REQUIRE((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err,
+	    sizeof(err))) != NULL);
+	l = rd_kafka_topic_partition_list_new(nparts);
+	for (i = 0; i < nparts; i++)
+		rd_kafka_topic_partition_list_add(l, topic, i);
+	REQUIRE(rd_kafka_committed(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	for (i = 0; i < nparts; i++) {
+		CHECK(l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR);
+		off[i] = l->elems[i].offset;
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_destroy(rk);
+}
+
+static void
+test_headers(void)
+{
+	rd_kafka_headers_t *h, *c;
+	const char *drop[] = { "orderflow.attempt", "gone", NULL };
+	char buf[16];
+	int64_t v;
+	const char *name;
+	const void *val;
+	size_t sz;
+
+	h = rd_kafka_headers_new(2);
+	CHECK(kafka_header_add_str(h, "a", "one") == 0);
+	CHECK(kafka_header_add_int64(h, "orderflow.attempt", 1) == 0);
+	CHECK(kafka_header_add_str(h, "a", "two") == 0);
+	CHECK(kafka_header_add_int64(h, "orderflow.attempt", -42) == 0);
+	CHECK(kafka_header_add_str(h, "long", "0123456789abcdef") == 0);
+	CHECK(kafka_header_add_str(h, "num", "12x") == 0);
+	CHECK(kafka_header_add_str(h, "big", "99999999999999999999") == 0);
+	CHECK(rd_kafka_header_add(h, "nul", -1, "a\0b", 3) == 0);
+	CHECK(rd_kafka_header_add(h, "null", -1, NULL, 0) == 0);
+
+	CHECK(kafka_header_get_str(h, "a", buf, sizeof(buf)) == 3);
+	CHECK(strcmp(buf, "two") == 0);			/* the last one */
+	CHECK(kafka_header_get_str(h, "A", buf, sizeof(buf)) == -1);
+	CHECK(kafka_header_get_str(h, "absent", buf, sizeof(buf)) == -1);
+	CHECK(kafka_header_get_str(NULL, "a", buf, sizeof(buf)) == -1);
+	CHECK(kafka_header_get_str(h, "null", buf, sizeof(buf)) == -1);
+	CHECK(kafka_header_get_str(h, "long", buf, sizeof(buf)) == -2);
+	CHECK(buf[0] == '\0');
+	CHECK(kafka_header_get_str(h, "nul", buf, sizeof(buf)) == -2);
+	CHECK(kafka_header_get_int64(h, "orderflow.attempt", &v) == 0);
+	CHECK(v == -42);
+	CHECK(kafka_header_get_int64(h, "num", &v) == -2);
+	CHECK(kafka_header_get_int64(h, "big", &v) == -2);
+	CHECK(kafka_header_get_int64(h, "absent", &v) == -1);
+
+	c = kafka_headers_copy_except(h, drop);
+	CHECK(rd_kafka_header_cnt(c) == rd_kafka_header_cnt(h) - 2);
+	CHECK(kafka_header_get_str(c, "orderflow.attempt", buf,
+	    sizeof(buf)) == -1);
+	CHECK(kafka_header_get_str(c, "a", buf, sizeof(buf)) == 3);
+	CHECK(strcmp(buf, "two") == 0);
+	/* Order and null values are kept. */
+	CHECK(rd_kafka_header_get_all(c, 0, &name, &val, &sz) == 0);
+	CHECK(strcmp(name, "a") == 0 && sz == 3 && memcmp(val, "one", 3) == 0);
+	CHECK(rd_kafka_header_get_last(c, "null", &val, &sz) == 0);
+	CHECK(val == NULL);
+	rd_kafka_headers_destroy(c);
+
+	c = kafka_headers_copy_except(h, NULL);
+	CHECK(rd_kafka_header_cnt(c) == rd_kafka_header_cnt(h));
+	rd_kafka_headers_destroy(c);
+	c = kafka_headers_copy_except(NULL, drop);
+	CHECK(rd_kafka_header_cnt(c) == 0);
+	rd_kafka_headers_destroy(c);
+	rd_kafka_headers_destroy(h);
+}
+
+static void
+test_produce(void)
+{
+	char topic[128];
+	int64_t count[NPART];
+
+	unique(topic, sizeof(topic), "produce");
+	create_topic(topic, NPART);
+	produce_n(topic, 60, count, NPART);
+	CHECK(count[0] + count[1] + count[2] == 60);
+}
+
+/* What a consumed record's output delivery must mark done. */
+struct source {
+	struct kafka_consumer	*c;
+	char			 topic[128];
+	int32_t			 partition;
+	int64_t			 offset;
+};
+
+static void
+source_done(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
+    int64_t offset)
+{
+	struct source *s = opaque;
+
+	(void)partition;
+	CHECK(err == RD_KAFKA_RESP_ERR_NO_ERROR && offset >= 0);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		CHECK(kafka_consumer_done(s->c, s->topic, s->partition,
+		    s->offset) == 0);
+	free(s);
+}
+
+/*
+ * The flow of every consuming command: each record's output is produced
+ * and the record is done when that output is acknowledged.  Partition 0's
+ * offset 3 never is: the group's commit must stop there.
+ */
+static void
+test_consume(void)
+{
+	struct opt_kafka o;
+	struct kafka_consumer *c;
+	struct kafka_producer *p;
+	struct source *s;
+	rd_kafka_message_t *m;
+	const char *topics[2];
+	char in[128], out[128], group[128], err[512], buf[64];
+	int64_t count[NPART], off[NPART], deadline, v;
+	int got = 0, i, n = 60;
+
+	unique(in, sizeof(in), "in");
+	unique(out, sizeof(out), "out");
+	unique(group, sizeof(group), "group");
+	create_topic(in, NPART);
+	create_topic(out, 1);
+	produce_n(in, n, count, NPART);
+	REQUIRE(count[0] >= 5);
+
+	opts(&o, brokers, group);
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	topics[0] = in;
+	topics[1] = NULL;
+	REQUIRE((c = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
+	CHECK(kafka_wait_reachable(kafka_consumer_rk(c), 10000) == 0);
+	deadline = util_mono_ms() + 60000;
+	while (got < n && util_mono_ms() < deadline) {
+		kafka_poll(p, 0);
+		if ((m = kafka_consumer_poll(c, 200)) == NULL)
+			continue;
+		got++;
+		CHECK(kafka_header_get_str(kafka_msg_headers(m),
+		    "content-type", buf, sizeof(buf)) > 0);
+		CHECK(strcmp(buf, "application/cloudevents+json") == 0);
+		CHECK(kafka_header_get_int64(kafka_msg_headers(m),
+		    "orderflow.attempt", &v) == 0);
+		snprintf(buf, sizeof(buf), "v-%" PRId64, v);
+		CHECK(m->len == strlen(buf) && memcmp(m->payload, buf,
+		    m->len) == 0);
+		CHECK(kafka_consumer_track(c, m) == 0);
+		if (m->partition != 0 || m->offset != 3) {
+			REQUIRE((s = malloc(sizeof(*s))) != NULL);
+			s->c = c;
+			snprintf(s->topic, sizeof(s->topic), "%s", in);
+			s->partition = m->partition;
+			s->offset = m->offset;
+			CHECK(kafka_produce(p, out, m->key, m->key_len,
+			    m->payload, m->len, NULL, source_done, s) == 0);
+		}
+		rd_kafka_message_destroy(m);
+	}
+	CHECK(got == n);
+	CHECK(kafka_flush(p, 30000) == 0);
+	CHECK(kafka_consumer_pending(c) == 1);
+	CHECK(kafka_consumer_close(c) == 0);
+	kafka_producer_destroy(p);
+
+	committed(group, in, NPART, off);
+	for (i = 0; i < NPART; i++)
+		fprintf(stderr, "partition %d: %" PRId64 " records, "
+		    "committed %" PRId64 "\n", i, count[i], off[i]);
+	CHECK(off[0] == 3);
+	CHECK(off[1] == count[1]);
+	CHECK(off[2] == count[2]);
+}
+
+static void
+count_revoke(void *opaque)
+{
+	(*(int *)opaque)++;
+}
+
+static int
+assigned(struct kafka_consumer *c, rd_kafka_topic_partition_list_t **l)
+{
+	int n;
+
+	if (*l != NULL)
+		rd_kafka_topic_partition_list_destroy(*l);
+	*l = NULL;
+	REQUIRE(rd_kafka_assignment(kafka_consumer_rk(c), l) == 0);
+	n = (*l)->cnt;
+	return n;
+}
+
+/*
+ * A second member joins: with cooperative-sticky only some partitions
+ * move, and those commit on revocation what is done, never past the
+ * pending record.  Background commits are made rare so that the commit
+ * seen is the one made on revocation.
+ */
+static void
+test_rebalance(void)
+{
+	enum { N = 40, P = 4 };
+	struct opt_kafka o;
+	struct kafka_consumer *a, *b;
+	rd_kafka_message_t *m;
+	rd_kafka_topic_partition_list_t *la = NULL, *lb = NULL;
+	const char *topics[2];
+	char topic[128], group[128], err[512];
+	int64_t count[P], off[P], deadline;
+	int got = 0, revokes = 0, i, j, moved;
+
+	unique(topic, sizeof(topic), "rebalance");
+	unique(group, sizeof(group), "group");
+	create_topic(topic, P);
+	produce_n(topic, N, count, P);
+	REQUIRE(count[0] >= 2);
+
+	opts(&o, brokers, group);
+	REQUIRE(opt_prop_add(&o, "auto.commit.interval.ms=600000", "-X") == 0);
+	topics[0] = topic;
+	topics[1] = NULL;
+	REQUIRE((a = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
+	kafka_consumer_on_revoke(a, count_revoke, &revokes);
+	deadline = util_mono_ms() + 60000;
+	while (got < N && util_mono_ms() < deadline) {
+		if ((m = kafka_consumer_poll(a, 200)) == NULL)
+			continue;
+		got++;
+		CHECK(kafka_consumer_track(a, m) == 0);
+		if (m->partition != 0 || m->offset != 1)
+			CHECK(kafka_consumer_done(a, topic, m->partition,
+			    m->offset) == 0);
+		rd_kafka_message_destroy(m);
+	}
+	CHECK(got == N);
+	CHECK(strcmp(rd_kafka_rebalance_protocol(kafka_consumer_rk(a)),
+	    "COOPERATIVE") == 0);
+	CHECK(assigned(a, &la) == P);
+
+	REQUIRE((b = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
+	deadline = util_mono_ms() + 60000;
+	while ((assigned(a, &la) + assigned(b, &lb) != P || lb->cnt == 0) &&
+	    util_mono_ms() < deadline) {
+		if ((m = kafka_consumer_poll(a, 100)) != NULL) {
+			CHECK(m == NULL);		/* a read them all */
+			rd_kafka_message_destroy(m);
+		}
+		/* b starts from the commits: only the pending one again. */
+		if ((m = kafka_consumer_poll(b, 100)) != NULL) {
+			CHECK(m->partition == 0 && m->offset == 1);
+			rd_kafka_message_destroy(m);
+		}
+	}
+	CHECK(la->cnt > 0 && lb->cnt > 0 && la->cnt + lb->cnt == P);
+	CHECK(revokes > 0);
+	/* a kept its pending record unless its partition moved. */
+	moved = 1;
+	for (i = 0; i < la->cnt; i++)
+		if (la->elems[i].partition == 0)
+			moved = 0;
+	CHECK(kafka_consumer_pending(a) == (size_t)!moved);
+	committed(group, topic, P, off);
+	for (j = 0; j < lb->cnt; j++) {
+		i = lb->elems[j].partition;
+		fprintf(stderr, "moved partition %d: %" PRId64 " records, "
+		    "committed %" PRId64 "\n", i, count[i], off[i]);
+		CHECK(off[i] == (i == 0 ? 1 : count[i]));
+	}
+	rd_kafka_topic_partition_list_destroy(la);
+	rd_kafka_topic_partition_list_destroy(lb);
+	CHECK(kafka_consumer_close(b) == 0);
+	CHECK(kafka_consumer_close(a) == 0);
+	committed(group, topic, P, off);
+	CHECK(off[0] == 1);
+	for (i = 1; i < P; i++)
+		CHECK(off[i] == count[i]);
+	opt_free(&o);
+}
+
+/* Polls for up to ms; returns the first message, NULL if none came. */
+static rd_kafka_message_t *
+poll_for(struct kafka_consumer *c, int ms)
+{
+	rd_kafka_message_t *m;
+	int64_t deadline;
+
+	deadline = util_mono_ms() + ms;
+	while (util_mono_ms() < deadline)
+		if ((m = kafka_consumer_poll(c, 100)) != NULL)
+			return m;
+	return NULL;
+}
+
+/*
+ * A record not due yet: pause, seek back to it, resume later and get it
+ * again.  Meanwhile nothing at or past it is committed.
+ */
+static void
+test_seek(void)
+{
+	struct opt_kafka o;
+	struct kafka_consumer *c;
+	rd_kafka_message_t *m;
+	const char *topics[2];
+	char topic[128], group[128], err[512];
+	int64_t count[1], off[1], want = 0;
+	int seeked = 0;
+
+	unique(topic, sizeof(topic), "seek");
+	unique(group, sizeof(group), "group");
+	create_topic(topic, 1);
+	produce_n(topic, 10, count, 1);
+
+	opts(&o, brokers, group);
+	topics[0] = topic;
+	topics[1] = NULL;
+	REQUIRE((c = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
+	while (want < 10 && (m = poll_for(c, 30000)) != NULL) {
+		CHECK(m->partition == 0 && m->offset == want);
+		if (m->offset == 5 && !seeked) {
+			seeked = 1;
+			CHECK(kafka_consumer_pause(c, topic, 0) == 0);
+			CHECK(kafka_consumer_seek(c, topic, 0, 5) == 0);
+			rd_kafka_message_destroy(m);
+			/* Paused: nothing comes. */
+			m = poll_for(c, 1000);
+			CHECK(m == NULL);
+			if (m != NULL)
+				rd_kafka_message_destroy(m);
+			CHECK(kafka_consumer_commit(c) == 0);
+			committed(group, topic, 1, off);
+			CHECK(off[0] == 5);
+			CHECK(kafka_consumer_resume(c, topic, 0) == 0);
+			continue;
+		}
+		CHECK(kafka_consumer_track(c, m) == 0);
+		CHECK(kafka_consumer_done(c, topic, 0, m->offset) == 0);
+		want = m->offset + 1;
+		rd_kafka_message_destroy(m);
+	}
+	CHECK(want == 10);
+	CHECK(kafka_consumer_pending(c) == 0);
+	CHECK(kafka_consumer_close(c) == 0);
+	committed(group, topic, 1, off);
+	CHECK(off[0] == 10);
+}
+
+/* A queue of 5 messages: producing 300 waits for room, never fails. */
+static void
+test_queuefull(void)
+{
+	struct opt_kafka o;
+	struct kafka_producer *p;
+	struct dr_rec recs[300];
+	char topic[128], err[512];
+	size_t i;
+
+	unique(topic, sizeof(topic), "full");
+	create_topic(topic, 1);
+	opts(&o, brokers, NULL);
+	REQUIRE(opt_prop_add(&o, "queue.buffering.max.messages=5", "-X") == 0);
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	memset(recs, 0, sizeof(recs));
+	for (i = 0; i < 300; i++)
+		CHECK(kafka_produce(p, topic, NULL, 0, "x", 1, NULL, record_cb,
+		    &recs[i]) == 0);
+	CHECK(kafka_flush(p, 30000) == 0);
+	for (i = 0; i < 300; i++)
+		CHECK(recs[i].called == 1 && recs[i].err == 0 &&
+		    recs[i].offset == (int64_t)i);
+	kafka_producer_destroy(p);
+	opt_free(&o);
+}
+
+/* Nothing listens on port 1: fail within the deadline, never hang. */
+static void
+test_unreachable(void)
+{
+	struct opt_kafka o;
+	struct kafka_producer *p;
+	struct kafka_consumer *c;
+	struct dr_rec rec;
+	const char *topics[] = { "kafka-test-unreachable", NULL };
+	char err[512];
+	int64_t t0, dt, deadline;
+
+	opts(&o, "127.0.0.1:1", "kafka-test-unreachable");
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	t0 = util_mono_ms();
+	CHECK(kafka_wait_reachable(kafka_producer_rk(p), 2000) != 0);
+	dt = util_mono_ms() - t0;
+	fprintf(stderr, "kafka_wait_reachable failed after %" PRId64 " ms\n",
+	    dt);
+	CHECK(dt >= 1500 && dt < 4000);
+	deadline = util_mono_ms() + 10000;
+	while (!kafka_unreachable(kafka_producer_rk(p)) &&
+	    util_mono_ms() < deadline)
+		kafka_poll(p, 100);
+	CHECK(kafka_unreachable(kafka_producer_rk(p)));
+
+	/* Destroying reports what was never delivered. */
+	memset(&rec, 0, sizeof(rec));
+	CHECK(kafka_produce(p, "t", NULL, 0, "x", 1, NULL, record_cb,
+	    &rec) == 0);
+	CHECK(kafka_flush(p, 100) == 1);
+	kafka_producer_destroy(p);
+	CHECK(rec.called == 1 && rec.err != 0 && rec.offset == -1);
+
+	REQUIRE((c = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
+	t0 = util_mono_ms();
+	CHECK(kafka_wait_reachable(kafka_consumer_rk(c), 1000) != 0);
+	CHECK(util_mono_ms() - t0 < 3000);
+	t0 = util_mono_ms();
+	kafka_consumer_close(c);
+	CHECK(util_mono_ms() - t0 < 10000);
+}
+
+/* A fatal error is seen by kafka_fatal() and stops producing. */
+static void
+test_fatal(void)
+{
+	struct opt_kafka o;
+	struct kafka_producer *p;
+	char err[512], reason[512];
+	int64_t deadline;
+
+	opts(&o, brokers, NULL);
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	CHECK(kafka_fatal(kafka_producer_rk(p), reason, sizeof(reason)) == 0);
+	CHECK(rd_kafka_test_fatal_error(kafka_producer_rk(p),
+	    RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+	    "kafka_test made this up") == 0);
+	deadline = util_mono_ms() + 5000;
+	while (!kafka_fatal(kafka_producer_rk(p), reason, sizeof(reason)) &&
+	    util_mono_ms() < deadline)
+		kafka_poll(p, 100);
+	CHECK(kafka_fatal(kafka_producer_rk(p), reason, sizeof(reason)) == 1);
+	fprintf(stderr, "fatal: %s\n", reason);
+	CHECK(strstr(reason, "kafka_test made this up") != NULL);
+	CHECK(kafka_produce(p, "t", NULL, 0, "x", 1, NULL, NULL, NULL) ==
+	    RD_KAFKA_RESP_ERR__FATAL);
+	kafka_producer_destroy(p);
+}
+
+/* A -X property overrides a default; a bad one is an error naming it. */
+static void
+test_config(void)
+{
+	struct opt_kafka o;
+	struct kafka_producer *p;
+	const char *topics[] = { "t", NULL };
+	char err[512];
+
+	opts(&o, brokers, "g");
+	REQUIRE(opt_prop_add(&o, "linger.ms=50", "-X") == 0);
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	kafka_producer_destroy(p);
+	REQUIRE(opt_prop_add(&o, "no.such.thing=1", "f.properties:3") == 0);
+	CHECK(kafka_producer_new(&o, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "f.properties:3") != NULL);
+	CHECK(kafka_consumer_new(&o, topics, err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "no.such.thing") != NULL);
+	opt_free(&o);
+	opts(&o, brokers, "g");
+	topics[0] = NULL;
+	CHECK(kafka_consumer_new(&o, topics, err, sizeof(err)) == NULL);
+}
+
+static const struct {
+	const char	*name;
+	void		(*fn)(void);
+	int		 broker;
+} tests[] = {
+	{ "headers", test_headers, 0 },
+	{ "config", test_config, 0 },
+	{ "unreachable", test_unreachable, 0 },
+	{ "fatal", test_fatal, 0 },
+	{ "produce", test_produce, 1 },
+	{ "consume", test_consume, 1 },
+	{ "seek", test_seek, 1 },
+	{ "rebalance", test_rebalance, 1 },
+	{ "queuefull", test_queuefull, 1 },
+};
+
+int
+main(int argc, char *argv[])
+{
+	size_t i;
+	int ran = 0;
+
+	log_init("kafka_test");
+	if ((brokers = getenv("KAFKA_BROKERS")) == NULL || *brokers == '\0')
+		brokers = "127.0.0.1:9092";
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
+			continue;
+		tests[i].fn();
+		ran++;
+	}
+	if (ran == 0) {
+		fprintf(stderr, "kafka_test: unknown test %s\n", argv[1]);
+		return 2;
+	}
+	if (failures > 0) {
+		fprintf(stderr, "kafka_test: %d checks failed\n", failures);
+		return 1;
+	}
+	return 0;
+}
