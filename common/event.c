@@ -1060,7 +1060,7 @@ event_parse_amount(const char *s, int64_t *minor)
  * source) if getrandom(2) fails, at the cost of 6 fixed bits in 128.
  */
 static void
-random_bytes(unsigned char *buf, size_t len)
+fill_random(unsigned char *buf, size_t len)
 {
 	size_t got = 0, n;
 	ssize_t r;
@@ -1080,6 +1080,33 @@ random_bytes(unsigned char *buf, size_t len)
 		memcpy(buf + got, u, n);
 		got += n;
 	}
+}
+
+static void
+random_bytes(unsigned char *buf, size_t len)
+{
+	/*
+	 * Trace and span ids are asked for in small pieces, once per event:
+	 * a per-thread pool filled by one getrandom(2) call serves many of
+	 * them, and each byte is wiped once handed out.  A process that forks
+	 * after drawing from it must not generate ids in the child.
+	 */
+	static __thread unsigned char pool[256];
+	static __thread size_t avail;
+	size_t n;
+
+	if (len > sizeof(pool)) {
+		fill_random(buf, len);
+		return;
+	}
+	if (avail < len) {
+		fill_random(pool, sizeof(pool));
+		avail = sizeof(pool);
+	}
+	n = sizeof(pool) - avail;
+	memcpy(buf, pool + n, len);
+	explicit_bzero(pool + n, len);
+	avail -= len;
 }
 
 static int
