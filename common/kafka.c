@@ -48,6 +48,7 @@ struct kafka_consumer {
 	void			(*revoke_fn)(void *);
 	void			*revoke_opaque;
 	rd_kafka_resp_err_t	 last_err;	/* last consume error */
+	int			 assigned;	/* a first assignment came */
 };
 
 /* name, value pairs applied before the user's properties. */
@@ -605,6 +606,7 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	coop = proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+		c->assigned = 1;
 		log_parts("assigned", parts);
 		forget_parts(c, parts);
 		if (coop)
@@ -872,6 +874,40 @@ kafka_consumer_commit(struct kafka_consumer *c)
 	return -1;
 }
 
+/*
+ * librdkafka before 2.3.0 aborts when a cooperative-sticky consumer is
+ * closed or destroyed before its first assignment (its assignor state is
+ * still NULL: librdkafka issue 4312).  Give the assignment a bounded time to
+ * come; messages fetched meanwhile are dropped untracked, so nothing of
+ * theirs is committed.  Returns 1 when closing is safe.
+ */
+#define KAFKA_FIRST_ASSIGN_MS	15000
+
+static int
+close_is_safe(struct kafka_consumer *c)
+{
+	rd_kafka_message_t *m;
+	char strategy[256];
+	size_t n;
+	int64_t deadline;
+	int coop;
+
+	if (c->assigned || rd_kafka_version() >= 0x020300ff)
+		return 1;
+	n = sizeof(strategy);
+	coop = rd_kafka_conf_get(rd_kafka_conf(c->rk),
+	    "partition.assignment.strategy", strategy, &n) != RD_KAFKA_CONF_OK ||
+	    strstr(strategy, "cooperative") != NULL;
+	if (!coop)
+		return 1;
+	deadline = util_mono_ms() + KAFKA_FIRST_ASSIGN_MS;
+	while (!c->assigned && !kafka_unreachable(c->rk) &&
+	    util_mono_ms() < deadline)
+		if ((m = rd_kafka_consumer_poll(c->rk, 100)) != NULL)
+			rd_kafka_message_destroy(m);
+	return c->assigned;
+}
+
 int
 kafka_consumer_close(struct kafka_consumer *c)
 {
@@ -881,6 +917,18 @@ kafka_consumer_close(struct kafka_consumer *c)
 
 	if (c == NULL)
 		return 0;
+	if (!close_is_safe(c)) {
+		/*
+		 * The process is about to exit: leaving the handle is better
+		 * than an abort.  The group drops the member after its
+		 * session timeout.
+		 */
+		log_debug("kafka: consumer never assigned; leaving the group "
+		    "to its session timeout (librdkafka %s)",
+		    rd_kafka_version_str());
+		consumer_free(c);
+		return 0;
+	}
 	/* With no broker a synchronous commit could only wait. */
 	if (rd_kafka_fatal_error(c->rk, reason, sizeof(reason)) == 0 &&
 	    !kafka_unreachable(c->rk) && kafka_consumer_commit(c) == -1)

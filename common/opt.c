@@ -15,6 +15,8 @@
 #define VERSION "0.0.0"
 #endif
 
+static void	default_group(struct opt_kafka *);
+
 void
 opt_init(struct opt_kafka *o, void (*usage)(void))
 {
@@ -23,11 +25,27 @@ opt_init(struct opt_kafka *o, void (*usage)(void))
 	memset(o, 0, sizeof(*o));
 	env = getenv("KAFKA_BROKERS");
 	o->brokers = env != NULL && *env != '\0' ? env : "localhost:9092";
-	o->group = log_progname();
 	env = getenv("ORDERFLOW_TOPIC_PREFIX");
 	o->topic_prefix = env != NULL ? env : "";
+	default_group(o);
 	o->verbosity = LOG_LEVEL_INFO;
 	o->usage = usage;
+}
+
+/*
+ * Separate flows on one cluster (--topic-prefix) get separate consumer
+ * groups too, unless -G names one.
+ */
+static void
+default_group(struct opt_kafka *o)
+{
+	if (o->group != NULL && o->group != o->default_group)
+		return;
+	free(o->default_group);
+	if (asprintf(&o->default_group, "%s%s", o->topic_prefix,
+	    log_progname()) == -1)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	o->group = o->default_group;
 }
 
 static void __attribute__((noreturn))
@@ -164,6 +182,7 @@ opt_common(struct opt_kafka *o, int ch, const char *arg)
 		break;
 	case OPT_TOPIC_PREFIX:
 		o->topic_prefix = arg;
+		default_group(o);
 		break;
 	case '?':
 	case ':':
@@ -244,6 +263,10 @@ opt_free(struct opt_kafka *o)
 	free(o->topics);
 	o->topics = NULL;
 	o->ntopics = 0;
+	if (o->group == o->default_group)
+		o->group = NULL;
+	free(o->default_group);
+	o->default_group = NULL;
 
 	for (i = 0; i < o->nprops; i++) {
 		free(o->props[i].name);

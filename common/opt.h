@@ -40,13 +40,14 @@ struct opt_prop {
 
 struct opt_kafka {
 	const char	*brokers;	/* -b, else $KAFKA_BROKERS, else localhost:9092 */
-	const char	*group;		/* -G, else the command's name */
+	const char	*group;		/* -G, else the topic prefix + the command's name */
 	const char	*state;		/* --state, else ${ORDERFLOW_STATE:-./var}/COMMAND */
 	const char	*topic_prefix;	/* --topic-prefix, else $ORDERFLOW_TOPIC_PREFIX, else "" */
 	int		 verbosity;	/* LOG_LEVEL_INFO -q... +v... */
 	struct opt_prop	*props;
 	size_t		 nprops;
 	char		**topics;	/* opt_topic()'s names */
+	char		*default_group;	/* prefix + command name, when no -G */
 	size_t		 ntopics;
 	void		(*usage)(void);	/* prints the usage line to stderr */
 };
