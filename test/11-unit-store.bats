@@ -1,0 +1,51 @@
+#!/usr/bin/env bats
+# 11-unit-store.bats - runs the unit tests of common/store.c (Berkeley DB
+# state: tables, transactions, threads, processes killed mid-transaction).
+
+load test_helper
+
+@test "store: lists its tests" {
+	run --separate-stderr "$BUILD/test/store_test"
+	assert_success
+	assert_line killlocks
+}
+
+@test "store: open, close, reopen" {
+	run --separate-stderr "$BUILD/test/store_test" open
+	assert_success
+}
+
+@test "store: idempotency records: get, put, put-if-absent, expiry" {
+	run --separate-stderr "$BUILD/test/store_test" idem
+	assert_success
+}
+
+@test "store: one transaction over three tables, committed or aborted" {
+	run --separate-stderr "$BUILD/test/store_test" txn
+	assert_success
+}
+
+@test "store: outbox order, delete, stats" {
+	run --separate-stderr "$BUILD/test/store_test" outbox
+	assert_success
+}
+
+@test "store: threads committing at once" {
+	run --separate-stderr "$BUILD/test/store_test" threads
+	assert_success
+}
+
+@test "store: a process killed holding locks does not wedge another" {
+	run --separate-stderr timeout 60 "$BUILD/test/store_test" killlocks
+	assert_success
+}
+
+@test "store: commits survive a SIGKILL in a burst, and recovery" {
+	run --separate-stderr timeout 120 "$BUILD/test/store_test" killburst
+	assert_success
+}
+
+@test "store: an unknown test name is an error" {
+	run --separate-stderr "$BUILD/test/store_test" nosuch
+	assert_failure 2
+}

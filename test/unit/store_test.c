@@ -1,0 +1,636 @@
+/*
+ * store_test.c - unit tests for common/store.c: table semantics,
+ * transactions across tables, threads, and processes SIGKILLed while
+ * holding locks or in the middle of a burst of commits.
+ *
+ * Usage: store_test NAME | all; without an argument it lists the tests.
+ * Each test works in its own directory from mkdtemp(3), removed after.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "util.h"
+
+static int failures;
+
+#define CHECK(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		failures++;						\
+	}								\
+} while (0)
+
+/* An operation that must succeed; names the error when it does not. */
+#define OK(expr) do {							\
+	int ok_ret_ = (expr);						\
+	if (ok_ret_ != 0) {						\
+		fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__,	\
+		    #expr, store_strerror(ok_ret_));			\
+		failures++;						\
+	}								\
+} while (0)
+
+static char tmpdir[64];
+
+static const char *
+mkdir_tmp(void)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/store_test.XXXXXX",
+	    base != NULL && strlen(base) < 32 ? base : "/tmp");
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	return tmpdir;
+}
+
+/* Removes dir and the files (and one level of directories) in it. */
+static void
+rm_tree(const char *dir)
+{
+	char path[512];
+	struct dirent *de;
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == -1 && errno == EISDIR)
+			rm_tree(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static struct store_idem
+idem(const char *outcome, int64_t created, int64_t expires, int state)
+{
+	struct store_idem r = { created, expires, state, (void *)outcome,
+	    outcome != NULL ? strlen(outcome) : 0 };
+
+	return r;
+}
+
+/* The JSON of an order, or "" when absent. */
+static int
+order_is(struct store *s, const char *id, const char *want)
+{
+	char *json;
+	int ret, same;
+
+	if ((ret = store_order_get(s, NULL, id, &json)) != 0)
+		return ret == STORE_NOTFOUND && *want == '\0';
+	same = strcmp(json, want) == 0;
+	free(json);
+	return same;
+}
+
+static void
+test_open(void)
+{
+	char dir[128];
+	struct store *s, *s2;
+	struct stat st;
+	uint64_t seq1, seq2;
+
+	snprintf(dir, sizeof(dir), "%s/state", mkdir_tmp());
+	OK(store_open(&s, dir, 0));
+	CHECK(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700);
+	OK(store_order_put(s, NULL, "o-1", "{\"status\":\"pending\"}"));
+	OK(store_outbox_append(s, NULL, "e1", 2, 1, &seq1));
+	/* DB_REGISTER: one handle per process. */
+	CHECK(store_open(&s2, dir, 0) != 0 && s2 == NULL);
+	OK(store_checkpoint(s));
+	OK(store_close(s));
+	OK(store_close(NULL));
+
+	OK(store_open(&s, dir, 0));
+	CHECK(order_is(s, "o-1", "{\"status\":\"pending\"}"));
+	CHECK(order_is(s, "o-2", ""));
+	OK(store_order_put(s, NULL, "o-1", "{\"status\":\"approved\"}"));
+	CHECK(order_is(s, "o-1", "{\"status\":\"approved\"}"));
+	OK(store_outbox_append(s, NULL, "e2", 2, 2, &seq2));
+	CHECK(seq2 > seq1);
+	CHECK(store_order_put(s, NULL, "", "{}") == EINVAL);
+	OK(store_close(s));
+	CHECK(store_open(&s, "/proc/no/such/dir", 0) != 0 && s == NULL);
+	rm_tree(dir);
+	rm_tree(tmpdir);
+}
+
+static void
+test_idem(void)
+{
+	struct store *s;
+	struct store_idem r, old;
+	const char bin[] = { 'a', '\0', 'b' };
+	size_t n, total;
+	char key[32];
+	int i;
+
+	OK(store_open(&s, mkdir_tmp(), 0));
+	CHECK(store_idem_get(s, NULL, "k1", 100, &r) == STORE_NOTFOUND);
+	r = idem("{\"id\":1}", 100, 200, 1);
+	OK(store_idem_put(s, NULL, "k1", &r));
+	OK(store_idem_get(s, NULL, "k1", 150, &r));
+	CHECK(r.created_ms == 100 && r.expires_ms == 200 && r.state == 1);
+	CHECK(r.outcome_len == 8 && strcmp(r.outcome, "{\"id\":1}") == 0);
+	store_idem_free(&r);
+	/* Expired records are absent, before expire() removes them. */
+	CHECK(store_idem_get(s, NULL, "k1", 200, &r) == STORE_NOTFOUND);
+	CHECK(r.outcome == NULL);
+
+	/* Overwrite, with binary and empty outcomes, a negative state. */
+	r = idem(NULL, 1, 1000, -7);
+	r.outcome = (void *)bin;
+	r.outcome_len = sizeof(bin);
+	OK(store_idem_put(s, NULL, "k1", &r));
+	OK(store_idem_get(s, NULL, "k1", 999, &r));
+	CHECK(r.state == -7 && r.outcome_len == 3 &&
+	    memcmp(r.outcome, bin, 3) == 0);
+	store_idem_free(&r);
+	r = idem(NULL, 1, 1000, 0);
+	OK(store_idem_put(s, NULL, "k2", &r));
+	OK(store_idem_get(s, NULL, "k2", 5, &r));
+	CHECK(r.outcome_len == 0 && r.outcome != NULL);
+	store_idem_free(&r);
+
+	/* put_new: absent, present, expired. */
+	r = idem("first", 10, 500, 1);
+	OK(store_idem_put_new(s, NULL, "k3", &r, 10, NULL));
+	r = idem("second", 20, 600, 2);
+	CHECK(store_idem_put_new(s, NULL, "k3", &r, 20, &old) == STORE_EXISTS);
+	CHECK(old.state == 1 && old.created_ms == 10 &&
+	    strcmp(old.outcome, "first") == 0);
+	store_idem_free(&old);
+	CHECK(store_idem_put_new(s, NULL, "k3", &r, 20, NULL) == STORE_EXISTS);
+	OK(store_idem_put_new(s, NULL, "k3", &r, 500, &old));
+	CHECK(old.outcome == NULL);
+	OK(store_idem_get(s, NULL, "k3", 500, &r));
+	CHECK(r.state == 2 && strcmp(r.outcome, "second") == 0);
+	store_idem_free(&r);
+
+	/* del */
+	OK(store_idem_del(s, NULL, "k3"));
+	CHECK(store_idem_del(s, NULL, "k3") == STORE_NOTFOUND);
+	CHECK(store_idem_get(s, NULL, "k3", 0, &r) == STORE_NOTFOUND);
+
+	/* expire in bounded batches: 20 expire at 1000..1019, 5 never. */
+	OK(store_idem_del(s, NULL, "k1"));
+	OK(store_idem_del(s, NULL, "k2"));
+	for (i = 0; i < 25; i++) {
+		snprintf(key, sizeof(key), "e-%02d", i);
+		r = idem("x", 0, i < 20 ? 1000 + i : INT64_MAX, 0);
+		OK(store_idem_put(s, NULL, key, &r));
+	}
+	OK(store_idem_expire(s, NULL, 999, 100, &n));
+	CHECK(n == 0);
+	OK(store_idem_expire(s, NULL, 1004, 100, &n));
+	CHECK(n == 5);
+	total = 5;
+	do {
+		OK(store_idem_expire(s, NULL, 5000, 7, &n));
+		CHECK(n <= 7);
+		total += n;
+	} while (n == 7);
+	CHECK(total == 20);
+	for (i = 0; i < 25; i++) {
+		snprintf(key, sizeof(key), "e-%02d", i);
+		/* Absent even at time 0: they were deleted. */
+		CHECK((store_idem_get(s, NULL, key, 0, &r) == 0) == (i >= 20));
+		store_idem_free(&r);
+	}
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
+/* One transaction over the three tables, as order-serve will do it. */
+static int
+create_order(struct store *s, struct store_txn *t, const char *id,
+    int64_t now, uint64_t *seq)
+{
+	struct store_idem r = idem(id, now, now + 1000, 1);
+	char key[64];
+	int ret;
+
+	snprintf(key, sizeof(key), "idem-%s", id);
+	if ((ret = store_order_put(s, t, id, "{\"status\":\"pending\"}")) ||
+	    (ret = store_outbox_append(s, t, id, strlen(id), now, seq)) ||
+	    (ret = store_idem_put_new(s, t, key, &r, now, NULL)))
+		return ret;
+	return 0;
+}
+
+static void
+test_txn(void)
+{
+	struct store *s;
+	struct store_txn *t;
+	struct store_outbox_rec rec;
+	struct store_idem r;
+	uint64_t seq, depth;
+	int64_t oldest;
+
+	OK(store_open(&s, mkdir_tmp(), 0));
+	OK(store_txn_begin(s, &t));
+	OK(create_order(s, t, "o-1", 100, &seq));
+	OK(store_txn_commit(t));
+	CHECK(order_is(s, "o-1", "{\"status\":\"pending\"}"));
+	OK(store_idem_get(s, NULL, "idem-o-1", 100, &r));
+	CHECK(strcmp(r.outcome, "o-1") == 0);
+	store_idem_free(&r);
+	OK(store_outbox_first(s, NULL, 0, &rec));
+	CHECK(rec.seq == seq && strcmp(rec.data, "o-1") == 0);
+	store_outbox_free(&rec);
+
+	OK(store_txn_begin(s, &t));
+	OK(create_order(s, t, "o-2", 200, &seq));
+	/* The transaction sees its own writes. */
+	OK(store_idem_get(s, t, "idem-o-2", 200, &r));
+	store_idem_free(&r);
+	OK(store_txn_abort(t));
+	CHECK(order_is(s, "o-2", ""));
+	CHECK(store_idem_get(s, NULL, "idem-o-2", 200, &r) == STORE_NOTFOUND);
+	CHECK(store_outbox_first(s, NULL, seq - 1, &rec) == STORE_NOTFOUND);
+	OK(store_outbox_stats(s, NULL, &depth, &oldest));
+	CHECK(depth == 1 && oldest == 100);
+
+	/* A repeated key fails the transaction as a whole. */
+	OK(store_txn_begin(s, &t));
+	CHECK(create_order(s, t, "o-1", 300, &seq) == STORE_EXISTS);
+	OK(store_txn_abort(t));
+	OK(store_outbox_stats(s, NULL, &depth, &oldest));
+	CHECK(depth == 1);
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
+static void
+test_outbox(void)
+{
+	struct store *s;
+	struct store_outbox_rec rec;
+	uint64_t seq[5], depth;
+	int64_t oldest;
+	char data[16];
+	int i;
+
+	OK(store_open(&s, mkdir_tmp(), 0));
+	CHECK(store_outbox_first(s, NULL, 0, &rec) == STORE_NOTFOUND);
+	OK(store_outbox_stats(s, NULL, &depth, &oldest));
+	CHECK(depth == 0 && oldest == 0);
+	for (i = 0; i < 5; i++) {
+		snprintf(data, sizeof(data), "event-%d", i);
+		OK(store_outbox_append(s, NULL, data, strlen(data),
+		    1000 + i, &seq[i]));
+		CHECK(i == 0 || seq[i] > seq[i - 1]);
+	}
+	CHECK(seq[0] == 1);
+	OK(store_outbox_first(s, NULL, 0, &rec));
+	CHECK(rec.seq == seq[0] && rec.appended_ms == 1000 &&
+	    rec.len == 7 && strcmp(rec.data, "event-0") == 0);
+	store_outbox_free(&rec);
+	OK(store_outbox_first(s, NULL, seq[0], &rec));
+	CHECK(rec.seq == seq[1] && strcmp(rec.data, "event-1") == 0);
+	store_outbox_free(&rec);
+	OK(store_outbox_del(s, NULL, seq[1]));
+	CHECK(store_outbox_del(s, NULL, seq[1]) == STORE_NOTFOUND);
+	OK(store_outbox_first(s, NULL, seq[0], &rec));
+	CHECK(rec.seq == seq[2]);
+	store_outbox_free(&rec);
+	OK(store_outbox_stats(s, NULL, &depth, &oldest));
+	CHECK(depth == 4 && oldest == 1000);
+	OK(store_outbox_del(s, NULL, seq[0]));
+	OK(store_outbox_stats(s, NULL, &depth, &oldest));
+	CHECK(depth == 3 && oldest == 1002);
+	CHECK(store_outbox_first(s, NULL, seq[4], &rec) == STORE_NOTFOUND);
+	CHECK(store_outbox_first(s, NULL, UINT64_MAX, &rec) == STORE_NOTFOUND);
+	for (i = 2; i < 5; i++)
+		OK(store_outbox_del(s, NULL, seq[i]));
+	OK(store_outbox_stats(s, NULL, &depth, &oldest));
+	CHECK(depth == 0 && oldest == 0);
+	/* Numbers are never reused, across a reopen too. */
+	OK(store_close(s));
+	OK(store_open(&s, tmpdir, 0));
+	OK(store_outbox_append(s, NULL, "", 0, 5, &seq[0]));
+	CHECK(seq[0] > seq[4]);
+	OK(store_outbox_first(s, NULL, 0, &rec));
+	CHECK(rec.len == 0 && rec.data != NULL && *(char *)rec.data == '\0');
+	store_outbox_free(&rec);
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
+/* Threads committing at once, contending on one hot order. */
+#define NTHREADS	8
+#define NTXN		50
+
+struct worker {
+	struct store	*s;
+	int		 id;
+	int		 n;
+	int		 errors;
+};
+
+static int
+worker_txn(struct store *s, struct store_txn *t, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t seq;
+	char *json, id[32];
+	int ret;
+
+	snprintf(id, sizeof(id), "o-%d-%d", w->id, w->n);
+	if ((ret = store_order_get(s, t, "hot", &json)) != 0 &&
+	    ret != STORE_NOTFOUND)
+		return ret;
+	free(json);
+	if ((ret = create_order(s, t, id, 1, &seq)) != 0)
+		return ret;
+	return store_order_put(s, t, "hot", id);
+}
+
+static void *
+worker(void *arg)
+{
+	struct worker *w = arg;
+	int ret;
+
+	for (w->n = 0; w->n < NTXN; w->n++)
+		if ((ret = store_run(w->s, worker_txn, w)) != 0) {
+			fprintf(stderr, "worker %d: %s\n", w->id,
+			    store_strerror(ret));
+			w->errors++;
+		}
+	return NULL;
+}
+
+static void
+test_threads(void)
+{
+	struct worker w[NTHREADS];
+	pthread_t th[NTHREADS];
+	struct store *s;
+	uint64_t depth;
+	int64_t oldest;
+	int i;
+
+	OK(store_open(&s, mkdir_tmp(), STORE_NOSYNC));
+	for (i = 0; i < NTHREADS; i++) {
+		w[i].s = s;
+		w[i].id = i;
+		w[i].errors = 0;
+		CHECK(pthread_create(&th[i], NULL, worker, &w[i]) == 0);
+	}
+	for (i = 0; i < NTHREADS; i++) {
+		CHECK(pthread_join(th[i], NULL) == 0);
+		CHECK(w[i].errors == 0);
+	}
+	OK(store_outbox_stats(s, NULL, &depth, &oldest));
+	CHECK(depth == NTHREADS * NTXN);
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
+/* Reads exactly len bytes within timeout_ms; 0 at EOF, -1 on timeout. */
+static ssize_t
+read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < len) {
+		if (poll(&p, 1, timeout_ms) != 1)
+			return -1;
+		if ((n = read(fd, (char *)buf + got, len - got)) <= 0)
+			return n == 0 ? (ssize_t)got : -1;
+		got += n;
+	}
+	return got;
+}
+
+/* The child: takes a write lock on "k" in an open transaction, waits. */
+static void
+lock_holder(const char *dir, int fd)
+{
+	struct store *s;
+	struct store_txn *t;
+
+	if (store_open(&s, dir, 0) != 0 || store_txn_begin(s, &t) != 0 ||
+	    store_order_put(s, t, "k", "child") != 0)
+		_exit(1);
+	if (write(fd, "!", 1) != 1)
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+static void
+test_killlocks(void)
+{
+	struct store *s;
+	int fds[2], status;
+	int64_t t0, ms;
+	pid_t pid;
+	char c;
+
+	mkdir_tmp();
+	OK(store_open(&s, tmpdir, 0));
+	OK(store_order_put(s, NULL, "k", "parent-0"));
+	CHECK(pipe(fds) == 0);
+	if ((pid = fork()) == 0) {
+		close(fds[0]);
+		lock_holder(tmpdir, fds[1]);
+	}
+	close(fds[1]);
+	CHECK(read_full(fds[0], &c, 1, 30000) == 1);
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+
+	/* The dead child's lock goes away within a bounded time. */
+	t0 = util_mono_ms();
+	OK(store_order_put(s, NULL, "k", "parent-1"));
+	ms = util_mono_ms() - t0;
+	CHECK(ms < 10000);
+	fprintf(stderr, "killlocks: write after the kill took %lld ms\n",
+	    (long long)ms);
+	CHECK(order_is(s, "k", "parent-1"));
+	OK(store_close(s));
+
+	/* Reopening finds the dead process (DB_REGISTER) and copes. */
+	OK(store_open(&s, tmpdir, 0));
+	CHECK(order_is(s, "k", "parent-1"));
+	OK(store_order_put(s, NULL, "k", "parent-2"));
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
+struct burst_arg {
+	uint64_t	 n;
+	uint64_t	*seq;
+};
+
+static int
+burst_txn(struct store *s, struct store_txn *t, void *arg)
+{
+	struct burst_arg *b = arg;
+	char id[32];
+
+	snprintf(id, sizeof(id), "b-%llu", (unsigned long long)b->n);
+	return create_order(s, t, id, (int64_t)b->n, b->seq);
+}
+
+/* The child: commits forever, reporting (n, seq) after each commit. */
+static void
+burster(const char *dir, int fd, uint64_t first)
+{
+	struct store *s;
+	struct burst_arg b;
+	uint64_t msg[2];
+
+	if (store_open(&s, dir, 0) != 0)
+		_exit(1);
+	b.seq = &msg[1];
+	for (b.n = first;; b.n++) {
+		if (store_run(s, burst_txn, &b) != 0)
+			_exit(1);
+		msg[0] = b.n;
+		if (write(fd, msg, sizeof(msg)) != sizeof(msg))
+			_exit(1);
+	}
+}
+
+/* Everything the child said it committed is there after recovery. */
+static void
+burst_check(const uint64_t (*got)[2], size_t n)
+{
+	struct store_outbox_rec rec;
+	struct store *s;
+	char id[32];
+	size_t i, bad = 0;
+
+	OK(store_open(&s, tmpdir, 0));
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "b-%llu", (unsigned long long)got[i][0]);
+		if (!order_is(s, id, "{\"status\":\"pending\"}"))
+			bad++;
+		if (store_outbox_first(s, NULL, got[i][1] - 1, &rec) != 0 ||
+		    rec.seq != got[i][1] || strcmp(rec.data, id) != 0)
+			bad++;
+		store_outbox_free(&rec);
+	}
+	if (bad > 0)
+		fprintf(stderr, "burst: %zu of %zu commits lost\n", bad, n);
+	CHECK(bad == 0);
+	OK(store_order_put(s, NULL, "after", "{}"));
+	OK(store_close(s));
+}
+
+static size_t
+burst_round(uint64_t first, size_t kill_after, uint64_t (*got)[2],
+    size_t max)
+{
+	size_t n = 0;
+	int fds[2], status;
+	pid_t pid;
+
+	CHECK(pipe(fds) == 0);
+	if ((pid = fork()) == 0) {
+		close(fds[0]);
+		burster(tmpdir, fds[1], first);
+	}
+	close(fds[1]);
+	while (n < max && read_full(fds[0], got[n], sizeof(got[n]), 30000) ==
+	    sizeof(got[n])) {
+		if (++n == kill_after)
+			kill(pid, SIGKILL);
+	}
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
+	CHECK(n >= kill_after);
+	return n;
+}
+
+static void
+test_killburst(void)
+{
+	static uint64_t got[4][4096][2];
+	size_t n[4];
+	int round;
+
+	mkdir_tmp();
+	for (round = 0; round < 4; round++) {
+		n[round] = burst_round(100000 * (round + 1), 50 + 37 * round,
+		    got[round], 4096);
+		fprintf(stderr, "killburst: round %d: %zu commits reported\n",
+		    round, n[round]);
+		burst_check((const uint64_t (*)[2])got[round], n[round]);
+	}
+	/* Earlier rounds survived the later recoveries. */
+	for (round = 0; round < 4; round++)
+		burst_check((const uint64_t (*)[2])got[round], n[round]);
+	rm_tree(tmpdir);
+}
+
+static const struct {
+	const char	*name;
+	void		(*fn)(void);
+} tests[] = {
+	{ "open", test_open },
+	{ "idem", test_idem },
+	{ "txn", test_txn },
+	{ "outbox", test_outbox },
+	{ "threads", test_threads },
+	{ "killlocks", test_killlocks },
+	{ "killburst", test_killburst },
+};
+
+int
+main(int argc, char *argv[])
+{
+	size_t i;
+	int ran = 0;
+
+	if (argc < 2) {
+		for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+			printf("%s\n", tests[i].name);
+		return 0;
+	}
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		if (strcmp(argv[1], "all") != 0 &&
+		    strcmp(argv[1], tests[i].name) != 0)
+			continue;
+		tests[i].fn();
+		ran++;
+	}
+	if (ran == 0) {
+		fprintf(stderr, "store_test: unknown test %s\n", argv[1]);
+		return 2;
+	}
+	if (failures > 0) {
+		fprintf(stderr, "store_test: %d checks failed\n", failures);
+		return 1;
+	}
+	return 0;
+}
