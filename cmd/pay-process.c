@@ -1,0 +1,824 @@
+/*
+ * pay-process - the payment worker: reads order.created events, charges
+ * each order at most once (with the built-in simulator of CONTRACT or an
+ * HTTP payment gateway) and writes payment.processed events.  Retries,
+ * dead letters, pipe mode and shutdown are worker.h's.
+ *
+ * At most one payment per order id: the outcome (the payment.processed
+ * event) is recorded in Berkeley DB under the order id, put-if-absent in
+ * one transaction, before the event is sent.  A repeat of the order finds
+ * the record and re-sends the recorded event, same id, charging nothing.
+ * A crash between the charge and the record charges again only through
+ * the gateway, with the same Idempotency-Key (the order id), which the
+ * gateway answers with the first charge's outcome.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "event.h"
+#include "exitcode.h"
+#include "log.h"
+#include "opt.h"
+#include "store.h"
+#include "util.h"
+#include "worker.h"
+
+#define SOURCE			"/orderflow/pay-process"
+#define DEF_LIMIT		1000000		/* minor units */
+#define DEF_BACKOFF_MS		1000
+#define DEF_BACKOFF_MAX_MS	60000
+#define DEF_MAX_ATTEMPTS	5
+#define DEF_TTL_MS		(7LL * 24 * 3600 * 1000)
+#define DEF_GW_TIMEOUT_MS	10000
+#define GW_CONNECT_MAX_MS	3000
+#define GW_REPLY_MAX		65536
+#define REPORT_MS		10000
+#define EXPIRE_BATCH		500
+#define EXPIRE_EVERY_MS		60000
+#define CHECKPOINT_MS		30000
+
+/* The state of an idempotency record. */
+#define IDEM_PAID		1	/* outcome: the payment.processed JSON */
+
+enum {
+	OPT_BACKOFF = OPT_CMD_FIRST,
+	OPT_BACKOFF_MAX,
+	OPT_DEDUP_TTL,
+	OPT_DLQ,
+	OPT_GATEWAY,
+	OPT_GATEWAY_TIMEOUT,
+	OPT_LIMIT,
+	OPT_MAX_ATTEMPTS,
+	OPT_SYNC
+};
+
+/* The result of charging an order. */
+enum charge_result {
+	CHARGE_APPROVED,
+	CHARGE_DECLINED,
+	CHARGE_TRANSIENT,
+	CHARGE_PERMANENT
+};
+
+struct charge {
+	enum charge_result r;
+	char	reason[EVENT_REASON_MAX + 1];	/* declined */
+	char	payment_id[ORDER_ID_MAX + 1];	/* the gateway's, or "" */
+	char	why[256];			/* transient, permanent */
+};
+
+struct pp {
+	struct opt_kafka o;
+	struct store	*store;
+	const char	*state;
+	unsigned	 store_flags;
+	int64_t		 limit;
+	int64_t		 ttl_ms;
+	const char	*gateway;
+	int64_t		 gw_timeout_ms;
+	CURL		*curl;
+	int64_t		 next_expire;
+	int64_t		 next_checkpoint;
+	uint64_t	 approved;
+	uint64_t	 declined;
+	uint64_t	 duplicates;
+};
+
+/* The growing reply of the gateway, at most GW_REPLY_MAX bytes. */
+struct reply {
+	char	buf[GW_REPLY_MAX + 1];
+	size_t	len;
+	int	overflow;
+};
+
+static struct pp pp;
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: %s [-hqVv] [-b brokers] [-F file] [-G group] [-i file] "
+	    "[-o -]\n"
+	    "           [-X name=value] [--backoff duration] "
+	    "[--backoff-max duration]\n"
+	    "           [--dedup-ttl duration] [--dlq file] [--gateway url]\n"
+	    "           [--gateway-timeout duration] [--limit amount] "
+	    "[--log-format format]\n"
+	    "           [--max-attempts n] [--state dir] [--sync] "
+	    "[--topic-prefix prefix]\n",
+	    log_progname());
+}
+
+static void __attribute__((noreturn))
+usage_error(const char *fmt, const char *arg, const char *why)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), fmt, arg);
+	if (why != NULL)
+		log_error("%s: %s", msg, why);
+	else
+		log_error("%s", msg);
+	usage();
+	exit(OF_EXIT_USAGE);
+}
+
+static int64_t
+duration_arg(const char *name, const char *arg, int64_t min)
+{
+	const char *e;
+	int64_t ms;
+
+	if (util_duration(arg, &ms, &e) == -1)
+		usage_error("%s", name, e);
+	if (ms < min)
+		usage_error("%s: too small", name, NULL);
+	return ms;
+}
+
+/*
+ * The store.
+ */
+
+/* mkdir -p of dir's parents (store_open() makes dir itself). */
+static void
+make_parents(const char *dir)
+{
+	char path[PATH_MAX], *s;
+
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+		return;
+	for (s = path + 1; (s = strchr(s, '/')) != NULL; s++) {
+		*s = '\0';
+		if (mkdir(path, 0700) == -1 && errno != EEXIST)
+			return;
+		*s = '/';
+	}
+}
+
+/*
+ * A store error: a process died inside Berkeley DB and recovery must run,
+ * which opening the store again does; every error makes the record
+ * transient, to be tried again later.
+ */
+static enum worker_outcome
+store_failed(int err, char *why, size_t whylen)
+{
+	int ret;
+
+	snprintf(why, whylen, "state: %s", store_strerror(err));
+	if (err == STORE_RUNRECOVERY) {
+		log_warn("state: recovery needed; reopening %s", pp.state);
+		store_close(pp.store);
+		pp.store = NULL;
+		if ((ret = store_open(&pp.store, pp.state,
+		    pp.store_flags)) != 0)
+			log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
+			    store_strerror(ret));
+	}
+	return WORKER_TRANSIENT;
+}
+
+/* What record_fn needs and finds. */
+struct record {
+	const char	*order_id;
+	const char	*json;
+	size_t		 len;
+	int64_t		 now_ms;
+	char		*recorded;	/* a payment recorded before: malloc'd */
+};
+
+/* Put-if-absent: the payment, unless one is recorded already. */
+static int
+record_fn(struct store *s, struct store_txn *t, void *arg)
+{
+	struct record *r = arg;
+	struct store_idem rec, old;
+	int ret;
+
+	free(r->recorded);
+	r->recorded = NULL;
+	ret = store_idem_get(s, t, r->order_id, r->now_ms, &old);
+	if (ret == 0 && old.state == IDEM_PAID) {
+		r->recorded = old.outcome;
+		return 0;
+	}
+	if (ret == 0)
+		store_idem_free(&old);
+	else if (ret != STORE_NOTFOUND)
+		return ret;
+	memset(&rec, 0, sizeof(rec));
+	rec.created_ms = r->now_ms;
+	rec.expires_ms = r->now_ms + pp.ttl_ms;
+	rec.state = IDEM_PAID;
+	rec.outcome = (void *)(uintptr_t)r->json;
+	rec.outcome_len = r->len;
+	return store_idem_put(s, t, r->order_id, &rec);
+}
+
+/*
+ * The simulator of CONTRACT.
+ */
+
+static void
+simulate(const struct event *ev, int attempt, struct charge *ch)
+{
+	const char *pm = ev->order.payment_method;
+	int n;
+
+	if (strcmp(pm, "pm_card_declined") == 0) {
+		ch->r = CHARGE_DECLINED;
+		snprintf(ch->reason, sizeof(ch->reason), "card_declined");
+	} else if (strncmp(pm, "pm_card_", 8) == 0) {
+		if (ev->order.total > pp.limit) {
+			ch->r = CHARGE_DECLINED;
+			snprintf(ch->reason, sizeof(ch->reason),
+			    "limit_exceeded");
+		} else
+			ch->r = CHARGE_APPROVED;
+	} else if (strncmp(pm, "pm_transient_", 13) == 0 &&
+	    pm[13] >= '1' && pm[13] <= '9' && pm[14] == '\0') {
+		n = pm[13] - '0';
+		if (attempt <= n) {
+			ch->r = CHARGE_TRANSIENT;
+			snprintf(ch->why, sizeof(ch->why), "simulated "
+			    "transient failure (attempt %d of %d failing)",
+			    attempt, n);
+		} else
+			ch->r = CHARGE_APPROVED;
+	} else if (strcmp(pm, "pm_gateway_error") == 0) {
+		ch->r = CHARGE_PERMANENT;
+		snprintf(ch->why, sizeof(ch->why), "simulated gateway error");
+	} else {
+		ch->r = CHARGE_PERMANENT;
+		snprintf(ch->why, sizeof(ch->why), "unknown payment method %s",
+		    pm);
+	}
+}
+
+/*
+ * The HTTP gateway.
+ */
+
+static size_t
+reply_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct reply *r = arg;
+	size_t len = size * n;
+
+	if (len > GW_REPLY_MAX - r->len) {
+		r->overflow = 1;
+		return 0;
+	}
+	memcpy(r->buf + r->len, data, len);
+	r->len += len;
+	r->buf[r->len] = '\0';
+	return len;
+}
+
+static char *
+gateway_body(const struct event *ev)
+{
+	cJSON *o;
+	char amount[24], *s = NULL;
+
+	snprintf(amount, sizeof(amount), "%" PRId64, ev->order.total);
+	if ((o = cJSON_CreateObject()) == NULL)
+		return NULL;
+	if (cJSON_AddStringToObject(o, "order_id", ev->order.order_id) &&
+	    cJSON_AddRawToObject(o, "amount", amount) &&
+	    cJSON_AddStringToObject(o, "currency", ev->order.currency) &&
+	    cJSON_AddStringToObject(o, "payment_method",
+	    ev->order.payment_method))
+		s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+/* A string member of the reply, copied when it fits, else "". */
+static void
+reply_str(const cJSON *o, const char *name, char *buf, size_t len)
+{
+	const cJSON *v;
+
+	buf[0] = '\0';
+	v = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (cJSON_IsString(v) && strlen(v->valuestring) < len)
+		snprintf(buf, len, "%s", v->valuestring);
+}
+
+/* A 2xx reply: {"status":"approved"|"declined","payment_id":..,"reason":..} */
+static void
+gateway_ok(const struct reply *r, struct charge *ch)
+{
+	cJSON *o;
+	char status[16];
+
+	if ((o = cJSON_ParseWithLength(r->buf, r->len)) == NULL ||
+	    !cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		ch->r = CHARGE_TRANSIENT;
+		snprintf(ch->why, sizeof(ch->why), "gateway: the reply is "
+		    "not a JSON object");
+		return;
+	}
+	reply_str(o, "status", status, sizeof(status));
+	reply_str(o, "payment_id", ch->payment_id, sizeof(ch->payment_id));
+	reply_str(o, "reason", ch->reason, sizeof(ch->reason));
+	cJSON_Delete(o);
+	if (strcmp(status, "approved") == 0)
+		ch->r = CHARGE_APPROVED;
+	else if (strcmp(status, "declined") == 0) {
+		ch->r = CHARGE_DECLINED;
+		if (ch->reason[0] == '\0')
+			snprintf(ch->reason, sizeof(ch->reason), "declined");
+	} else {
+		ch->r = CHARGE_TRANSIENT;
+		snprintf(ch->why, sizeof(ch->why), "gateway: the reply has "
+		    "no status approved or declined");
+	}
+}
+
+/*
+ * Status codes: 2xx the reply above; 402 declined with the reply's
+ * reason; 408, 409 (the same key in flight), 425, 429 and 5xx transient;
+ * any other code permanent.
+ */
+static void
+gateway_status(long code, const struct reply *r, struct charge *ch)
+{
+	cJSON *o;
+
+	if (code >= 200 && code <= 299) {
+		gateway_ok(r, ch);
+		return;
+	}
+	if (code == 402) {
+		ch->r = CHARGE_DECLINED;
+		if ((o = cJSON_ParseWithLength(r->buf, r->len)) != NULL)
+			reply_str(o, "reason", ch->reason, sizeof(ch->reason));
+		cJSON_Delete(o);
+		if (ch->reason[0] == '\0')
+			snprintf(ch->reason, sizeof(ch->reason),
+			    "payment_required");
+		return;
+	}
+	if (code == 408 || code == 409 || code == 425 || code == 429 ||
+	    (code >= 500 && code <= 599))
+		ch->r = CHARGE_TRANSIENT;
+	else
+		ch->r = CHARGE_PERMANENT;
+	snprintf(ch->why, sizeof(ch->why), "gateway: HTTP %ld", code);
+}
+
+static void
+gateway_charge(const struct event *ev, struct charge *ch)
+{
+	struct curl_slist *h = NULL, *n;
+	struct reply *r;
+	char hdr[64 + ORDER_ID_MAX + TRACEPARENT_LEN], *body;
+	CURLcode res;
+	long code = 0;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (body = gateway_body(ev)) == NULL) {
+		free(r);
+		ch->r = CHARGE_TRANSIENT;
+		snprintf(ch->why, sizeof(ch->why), "out of memory");
+		return;
+	}
+	n = h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (n != NULL)
+		n = h = curl_slist_append(h, "Accept: application/json");
+	snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", ev->order.order_id);
+	if (n != NULL)
+		n = h = curl_slist_append(h, hdr);
+	snprintf(hdr, sizeof(hdr), "traceparent: %s", ev->traceparent);
+	if (n != NULL && ev->traceparent[0] != '\0')
+		n = h = curl_slist_append(h, hdr);
+	if (n == NULL) {
+		ch->r = CHARGE_TRANSIENT;
+		snprintf(ch->why, sizeof(ch->why), "out of memory");
+	} else {
+		curl_easy_setopt(pp.curl, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(pp.curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(pp.curl, CURLOPT_POSTFIELDSIZE,
+		    (long)strlen(body));
+		curl_easy_setopt(pp.curl, CURLOPT_WRITEDATA, r);
+		res = curl_easy_perform(pp.curl);
+		if (res != CURLE_OK) {
+			ch->r = CHARGE_TRANSIENT;
+			snprintf(ch->why, sizeof(ch->why), "gateway: %s",
+			    r->overflow ? "the reply is too long" :
+			    curl_easy_strerror(res));
+		} else {
+			curl_easy_getinfo(pp.curl, CURLINFO_RESPONSE_CODE,
+			    &code);
+			gateway_status(code, r, ch);
+		}
+		log_debug("gateway: order %s: HTTP %ld", ev->order.order_id,
+		    code);
+	}
+	curl_easy_setopt(pp.curl, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(h);
+	free(body);
+	free(r);
+}
+
+static void
+gateway_init(void)
+{
+	long connect;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
+	    (pp.curl = curl_easy_init()) == NULL)
+		log_fatal(OF_EXIT_FAIL, "libcurl: cannot initialise");
+	connect = pp.gw_timeout_ms < GW_CONNECT_MAX_MS ?
+	    (long)pp.gw_timeout_ms : GW_CONNECT_MAX_MS;
+	curl_easy_setopt(pp.curl, CURLOPT_URL, pp.gateway);
+	curl_easy_setopt(pp.curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(pp.curl, CURLOPT_CONNECTTIMEOUT_MS, connect);
+	curl_easy_setopt(pp.curl, CURLOPT_TIMEOUT_MS, (long)pp.gw_timeout_ms);
+	curl_easy_setopt(pp.curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(pp.curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(pp.curl, CURLOPT_USERAGENT,
+	    "orderflow-pay-process/" VERSION);
+	curl_easy_setopt(pp.curl, CURLOPT_WRITEFUNCTION, reply_cb);
+}
+
+/*
+ * The handler.
+ */
+
+/* The recorded payment again: same event, same id, nothing charged. */
+static enum worker_outcome
+repeat(const struct event *ev, char *json, struct worker_output *out,
+    char *why, size_t whylen)
+{
+	struct event old;
+	struct event_err err;
+	struct log_ctx ctx = { ev->id, ev->subject, NULL };
+
+	if (event_parse(json, strlen(json), &old, &err) == -1) {
+		event_free(&old);
+		free(json);
+		snprintf(why, whylen, "the recorded payment of order %s is "
+		    "unreadable: %s", ev->subject, err.text);
+		return WORKER_PERMANENT;
+	}
+	log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s was paid before: event %s "
+	    "sent again", ev->subject, old.id);
+	snprintf(out->traceparent, sizeof(out->traceparent), "%s",
+	    old.traceparent);
+	event_free(&old);
+	if ((out->key = strdup(ev->subject)) == NULL) {
+		free(json);
+		snprintf(why, whylen, "out of memory");
+		return WORKER_TRANSIENT;
+	}
+	out->value = json;
+	pp.duplicates++;
+	return WORKER_DONE;
+}
+
+/* The payment event of a charge that was approved or declined. */
+static char *
+payment_json(const struct event *ev, const struct charge *ch,
+    struct event *pay)
+{
+	enum event_pay_status st;
+	const char *pid;
+
+	st = ch->r == CHARGE_APPROVED ? EVENT_PAY_APPROVED : EVENT_PAY_DECLINED;
+	pid = ch->payment_id[0] != '\0' ? ch->payment_id : NULL;
+	/* A gateway's id or reason that breaks the rules is not used. */
+	if (event_payment_processed(pay, ev, st, ch->reason, pid,
+	    SOURCE) == -1 && (errno != EINVAL ||
+	    event_payment_processed(pay, ev, st, "declined", NULL,
+	    SOURCE) == -1))
+		return NULL;
+	return event_serialize(pay, NULL);
+}
+
+/*
+ * Whether the order was paid before: 1 with its outcome set, 0 if not,
+ * -1 with *r set on a store error.
+ */
+static int
+paid_before(const struct event *ev, struct worker_output *out, char *why,
+    size_t whylen, enum worker_outcome *r)
+{
+	struct store_idem old;
+	int ret;
+
+	ret = store_idem_get(pp.store, NULL, ev->subject, util_now_ms(), &old);
+	if (ret == 0 && old.state == IDEM_PAID) {
+		*r = repeat(ev, old.outcome, out, why, whylen);
+		return 1;
+	}
+	if (ret == 0) {
+		store_idem_free(&old);
+		return 0;
+	}
+	if (ret == STORE_NOTFOUND)
+		return 0;
+	*r = store_failed(ret, why, whylen);
+	return -1;
+}
+
+/*
+ * A gateway is asked only about orders not paid before.  The simulator,
+ * which costs nothing, answers first: an approval or a decline meets a
+ * recorded payment in the put-if-absent, a failure looks for one, so
+ * most orders take a single transaction.
+ */
+static enum worker_outcome
+pay(const struct event *ev, int attempt, struct worker_output *out,
+    char *why, size_t whylen)
+{
+	struct record r = { 0 };
+	struct charge ch;
+	struct event payev;
+	enum worker_outcome wr;
+	char *json;
+	int ret;
+
+	memset(&ch, 0, sizeof(ch));
+	if (pp.gateway != NULL) {
+		if (paid_before(ev, out, why, whylen, &wr) != 0)
+			return wr;
+		gateway_charge(ev, &ch);
+	} else {
+		simulate(ev, attempt, &ch);
+		if ((ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) &&
+		    paid_before(ev, out, why, whylen, &wr) != 0)
+			return wr;
+	}
+	if (ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) {
+		snprintf(why, whylen, "%s", ch.why);
+		return ch.r == CHARGE_TRANSIENT ? WORKER_TRANSIENT :
+		    WORKER_PERMANENT;
+	}
+	r.now_ms = util_now_ms();
+	json = payment_json(ev, &ch, &payev);
+	if (json == NULL) {
+		snprintf(why, whylen, "cannot build the payment event: %s",
+		    strerror(errno));
+		return WORKER_TRANSIENT;
+	}
+	r.order_id = ev->subject;
+	r.json = json;
+	r.len = strlen(json);
+	if ((ret = store_run(pp.store, record_fn, &r)) != 0) {
+		free(json);
+		free(r.recorded);
+		return store_failed(ret, why, whylen);
+	}
+	if (r.recorded != NULL) {
+		/* Another event of this order was paid meanwhile. */
+		free(json);
+		return repeat(ev, r.recorded, out, why, whylen);
+	}
+	if ((out->key = strdup(ev->subject)) == NULL) {
+		free(json);
+		snprintf(why, whylen, "out of memory");
+		return WORKER_TRANSIENT;
+	}
+	out->value = json;
+	snprintf(out->traceparent, sizeof(out->traceparent), "%s",
+	    payev.traceparent);
+	if (ch.r == CHARGE_APPROVED)
+		pp.approved++;
+	else
+		pp.declined++;
+	{
+		struct log_ctx ctx = { ev->id, ev->subject, NULL };
+
+		log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s: %s%s%s", ev->subject,
+		    event_pay_status_name(payev.payment.status),
+		    ch.r == CHARGE_DECLINED ? " " : "",
+		    ch.r == CHARGE_DECLINED ? payev.payment.reason : "");
+	}
+	return WORKER_DONE;
+}
+
+static enum worker_outcome
+handle(void *ctx, const struct worker_input *in, struct worker_output *out,
+    char *why, size_t whylen)
+{
+	struct event ev;
+	struct event_err err;
+	enum worker_outcome r;
+
+	(void)ctx;
+	if (in->len == 0) {
+		snprintf(why, whylen, "%s value", in->value == NULL ? "null" :
+		    "empty");
+		return WORKER_INVALID;
+	}
+	if (event_parse(in->value, in->len, &ev, &err) == -1) {
+		snprintf(why, whylen, "%s", err.text);
+		event_free(&ev);
+		return WORKER_INVALID;
+	}
+	if (ev.kind != EVENT_ORDER_CREATED_V1 &&
+	    ev.kind != EVENT_ORDER_CREATED_V2) {
+		snprintf(why, whylen, "type: %s is not an order.created event",
+		    ev.type);
+		event_free(&ev);
+		return WORKER_INVALID;
+	}
+	if (event_upcast_v1(&ev) == -1) {
+		snprintf(why, whylen, "cannot upcast: %s", strerror(errno));
+		event_free(&ev);
+		return WORKER_TRANSIENT;
+	}
+	r = pay(&ev, in->attempt, out, why, whylen);
+	event_free(&ev);
+	return r;
+}
+
+/* Expiry of old idempotency records in small batches, and checkpoints. */
+static void
+tick(void *ctx)
+{
+	int64_t now = util_mono_ms();
+	size_t n = 0;
+	int ret;
+
+	(void)ctx;
+	if (now >= pp.next_expire) {
+		ret = store_idem_expire(pp.store, NULL, util_now_ms(),
+		    EXPIRE_BATCH, &n);
+		if (ret != 0 && ret != STORE_DEADLOCK)
+			log_warn("state: expiry: %s", store_strerror(ret));
+		if (n > 0)
+			log_debug("state: %zu idempotency record(s) expired", n);
+		/* A full batch: more are due, go on at the next tick. */
+		pp.next_expire = n == EXPIRE_BATCH ? now :
+		    now + EXPIRE_EVERY_MS;
+	}
+	if (now >= pp.next_checkpoint) {
+		if ((ret = store_checkpoint(pp.store)) != 0)
+			log_warn("state: checkpoint: %s", store_strerror(ret));
+		pp.next_checkpoint = now + CHECKPOINT_MS;
+	}
+}
+
+static void
+report(void *ctx, const struct worker_stats *st, int final)
+{
+	(void)ctx;
+	log_info("%sprocessed=%" PRIu64 " approved=%" PRIu64 " declined=%"
+	    PRIu64 " retried=%" PRIu64 " dead-lettered=%" PRIu64
+	    " duplicates=%" PRIu64, final ? "summary: " : "", st->processed,
+	    pp.approved, pp.declined, st->retried, st->dead_lettered,
+	    pp.duplicates);
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		OPT_COMMON_LONG,
+		{ "backoff", required_argument, NULL, OPT_BACKOFF },
+		{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
+		{ "dedup-ttl", required_argument, NULL, OPT_DEDUP_TTL },
+		{ "dlq", required_argument, NULL, OPT_DLQ },
+		{ "gateway", required_argument, NULL, OPT_GATEWAY },
+		{ "gateway-timeout", required_argument, NULL,
+		    OPT_GATEWAY_TIMEOUT },
+		{ "limit", required_argument, NULL, OPT_LIMIT },
+		{ "max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS },
+		{ "sync", no_argument, NULL, OPT_SYNC },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct worker_config cf;
+	struct worker_stats st;
+	const char *e;
+	int ch, rc, ret;
+
+	log_init(argv[0]);
+	opt_init(&pp.o, usage);
+	memset(&cf, 0, sizeof(cf));
+	cf.max_attempts = DEF_MAX_ATTEMPTS;
+	cf.backoff_ms = DEF_BACKOFF_MS;
+	cf.backoff_max_ms = DEF_BACKOFF_MAX_MS;
+	pp.limit = DEF_LIMIT;
+	pp.ttl_ms = DEF_TTL_MS;
+	pp.gw_timeout_ms = DEF_GW_TIMEOUT_MS;
+	pp.store_flags = STORE_NOSYNC;
+
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
+	    longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			cf.input = optarg;
+			break;
+		case 'o':
+			if (strcmp(optarg, "-") != 0)
+				usage_error("-o %s: only - (standard output) "
+				    "is supported", optarg, NULL);
+			cf.output = optarg;
+			break;
+		case OPT_BACKOFF:
+			cf.backoff_ms = duration_arg("--backoff", optarg, 0);
+			break;
+		case OPT_BACKOFF_MAX:
+			cf.backoff_max_ms = duration_arg("--backoff-max",
+			    optarg, 0);
+			break;
+		case OPT_DEDUP_TTL:
+			pp.ttl_ms = duration_arg("--dedup-ttl", optarg, 1000);
+			break;
+		case OPT_DLQ:
+			cf.dlq_file = optarg;
+			break;
+		case OPT_GATEWAY:
+			if (strncmp(optarg, "http://", 7) != 0 &&
+			    strncmp(optarg, "https://", 8) != 0)
+				usage_error("--gateway %s", optarg,
+				    "expected an http:// or https:// URL");
+			pp.gateway = optarg;
+			break;
+		case OPT_GATEWAY_TIMEOUT:
+			pp.gw_timeout_ms = duration_arg("--gateway-timeout",
+			    optarg, 1);
+			break;
+		case OPT_LIMIT:
+			pp.limit = util_strtonum(optarg, 0, ORDER_TOTAL_MAX, &e);
+			if (e != NULL)
+				usage_error("--limit %s", optarg, e);
+			break;
+		case OPT_MAX_ATTEMPTS:
+			cf.max_attempts = (int)util_strtonum(optarg, 1, 100, &e);
+			if (e != NULL)
+				usage_error("--max-attempts %s", optarg, e);
+			break;
+		case OPT_SYNC:
+			pp.store_flags &= ~STORE_NOSYNC;
+			break;
+		default:
+			if (!opt_common(&pp.o, ch, optarg)) {
+				usage();
+				exit(OF_EXIT_USAGE);
+			}
+			break;
+		}
+	}
+	if (optind != argc)
+		usage_error("%s: unexpected argument", argv[optind], NULL);
+	if (cf.backoff_max_ms < cf.backoff_ms)
+		usage_error("%s", "--backoff-max is less than --backoff", NULL);
+	if (cf.dlq_file != NULL && cf.output == NULL)
+		usage_error("%s", "--dlq goes with -o -", NULL);
+
+	cf.in_topic = opt_topic(&pp.o, "order-created");
+	cf.retry_topic = opt_topic(&pp.o, "order-created-retry");
+	cf.dlq_topic = opt_topic(&pp.o, "order-created-dlq");
+	cf.out_topic = opt_topic(&pp.o, "payment-processed");
+	cf.report_ms = pp.o.verbosity > LOG_LEVEL_INFO ? REPORT_MS : 0;
+	cf.handle = handle;
+	cf.ctx = &pp;
+	cf.report = report;
+	cf.tick = tick;
+
+	pp.state = opt_state_dir(&pp.o);
+	make_parents(pp.state);
+	if ((ret = store_open(&pp.store, pp.state, pp.store_flags)) != 0)
+		log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
+		    store_strerror(ret));
+	if (pp.gateway != NULL)
+		gateway_init();
+	pp.next_expire = util_mono_ms();
+	pp.next_checkpoint = util_mono_ms() + CHECKPOINT_MS;
+
+	rc = worker_run(&cf, &pp.o, &st);
+
+	if ((ret = store_close(pp.store)) != 0) {
+		log_error("%s: %s", pp.state, store_strerror(ret));
+		if (rc == OF_EXIT_OK)
+			rc = OF_EXIT_FAIL;
+	}
+	if (pp.curl != NULL) {
+		curl_easy_cleanup(pp.curl);
+		curl_global_cleanup();
+	}
+	opt_free(&pp.o);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		log_error("stdout: %s", strerror(errno));
+		if (rc == OF_EXIT_OK)
+			rc = OF_EXIT_FAIL;
+	}
+	return rc;
+}

@@ -1,0 +1,177 @@
+/*
+ * worker.h - the consume, handle, produce loop that pay-process and notify
+ * share: one implementation of the retry topic, the dead-letter topic, pipe
+ * mode, signals and graceful shutdown.
+ *
+ * The command supplies a handler that turns one input event into an
+ * outcome; the worker does everything around it.  Where things go:
+ *
+ *	input	 in_topic and retry_topic, consumed in the command's group
+ *		 (input NULL), or JSON lines from a file ("-": stdin)
+ *	outputs	 out_topic, or standard output as JSON lines (output "-")
+ *	retries	 retry_topic when the input is Kafka; in-process otherwise
+ *	dead	 dlq_topic, or JSON lines to dlq_file (standard error when
+ *	letters	 NULL) when output is "-"
+ *
+ * Kafka input (in_topic and retry_topic consumed in the command's group):
+ *   - WORKER_DONE with an output: the output goes to out_topic; the input's
+ *     offset is done once the broker acknowledged the output.  Without an
+ *     output (notify's effect already happened), it is done at once.
+ *   - WORKER_TRANSIENT: the input goes to retry_topic with the headers of
+ *     orderflow(7): orderflow.attempt + 1, orderflow.not-before = now +
+ *     worker_backoff() (epoch ms), orderflow.original.* and
+ *     orderflow.error.* (kind "transient").  After max_attempts attempts
+ *     it goes to dlq_topic with kind "exhausted" instead.
+ *   - WORKER_PERMANENT / WORKER_INVALID: dlq_topic with kind "permanent" /
+ *     "invalid" and the reason.
+ *   Retry and dead-letter records keep the input's key, value and other
+ *   headers.  orderflow.original.* name where the record was first read:
+ *   a record read from retry_topic keeps the ones it carries.  A dead
+ *   letter's orderflow.attempt is the attempt that failed.
+ *   The input's offset is done once the retry or DLQ record is
+ *   acknowledged.  A retry record whose orderflow.not-before is in the
+ *   future pauses its partition, which is sought back to that record and
+ *   resumed when it is due; other partitions keep flowing; the loop polls
+ *   with timeouts of at most 100 ms and never sleeps, so a long backoff
+ *   never costs the group membership.  Records behind a paused one in its
+ *   partition wait with it (orderflow(7), "Retries and the DLQ").
+ *   An output the broker did not acknowledge stops the worker (its offset
+ *   is never committed, so the record is handled again by the next run)
+ *   and worker_run() returns OF_EXIT_KAFKA.
+ *
+ * Pipe mode (input a file, "-" for stdin): events are read as JSON lines
+ * (jsonl.h) by a reader thread, so retries come due while the input is
+ * idle.  A transient failure is retried in-process on the same schedule
+ * (with the monotonic clock); at most WORKER_PIPE_RETRIES records wait at
+ * once, and reading pauses while that many do.  A line jsonl.h rejects is
+ * a dead letter of kind "invalid" with a null value.  After the end of the
+ * input the worker waits for the retries still due, then returns.
+ *
+ * Dead letters as JSON lines, one object a line:
+ *	{"topic":DLQ,"key":K,"value":V,"headers":{NAME:VALUE,...}}
+ * with the headers a DLQ record would carry; in pipe mode
+ * orderflow.original.topic is "-", .partition -1 and .offset the line
+ * number.  key is null without one; value is the input as a string, null
+ * when there was none, or, when it is not UTF-8 text, absent and given as
+ * "value_base64" instead.  Output "-" writes each output event's value as
+ * a line on standard output.  Lines are flushed one by one.
+ *
+ * Signals: worker_run() installs handlers for SIGINT and SIGTERM (with
+ * SA_RESTART) and restores the previous ones before it returns.  Either
+ * signal, or worker_stop(), stops taking new input; what is in flight is
+ * finished and flushed (at most WORKER_FLUSH_MS), offsets are committed
+ * and the group left.  In pipe mode, records still waiting for a retry
+ * then become dead letters of kind "transient" (message "stopped before
+ * attempt N: ..."), so nothing is lost.
+ */
+#ifndef OF_WORKER_H
+#define OF_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "opt.h"
+
+#define WORKER_POLL_MS		100	/* longest wait of the loop */
+#define WORKER_FLUSH_MS		30000	/* shutdown: wait for acknowledgements */
+#define WORKER_PIPE_RETRIES	10000	/* pipe mode: records waiting at once */
+
+enum worker_outcome {
+	WORKER_DONE,		/* handled; *out may hold an output event */
+	WORKER_TRANSIENT,	/* failed, may succeed later: retry */
+	WORKER_PERMANENT,	/* failed, never succeeds: DLQ "permanent" */
+	WORKER_INVALID		/* not a valid event: DLQ "invalid" */
+};
+
+/* One input event, as read from Kafka or from a line of the input. */
+struct worker_input {
+	const void	*value;		/* not NUL-terminated; may be NULL (len 0) */
+	size_t		 len;
+	const void	*key;		/* NULL in pipe mode */
+	size_t		 keylen;
+	int		 attempt;	/* 1 on the first try; from orderflow.attempt */
+	const char	*topic;		/* where it was read; "-" in pipe mode */
+	int32_t		 partition;	/* -1 in pipe mode */
+	int64_t		 offset;	/* the line number in pipe mode */
+	const char	*traceparent;	/* from the header, or NULL */
+};
+
+/*
+ * What a handler emits with WORKER_DONE: at most one event.  key and
+ * value are malloc'd by the handler and freed by the worker; value NULL
+ * means no output.  traceparent (may be "") goes into the header.
+ */
+struct worker_output {
+	char	*key;
+	char	*value;
+	char	 traceparent[64];
+};
+
+/*
+ * Handles one input.  On any outcome but WORKER_DONE, why holds a
+ * message for the orderflow.error.message header (and the log).  Called
+ * on the worker's thread only; never concurrently.
+ */
+typedef enum worker_outcome worker_handle_fn(void *ctx,
+	    const struct worker_input *in, struct worker_output *out,
+	    char *why, size_t whylen);
+
+/*
+ * Counters.  retried, dead_lettered and failed count records the broker
+ * acknowledged (or lines written) and records it refused.
+ */
+struct worker_stats {
+	uint64_t	 processed;	/* inputs handled (any outcome) */
+	uint64_t	 done;		/* WORKER_DONE */
+	uint64_t	 retried;	/* sent to the retry topic / queue */
+	uint64_t	 dead_lettered;	/* sent to the DLQ */
+	uint64_t	 failed;	/* outputs the broker did not acknowledge */
+};
+
+struct worker_config {
+	const char	*in_topic;	/* e.g. "order-created" */
+	const char	*retry_topic;	/* e.g. "order-created-retry" */
+	const char	*dlq_topic;	/* e.g. "order-created-dlq" */
+	const char	*out_topic;	/* e.g. "payment-processed"; NULL: none */
+	const char	*input;		/* a file, "-" stdin: pipe mode; NULL: Kafka */
+	const char	*output;	/* "-": outputs to stdout; NULL: out_topic */
+	const char	*dlq_file;	/* output "-": dead letters; NULL: stderr */
+	int		 max_attempts;	/* attempts before "exhausted" (>= 1) */
+	int64_t		 backoff_ms;	/* first retry's delay */
+	int64_t		 backoff_max_ms; /* cap of the delay */
+	int64_t		 report_ms;	/* period of the -v counters line; 0: none */
+	worker_handle_fn *handle;
+	void		*ctx;
+	/*
+	 * Called every report_ms (with -v) with final 0, and once when
+	 * worker_run() ends with final 1; may be NULL.
+	 */
+	void		(*report)(void *ctx, const struct worker_stats *,
+			    int final);
+	/* Called about once a second on the worker's thread; may be NULL. */
+	void		(*tick)(void *ctx);
+};
+
+
+/*
+ * The delay before attempt (>= 2): backoff_ms * 2^(attempt - 2), capped
+ * at backoff_max_ms, with jitter drawn uniformly from [delay/2, delay].
+ * 0 for attempt < 2.  Exposed for tests.
+ */
+int64_t	worker_backoff(const struct worker_config *, int attempt);
+
+/*
+ * Runs until the input ends (pipe mode), or SIGINT/SIGTERM/worker_stop(),
+ * or a fatal Kafka error.  Returns an enum of_exit: OF_EXIT_OK,
+ * OF_EXIT_KAFKA when the broker was unreachable or an output was not
+ * acknowledged, OF_EXIT_FAIL on an I/O error (the input, standard output,
+ * dlq_file) or when out of memory.  stats is zeroed first.
+ */
+int	worker_run(const struct worker_config *, const struct opt_kafka *,
+	    struct worker_stats *);
+
+/* Asks worker_run() to stop as SIGTERM does; async-signal-safe. */
+void	worker_stop(void);
+
+#endif

@@ -1,0 +1,14 @@
+#!/usr/bin/env bats
+# 17-unit-worker.bats - runs the unit tests of common/worker.c.
+
+load test_helper
+
+@test "worker: the backoff schedule, capped, with jitter" {
+	run --separate-stderr "$BUILD/test/worker_test" backoff
+	assert_success
+}
+
+@test "worker: pipe mode retries in-process and writes dead letters" {
+	run --separate-stderr "$BUILD/test/worker_test" pipe
+	assert_success
+}

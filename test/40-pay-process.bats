@@ -1,0 +1,416 @@
+#!/usr/bin/env bats
+# 40-pay-process.bats - pay-process against a real broker: the simulator's
+# rules, retries and the DLQ, poison records, idempotency, paused retry
+# partitions, a SIGKILL among two instances, an HTTP gateway, pipe mode.
+
+load test_helper
+
+setup() {
+	GROUP=$(unique_name g)
+	PP_PIDS=()
+	GW_PID=
+}
+
+teardown() {
+	local p
+	for p in "${PP_PIDS[@]}" $GW_PID; do
+		kill -KILL "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	return 0
+}
+
+TP=00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01
+
+# mkev ORDER_ID PAYMENT_METHOD [TOTAL] [TYPE]: an order.created.v2 event.
+mkev() {
+	jq -cn --arg id "$1" --arg pm "$2" --argjson total "${3:-2500}" \
+	    --arg type "${4:-order.created.v2}" --arg tp "$TP" \
+	    --arg eid "$(cat /proc/sys/kernel/random/uuid)" '{
+	    specversion: "1.0", id: $eid, source: "/test", type: $type,
+	    subject: $id, time: "2026-01-01T00:00:00Z",
+	    datacontenttype: "application/json", traceparent: $tp,
+	    data: {order_id: $id, customer_id: "c-1", email: "a@example.com",
+	    currency: "EUR", items: [{sku: "S-1", qty: 1, unit_price: $total}],
+	    total: $total, payment_method: $pm}}'
+}
+
+# produce TOPIC: "key|value" lines from stdin to the flow's TOPIC.
+produce() {
+	kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}$1" -K '|'
+}
+
+# order ID PM [TOTAL]: produces one order.created event keyed by ID.
+order() {
+	printf '%s|%s\n' "$1" "$(mkev "$@")" | produce order-created
+}
+
+# start_pp [ARG...]: pay-process in the background on this flow.
+start_pp() {
+	pay-process --state "$ORDERFLOW_STATE" -G "$GROUP" "$@" \
+	    2>>"$BATS_TEST_TMPDIR/pp.log" &
+	PP_PIDS+=($!)
+}
+
+# stop_pp PID: SIGTERM, then its exit status must be 0.
+stop_pp() {
+	kill -TERM "$1"
+	wait "$1"
+}
+
+# records TOPIC: the flow's TOPIC as kcat JSON lines, headers as an object.
+records() {
+	timeout 30 kcat -C -b "$KAFKA_BROKERS" -t "${PREFIX}$1" -e -q -J |
+	    jq -c '.headers = ((.headers // []) as $h |
+	    [range(0; $h | length; 2) | {($h[.]): $h[. + 1]}] | add // {})'
+}
+
+# payments: payment.processed data, one object a line, with id and key.
+payments() {
+	records payment-processed | jq -c '(.payload | fromjson) as $e |
+	    $e.data + {id: $e.id, key: .key, traceparent: $e.traceparent,
+	    tp_header: .headers.traceparent, source: $e.source}'
+}
+
+# at_least N TOPIC: TOPIC holds N records or more.
+at_least() {
+	[ "$(records "$2" | wc -l)" -ge "$1" ]
+}
+
+@test "pay-process: the simulator's rules" {
+	new_flow
+	start_pp --limit 5000
+	order o-visa pm_card_visa 2500
+	order o-mc pm_card_mastercard 5000
+	order o-declined pm_card_declined 2500
+	order o-limit pm_card_visa 5001
+	wait_until 30 at_least 4 payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	run --separate-stderr payments
+	assert_success
+	[ "${#lines[@]}" -eq 4 ]
+	st() { jq -r --arg o "$1" 'select(.order_id == $o) |
+	    "\(.status) \(.reason // "-") \(.amount) \(.key)"' <<<"$output"; }
+	[ "$(st o-visa)" = "approved - 2500 o-visa" ]
+	[ "$(st o-mc)" = "approved - 5000 o-mc" ]
+	[ "$(st o-declined)" = "declined card_declined 2500 o-declined" ]
+	[ "$(st o-limit)" = "declined limit_exceeded 5001 o-limit" ]
+	# The traceparent is carried, as an attribute and as a header.
+	[ "$(jq -r '"\(.traceparent) \(.tp_header)"' <<<"$output" | sort -u)" = \
+	    "$TP $TP" ]
+	[ "$(jq -r .source <<<"$output" | sort -u)" = /orderflow/pay-process ]
+	# Nothing failed, and SIGTERM left every offset committed.
+	[ -z "$(records order-created-dlq)" ]
+	[ -z "$(records order-created-retry)" ]
+	run topic-admin -J lag "$GROUP"
+	assert_success
+	[ "$(jq -s 'map(select(.topic == null)) | .[0] | "\(.committed) \(.lag)"' \
+	    <<<"$output")" = '"4 0"' ]
+	grep -q 'summary: processed=4 approved=2 declined=2 retried=0 dead-lettered=0 duplicates=0' \
+	    "$BATS_TEST_TMPDIR/pp.log"
+}
+
+@test "pay-process: the output's id is derived from the input event's id" {
+	new_flow
+	ev=$(mkev o-derived pm_card_visa)
+	printf 'o-derived|%s\n' "$ev" | produce order-created
+	start_pp
+	wait_until 30 at_least 1 payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	id=$(payments | jq -r .id)
+	# The same event through pipe mode with a fresh state: the same id.
+	run --separate-stderr pay-process --state "$BATS_TEST_TMPDIR/other" \
+	    -i - -o - <<<"$ev"
+	assert_success
+	[ "$(jq -r .id <<<"$output")" = "$id" ]
+	[ "$id" != "$(jq -r .id <<<"$ev")" ]
+}
+
+@test "pay-process: pm_transient_2 is paid after exactly two retries" {
+	new_flow
+	start_pp --backoff 100ms
+	t0=$(($(date +%s%3N) - 1))
+	order o-tr pm_transient_2
+	wait_until 30 at_least 1 payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(payments | jq -r '"\(.order_id) \(.status)"')" = "o-tr approved" ]
+	in=$(records order-created | jq -c '{topic, partition, offset}')
+	run --separate-stderr records order-created-retry
+	assert_success
+	[ "${#lines[@]}" -eq 2 ]
+	for a in 2 3; do
+		r=$(jq -c --arg a "$a" 'select(.headers["orderflow.attempt"] == $a)' \
+		    <<<"$output")
+		[ -n "$r" ]
+		[ "$(jq -r .key <<<"$r")" = o-tr ]
+		[ "$(jq -r '.payload | fromjson | .data.order_id' <<<"$r")" = o-tr ]
+		[ "$(jq -r '.headers["orderflow.error.kind"]' <<<"$r")" = transient ]
+		[ "$(jq -r '.headers["orderflow.not-before"] | tonumber' <<<"$r")" -gt "$t0" ]
+		[ "$(jq -c '.headers | {topic: .["orderflow.original.topic"],
+		    partition: (.["orderflow.original.partition"] | tonumber),
+		    offset: (.["orderflow.original.offset"] | tonumber)}' <<<"$r")" = "$in" ]
+		jq -e '.headers["orderflow.error.message"] | test("transient")' <<<"$r"
+	done
+	[ -z "$(records order-created-dlq)" ]
+	grep -q 'summary: processed=3 approved=1 declined=0 retried=2 dead-lettered=0' \
+	    "$BATS_TEST_TMPDIR/pp.log"
+}
+
+@test "pay-process: pm_gateway_error is permanent, attempts run out exhausted" {
+	new_flow
+	start_pp --backoff 100ms --max-attempts 2
+	order o-gw pm_gateway_error
+	order o-ex pm_transient_9
+	wait_until 30 at_least 2 order-created-dlq
+	stop_pp "${PP_PIDS[0]}"
+	[ -z "$(records payment-processed)" ]
+	run --separate-stderr records order-created-dlq
+	assert_success
+	[ "${#lines[@]}" -eq 2 ]
+	gw=$(jq -c 'select(.key == "o-gw")' <<<"$output")
+	in=$(records order-created | jq -c 'select(.key == "o-gw") |
+	    {topic, partition, offset}')
+	[ "$(jq -r '.headers | "\(.["orderflow.error.kind"]) \(.["orderflow.attempt"])"' \
+	    <<<"$gw")" = "permanent 1" ]
+	[ "$(jq -c '.headers | {topic: .["orderflow.original.topic"],
+	    partition: (.["orderflow.original.partition"] | tonumber),
+	    offset: (.["orderflow.original.offset"] | tonumber)}' <<<"$gw")" = "$in" ]
+	jq -e '.headers["orderflow.error.message"] | test("gateway error")' <<<"$gw"
+	[ "$(jq -r '.payload | fromjson | .data.order_id' <<<"$gw")" = o-gw ]
+	ex=$(jq -c 'select(.key == "o-ex")' <<<"$output")
+	[ "$(jq -r '.headers | "\(.["orderflow.error.kind"]) \(.["orderflow.attempt"])"' \
+	    <<<"$ex")" = "exhausted 2" ]
+	# Exhausted after the retry topic: the original place is kept.
+	[ "$(jq -r '.headers["orderflow.original.topic"]' <<<"$ex")" = \
+	    "${PREFIX}order-created" ]
+	jq -e '.headers["orderflow.error.message"] | test("attempt 2 of 2")' <<<"$ex"
+}
+
+@test "pay-process: poison records go to the DLQ as invalid, the worker goes on" {
+	new_flow
+	# One key for all, so they share a partition and come in this order.
+	k=o-after
+	{
+		printf '%s|\xff\xfenot json at all\n' "$k"
+		printf '%s|\n' "$k"
+		printf '%s|%s\n' "$k" "$(mkev "$k" pm_card_visa 2500 order.shipped.v1)"
+		printf '%s|%s\n' "$k" "$(mkev "$k" pm_card_visa 2500 order.created.v3)"
+		printf '%s|%s\n' "$k" "$(mkev "$k" pm_card_visa | jq -c 'del(.data.email)')"
+	} | produce order-created
+	head -c 921600 /dev/zero | tr '\0' x >"$BATS_TEST_TMPDIR/x"
+	mkev "$k" pm_card_visa | jq -c --rawfile big "$BATS_TEST_TMPDIR/x" \
+	    '.data.customer_id = $big' >"$BATS_TEST_TMPDIR/big.json"
+	[ "$(stat -c %s "$BATS_TEST_TMPDIR/big.json")" -gt 921600 ]
+	kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created" -k "$k" \
+	    "$BATS_TEST_TMPDIR/big.json"
+	order "$k" pm_card_visa
+	start_pp
+	wait_until 30 at_least 1 payment-processed
+	wait_until 30 at_least 6 order-created-dlq
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(payments | jq -r '"\(.order_id) \(.status)"')" = "$k approved" ]
+	run --separate-stderr records order-created-dlq
+	assert_success
+	[ "${#lines[@]}" -eq 6 ]
+	[ "$(jq -r '.headers["orderflow.error.kind"]' <<<"$output" | sort -u)" = invalid ]
+	msgs=$(jq -r '"\(.headers["orderflow.original.offset"]) \(.headers["orderflow.error.message"])"' \
+	    <<<"$output" | sort -n)
+	echo "$msgs"
+	grep -q '^0 .*JSON' <<<"$msgs"
+	grep -q '^1 empty value$' <<<"$msgs"
+	grep -q '^2 .*order.shipped.v1' <<<"$msgs"
+	grep -q '^3 .*version "v3"' <<<"$msgs"
+	grep -q '^4 .*email' <<<"$msgs"
+	grep -q '^5 .*customer_id' <<<"$msgs"
+	# The values are kept as they were: the big one whole.
+	[ "$(jq -r 'select(.headers["orderflow.original.offset"] == "5") |
+	    .payload | length' <<<"$output")" -eq "$(stat -c %s "$BATS_TEST_TMPDIR/big.json")" ]
+}
+
+@test "pay-process: an order.created.v1 event is upcast and paid" {
+	new_flow
+	ev=$(jq -cn --arg tp "$TP" '{specversion: "1.0", id: "legacy-1",
+	    source: "/legacy", type: "order.created.v1", subject: "o-v1",
+	    time: "2026-01-01T00:00:00Z", traceparent: $tp,
+	    data: {order_id: "o-v1", customer_id: "c-1", email: "a@example.com",
+	    currency: "EUR", amount: "25.50"}}')
+	printf 'o-v1|%s\n' "$ev" | produce order-created
+	start_pp
+	wait_until 30 at_least 1 payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(payments | jq -r '"\(.order_id) \(.status) \(.amount) \(.currency)"')" = \
+	    "o-v1 approved 2550 EUR" ]
+}
+
+@test "pay-process: one payment per order id, however often it comes" {
+	new_flow
+	ev=$(mkev o-dup pm_card_visa)
+	{
+		printf 'o-dup|%s\n' "$ev" "$ev"
+		printf 'o-dup|%s\n' "$(mkev o-dup pm_card_visa 9999)"
+	} | produce order-created
+	start_pp
+	wait_until 30 at_least 3 payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	run --separate-stderr payments
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$(jq -r '"\(.id) \(.payment_id) \(.amount)"' <<<"$output" | sort -u | wc -l)" -eq 1 ]
+	[ "$(jq -r .amount <<<"${lines[0]}")" -eq 2500 ]
+	grep -q 'summary: processed=3 approved=1 declined=0 retried=0 dead-lettered=0 duplicates=2' \
+	    "$BATS_TEST_TMPDIR/pp.log"
+	# A new group reads everything again: the state, not the offsets,
+	# keeps the repeats out.
+	GROUP=$(unique_name g)
+	start_pp
+	wait_until 30 at_least 6 payment-processed
+	stop_pp "${PP_PIDS[1]}"
+	[ "$(payments | jq -r .id | sort -u | wc -l)" -eq 1 ]
+}
+
+@test "pay-process: a retry not yet due holds back only its own partition" {
+	new_flow 3
+	now=$(date +%s%3N)
+	printf 'o-late|%s\n' "$(mkev o-late pm_card_visa)" |
+	    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" -p 0 \
+	    -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$((now + 30000))"
+	printf 'o-due|%s\n' "$(mkev o-due pm_card_visa)" |
+	    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" -p 1 \
+	    -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$((now - 1000))"
+	for i in 1 2 3 4 5 6; do
+		order "o-$i" pm_card_visa
+	done
+	[ "$(records order-created | jq -r .partition | sort -u | wc -l)" -ge 2 ]
+	start_pp
+	# Well before the late one is due, everything else is paid.
+	wait_until 15 at_least 7 payment-processed
+	[ "$(($(date +%s%3N) - now))" -lt 25000 ]
+	stop_pp "${PP_PIDS[0]}"
+	run --separate-stderr payments
+	[ "${#lines[@]}" -eq 7 ]
+	[ -z "$(jq -r 'select(.order_id == "o-late")' <<<"$output")" ]
+	jq -s -e 'any(.order_id == "o-due")' <<<"$output"
+	# The late record's offset was not committed: it is still to do.
+	run topic-admin -J lag "$GROUP"
+	assert_success
+	[ "$(jq -r --arg t "${PREFIX}order-created-retry" \
+	    'select(.topic == $t and .partition == 0) | .committed' <<<"$output")" -le 0 ]
+}
+
+@test "pay-process: two instances, one killed with SIGKILL and restarted" {
+	new_flow 6
+	n=2000
+	kx=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
+	# orders FROM TO: orders o-FROM .. o-(TO-1), one in 7 declined.
+	orders() {
+		jq -rn --argjson from "$1" --argjson to "$2" --arg tp "$TP" \
+		    --arg run "$RANDOM$RANDOM" '
+		    range($from; $to) | "o-\(.)" as $o |
+		    (if . % 7 == 0 then "pm_card_declined" else "pm_card_visa" end) as $pm |
+		    "\($o)|" + ({specversion: "1.0", id: "e-\($run)-\(.)",
+		    source: "/test", type: "order.created.v2", subject: $o,
+		    time: "2026-01-01T00:00:00Z", traceparent: $tp,
+		    data: {order_id: $o, customer_id: "c-1",
+		    email: "a@example.com", currency: "EUR",
+		    items: [{sku: "S", qty: 1, unit_price: 100}], total: 100,
+		    payment_method: $pm}} | tojson)' | produce order-created
+	}
+	orders 0 $((n / 2))
+	start_pp "${kx[@]}"
+	start_pp "${kx[@]}"
+	# Killed while it works: the second half comes after.
+	wait_until 60 at_least $((n / 4)) payment-processed
+	kill -KILL "${PP_PIDS[0]}"
+	wait "${PP_PIDS[0]}" || true
+	orders $((n / 2)) "$n"
+	start_pp "${kx[@]}"
+	distinct() {
+		[ "$(payments | jq -r .order_id | sort -u | wc -l)" -ge "$n" ]
+	}
+	wait_until 120 distinct
+	rss=$(awk '/^VmHWM/ { print $2 }' "/proc/${PP_PIDS[1]}/status")
+	stop_pp "${PP_PIDS[1]}"
+	stop_pp "${PP_PIDS[2]}"
+	payments >"$BATS_TEST_TMPDIR/payments"
+	# One outcome per order, one event id per order, n ids in all.
+	[ "$(jq -r .order_id "$BATS_TEST_TMPDIR/payments" | sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -r .id "$BATS_TEST_TMPDIR/payments" | sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -r '"\(.order_id) \(.id) \(.status) \(.payment_id)"' \
+	    "$BATS_TEST_TMPDIR/payments" | sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -r 'select(.status == "declined") | .order_id' \
+	    "$BATS_TEST_TMPDIR/payments" | sort -u | wc -l)" -eq $(((n + 6) / 7)) ]
+	[ -z "$(records order-created-dlq)" ]
+	# Under 32 MiB resident (not measurable under AddressSanitizer).
+	echo "VmHWM ${rss} kB"
+	if ! nm "$ROOT/bin/pay-process" | grep -q __asan_init; then
+		[ "$rss" -lt 32768 ]
+	fi
+}
+
+@test "pay-process: --gateway, 503 twice then 200, one Idempotency-Key" {
+	new_flow
+	"$ROOT/test/fixtures/fake-gateway.py" "$BATS_TEST_TMPDIR/port" \
+	    "$BATS_TEST_TMPDIR/gw.log" 2 &
+	GW_PID=$!
+	wait_until 10 test -s "$BATS_TEST_TMPDIR/port"
+	port=$(cat "$BATS_TEST_TMPDIR/port")
+	start_pp --backoff 100ms --gateway "http://127.0.0.1:$port/payments"
+	order o-gw-1 pm_card_visa 4200
+	wait_until 30 at_least 1 payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(payments | jq -r '"\(.order_id) \(.status) \(.payment_id)"')" = \
+	    "o-gw-1 approved gw-o-gw-1" ]
+	[ "$(records order-created-retry | wc -l)" -eq 2 ]
+	run --separate-stderr jq -r '"\(.idempotency_key) \(.status)"' \
+	    "$BATS_TEST_TMPDIR/gw.log"
+	assert_output "o-gw-1 503
+o-gw-1 503
+o-gw-1 200"
+	[ "$(jq -c '.body' "$BATS_TEST_TMPDIR/gw.log" | sort -u)" = \
+	    '{"order_id":"o-gw-1","amount":4200,"currency":"EUR","payment_method":"pm_card_visa"}' ]
+}
+
+@test "pay-process: pipe mode retries in-process and writes dead letters to --dlq" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	{
+		mkev p-visa pm_card_visa
+		mkev p-tr pm_transient_2
+		mkev p-gw pm_gateway_error
+		echo '{"not": "an event"}'
+		mkev p-ex pm_transient_9
+		mkev p-dec pm_card_declined
+	} >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --backoff 100ms --max-attempts 3 --dlq "$BATS_TEST_TMPDIR/dlq.jsonl" \
+	    <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r '"\(.data.order_id) \(.data.status)"' <<<"$output" | sort)" = \
+	    "p-dec declined
+p-tr approved
+p-visa approved" ]
+	run --separate-stderr jq -r '"\(.headers["orderflow.original.offset"]) \(.headers["orderflow.error.kind"]) \(.headers["orderflow.attempt"])"' \
+	    "$BATS_TEST_TMPDIR/dlq.jsonl"
+	assert_success
+	[ "$(sort <<<"$output")" = "3 permanent 1
+4 invalid 1
+5 exhausted 3" ]
+	[ "$(jq -r 'select(.headers["orderflow.original.offset"] == "4") | .value' \
+	    "$BATS_TEST_TMPDIR/dlq.jsonl")" = '{"not": "an event"}' ]
+	[ "$(jq -r '.topic' "$BATS_TEST_TMPDIR/dlq.jsonl" | sort -u)" = order-created-dlq ]
+}
+
+@test "pay-process: the pipeline order-submit | pay-process | jq" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	printf '%s\n' \
+	    '{"order_id":"s-1","customer_id":"c-1","email":"a@example.com","currency":"EUR","items":[{"sku":"B","qty":2,"unit_price":1250}],"payment_method":"pm_transient_1"}' \
+	    '{"order_id":"s-2","customer_id":"c-2","email":"b@example.com","currency":"EUR","items":[{"sku":"B","qty":1,"unit_price":100}],"payment_method":"pm_gateway_error"}' \
+	    >"$BATS_TEST_TMPDIR/orders.jsonl"
+	run --separate-stderr bash -c 'order-submit -o - <"$1" |
+	    pay-process -i - -o - --backoff 100ms 2>"$2"' _ \
+	    "$BATS_TEST_TMPDIR/orders.jsonl" "$BATS_TEST_TMPDIR/err"
+	assert_success
+	[ "$(jq -r '"\(.data.order_id) \(.data.status) \(.data.amount)"' <<<"$output")" = \
+	    "s-1 approved 2500" ]
+	# Without --dlq the dead letter is a JSON line on standard error.
+	grep '^{' "$BATS_TEST_TMPDIR/err" | jq -e 'select(.key == null and
+	    .headers["orderflow.error.kind"] == "permanent" and
+	    (.value | fromjson | .data.order_id) == "s-2")'
+}
