@@ -1,0 +1,1051 @@
+/*
+ * notify - sends one notification per payment.processed event: a JSON
+ * line on standard output (the default), a signed webhook (--webhook) or
+ * the standard input of a command (--exec, sendmail-style).
+ *
+ * The consume, retry and dead-letter machinery is the worker's
+ * (worker.h); this file is the handler and its sinks.  The handler checks
+ * the idempotency record "notified:<event id>" in the state's Berkeley DB
+ * environment, delivers, and only then writes the record, with a
+ * synchronous commit.  So a crash between the delivery and the record
+ * delivers the notification again, with the same notification id (derived
+ * from the event id) for receivers to drop; nothing else repeats one, and
+ * nothing is lost: the worker commits an input's offset only after the
+ * handler returned.
+ *
+ * A delivery blocks the worker's thread for at most --timeout: Kafka's
+ * max.poll.interval.ms (5 minutes by default) is far above it.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "event.h"
+#include "exitcode.h"
+#include "log.h"
+#include "opt.h"
+#include "store.h"
+#include "util.h"
+#include "worker.h"
+
+#define DEF_BACKOFF_MS		1000
+#define DEF_BACKOFF_MAX_MS	60000
+#define DEF_MAX_ATTEMPTS	5
+#define DEF_TTL_MS		(7LL * 24 * 3600 * 1000)
+#define DEF_TIMEOUT_MS		10000
+#define CONNECT_TIMEOUT_MS	5000	/* the connection, never above --timeout */
+#define MAX_ATTEMPTS_MAX	1000
+#define SECRET_MAX		1024	/* bytes of a secret file */
+#define WHSEC_PREFIX		"whsec_"	/* Standard Webhooks' form */
+#define EXPIRE_BATCH		1000	/* records a transaction expires */
+#define EXPIRE_ROUNDS		10	/* batches a tick, at most */
+#define CHECKPOINT_MS		60000
+#define REPORT_MS		10000	/* the -v counters line */
+#define IDEM_PREFIX		"notified:"
+#define CHANNEL			"email"	/* what the notification is */
+#define NOTE_DONE		1	/* the idempotency record's state */
+
+enum {
+	OPT_BACKOFF = OPT_CMD_FIRST,
+	OPT_BACKOFF_MAX,
+	OPT_DEDUP_TTL,
+	OPT_DLQ,
+	OPT_EXEC,
+	OPT_MAX_ATTEMPTS,
+	OPT_SECRET_FILE,
+	OPT_TIMEOUT,
+	OPT_WEBHOOK
+};
+
+enum sink {
+	SINK_STDOUT,
+	SINK_WEBHOOK,
+	SINK_EXEC
+};
+
+/* One notification, built from a payment.processed event. */
+struct note {
+	char			 id[EVENT_UUID_LEN + 1];
+	const struct event	*ev;
+	char			 message[512];
+	char			*json;		/* one line, no newline */
+	size_t			 len;
+	struct log_ctx		 lc;
+	char			 trace_id[TRACE_ID_LEN + 1];
+};
+
+struct notify {
+	struct opt_kafka	 o;
+	struct store		*st;
+	enum sink		 sink;
+	const char		*input;		/* -i: pipe mode */
+	const char		*dlq_file;	/* --dlq */
+	const char		*url;		/* --webhook */
+	const char		*secret_file;	/* --secret-file */
+	const char		*cmd;		/* --exec */
+	unsigned char		 key[SECRET_MAX];
+	size_t			 keylen;
+	CURL			*curl;
+	char			 curlerr[CURL_ERROR_SIZE];
+	int64_t			 timeout_ms;
+	int64_t			 ttl_ms;
+	int64_t			 backoff_ms;
+	int64_t			 backoff_max_ms;
+	int			 max_attempts;
+	int64_t			 next_checkpoint;	/* monotonic ms */
+	uint64_t		 notified;
+	uint64_t		 duplicates;
+	int			 failed;	/* exit 1: stdout or the store broke */
+};
+
+extern char **environ;
+
+static struct notify nf;
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: %s [-hqVv] [-b brokers] [-F file] [-G group] [-i file] "
+	    "[-X name=value]\n"
+	    "           [--backoff duration] [--backoff-max duration] "
+	    "[--dedup-ttl duration]\n"
+	    "           [--dlq file] [--exec command] [--log-format format] "
+	    "[--max-attempts n]\n"
+	    "           [--secret-file file] [--state dir] "
+	    "[--timeout duration]\n"
+	    "           [--topic-prefix prefix] [--webhook url]\n",
+	    log_progname());
+}
+
+static void __attribute__((noreturn))
+usage_error(const char *fmt, const char *arg)
+{
+	log_error(fmt, arg);
+	usage();
+	exit(OF_EXIT_USAGE);
+}
+
+/*
+ * Stops the worker as SIGTERM does: it finishes what is in flight,
+ * commits and returns.  For failures that retrying cannot cure (standard
+ * output gone, the store broken): the input that met one goes to the
+ * retry topic and notify exits 1.
+ */
+static void
+notify_stop(struct notify *n)
+{
+	n->failed = 1;
+	worker_stop();
+}
+
+static int64_t
+duration_arg(const char *opt, const char *arg, int64_t min)
+{
+	const char *errstr;
+	int64_t ms;
+
+	if (util_duration(arg, &ms, &errstr) == -1) {
+		log_error("%s %s: %s", opt, arg, errstr);
+		usage();
+		exit(OF_EXIT_USAGE);
+	}
+	if (ms < min) {
+		log_error("%s %s: at least %lldms", opt, arg, (long long)min);
+		usage();
+		exit(OF_EXIT_USAGE);
+	}
+	return ms;
+}
+
+/* Sinks. */
+
+static enum worker_outcome
+sink_stdout(struct notify *n, const struct note *nt, char *why,
+    size_t whylen)
+{
+	if (fwrite(nt->json, 1, nt->len, stdout) != nt->len ||
+	    putchar('\n') == EOF || fflush(stdout) == EOF || ferror(stdout)) {
+		snprintf(why, whylen, "standard output: %s", strerror(errno));
+		log_msg(LOG_LEVEL_ERROR, &nt->lc, "%s: stopping", why);
+		notify_stop(n);
+		return WORKER_TRANSIENT;
+	}
+	return WORKER_DONE;
+}
+
+/*
+ * The Standard Webhooks signature: base64 of HMAC-SHA256 over
+ * "id.timestamp.body" with the secret's key.  out gets at least 45 bytes.
+ */
+static int
+webhook_sign(const struct notify *n, const char *id, const char *ts,
+    const char *body, size_t len, char *out)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	size_t idlen = strlen(id), tslen = strlen(ts), mlen;
+	unsigned char *msg;
+	int rc = -1;
+
+	mlen = idlen + 1 + tslen + 1 + len;
+	if ((msg = malloc(mlen)) == NULL)
+		return -1;
+	memcpy(msg, id, idlen);
+	msg[idlen] = '.';
+	memcpy(msg + idlen + 1, ts, tslen);
+	msg[idlen + 1 + tslen] = '.';
+	memcpy(msg + idlen + tslen + 2, body, len);
+	if (HMAC(EVP_sha256(), n->key, (int)n->keylen, msg, mlen, mac,
+	    &maclen) != NULL && maclen == 32) {
+		EVP_EncodeBlock((unsigned char *)out, mac, (int)maclen);
+		rc = 0;
+	}
+	free(msg);
+	return rc;
+}
+
+static size_t
+webhook_discard(char *p, size_t size, size_t nmemb, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * nmemb;
+}
+
+static struct curl_slist *
+webhook_headers(const struct note *nt, const char *ts, const char *sig)
+{
+	struct curl_slist *h = NULL, *t;
+	char buf[160];
+	int i;
+
+	for (i = 0; i < 6; i++) {
+		switch (i) {
+		case 0:
+			snprintf(buf, sizeof(buf), "Content-Type: %s",
+			    EVENT_DATA_CONTENT_TYPE);
+			break;
+		case 1:
+			snprintf(buf, sizeof(buf), "webhook-id: %s", nt->id);
+			break;
+		case 2:
+			snprintf(buf, sizeof(buf), "webhook-timestamp: %s", ts);
+			break;
+		case 3:
+			snprintf(buf, sizeof(buf), "webhook-signature: v1,%s",
+			    sig);
+			break;
+		case 4:		/* no "100 Continue" round trip */
+			snprintf(buf, sizeof(buf), "Expect:");
+			break;
+		case 5:
+			if (nt->ev->traceparent[0] == '\0')
+				continue;
+			snprintf(buf, sizeof(buf), "traceparent: %s",
+			    nt->ev->traceparent);
+			break;
+		}
+		if ((t = curl_slist_append(h, buf)) == NULL) {
+			curl_slist_free_all(h);
+			return NULL;
+		}
+		h = t;
+	}
+	return h;
+}
+
+/*
+ * POSTs the notification.  2xx: delivered.  A transport error (timeout,
+ * refused connection, reset, TLS), 429 and 5xx: transient.  Any other
+ * answer (other 4xx, and 1xx or 3xx: redirects are not followed):
+ * permanent.  The URL is never logged: it may hold credentials.
+ */
+static enum worker_outcome
+sink_webhook(struct notify *n, const struct note *nt, char *why,
+    size_t whylen)
+{
+	struct curl_slist *h;
+	char ts[24], sig[64];
+	CURLcode cc;
+	long code = 0;
+
+	snprintf(ts, sizeof(ts), "%lld", (long long)(util_now_ms() / 1000));
+	if (webhook_sign(n, nt->id, ts, nt->json, nt->len, sig) == -1 ||
+	    (h = webhook_headers(nt, ts, sig)) == NULL) {
+		snprintf(why, whylen, "webhook: cannot sign the request");
+		return WORKER_TRANSIENT;
+	}
+	n->curlerr[0] = '\0';
+	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDS, nt->json);
+	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)nt->len);
+	cc = curl_easy_perform(n->curl);
+	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(h);
+	if (cc != CURLE_OK) {
+		snprintf(why, whylen, "webhook: %s", n->curlerr[0] != '\0' ?
+		    n->curlerr : curl_easy_strerror(cc));
+		return WORKER_TRANSIENT;
+	}
+	curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (code >= 200 && code <= 299) {
+		log_msg(LOG_LEVEL_DEBUG, &nt->lc, "webhook: HTTP %ld", code);
+		return WORKER_DONE;
+	}
+	snprintf(why, whylen, "webhook: HTTP %ld", code);
+	return code == 429 || code >= 500 ? WORKER_TRANSIENT :
+	    WORKER_PERMANENT;
+}
+
+/*
+ * The command's environment: notify's own without NOTIFY_* variables,
+ * then the notification's.  NULL when out of memory.
+ */
+static char **
+exec_env(const struct note *nt)
+{
+	const struct event_payment *p = &nt->ev->payment;
+	const char *vars[][2] = {
+		{ "NOTIFY_ID", nt->id },
+		{ "NOTIFY_EVENT_ID", nt->ev->id },
+		{ "NOTIFY_ORDER_ID", p->order_id },
+		{ "NOTIFY_PAYMENT_ID", p->payment_id },
+		{ "NOTIFY_CUSTOMER_ID", p->customer_id },
+		{ "NOTIFY_CHANNEL", CHANNEL },
+		{ "NOTIFY_TO", p->email },
+		{ "NOTIFY_STATUS", event_pay_status_name(p->status) },
+		{ "NOTIFY_REASON", p->reason },
+		{ "NOTIFY_MESSAGE", nt->message },
+		{ "NOTIFY_TRACEPARENT", nt->ev->traceparent }
+	};
+	const size_t nvars = sizeof(vars) / sizeof(vars[0]);
+	size_t i, k = 0, nenv = 0;
+	char **env;
+
+	while (environ[nenv] != NULL)
+		nenv++;
+	if ((env = calloc(nenv + nvars + 1, sizeof(*env))) == NULL)
+		return NULL;
+	for (i = 0; i < nvars; i++)
+		if (asprintf(&env[k++], "%s=%s", vars[i][0], vars[i][1]) ==
+		    -1) {
+			env[--k] = NULL;
+			goto fail;
+		}
+	/* Ours are allocated, the inherited ones are not: see exec_env_free. */
+	for (i = 0; i < nenv; i++)
+		if (strncmp(environ[i], "NOTIFY_", 7) != 0)
+			env[k++] = environ[i];
+	return env;
+fail:
+	for (i = 0; i < k; i++)
+		free(env[i]);
+	free(env);
+	return NULL;
+}
+
+static void
+exec_env_free(char **env)
+{
+	size_t i;
+
+	for (i = 0; env[i] != NULL && strncmp(env[i], "NOTIFY_", 7) == 0;
+	    i++)
+		free(env[i]);
+	free(env);
+}
+
+/*
+ * Starts /bin/sh -c CMD in a process group of its own (so that a timeout
+ * kills everything it started), with default signal dispositions and
+ * mask, no descriptor of notify's but the three standard ones, and rd as
+ * its standard input.  Returns the pid, or -1 with errno set.
+ */
+static pid_t
+exec_spawn(const struct notify *n, int rd, char **env)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dflt;
+	char *argv[] = { "sh", "-c", (char *)n->cmd, NULL };
+	pid_t pid;
+	int r;
+
+	sigemptyset(&none);
+	sigemptyset(&dflt);
+	sigaddset(&dflt, SIGPIPE);
+	sigaddset(&dflt, SIGINT);
+	sigaddset(&dflt, SIGTERM);
+	sigaddset(&dflt, SIGHUP);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	if ((r = posix_spawn_file_actions_adddup2(&fa, rd, 0)) != 0 ||
+	    (r = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) != 0 ||
+	    (r = posix_spawnattr_setpgroup(&at, 0)) != 0 ||
+	    (r = posix_spawnattr_setsigmask(&at, &none)) != 0 ||
+	    (r = posix_spawnattr_setsigdefault(&at, &dflt)) != 0 ||
+	    (r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
+	    POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) != 0)
+		pid = -1;
+	else if ((r = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, env)) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (pid == -1)
+		errno = r;
+	return pid;
+}
+
+/*
+ * Waits for pid until the monotonic deadline.  Returns 0 with *status
+ * set, 1 on timeout, -1 on error.  Polls with short naps rather than
+ * catching SIGCHLD: the command usually ends within milliseconds, and no
+ * handler can race with the worker's own.
+ */
+static int
+exec_wait(pid_t pid, int64_t deadline, int *status)
+{
+	struct timespec nap = { 0, 1000000 };
+	pid_t r;
+
+	for (;;) {
+		if ((r = waitpid(pid, status, WNOHANG)) == pid)
+			return 0;
+		if (r == -1 && errno != EINTR)
+			return -1;
+		if (util_mono_ms() >= deadline)
+			return 1;
+		nanosleep(&nap, NULL);
+		if (nap.tv_nsec < 20000000)
+			nap.tv_nsec *= 2;
+	}
+}
+
+/* Writes all of buf unless the command stops reading; never blocks. */
+static void
+exec_feed(int fd, const char *buf, size_t len)
+{
+	ssize_t w;
+
+	while (len > 0) {
+		if ((w = write(fd, buf, len)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return;		/* EPIPE, EAGAIN: its status tells */
+		}
+		buf += w;
+		len -= (size_t)w;
+	}
+}
+
+/*
+ * Runs the command with the notification as a line on its standard
+ * input.  Exit status 0: delivered; anything else (a non-zero status,
+ * death by a signal, running past --timeout, which kills its process
+ * group): transient.  Its standard output and error are notify's.
+ */
+static enum worker_outcome
+sink_exec(struct notify *n, const struct note *nt, char *why, size_t whylen)
+{
+	char **env, *line;
+	int fd[2], status, r;
+	pid_t pid;
+
+	if ((line = malloc(nt->len + 1)) == NULL ||
+	    (env = exec_env(nt)) == NULL) {
+		free(line);
+		snprintf(why, whylen, "exec: out of memory");
+		return WORKER_TRANSIENT;
+	}
+	memcpy(line, nt->json, nt->len);
+	line[nt->len] = '\n';
+	fflush(stdout);
+	if (pipe2(fd, O_CLOEXEC) == -1) {
+		snprintf(why, whylen, "exec: pipe: %s", strerror(errno));
+		free(line);
+		exec_env_free(env);
+		return WORKER_TRANSIENT;
+	}
+	pid = exec_spawn(n, fd[0], env);
+	r = errno;
+	close(fd[0]);
+	exec_env_free(env);
+	if (pid == -1) {
+		close(fd[1]);
+		free(line);
+		snprintf(why, whylen, "exec: /bin/sh: %s", strerror(r));
+		return WORKER_TRANSIENT;
+	}
+	/* A line far below the pipe's capacity: O_NONBLOCK is a safeguard. */
+	fcntl(fd[1], F_SETFL, O_NONBLOCK);
+	exec_feed(fd[1], line, nt->len + 1);
+	close(fd[1]);
+	free(line);
+	switch (exec_wait(pid, util_mono_ms() + n->timeout_ms, &status)) {
+	case 0:
+		break;
+	case 1:
+		kill(-pid, SIGKILL);
+		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+			;
+		snprintf(why, whylen, "exec: still running after %lldms: "
+		    "killed", (long long)n->timeout_ms);
+		return WORKER_TRANSIENT;
+	default:
+		snprintf(why, whylen, "exec: waitpid: %s", strerror(errno));
+		return WORKER_TRANSIENT;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return WORKER_DONE;
+	if (WIFEXITED(status))
+		snprintf(why, whylen, "exec: exit status %d",
+		    WEXITSTATUS(status));
+	else
+		snprintf(why, whylen, "exec: killed by signal %d",
+		    WTERMSIG(status));
+	return WORKER_TRANSIENT;
+}
+
+/* The notification. */
+
+static void
+put_str(cJSON *o, const char *name, const char *s, int *fail)
+{
+	if (cJSON_AddStringToObject(o, name, s) == NULL)
+		*fail = 1;
+}
+
+/*
+ * Builds the notification of a parsed payment.processed event.  The JSON
+ * depends on the event alone, so a redelivery is byte for byte the same.
+ */
+static int
+note_build(struct note *nt, const struct event *ev)
+{
+	const struct event_payment *p = &ev->payment;
+	char money[32], amount[24];
+	cJSON *o;
+	int fail = 0;
+
+	memset(nt, 0, sizeof(*nt));
+	nt->ev = ev;
+	nt->lc.event_id = ev->id;
+	nt->lc.order_id = p->order_id;
+	if (trace_id_of(ev->traceparent, nt->trace_id) == 0)
+		nt->lc.trace_id = nt->trace_id;
+	if (event_derive_id(ev->id, EVENT_PURPOSE_NOTIFY, nt->id) == -1)
+		return -1;
+	event_format_money(p->amount, p->currency, money, sizeof(money));
+	if (p->status == EVENT_PAY_DECLINED)
+		snprintf(nt->message, sizeof(nt->message), "Payment of %s %s "
+		    "for order %s declined: %s", p->currency, money,
+		    p->order_id, p->reason);
+	else
+		snprintf(nt->message, sizeof(nt->message), "Payment of %s %s "
+		    "for order %s approved", p->currency, money, p->order_id);
+	if ((o = cJSON_CreateObject()) == NULL)
+		return -1;
+	put_str(o, "notification_id", nt->id, &fail);
+	put_str(o, "event_id", ev->id, &fail);
+	put_str(o, "order_id", p->order_id, &fail);
+	put_str(o, "payment_id", p->payment_id, &fail);
+	put_str(o, "customer_id", p->customer_id, &fail);
+	put_str(o, "channel", CHANNEL, &fail);
+	put_str(o, "to", p->email, &fail);
+	put_str(o, "status", event_pay_status_name(p->status), &fail);
+	/* Money is an integer of minor units, never through a double. */
+	snprintf(amount, sizeof(amount), "%lld", (long long)p->amount);
+	if (cJSON_AddRawToObject(o, "amount", amount) == NULL)
+		fail = 1;
+	put_str(o, "currency", p->currency, &fail);
+	if (p->status == EVENT_PAY_DECLINED)
+		put_str(o, "reason", p->reason, &fail);
+	put_str(o, "message", nt->message, &fail);
+	if (!fail)
+		nt->json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (nt->json == NULL)
+		return -1;
+	nt->len = strlen(nt->json);
+	return 0;
+}
+
+/*
+ * A store error: STORE_RUNRECOVERY (another process died inside the
+ * library) reopens the store, which runs recovery; anything else, or a
+ * failed reopen, stops notify.
+ */
+static void
+store_failed(struct notify *n, int err, const struct log_ctx *lc)
+{
+	const char *dir = opt_state_dir(&n->o);
+	int r;
+
+	log_msg(LOG_LEVEL_ERROR, lc, "%s: %s", dir, store_strerror(err));
+	if (err != STORE_RUNRECOVERY) {
+		notify_stop(n);
+		return;
+	}
+	store_close(n->st);
+	n->st = NULL;
+	if ((r = store_open(&n->st, dir, 0)) != 0) {
+		log_error("%s: reopening: %s", dir, store_strerror(r));
+		n->st = NULL;
+		notify_stop(n);
+	}
+}
+
+/* Whether the notification of this event was delivered already. */
+static int
+note_seen(struct notify *n, const char *key, const struct log_ctx *lc,
+    int *seen)
+{
+	struct store_idem rec;
+	int r;
+
+	*seen = 0;
+	if (n->st == NULL)
+		return -1;
+	r = store_idem_get(n->st, NULL, key, util_now_ms(), &rec);
+	if (r == STORE_NOTFOUND)
+		return 0;
+	if (r != 0) {
+		store_failed(n, r, lc);
+		return -1;
+	}
+	store_idem_free(&rec);
+	*seen = 1;
+	return 0;
+}
+
+/*
+ * Records the delivery.  A failure here cannot be retried without
+ * delivering again, so the input counts as done; notify stops (exit 1)
+ * rather than run on without its memory of what it sent.
+ */
+static void
+note_record(struct notify *n, const char *key, const struct note *nt)
+{
+	struct store_idem rec;
+	int64_t now = util_now_ms();
+	int r;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.created_ms = now;
+	rec.expires_ms = now + n->ttl_ms;
+	rec.state = NOTE_DONE;
+	rec.outcome = (void *)nt->id;
+	rec.outcome_len = strlen(nt->id);
+	if (n->st == NULL)
+		r = EINVAL;
+	else
+		r = store_idem_put(n->st, NULL, key, &rec);
+	if (r != 0) {
+		log_msg(LOG_LEVEL_ERROR, &nt->lc, "delivered but not "
+		    "recorded: a repeat of this event would be notified again");
+		store_failed(n, r, &nt->lc);
+	}
+}
+
+static enum worker_outcome
+handle(void *ctx, const struct worker_input *in, struct worker_output *out,
+    char *why, size_t whylen)
+{
+	struct notify *n = ctx;
+	struct event ev;
+	struct event_err err;
+	struct note nt;
+	char key[sizeof(IDEM_PREFIX) + EVENT_ID_MAX];
+	enum worker_outcome r;
+	int seen;
+
+	(void)out;
+	if (event_parse(in->value != NULL ? in->value : "", in->len, &ev,
+	    &err) == -1) {
+		snprintf(why, whylen, "%s", err.text);
+		return WORKER_INVALID;
+	}
+	if (ev.kind != EVENT_PAYMENT_PROCESSED_V1) {
+		snprintf(why, whylen, "type: %s is not %s", ev.type,
+		    EVENT_TYPE_PAYMENT_PROCESSED_V1);
+		event_free(&ev);
+		return WORKER_INVALID;
+	}
+	if (note_build(&nt, &ev) == -1) {
+		snprintf(why, whylen, "cannot build the notification: %s",
+		    strerror(errno));
+		event_free(&ev);
+		return WORKER_TRANSIENT;
+	}
+	snprintf(key, sizeof(key), IDEM_PREFIX "%s", ev.id);
+	if (note_seen(n, key, &nt.lc, &seen) == -1) {
+		snprintf(why, whylen, "state: cannot read %s", key);
+		r = WORKER_TRANSIENT;
+	} else if (seen) {
+		log_msg(LOG_LEVEL_DEBUG, &nt.lc, "duplicate: notified already");
+		n->duplicates++;
+		r = WORKER_DONE;
+	} else {
+		switch (n->sink) {
+		case SINK_WEBHOOK:
+			r = sink_webhook(n, &nt, why, whylen);
+			break;
+		case SINK_EXEC:
+			r = sink_exec(n, &nt, why, whylen);
+			break;
+		default:
+			r = sink_stdout(n, &nt, why, whylen);
+			break;
+		}
+		if (r == WORKER_DONE) {
+			note_record(n, key, &nt);
+			n->notified++;
+			log_msg(LOG_LEVEL_DEBUG, &nt.lc, "notified %s", nt.id);
+		}
+	}
+	free(nt.json);
+	event_free(&ev);
+	return r;
+}
+
+/* Expires old idempotency records and checkpoints now and then. */
+static void
+tick(void *ctx)
+{
+	struct notify *n = ctx;
+	size_t k = 0;
+	int i, r;
+
+	if (n->st == NULL)
+		return;
+	for (i = 0; i < EXPIRE_ROUNDS; i++) {
+		r = store_idem_expire(n->st, NULL, util_now_ms(),
+		    EXPIRE_BATCH, &k);
+		if (r != 0) {
+			log_warn("expiring records: %s", store_strerror(r));
+			break;
+		}
+		if (k < EXPIRE_BATCH)
+			break;
+	}
+	if (util_mono_ms() >= n->next_checkpoint) {
+		if ((r = store_checkpoint(n->st)) != 0)
+			log_warn("checkpoint: %s", store_strerror(r));
+		n->next_checkpoint = util_mono_ms() + CHECKPOINT_MS;
+	}
+}
+
+/* The counters: a line every REPORT_MS with -v, and the summary at exit. */
+static void
+report(void *ctx, const struct worker_stats *s, int final)
+{
+	struct notify *n = ctx;
+
+	log_info("%snotified=%llu duplicates=%llu retried=%llu "
+	    "dead-lettered=%llu", final ? "done: " : "",
+	    (unsigned long long)n->notified,
+	    (unsigned long long)n->duplicates,
+	    (unsigned long long)s->retried,
+	    (unsigned long long)s->dead_lettered);
+}
+
+/*
+ * Reads the webhook secret: "whsec_" and base64 (Standard Webhooks'
+ * form) is decoded; anything else is the key's bytes as written.  A
+ * trailing newline is not part of it.  The secret is never logged.
+ */
+static void
+secret_load(struct notify *n)
+{
+	char buf[SECRET_MAX + 2];
+	const char *b64;
+	size_t len, blen;
+	FILE *f;
+	int k;
+
+	if ((f = fopen(n->secret_file, "r")) == NULL)
+		log_fatal(OF_EXIT_FAIL, "%s: %s", n->secret_file,
+		    strerror(errno));
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	if (ferror(f))
+		log_fatal(OF_EXIT_FAIL, "%s: %s", n->secret_file,
+		    strerror(errno));
+	fclose(f);
+	if (len > SECRET_MAX)
+		usage_error("--secret-file %s: longer than 1024 bytes",
+		    n->secret_file);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	buf[len] = '\0';
+	if (strncmp(buf, WHSEC_PREFIX, strlen(WHSEC_PREFIX)) == 0) {
+		b64 = buf + strlen(WHSEC_PREFIX);
+		blen = len - strlen(WHSEC_PREFIX);
+		if (blen == 0 || blen % 4 != 0 || (k = EVP_DecodeBlock(n->key,
+		    (const unsigned char *)b64, (int)blen)) <= 0)
+			usage_error("--secret-file %s: not valid base64 after "
+			    WHSEC_PREFIX, n->secret_file);
+		/* EVP_DecodeBlock counts the padding's bytes too. */
+		for (; blen > 0 && b64[blen - 1] == '='; blen--)
+			k--;
+		n->keylen = (size_t)k;
+	} else {
+		memcpy(n->key, buf, len);
+		n->keylen = len;
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (n->keylen == 0)
+		usage_error("--secret-file %s: the secret is empty",
+		    n->secret_file);
+}
+
+/*
+ * mkdir -p of dir's parents: store_open() makes dir itself, and the
+ * default ./var/notify usually lacks ./var.  (pay-process and dlq-replay
+ * carry the same; it belongs in store_open().)
+ */
+static int
+mkdir_parents(const char *dir)
+{
+	char path[4096], *p;
+
+	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (p = path + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(path, 0700) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return 0;
+}
+
+static void
+webhook_init(struct notify *n)
+{
+	CURLU *u;
+	char *scheme = NULL;
+	int ok;
+
+	if ((u = curl_url()) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	ok = curl_url_set(u, CURLUPART_URL, n->url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+	curl_free(scheme);
+	curl_url_cleanup(u);
+	if (!ok)
+		usage_error("--webhook: %s", "not an http or https URL");
+	secret_load(n);
+	if ((n->curl = curl_easy_init()) == NULL)
+		log_fatal(OF_EXIT_FAIL, "curl_easy_init failed");
+	curl_easy_setopt(n->curl, CURLOPT_URL, n->url);
+	curl_easy_setopt(n->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(n->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(n->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(n->curl, CURLOPT_CONNECTTIMEOUT_MS,
+	    (long)(n->timeout_ms < CONNECT_TIMEOUT_MS ? n->timeout_ms :
+	    CONNECT_TIMEOUT_MS));
+	curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, (long)n->timeout_ms);
+	curl_easy_setopt(n->curl, CURLOPT_USERAGENT, "orderflow-notify/"
+	    VERSION);
+	curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, webhook_discard);
+	curl_easy_setopt(n->curl, CURLOPT_ERRORBUFFER, n->curlerr);
+}
+
+static void
+parse_options(struct notify *n, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "backoff", required_argument, NULL, OPT_BACKOFF },
+		{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
+		{ "dedup-ttl", required_argument, NULL, OPT_DEDUP_TTL },
+		{ "dlq", required_argument, NULL, OPT_DLQ },
+		{ "exec", required_argument, NULL, OPT_EXEC },
+		{ "max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS },
+		{ "secret-file", required_argument, NULL, OPT_SECRET_FILE },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "webhook", required_argument, NULL, OPT_WEBHOOK },
+		OPT_COMMON_LONG,
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *errstr;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			n->input = optarg;
+			break;
+		case OPT_BACKOFF:
+			n->backoff_ms = duration_arg("--backoff", optarg, 1);
+			break;
+		case OPT_BACKOFF_MAX:
+			n->backoff_max_ms = duration_arg("--backoff-max",
+			    optarg, 1);
+			break;
+		case OPT_DEDUP_TTL:
+			n->ttl_ms = duration_arg("--dedup-ttl", optarg, 1);
+			break;
+		case OPT_DLQ:
+			n->dlq_file = optarg;
+			break;
+		case OPT_EXEC:
+			if (*optarg == '\0')
+				usage_error("--exec: %s", "the command is empty");
+			n->cmd = optarg;
+			break;
+		case OPT_MAX_ATTEMPTS:
+			n->max_attempts = (int)util_strtonum(optarg, 1,
+			    MAX_ATTEMPTS_MAX, &errstr);
+			if (errstr != NULL) {
+				log_error("--max-attempts %s: %s (1 to %d)",
+				    optarg, errstr, MAX_ATTEMPTS_MAX);
+				usage();
+				exit(OF_EXIT_USAGE);
+			}
+			break;
+		case OPT_SECRET_FILE:
+			n->secret_file = optarg;
+			break;
+		case OPT_TIMEOUT:
+			n->timeout_ms = duration_arg("--timeout", optarg, 1);
+			break;
+		case OPT_WEBHOOK:
+			n->url = optarg;
+			break;
+		default:
+			if (!opt_common(&n->o, ch, optarg)) {
+				usage();
+				exit(OF_EXIT_USAGE);
+			}
+			break;
+		}
+	}
+	if (optind != argc)
+		usage_error("unexpected argument %s", argv[optind]);
+	if (n->url != NULL && n->cmd != NULL)
+		usage_error("%s", "--webhook and --exec exclude each other");
+	if (n->url != NULL && n->secret_file == NULL)
+		usage_error("%s", "--webhook needs --secret-file");
+	if (n->url == NULL && n->secret_file != NULL)
+		usage_error("%s", "--secret-file goes with --webhook");
+	if (n->dlq_file != NULL && n->input == NULL)
+		usage_error("%s", "--dlq goes with -i");
+	if (n->backoff_max_ms < n->backoff_ms)
+		usage_error("%s", "--backoff-max is below --backoff");
+	n->sink = n->url != NULL ? SINK_WEBHOOK : n->cmd != NULL ?
+	    SINK_EXEC : SINK_STDOUT;
+}
+
+/*
+ * Descriptors 0 to 2 must be open before any file is: the store's files
+ * opened as descriptor 1 would receive the notifications.  A closed
+ * standard output is an error when the notifications go there.
+ */
+static void
+std_fds(const struct notify *n)
+{
+	int fd;
+
+	for (fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		if (fd == 1 && n->sink == SINK_STDOUT)
+			log_fatal(OF_EXIT_FAIL, "standard output is closed");
+		if (open("/dev/null", O_RDWR) != fd)
+			log_fatal(OF_EXIT_FAIL, "/dev/null: %s",
+			    strerror(errno));
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct notify *n = &nf;
+	struct worker_config wc;
+	struct worker_stats ws;
+	int r, rc;
+
+	log_init(argv[0]);
+	opt_init(&n->o, usage);
+	n->backoff_ms = DEF_BACKOFF_MS;
+	n->backoff_max_ms = DEF_BACKOFF_MAX_MS;
+	n->max_attempts = DEF_MAX_ATTEMPTS;
+	n->ttl_ms = DEF_TTL_MS;
+	n->timeout_ms = DEF_TIMEOUT_MS;
+	parse_options(n, argc, argv);
+	std_fds(n);
+
+	/* A command that quits early, a webhook that hangs up: EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+		log_fatal(OF_EXIT_FAIL, "curl_global_init failed");
+	if (n->sink == SINK_WEBHOOK)
+		webhook_init(n);
+	if (mkdir_parents(opt_state_dir(&n->o)) == -1)
+		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
+		    strerror(errno));
+	if ((r = store_open(&n->st, opt_state_dir(&n->o), 0)) != 0)
+		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
+		    store_strerror(r));
+	n->next_checkpoint = util_mono_ms() + CHECKPOINT_MS;
+
+	memset(&wc, 0, sizeof(wc));
+	wc.in_topic = opt_topic(&n->o, "payment-processed");
+	wc.retry_topic = opt_topic(&n->o, "payment-processed-retry");
+	wc.dlq_topic = opt_topic(&n->o, "payment-processed-dlq");
+	wc.input = n->input;
+	/* Pipe mode: dead letters to --dlq (no output is ever emitted). */
+	wc.output = n->input != NULL ? "-" : NULL;
+	wc.dlq_file = n->dlq_file;
+	wc.max_attempts = n->max_attempts;
+	wc.backoff_ms = n->backoff_ms;
+	wc.backoff_max_ms = n->backoff_max_ms;
+	wc.report_ms = log_level() >= LOG_LEVEL_DEBUG ? REPORT_MS : 0;
+	wc.handle = handle;
+	wc.ctx = n;
+	wc.report = report;
+	wc.tick = tick;
+	memset(&ws, 0, sizeof(ws));
+	rc = worker_run(&wc, &n->o, &ws);
+
+	if (n->failed && rc == OF_EXIT_OK)
+		rc = OF_EXIT_FAIL;
+	if (n->st != NULL && (r = store_close(n->st)) != 0) {
+		log_error("%s: %s", opt_state_dir(&n->o), store_strerror(r));
+		if (rc == OF_EXIT_OK)
+			rc = OF_EXIT_FAIL;
+	}
+	if (n->curl != NULL)
+		curl_easy_cleanup(n->curl);
+	curl_global_cleanup();
+	OPENSSL_cleanse(n->key, sizeof(n->key));
+	if ((fflush(stdout) == EOF || ferror(stdout)) && rc == OF_EXIT_OK) {
+		log_error("standard output: %s", strerror(errno));
+		rc = OF_EXIT_FAIL;
+	}
+	opt_free(&n->o);
+	return rc;
+}

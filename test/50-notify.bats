@@ -1,0 +1,525 @@
+#!/usr/bin/env bats
+# 50-notify.bats - notify against a real broker: one notification per
+# payment.processed event, the stdout line, signed webhooks to a local
+# receiver (test/fixtures/webhook-receiver) answering 200, 400 or nothing,
+# --exec with a failing then a working command, invalid events to the DLQ,
+# pipe mode and the whole pipeline of CONTRACT.
+
+load test_helper
+
+FIXTURES="$BATS_TEST_DIRNAME/fixtures"
+TRACEPARENT=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+
+setup() {
+	NOTIFY_PID=
+	RECEIVER_PID=
+	OUT="$BATS_TEST_TMPDIR/out"
+	ERR="$BATS_TEST_TMPDIR/err"
+}
+
+teardown() {
+	if [ -n "$RECEIVER_PID" ]; then
+		stop_receiver
+	fi
+	if [ -n "$NOTIFY_PID" ]; then
+		kill -KILL "$NOTIFY_PID" 2>/dev/null || true
+		{ wait "$NOTIFY_PID" || true; } 2>/dev/null
+	fi
+	if [ -n "${BATS_TEST_COMPLETED:-}" ]; then
+		return 0
+	fi
+	for f in "$ERR" "$BATS_TEST_TMPDIR/receiver.err"; do
+		[ -s "$f" ] && { echo "--- $f"; tail -n 40 "$f"; } >&3
+	done
+	return 0
+}
+
+# payment_event ORDER STATUS AMOUNT [REASON]: a new payment.processed.v1
+# event (a fresh id) as one JSON line.
+payment_event() {
+	jq -cn --arg id "$(cat /proc/sys/kernel/random/uuid)" --arg order "$1" \
+	    --arg status "$2" --argjson amount "$3" --arg reason "${4:-}" \
+	    --arg tp "$TRACEPARENT" '{
+		specversion: "1.0", id: $id, source: "/test/50-notify",
+		type: "payment.processed.v1", subject: $order,
+		time: "2026-11-26T10:00:00Z",
+		datacontenttype: "application/json", traceparent: $tp,
+		data: ({order_id: $order, payment_id: ("p-" + $order),
+		    status: $status, amount: $amount, currency: "EUR",
+		    customer_id: "c-42", email: ($order + "@example.com")} +
+		    (if $reason == "" then {} else {reason: $reason} end))
+	}'
+}
+
+# produce TOPIC VALUE...: each value to the flow's TOPIC, keyed by its
+# subject (or "k" when it has none).
+produce() {
+	local topic="$PREFIX$1" v
+	shift
+	for v in "$@"; do
+		printf '%s|%s\n' \
+		    "$(jq -r '.subject // "k"' <<<"$v" 2>/dev/null || echo k)" "$v"
+	done | timeout 30 kcat -P -b "$KAFKA_BROKERS" -t "$topic" -K '|' \
+	    -H content-type=application/cloudevents+json
+}
+
+# records TOPIC: the records of the flow's TOPIC as JSON lines of key,
+# payload and headers (an object).
+records() {
+	timeout 30 kcat -C -b "$KAFKA_BROKERS" -t "$PREFIX$1" -e -J -q |
+	    jq -c '{key, payload, headers: ((.headers // []) as $h |
+		[range(0; $h | length; 2) | {key: $h[.], value: $h[. + 1]}] |
+		from_entries)}'
+}
+
+# count_records TOPIC JQ-FILTER N: whether exactly N records pass the filter.
+count_records() {
+	[ "$(records "$1" | jq -c "select($2)" | wc -l)" -eq "$3" ]
+}
+
+lines() {
+	if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi
+}
+
+has_lines() {
+	[ "$(lines "$1")" -eq "$2" ]
+}
+
+start_notify() {
+	notify -v --state "$ORDERFLOW_STATE/notify" -G "$GROUP" "$@" \
+	    >"$OUT" 2>"$ERR" &
+	NOTIFY_PID=$!
+}
+
+not_running() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+# await SECONDS COMMAND...: wait_until for a running notify: fails as
+# soon as notify has exited instead of waiting out the deadline.
+await() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		if not_running "$NOTIFY_PID"; then
+			echo "await: notify exited; waiting for: $*" >&2
+			return 1
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			echo "await: timed out after waiting for: $*" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# stop_notify: SIGTERM, then its exit status in $status.
+stop_notify() {
+	kill -TERM "$NOTIFY_PID"
+	wait_until 60 not_running "$NOTIFY_PID"
+	status=0
+	wait "$NOTIFY_PID" || status=$?
+	NOTIFY_PID=
+}
+
+new_secret() {
+	SECRET="$BATS_TEST_TMPDIR/secret"
+	printf 'whsec_%s\n' "$(head -c 24 /dev/urandom | base64)" >"$SECRET"
+}
+
+# start_receiver [PORT]: the webhook receiver; sets PORT.
+start_receiver() {
+	rm -f "$BATS_TEST_TMPDIR/port"
+	"$FIXTURES/webhook-receiver" --secret-file "$SECRET" \
+	    --log "$BATS_TEST_TMPDIR/received" \
+	    --port-file "$BATS_TEST_TMPDIR/port" \
+	    --status-file "$BATS_TEST_TMPDIR/status" ${1:+--port "$1"} \
+	    2>>"$BATS_TEST_TMPDIR/receiver.err" &
+	RECEIVER_PID=$!
+	wait_until 10 test -s "$BATS_TEST_TMPDIR/port"
+	PORT=$(cat "$BATS_TEST_TMPDIR/port")
+}
+
+stop_receiver() {
+	kill -TERM "$RECEIVER_PID"
+	wait_until 10 not_running "$RECEIVER_PID"
+	wait "$RECEIVER_PID" || true
+	RECEIVER_PID=
+}
+
+# answered STATUS N: whether the receiver answered STATUS N times.
+answered() {
+	[ -f "$BATS_TEST_TMPDIR/received" ] &&
+	    [ "$(jq -s --argjson s "$1" 'map(select(.status == $s)) | length' \
+	    "$BATS_TEST_TMPDIR/received")" -eq "$2" ]
+}
+
+duplicate_seen() {
+	grep -q 'duplicate: notified already' "$ERR"
+}
+
+@test "notify: the same event twice gives one notification; the line's fields" {
+	new_flow
+	GROUP=$(unique_name notify)
+	a=$(payment_event o-1001 approved 2500)
+	d=$(payment_event o-1002 declined 999 card_declined)
+	produce payment-processed "$a" "$a" "$d"
+	start_notify
+	await 60 has_lines "$OUT" 2
+	await 60 duplicate_seen
+	stop_notify
+	[ "$status" -eq 0 ]
+	has_lines "$OUT" 2
+	grep -q 'notified=2 duplicates=1 retried=0 dead-lettered=0' "$ERR"
+
+	run jq -s -e --argjson ev "$a" 'map(select(.order_id == "o-1001")) |
+	    length == 1 and (.[0] |
+	    .event_id == $ev.id and .notification_id != $ev.id and
+	    (.notification_id | test("^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-")) and
+	    .payment_id == "p-o-1001" and .customer_id == "c-42" and
+	    .channel == "email" and .to == "o-1001@example.com" and
+	    .status == "approved" and .amount == 2500 and
+	    .currency == "EUR" and (has("reason") | not) and
+	    .message == "Payment of EUR 25.00 for order o-1001 approved")' "$OUT"
+	assert_success
+	assert_output true
+	run jq -s -e --argjson ev "$d" 'map(select(.order_id == "o-1002")) |
+	    length == 1 and (.[0] | .event_id == $ev.id and .status == "declined" and
+	    .amount == 999 and .reason == "card_declined" and
+	    .message == "Payment of EUR 9.99 for order o-1002 declined: card_declined")' "$OUT"
+	assert_success
+	assert_output true
+}
+
+@test "notify: the record survives a restart; the notification id depends on the event alone" {
+	new_flow
+	GROUP=$(unique_name notify)
+	a=$(payment_event o-2001 approved 100)
+	produce payment-processed "$a"
+	start_notify
+	await 60 has_lines "$OUT" 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	first=$(jq -r .notification_id "$OUT")
+
+	# Another group reads the event again: the same state drops it.
+	GROUP=$(unique_name notify)
+	start_notify
+	await 60 duplicate_seen
+	stop_notify
+	[ "$status" -eq 0 ]
+	has_lines "$OUT" 0
+	grep -q 'notified=0 duplicates=1' "$ERR"
+
+	# A fresh state notifies again, with the same notification id.
+	GROUP=$(unique_name notify)
+	notify -v --state "$BATS_TEST_TMPDIR/fresh" -G "$GROUP" >"$OUT" \
+	    2>"$ERR" &
+	NOTIFY_PID=$!
+	await 60 has_lines "$OUT" 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .notification_id "$OUT")" = "$first" ]
+}
+
+@test "notify: --webhook POSTs the notification with a valid Standard Webhooks signature" {
+	new_flow
+	GROUP=$(unique_name notify)
+	new_secret
+	start_receiver
+	a=$(payment_event o-3001 approved 2500)
+	produce payment-processed "$a"
+	start_notify --webhook "http://127.0.0.1:$PORT/hooks" \
+	    --secret-file "$SECRET"
+	await 60 has_lines "$BATS_TEST_TMPDIR/received" 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	has_lines "$OUT" 0
+	has_lines "$BATS_TEST_TMPDIR/received" 1
+	now=$(date +%s)
+	run jq -e --argjson ev "$a" --arg tp "$TRACEPARENT" --argjson now "$now" \
+	    '.valid == true and .status == 200 and
+	    .id == .body.notification_id and .body.event_id == $ev.id and
+	    .body.order_id == "o-3001" and .body.to == "o-3001@example.com" and
+	    .body.message == "Payment of EUR 25.00 for order o-3001 approved" and
+	    (.signature | startswith("v1,")) and
+	    (.timestamp | tonumber) <= $now and
+	    (.timestamp | tonumber) > $now - 120 and
+	    .content_type == "application/json" and .traceparent == $tp' \
+	    "$BATS_TEST_TMPDIR/received"
+	assert_success
+	assert_output true
+	# The secret never reaches the logs.
+	run grep -F "$(cut -c7- "$SECRET")" "$ERR"
+	assert_failure
+}
+
+@test "notify: a raw secret signs too, and a wrong one does not verify" {
+	new_flow
+	GROUP=$(unique_name notify)
+	SECRET="$BATS_TEST_TMPDIR/secret"
+	printf 'not-base64 raw secret\n' >"$SECRET"
+	start_receiver
+	printf 'another secret\n' >"$BATS_TEST_TMPDIR/wrong"
+	produce payment-processed "$(payment_event o-3101 approved 1)" \
+	    "$(payment_event o-3102 approved 2)"
+	start_notify --webhook "http://127.0.0.1:$PORT/" \
+	    --secret-file "$SECRET"
+	await 60 has_lines "$BATS_TEST_TMPDIR/received" 2
+	stop_notify
+	[ "$status" -eq 0 ]
+	run jq -s -e 'length == 2 and all(.valid)' "$BATS_TEST_TMPDIR/received"
+	assert_success
+
+	: >"$BATS_TEST_TMPDIR/received"
+	GROUP=$(unique_name notify)
+	notify -v --state "$BATS_TEST_TMPDIR/fresh" -G "$GROUP" \
+	    --webhook "http://127.0.0.1:$PORT/" \
+	    --secret-file "$BATS_TEST_TMPDIR/wrong" >"$OUT" 2>"$ERR" &
+	NOTIFY_PID=$!
+	await 60 has_lines "$BATS_TEST_TMPDIR/received" 2
+	stop_notify
+	run jq -s -e 'length == 2 and all(.valid | not)' \
+	    "$BATS_TEST_TMPDIR/received"
+	assert_success
+}
+
+@test "notify: the receiver down, then up: delivered once, after a retry" {
+	new_flow
+	GROUP=$(unique_name notify)
+	new_secret
+	start_receiver
+	stop_receiver		# PORT is known, and nothing listens on it
+	: >"$BATS_TEST_TMPDIR/received"
+	a=$(payment_event o-4001 approved 2500)
+	produce payment-processed "$a"
+	start_notify --webhook "http://127.0.0.1:$PORT/hooks" \
+	    --secret-file "$SECRET" --backoff 2s --max-attempts 10
+	await 60 count_records payment-processed-retry \
+	    '.headers["orderflow.attempt"] == "2"' 1
+	has_lines "$BATS_TEST_TMPDIR/received" 0
+	start_receiver "$PORT"
+	await 60 has_lines "$BATS_TEST_TMPDIR/received" 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	has_lines "$BATS_TEST_TMPDIR/received" 1
+	run jq -e '.valid and .status == 200 and .body.order_id == "o-4001"' \
+	    "$BATS_TEST_TMPDIR/received"
+	assert_success
+	r=$(records payment-processed-retry |
+	    jq -c 'select(.headers["orderflow.attempt"] == "2")')
+	run jq -e --arg v "$a" --arg t "${PREFIX}payment-processed" \
+	    '.payload == $v and .key == "o-4001" and
+	    .headers["orderflow.error.kind"] == "transient" and
+	    .headers["orderflow.original.topic"] == $t and
+	    (.headers["orderflow.error.message"] | startswith("webhook: "))' \
+	    <<<"$r"
+	assert_success
+	count_records payment-processed-dlq true 0
+	grep -q 'notified=1 duplicates=0' "$ERR"
+}
+
+@test "notify: a 400 from the webhook goes to the DLQ as permanent" {
+	new_flow
+	GROUP=$(unique_name notify)
+	new_secret
+	echo 400 >"$BATS_TEST_TMPDIR/status"
+	start_receiver
+	a=$(payment_event o-5001 declined 700 card_declined)
+	produce payment-processed "$a"
+	start_notify --webhook "http://127.0.0.1:$PORT/hooks" \
+	    --secret-file "$SECRET"
+	await 60 count_records payment-processed-dlq true 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	r=$(records payment-processed-dlq)
+	run jq -e --arg v "$a" --arg t "${PREFIX}payment-processed" \
+	    '.payload == $v and .key == "o-5001" and
+	    .headers["orderflow.error.kind"] == "permanent" and
+	    .headers["orderflow.error.message"] == "webhook: HTTP 400" and
+	    .headers["orderflow.original.topic"] == $t and
+	    (.headers["orderflow.original.partition"] | test("^[0-9]+$")) and
+	    .headers["orderflow.original.offset"] == "0"' <<<"$r"
+	assert_success
+	has_lines "$BATS_TEST_TMPDIR/received" 1
+	run jq -e '.status == 400 and .valid' "$BATS_TEST_TMPDIR/received"
+	assert_success
+	count_records payment-processed-retry true 0
+	grep -q 'notified=0 duplicates=0 retried=0 dead-lettered=1' "$ERR"
+}
+
+@test "notify: 503 is transient; delivered once the receiver answers 200" {
+	new_flow
+	GROUP=$(unique_name notify)
+	new_secret
+	echo 503 >"$BATS_TEST_TMPDIR/status"
+	start_receiver
+	produce payment-processed "$(payment_event o-5101 approved 1)"
+	start_notify --webhook "http://127.0.0.1:$PORT/" \
+	    --secret-file "$SECRET" --backoff 1s
+	await 60 count_records payment-processed-retry \
+	    '.headers["orderflow.error.message"] == "webhook: HTTP 503"' 1
+	echo 200 >"$BATS_TEST_TMPDIR/status"
+	await 60 answered 200 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	run jq -s -e 'map(select(.status == 200)) | length == 1 and
+	    (.[0].id == .[-1].id)' "$BATS_TEST_TMPDIR/received"
+	assert_success
+}
+
+@test "notify: --exec with a failing command, then a working one: retried, delivered once" {
+	new_flow
+	GROUP=$(unique_name notify)
+	dir="$BATS_TEST_TMPDIR/exec"
+	mkdir "$dir"
+	touch "$dir/fail"
+	a=$(payment_event o-6001 approved 4200)
+	produce payment-processed "$a"
+	start_notify --exec "'$FIXTURES/exec-sink' '$dir'" --backoff 1s
+	await 60 count_records payment-processed-retry \
+	    '.headers["orderflow.attempt"] == "2" and
+	    .headers["orderflow.error.message"] == "exec: exit status 1"' 1
+	has_lines "$dir/received" 0
+	rm "$dir/fail"
+	await 60 has_lines "$dir/received" 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	has_lines "$dir/received" 1
+	[ "$(lines "$dir/attempts")" -ge 2 ]
+	run jq -e --argjson ev "$a" '.event_id == $ev.id and
+	    .message == "Payment of EUR 42.00 for order o-6001 approved"' \
+	    "$dir/received"
+	assert_success
+	id=$(jq -r .notification_id "$dir/received")
+	run cat "$dir/env"
+	assert_output "o-6001 o-6001@example.com $id"
+	has_lines "$OUT" 0
+	grep -q 'notified=1 duplicates=0' "$ERR"
+}
+
+@test "notify: --exec past --timeout is killed and retried until exhausted" {
+	new_flow
+	GROUP=$(unique_name notify)
+	produce payment-processed "$(payment_event o-6101 approved 1)"
+	nap="300.$RANDOM"	# a command line no other process has
+	start_notify --exec "sleep $nap" --timeout 300ms --max-attempts 2 \
+	    --backoff 100ms
+	await 60 count_records payment-processed-dlq \
+	    '.headers["orderflow.error.kind"] == "exhausted"' 1
+	stop_notify
+	[ "$status" -eq 0 ]
+	count_records payment-processed-dlq \
+	    '.headers["orderflow.error.message"] ==
+	    "attempt 2 of 2 failed: exec: still running after 300ms: killed"' 1
+	run pgrep -f -x "sleep $nap"
+	assert_failure
+}
+
+@test "notify: invalid events go to the DLQ as invalid and notify goes on" {
+	new_flow
+	GROUP=$(unique_name notify)
+	order=$(jq -cn '{specversion: "1.0", id: "e-1", source: "/t",
+	    type: "order.created.v2", subject: "o-7001",
+	    time: "2026-11-26T10:00:00Z", data: {order_id: "o-7001",
+	    customer_id: "c", email: "a@b.c", currency: "EUR",
+	    items: [{sku: "S", qty: 1, unit_price: 1}], total: 1,
+	    payment_method: "pm_card_visa"}}')
+	produce payment-processed 'not json at all' "$order" \
+	    "$(payment_event o-7002 approved 5)"
+	start_notify
+	await 60 has_lines "$OUT" 1
+	await 60 count_records payment-processed-dlq \
+	    '.headers["orderflow.error.kind"] == "invalid"' 2
+	stop_notify
+	[ "$status" -eq 0 ]
+	count_records payment-processed-dlq \
+	    '.payload == "not json at all"' 1
+	count_records payment-processed-dlq \
+	    '(.headers["orderflow.error.message"] | test("order.created.v2"))' 1
+	run jq -r .order_id "$OUT"
+	assert_output o-7002
+}
+
+@test "notify -i -: payment events on stdin, one line per payment, dead letters to --dlq" {
+	a=$(payment_event o-8001 approved 2500)
+	d=$(payment_event o-8002 declined 100 limit_exceeded)
+	run --separate-stderr bash -c 'printf "%s\n" "$1" "$1" "$2" "{}" |
+	    timeout 60 notify -i - --state "$3" --dlq "$4"' _ "$a" "$d" \
+	    "$BATS_TEST_TMPDIR/state" "$BATS_TEST_TMPDIR/dlq"
+	assert_success
+	[ "${#lines[@]}" -eq 2 ]
+	run jq -r '.message' <<<"$output"
+	assert_output "Payment of EUR 25.00 for order o-8001 approved
+Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
+	has_lines "$BATS_TEST_TMPDIR/dlq" 1
+	run grep -c invalid "$BATS_TEST_TMPDIR/dlq"
+	assert_output 1
+}
+
+@test "notify: standard output failing: exit 1, the event not recorded" {
+	a=$(payment_event o-8101 approved 2500)
+	run --separate-stderr bash -c 'printf "%s\n" "$1" |
+	    timeout 60 notify -i - --state "$2" >/dev/full' _ "$a" \
+	    "$BATS_TEST_TMPDIR/state"
+	[ "$status" -eq 1 ]
+	[[ "$stderr" == *"standard output: No space left on device"* ]]
+	# Not delivered, so not recorded: a working stdout gets it.
+	run --separate-stderr bash -c 'printf "%s\n" "$1" |
+	    timeout 60 notify -i - --state "$2"' _ "$a" \
+	    "$BATS_TEST_TMPDIR/state"
+	assert_success
+	run jq -r .order_id <<<"$output"
+	assert_output o-8101
+	run --separate-stderr bash -c 'printf "%s\n" "$1" |
+	    timeout 60 notify -i - --state "$2" >&-' _ "$a" \
+	    "$BATS_TEST_TMPDIR/state2"
+	[ "$status" -eq 1 ]
+	[[ "$stderr" == *"standard output is closed"* ]]
+}
+
+@test "notify -i -: the whole pipeline prints one notification per valid order" {
+	[ -x "$ROOT/bin/order-submit" ] || fail "bin/order-submit is not built"
+	[ -x "$ROOT/bin/pay-process" ] || fail "bin/pay-process is not built"
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	cat >"$BATS_TEST_TMPDIR/orders.jsonl" <<-'EOF'
+	{"order_id":"o-1001","customer_id":"c-42","email":"ana@example.com","currency":"EUR","items":[{"sku":"BOOK-1","qty":2,"unit_price":1250}],"payment_method":"pm_card_visa"}
+	{"order_id":"o-1002","customer_id":"c-43","email":"bo@example.com","currency":"EUR","items":[{"sku":"PEN","qty":1,"unit_price":300}],"payment_method":"pm_card_declined"}
+	{"order_id":"o-1003","customer_id":"c-44","email":"cy@example.com","currency":"USD","items":[{"sku":"MUG","qty":3,"unit_price":1000}]}
+	{"order_id":"o-1004","customer_id":"c-45","currency":"EUR","items":[]}
+	EOF
+	run --separate-stderr bash -c 'order-submit -o - <"$1" |
+	    timeout 60 pay-process -i - -o - | timeout 60 notify -i -' _ \
+	    "$BATS_TEST_TMPDIR/orders.jsonl"
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	run jq -r '[.order_id, .to, .status, .message] | join(" | ")' <<<"$output"
+	assert_output --partial "o-1001 | ana@example.com | approved | Payment of EUR 25.00 for order o-1001 approved"
+	assert_output --partial "o-1002 | bo@example.com | declined | Payment of EUR 3.00 for order o-1002 declined: card_declined"
+	assert_output --partial "o-1003 | cy@example.com | approved | Payment of USD 30.00 for order o-1003 approved"
+}
+
+@test "notify: usage errors exit 2" {
+	run --separate-stderr notify --webhook http://127.0.0.1:9/
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"--webhook needs --secret-file"* ]]
+	printf 'x\n' >"$BATS_TEST_TMPDIR/s"
+	run --separate-stderr notify --webhook http://127.0.0.1:9/ \
+	    --secret-file "$BATS_TEST_TMPDIR/s" --exec cat
+	[ "$status" -eq 2 ]
+	run --separate-stderr notify --webhook ftp://127.0.0.1/ \
+	    --secret-file "$BATS_TEST_TMPDIR/s"
+	[ "$status" -eq 2 ]
+	printf 'whsec_!!!!\n' >"$BATS_TEST_TMPDIR/bad"
+	run --separate-stderr notify --webhook http://127.0.0.1:9/ \
+	    --secret-file "$BATS_TEST_TMPDIR/bad" --state "$BATS_TEST_TMPDIR/st"
+	[ "$status" -eq 2 ]
+	[[ "$stderr" != *'!!!!'* ]]
+	run --separate-stderr notify -i "$BATS_TEST_TMPDIR/none.jsonl" \
+	    --state "$BATS_TEST_TMPDIR/st"
+	[ "$status" -eq 1 ]
+	run --separate-stderr notify --dlq x
+	[ "$status" -eq 2 ]
+	run --separate-stderr notify --backoff 5s --backoff-max 1s
+	[ "$status" -eq 2 ]
+}
