@@ -13,7 +13,7 @@ VERSION = 0.1.0
 PREFIX = /usr/local
 MANPREFIX = $(PREFIX)/share/man
 
-BIN = topic-admin order-submit pay-process notify
+BIN = topic-admin order-submit pay-process notify dlq-replay
 
 BINS = $(BIN:%=bin/%)
 MAN1 = $(BIN:%=man/man1/%.1)
