@@ -322,33 +322,6 @@ parse_options(struct dr *d, int argc, char **argv)
 			add_topic(d, opt_topic(&d->o, dlq_topics[i]));
 }
 
-/* mkdir -p of the directory part of path. */
-static int
-mkdir_parent(const char *path)
-{
-	char *dir, *s, c;
-	int rc = 0;
-
-	if ((dir = strdup(path)) == NULL)
-		return -1;
-	if ((s = strrchr(dir, '/')) != NULL && s != dir) {
-		*s = '\0';
-		for (s = dir + 1; rc == 0; s++) {
-			if (*s != '/' && *s != '\0')
-				continue;
-			c = *s;
-			*s = '\0';
-			if (mkdir(dir, 0755) == -1 && errno != EEXIST)
-				rc = -1;
-			*s = c;
-			if (c == '\0')
-				break;
-		}
-	}
-	free(dir);
-	return rc;
-}
-
 /*
  * flock(2) on the lock file, held until exit; the file is never removed
  * (removing it would let two runs lock two different files).  Exits 5
@@ -363,8 +336,9 @@ lock(struct dr *d)
 	if (d->lockfile == NULL) {
 		snprintf(def, sizeof(def), "%s/lock", opt_state_dir(&d->o));
 		d->lockfile = def;
-		if (mkdir_parent(def) == -1)
-			log_fatal(OF_EXIT_FAIL, "%s: %s", def, strerror(errno));
+		if (util_mkdir_p(opt_state_dir(&d->o), 0700) == -1)
+			log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&d->o),
+			    strerror(errno));
 	}
 	if ((fd = open(d->lockfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", d->lockfile, strerror(errno));

@@ -817,29 +817,6 @@ secret_load(struct notify *n)
 		    n->secret_file);
 }
 
-/*
- * mkdir -p of dir's parents: store_open() makes dir itself, and the
- * default ./var/notify usually lacks ./var.  (pay-process and dlq-replay
- * carry the same; it belongs in store_open().)
- */
-static int
-mkdir_parents(const char *dir)
-{
-	char path[4096], *p;
-
-	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (p = path + 1; (p = strchr(p, '/')) != NULL; p++) {
-		*p = '\0';
-		if (mkdir(path, 0700) == -1 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	return 0;
-}
-
 static void
 webhook_init(struct notify *n)
 {
@@ -1004,9 +981,6 @@ main(int argc, char **argv)
 		log_fatal(OF_EXIT_FAIL, "curl_global_init failed");
 	if (n->sink == SINK_WEBHOOK)
 		webhook_init(n);
-	if (mkdir_parents(opt_state_dir(&n->o)) == -1)
-		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
-		    strerror(errno));
 	if ((r = store_open(&n->st, opt_state_dir(&n->o), 0)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
 		    store_strerror(r));

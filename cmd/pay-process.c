@@ -150,22 +150,6 @@ duration_arg(const char *name, const char *arg, int64_t min)
  * The store.
  */
 
-/* mkdir -p of dir's parents (store_open() makes dir itself). */
-static void
-make_parents(const char *dir)
-{
-	char path[PATH_MAX], *s;
-
-	if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
-		return;
-	for (s = path + 1; (s = strchr(s, '/')) != NULL; s++) {
-		*s = '\0';
-		if (mkdir(path, 0700) == -1 && errno != EEXIST)
-			return;
-		*s = '/';
-	}
-}
-
 /*
  * A store error: a process died inside Berkeley DB and recovery must run,
  * which opening the store again does; every error makes the record
@@ -794,7 +778,6 @@ main(int argc, char *argv[])
 	cf.tick = tick;
 
 	pp.state = opt_state_dir(&pp.o);
-	make_parents(pp.state);
 	if ((ret = store_open(&pp.store, pp.state, pp.store_flags)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
 		    store_strerror(ret));

@@ -247,15 +247,42 @@ msg_cb(const DB_ENV *env, const char *msg)
 	log_info("store: %s", msg);
 }
 
-/* BDB thread ids are kernel thread ids, so is_alive() can check them. */
+/*
+ * BDB thread ids are kernel thread ids, so is_alive() can check them.  BDB
+ * asks for them on every mutex operation: they are cached per thread, and
+ * forgotten in a child after fork(2).
+ */
+static __thread pid_t cached_pid;
+static void	thread_id_atfork(void);
+static __thread db_threadid_t cached_tid;
+
+static void
+thread_id_forget(void)
+{
+	cached_pid = 0;
+}
+
+static void
+thread_id_atfork(void)
+{
+	(void)pthread_atfork(NULL, NULL, thread_id_forget);
+}
+
 static void
 thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
 	(void)env;
+	if (cached_pid == 0) {
+		(void)pthread_once(&once, thread_id_atfork);
+		cached_pid = getpid();
+		cached_tid = (db_threadid_t)syscall(SYS_gettid);
+	}
 	if (pid != NULL)
-		*pid = getpid();
+		*pid = cached_pid;
 	if (tid != NULL)
-		*tid = (db_threadid_t)syscall(SYS_gettid);
+		*tid = cached_tid;
 }
 
 static int
@@ -321,7 +348,7 @@ env_open(struct store *s, const char *dir, unsigned flags)
 {
 	int ret;
 
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+	if (util_mkdir_p(dir, 0700) == -1) {
 		ret = errno;
 		log_error("store: %s: %s", dir, strerror(ret));
 		return ret;

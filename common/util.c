@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -179,4 +180,30 @@ util_mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+util_mkdir_p(const char *dir, unsigned int mode)
+{
+	char *path, *p;
+	int rc = 0;
+
+	if ((path = strdup(dir)) == NULL)
+		return -1;
+	for (p = path + 1; rc == 0; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		if (p[-1] != '/') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(path, mode) == -1 && errno != EEXIST)
+				rc = -1;
+			*p = c;
+		}
+		if (*p == '\0')
+			break;
+	}
+	free(path);
+	return rc;
 }

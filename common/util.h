@@ -33,6 +33,12 @@ int64_t		 util_rfc3339_parse(const char *s);
 /* RFC 3339 in UTC with milliseconds: "2026-11-26T10:00:00.123Z" (25 bytes). */
 void		 util_rfc3339(int64_t epoch_ms, char *buf, size_t len);
 
+/*
+ * mkdir -p: makes dir and its missing parents with mode (parents too).
+ * Returns 0, or -1 with errno set.
+ */
+int		 util_mkdir_p(const char *dir, unsigned int mode);
+
 int64_t		 util_now_ms(void);		/* wall clock */
 int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */
 
