@@ -452,6 +452,10 @@ repeat(const struct event *ev, char *json, struct worker_output *out,
 	struct event old;
 	struct event_err err;
 	struct log_ctx ctx = { ev->id, ev->subject, NULL };
+	char trace[TRACE_ID_LEN + 1];
+
+	if (trace_id_of(ev->traceparent, trace) == 0)
+		ctx.trace_id = trace;
 
 	if (event_parse(json, strlen(json), &old, &err) == -1) {
 		event_free(&old);
@@ -587,6 +591,10 @@ pay(const struct event *ev, int attempt, struct worker_output *out,
 		pp.declined++;
 	{
 		struct log_ctx ctx = { ev->id, ev->subject, NULL };
+		char trace[TRACE_ID_LEN + 1];
+
+		if (trace_id_of(ev->traceparent, trace) == 0)
+			ctx.trace_id = trace;
 
 		log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s: %s%s%s", ev->subject,
 		    event_pay_status_name(payev.payment.status),

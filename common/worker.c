@@ -202,9 +202,11 @@ log_in(const struct worker *w, int level, const struct worker_input *in,
     const char *what, const char *why)
 {
 	struct log_ctx ctx = { 0 };
-	char kbuf[ORDER_ID_MAX + 1], wbuf[512];
+	char kbuf[ORDER_ID_MAX + 1], wbuf[512], trace[TRACE_ID_LEN + 1];
 
 	ctx.order_id = key_str(in, kbuf, sizeof(kbuf));
+	if (in->traceparent != NULL && trace_id_of(in->traceparent, trace) == 0)
+		ctx.trace_id = trace;
 	log_msg(level, &ctx, "%s: %s%s%s", where(w, in, wbuf, sizeof(wbuf)),
 	    what, why != NULL ? ": " : "", why != NULL ? why : "");
 }
