@@ -4,7 +4,7 @@
 #   make              bin/ with -Wall -Wextra -Werror
 #   make SANITIZE=1   the same with AddressSanitizer and UBSan
 #   make check        installs missing packages, builds, runs the whole suite
-#   make demo         installs what is missing, builds, shows a local broker's topics
+#   make demo         installs what is missing, builds, runs the whole flow on a local broker
 #   make deps         installs the Debian packages (prints the command if not root)
 #   make fuzz         libFuzzer targets in build/fuzz/ (clang)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -13,7 +13,7 @@ VERSION = 0.1.0
 PREFIX = /usr/local
 MANPREFIX = $(PREFIX)/share/man
 
-BIN = topic-admin order-submit pay-process notify dlq-replay
+BIN = topic-admin order-submit pay-process notify order-serve dlq-replay
 
 BINS = $(BIN:%=bin/%)
 MAN1 = $(BIN:%=man/man1/%.1)
