@@ -166,6 +166,7 @@ produce_n(const char *topic, int n, int64_t *count, int nparts)
 	}
 	free(recs);
 	kafka_producer_destroy(p);
+	opt_free(&o);
 }
 
 /* The group's committed offsets of topic's partitions 0..nparts-1. */
@@ -361,6 +362,7 @@ test_consume(void)
 	CHECK(off[0] == 3);
 	CHECK(off[1] == count[1]);
 	CHECK(off[2] == count[2]);
+	opt_free(&o);
 }
 
 static void
@@ -535,6 +537,7 @@ test_seek(void)
 	CHECK(kafka_consumer_close(c) == 0);
 	committed(group, topic, 1, off);
 	CHECK(off[0] == 10);
+	opt_free(&o);
 }
 
 /* A queue of 5 messages: producing 300 waits for room, never fails. */
@@ -605,6 +608,7 @@ test_unreachable(void)
 	t0 = util_mono_ms();
 	kafka_consumer_close(c);
 	CHECK(util_mono_ms() - t0 < 10000);
+	opt_free(&o);
 }
 
 /* A fatal error is seen by kafka_fatal() and stops producing. */
@@ -632,6 +636,7 @@ test_fatal(void)
 	CHECK(kafka_produce(p, "t", NULL, 0, "x", 1, NULL, NULL, NULL) ==
 	    RD_KAFKA_RESP_ERR__FATAL);
 	kafka_producer_destroy(p);
+	opt_free(&o);
 }
 
 /* A -X property overrides a default; a bad one is an error naming it. */
@@ -656,6 +661,7 @@ test_config(void)
 	opts(&o, brokers, "g");
 	topics[0] = NULL;
 	CHECK(kafka_consumer_new(&o, topics, err, sizeof(err)) == NULL);
+	opt_free(&o);
 }
 
 static const struct {
