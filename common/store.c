@@ -24,12 +24,13 @@
  *
  * Surviving other processes' deaths (CONTRACT "State"):
  * - DB_REGISTER|DB_RECOVER: an open notices a process that died with the
- *   environment open.  With DB_FAILCHK the open then runs failchk, which
- *   aborts the dead process's transactions and frees its locks while
- *   the others keep running; only when that is not enough (it died
- *   inside the library, maybe holding a mutex) does the open run full
- *   recovery, which makes the other processes see STORE_RUNRECOVERY and
- *   reopen.  A crash of the machine is handled by the same recovery.
+ *   environment open and runs full recovery, which rebuilds the regions
+ *   from the log and makes the other processes see STORE_RUNRECOVERY and
+ *   reopen.  Not DB_FAILCHK, which would try failchk first: to run it, the
+ *   open attaches to the regions and takes their mutexes, and when the
+ *   dead process held one (it died inside the library) the open blocks
+ *   for ever.  Full recovery takes none of them.  A crash of the machine
+ *   is handled by the same recovery.
  * - Processes still running must not wait forever for the locks of a
  *   dead one.  A thread waiting for a lock sleeps in BDB until the lock
  *   is released (lock timeouts are only noticed by a detector run, which
@@ -97,7 +98,7 @@ _Static_assert(sizeof(db_threadid_t) >= sizeof(pid_t), "db_threadid_t");
 
 #define ENV_FLAGS	(DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |	\
 	DB_INIT_LOG | DB_INIT_MPOOL | DB_THREAD | DB_REGISTER |		\
-	DB_RECOVER | DB_FAILCHK)
+	DB_RECOVER)
 
 #define IDEM_HDR	20	/* created_ms, expires_ms, state */
 #define OUTBOX_HDR	8	/* appended_ms */
