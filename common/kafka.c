@@ -883,6 +883,13 @@ kafka_consumer_commit(struct kafka_consumer *c)
  */
 #define KAFKA_FIRST_ASSIGN_MS	15000
 
+/*
+ * Handles left open for that reason, kept reachable so that a leak checker
+ * (LeakSanitizer) tells them from real leaks; a process leaves at most a
+ * few before it exits.
+ */
+static rd_kafka_t *kafka_abandoned[8];
+
 static int
 close_is_safe(struct kafka_consumer *c)
 {
@@ -913,6 +920,7 @@ kafka_consumer_close(struct kafka_consumer *c)
 {
 	rd_kafka_resp_err_t err;
 	char reason[512];
+	size_t i;
 	int rc = 0;
 
 	if (c == NULL)
@@ -926,6 +934,12 @@ kafka_consumer_close(struct kafka_consumer *c)
 		log_debug("kafka: consumer never assigned; leaving the group "
 		    "to its session timeout (librdkafka %s)",
 		    rd_kafka_version_str());
+		for (i = 0; i < sizeof(kafka_abandoned) /
+		    sizeof(kafka_abandoned[0]); i++)
+			if (kafka_abandoned[i] == NULL) {
+				kafka_abandoned[i] = c->rk;
+				break;
+			}
 		consumer_free(c);
 		return 0;
 	}
