@@ -50,13 +50,22 @@
  *   process, using kernel thread ids as BDB thread ids, so the slots of
  *   threads that exited are reused by new ones.  A recycled pid or tid
  *   looks alive: the lock then stays until that process exits.
- * - Not handled: a process killed inside a library call while holding
- *   one of BDB's region mutexes (process-shared pthread mutexes, not
- *   robust ones).  Every thread that then needs that mutex, in every
- *   process, blocks for ever, failchk included; only stopping all of
- *   them and reopening (recovery) helps.  A process killed in a tight
- *   loop of commits hits this about half the time; one killed while
- *   idle or between calls never does.
+ * - A process killed inside a library call while holding one of BDB's
+ *   region mutexes (process-shared pthread mutexes, not robust ones):
+ *   every thread that then needs that mutex, in every process, blocks
+ *   for ever, failchk included; only a new process's open (recovery)
+ *   helps.  A process killed in a tight loop of commits does this about
+ *   half the time; one killed while idle or between calls never does.
+ *   So each round of the watchdog also takes the main region mutexes
+ *   (a transaction begun and aborted, a log flush, the lock detector),
+ *   and a monitor thread, which never calls the library, ends the
+ *   process with status 1 and a message when the watchdog has not
+ *   finished a round for STALL_MS (or $ORDERFLOW_STORE_STALL_MS), or
+ *   when the store is broken and a transaction has stayed open that
+ *   long (in a broken store every call fails at once, so one that does
+ *   not return is blocked).  A wedge becomes a crash, which a supervisor
+ *   (systemd's Restart=) turns into a restart whose open recovers.  A
+ *   stopped process (SIGSTOP) is not taken for a wedged one.
  * Deadlocks between live transactions are broken by the detector that
  * runs on every lock conflict (DB_LOCK_DEFAULT); store_run() retries.
  *
@@ -95,6 +104,7 @@ _Static_assert(sizeof(db_threadid_t) >= sizeof(pid_t), "db_threadid_t");
 #define LOCK_TIMEOUT_US		2000000
 #define RETRY_FAILCHK_MS	100
 #define OPEN_TRIES		5
+#define STALL_MS		30000
 
 #define ENV_FLAGS	(DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |	\
 	DB_INIT_LOG | DB_INIT_MPOOL | DB_THREAD | DB_REGISTER |		\
@@ -114,7 +124,11 @@ struct store {
 	int64_t		 failchk_ms;	/* last run, monotonic; atomic */
 	int		 failchk_busy;	/* atomic */
 	int		 broken;	/* failchk said RUNRECOVERY; atomic */
+	int64_t		 round_ms;	/* the watchdog's last round; atomic */
+	int		 watchdog_done;	/* atomic */
+	int64_t		 stall_ms;
 	pthread_t	 watchdog;
+	pthread_t	 monitor;
 	pthread_mutex_t	 mu;		/* guards stop, for cv */
 	pthread_cond_t	 cv;
 	int		 stop;
@@ -479,16 +493,16 @@ backoff(int n)
 		;
 }
 
-/* Waits until FAILCHK_MS from now or until stopped; 1 when stopped. */
+/* Waits until ms from now or until stopped; 1 when stopped. */
 static int
-watchdog_wait(struct store *s)
+watchdog_wait(struct store *s, int64_t ms)
 {
 	struct timespec ts;
 	int stop;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += FAILCHK_MS / 1000;
-	ts.tv_nsec += (FAILCHK_MS % 1000) * 1000000L;
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
 	if (ts.tv_nsec >= 1000000000L) {
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
@@ -502,16 +516,108 @@ watchdog_wait(struct store *s)
 	return stop;
 }
 
+/* Takes the transaction and log regions' mutexes, and lets them go. */
+static void
+probe(struct store *s)
+{
+	DB_TXN *t;
+
+	if (s->env->txn_begin(s->env, NULL, &t, DB_TXN_NOWAIT) == 0)
+		(void)t->abort(t);
+	(void)s->env->log_flush(s->env, NULL);
+}
+
 static void *
 watchdog(void *arg)
 {
 	struct store *s = arg;
 
-	while (!watchdog_wait(s)) {
+	while (!watchdog_wait(s, FAILCHK_MS)) {
 		(void)failchk(s, FAILCHK_MS / 2);
 		(void)s->env->lock_detect(s->env, 0, DB_LOCK_EXPIRE, NULL);
+		if (!__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
+			probe(s);
+		__atomic_store_n(&s->round_ms, util_mono_ms(),
+		    __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&s->watchdog_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Transactions open in the process, and when one last began or ended; for
+ * the process, not each store, since a DB_TXN does not lead back to its
+ * store (processes have one store, or several in tests).  Atomic.
+ */
+static int	txns;
+static int64_t	txns_ms;
+
+static void
+txn_count(int n)
+{
+	__atomic_add_fetch(&txns, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&txns_ms, util_mono_ms(), __ATOMIC_RELAXED);
+}
+
+/* Whether the library is stuck (see the top of the file). */
+static int
+stalled(struct store *s, int64_t now)
+{
+	if (now - __atomic_load_n(&s->round_ms, __ATOMIC_RELAXED) >
+	    s->stall_ms)
+		return 1;
+	return __atomic_load_n(&s->broken, __ATOMIC_RELAXED) &&
+	    __atomic_load_n(&txns, __ATOMIC_RELAXED) > 0 &&
+	    now - __atomic_load_n(&txns_ms, __ATOMIC_RELAXED) > s->stall_ms;
+}
+
+/*
+ * Ends the process when the library is stuck.  Runs until the watchdog
+ * has finished, so that a watchdog stuck while the store closes is caught
+ * too.  Its own oversleeping means the process was stopped: the others
+ * get a new chance then.
+ */
+static void *
+monitor(void *arg)
+{
+	struct store *s = arg;
+	int64_t now, last = util_mono_ms();
+
+	while (!__atomic_load_n(&s->watchdog_done, __ATOMIC_ACQUIRE)) {
+		(void)watchdog_wait(s, FAILCHK_MS);
+		now = util_mono_ms();
+		if (now - last > 5 * FAILCHK_MS) {
+			__atomic_store_n(&s->round_ms, now, __ATOMIC_RELAXED);
+			__atomic_store_n(&txns_ms, now, __ATOMIC_RELAXED);
+		}
+		last = now;
+		if (!stalled(s, now))
+			continue;
+		log_error("store: Berkeley DB has made no progress for "
+		    "%lld ms: a process probably died holding one of its "
+		    "mutexes; exiting so that a restart recovers",
+		    (long long)s->stall_ms);
+		_exit(1);
 	}
 	return NULL;
+}
+
+static int64_t
+stall_ms(void)
+{
+	const char *e = getenv("ORDERFLOW_STORE_STALL_MS");
+	const char *errstr;
+	long long v;
+
+	if (e == NULL || *e == '\0')
+		return STALL_MS;
+	v = util_strtonum(e, 1000, 3600000, &errstr);
+	if (errstr != NULL) {
+		log_warn("ORDERFLOW_STORE_STALL_MS=%s: %s; using %d", e,
+		    errstr, STALL_MS);
+		return STALL_MS;
+	}
+	return v;
 }
 
 static int
@@ -530,7 +636,19 @@ watchdog_start(struct store *s)
 	pthread_condattr_destroy(&ca);
 	if (ret != 0)
 		return ret;
+	s->stall_ms = stall_ms();
+	s->round_ms = util_mono_ms();
 	if ((ret = pthread_create(&s->watchdog, NULL, watchdog, s)) != 0) {
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		return ret;
+	}
+	if ((ret = pthread_create(&s->monitor, NULL, monitor, s)) != 0) {
+		pthread_mutex_lock(&s->mu);
+		s->stop = 1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->watchdog, NULL);
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
 		return ret;
@@ -546,9 +664,11 @@ watchdog_stop(struct store *s)
 		return;
 	pthread_mutex_lock(&s->mu);
 	s->stop = 1;
-	pthread_cond_signal(&s->cv);
+	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
+	/* The monitor watches until the watchdog has finished its round. */
 	pthread_join(s->watchdog, NULL);
+	pthread_join(s->monitor, NULL);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	s->watching = 0;
@@ -631,8 +751,11 @@ store_txn_begin(struct store *s, struct store_txn **tp)
 	*tp = NULL;
 	if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
 		return DB_RUNRECOVERY;
-	if ((ret = s->env->txn_begin(s->env, NULL, &t, 0)) != 0)
+	txn_count(1);
+	if ((ret = s->env->txn_begin(s->env, NULL, &t, 0)) != 0) {
+		txn_count(-1);
 		return ret;
+	}
 	*tp = (struct store_txn *)t;
 	return 0;
 }
@@ -641,16 +764,22 @@ int
 store_txn_commit(struct store_txn *t)
 {
 	DB_TXN *txn = dbtxn(t);
+	int ret;
 
-	return txn->commit(txn, 0);
+	ret = txn->commit(txn, 0);
+	txn_count(-1);
+	return ret;
 }
 
 int
 store_txn_abort(struct store_txn *t)
 {
 	DB_TXN *txn = dbtxn(t);
+	int ret;
 
-	return txn->abort(txn);
+	ret = txn->abort(txn);
+	txn_count(-1);
+	return ret;
 }
 
 static int

@@ -45,6 +45,12 @@ load test_helper
 	assert_success
 }
 
+@test "store: a process wedged by one killed inside the library ends instead of hanging" {
+	run --separate-stderr timeout 300 "$BUILD/test/store_test" wedge
+	grep -E '^wedge:' <<<"$stderr" | sed 's/^/# /' >&3 || :
+	assert_success
+}
+
 @test "store: an unknown test name is an error" {
 	run --separate-stderr "$BUILD/test/store_test" nosuch
 	assert_failure 2

@@ -594,6 +594,156 @@ test_killburst(void)
 	rm_tree(tmpdir);
 }
 
+/*
+ * The observer: commits for ever, reopening the store when it says
+ * STORE_RUNRECOVERY (as the commands do); one byte on fd per commit.
+ */
+static void
+observer(const char *dir, int fd)
+{
+	struct store *s;
+	struct burst_arg b;
+	uint64_t seq;
+	int ret;
+
+	if (store_open(&s, dir, 0) != 0)
+		_exit(2);
+	b.seq = &seq;
+	for (b.n = (uint64_t)getpid() * 1000000000;; b.n++) {
+		if ((ret = store_run(s, burst_txn, &b)) == STORE_RUNRECOVERY) {
+			store_close(s);
+			if (store_open(&s, dir, 0) != 0)
+				_exit(2);
+		} else if (ret != 0 && ret != STORE_DEADLOCK) {
+			fprintf(stderr, "observer: %s\n", store_strerror(ret));
+			_exit(3);
+		}
+		if (write(fd, "c", 1) != 1)
+			_exit(4);
+	}
+}
+
+/*
+ * Drains fd for up to ms; 1 when something came, 0 when nothing did, -1
+ * at end of file (the writer is gone).
+ */
+static int
+progress(int fd, int ms)
+{
+	char buf[4096];
+	ssize_t n;
+
+	if (read_full(fd, buf, 1, ms) != 1)
+		return poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1,
+		    0) == 1 ? -1 : 0;
+	while (poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 0) ==
+	    1 && (n = read(fd, buf, sizeof(buf))) > 0)
+		;
+	return 1;
+}
+
+static pid_t
+spawn_observer(int *fd)
+{
+	int fds[2];
+	pid_t pid;
+
+	CHECK(pipe(fds) == 0);
+	if ((pid = fork()) == 0) {
+		close(fds[0]);
+		observer(tmpdir, fds[1]);
+	}
+	close(fds[1]);
+	*fd = fds[0];
+	return pid;
+}
+
+/*
+ * A burster killed after kill_after commits.  It may end by itself before
+ * that, with status 1, when a process killed earlier wedged it; but it
+ * never hangs.
+ */
+static void
+burst_kill(uint64_t first, size_t kill_after)
+{
+	uint64_t msg[2];
+	size_t n = 0;
+	int fds[2], status;
+	pid_t pid;
+
+	CHECK(pipe(fds) == 0);
+	if ((pid = fork()) == 0) {
+		close(fds[0]);
+		burster(tmpdir, fds[1], first);
+	}
+	close(fds[1]);
+	while (n < kill_after &&
+	    read_full(fds[0], msg, sizeof(msg), 15000) == sizeof(msg))
+		n++;
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	if (n < kill_after) {
+		fprintf(stderr, "wedge: a burster ended after %zu commits, "
+		    "status %d\n", n, WIFEXITED(status) ?
+		    WEXITSTATUS(status) : -WTERMSIG(status));
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+	}
+}
+
+/*
+ * Processes killed in a burst of commits, some inside the library holding
+ * a region mutex, while another process commits in the same environment:
+ * the other one either keeps committing or, wedged on a dead mutex, ends
+ * with status 1 within the stall time; it never hangs.  A new one opens
+ * the environment (recovery) and commits.
+ */
+static void
+test_wedge(void)
+{
+	int round, ofd, status, kept = 0, ended = 0, p;
+	pid_t obs;
+
+	mkdir_tmp();
+	setenv("ORDERFLOW_STORE_STALL_MS", "2000", 1);
+	obs = spawn_observer(&ofd);
+	CHECK(progress(ofd, 30000) == 1);
+	for (round = 0; round < 12 && failures == 0; round++) {
+		burst_kill(1000000 * (round + 1), 20 + 7 * round);
+		/* The observer's fate shows within the stall time and a tick. */
+		if ((p = progress(ofd, 15000)) == 1) {
+			kept++;
+			continue;
+		}
+		if (p == 0) {
+			fprintf(stderr, "wedge: round %d: the observer is "
+			    "wedged\n", round);
+			CHECK(p != 0);
+			break;
+		}
+		CHECK(waitpid(obs, &status, 0) == obs && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 1);
+		ended++;
+		close(ofd);
+		obs = spawn_observer(&ofd);
+		if (progress(ofd, 30000) != 1) {
+			CHECK(waitpid(obs, &status, WNOHANG) == obs);
+			fprintf(stderr, "wedge: round %d: a new observer "
+			    "ended with status %d\n", round,
+			    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			CHECK(!"a new observer commits");
+			obs = spawn_observer(&ofd);
+		}
+	}
+	fprintf(stderr, "wedge: the observer kept committing %d times, "
+	    "ended wedged %d times\n", kept, ended);
+	kill(obs, SIGKILL);
+	(void)waitpid(obs, &status, 0);
+	close(ofd);
+	unsetenv("ORDERFLOW_STORE_STALL_MS");
+	rm_tree(tmpdir);
+}
+
 static const struct {
 	const char	*name;
 	void		(*fn)(void);
@@ -605,6 +755,7 @@ static const struct {
 	{ "threads", test_threads },
 	{ "killlocks", test_killlocks },
 	{ "killburst", test_killburst },
+	{ "wedge", test_wedge },
 };
 
 int
