@@ -152,8 +152,8 @@ util_time(const char *s, int64_t *epoch_ms, const char **errstr)
 	return -1;
 }
 
-void
-util_rfc3339(int64_t epoch_ms, char *buf, size_t len)
+static void
+rfc3339_slow(int64_t epoch_ms, char *buf, size_t len)
 {
 	time_t sec = (time_t)(epoch_ms / 1000);
 	struct tm tm;
@@ -162,6 +162,50 @@ util_rfc3339(int64_t epoch_ms, char *buf, size_t len)
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 	    tm.tm_min, tm.tm_sec, (int)(epoch_ms % 1000));
+}
+
+/*
+ * Every event is stamped, so each thread keeps the text of the last
+ * second it formatted and writes only the milliseconds after it: the
+ * same text as rfc3339_slow(), without a gmtime_r() and a snprintf() per
+ * call.
+ */
+void
+util_rfc3339(int64_t epoch_ms, char *buf, size_t len)
+{
+	static __thread int64_t cached_sec = -1;
+	static __thread char cached[32];	/* "YYYY-MM-DDTHH:MM:SS" */
+	int64_t sec = epoch_ms / 1000;
+	int ms = (int)(epoch_ms % 1000);
+	time_t t;
+	struct tm tm;
+
+	if (epoch_ms < 0 || len < UTIL_RFC3339_LEN + 1) {
+		rfc3339_slow(epoch_ms, buf, len);
+		return;
+	}
+	if (sec != cached_sec) {
+		t = (time_t)sec;
+		gmtime_r(&t, &tm);
+		if (snprintf(cached, sizeof(cached),
+		    "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+		    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		    tm.tm_sec) != UTIL_RFC3339_LEN - 5) {
+			/* A year past 9999. */
+			cached_sec = -1;
+			rfc3339_slow(epoch_ms, buf, len);
+			return;
+		}
+		cached_sec = sec;
+	}
+	memcpy(buf, cached, UTIL_RFC3339_LEN - 5);
+	buf += UTIL_RFC3339_LEN - 5;
+	buf[0] = '.';
+	buf[1] = (char)('0' + ms / 100);
+	buf[2] = (char)('0' + ms / 10 % 10);
+	buf[3] = (char)('0' + ms % 10);
+	buf[4] = 'Z';
+	buf[5] = '\0';
 }
 
 int64_t

@@ -31,6 +31,7 @@ int		 util_time(const char *s, int64_t *epoch_ms, const char **errstr);
 int64_t		 util_rfc3339_parse(const char *s);
 
 /* RFC 3339 in UTC with milliseconds: "2026-11-26T10:00:00.123Z" (25 bytes). */
+#define UTIL_RFC3339_LEN	24	/* without the NUL */
 void		 util_rfc3339(int64_t epoch_ms, char *buf, size_t len);
 
 /*
