@@ -45,7 +45,7 @@ typedef void kafka_dr_cb(void *opaque, rd_kafka_resp_err_t err,
 
 /*
  * Producer: enable.idempotence=true, acks=all, linger.ms=5 (batched),
- * queue.buffering.max.kbytes=16384 and queue.buffering.max.messages=100000
+ * queue.buffering.max.kbytes=2048 and queue.buffering.max.messages=100000
  * (bounded memory), partitioner=murmur2_random (the Java clients' choice,
  * so a key lands on the same partition whoever produced it), no
  * compression unless -X compression.type=... is given.  Returns NULL with
