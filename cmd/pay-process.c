@@ -646,9 +646,19 @@ tick(void *ctx)
 {
 	int64_t now = util_mono_ms();
 	size_t n = 0;
+	char why[256];
 	int ret;
 
 	(void)ctx;
+	/*
+	 * Another process died inside Berkeley DB: reopen (recovery) now,
+	 * not at the next order, so that an idle worker does not sit on a
+	 * broken store until it stops.
+	 */
+	if ((ret = store_failchk(pp.store)) == STORE_RUNRECOVERY) {
+		(void)store_failed(ret, why, sizeof(why));
+		return;
+	}
 	if (now >= pp.next_expire) {
 		ret = store_idem_expire(pp.store, NULL, util_now_ms(),
 		    EXPIRE_BATCH, &n);
@@ -796,10 +806,20 @@ main(int argc, char *argv[])
 
 	rc = worker_run(&cf, &pp.o, &st);
 
+	/*
+	 * A store broken by another process's death since the last tick
+	 * cannot close cleanly, but every payment recorded is in the log,
+	 * which the next open recovers: not a failure of this run.
+	 */
 	if ((ret = store_close(pp.store)) != 0) {
-		log_error("%s: %s", pp.state, store_strerror(ret));
-		if (rc == OF_EXIT_OK)
-			rc = OF_EXIT_FAIL;
+		if (ret == STORE_RUNRECOVERY)
+			log_warn("%s: %s: the next open recovers it", pp.state,
+			    store_strerror(ret));
+		else {
+			log_error("%s: %s", pp.state, store_strerror(ret));
+			if (rc == OF_EXIT_OK)
+				rc = OF_EXIT_FAIL;
+		}
 	}
 	if (pp.curl != NULL) {
 		curl_easy_cleanup(pp.curl);
