@@ -42,22 +42,22 @@
 
 /*
  * Memory (pay-process stays under 32 MiB resident): the consumer keeps
- * at most 10000 records or 3 MiB prefetched and fetches at most 1 MiB at
+ * at most 10000 records or 2 MiB prefetched and fetches at most 1 MiB at
  * once (a larger record still comes alone), and the producer queues at
- * most 2 MiB, instead of librdkafka's 100000 records and 64 MiB and
- * kafka.c's 2 MiB.  Applied before -X and -F, which may override them.
+ * most 2 MiB (kafka.c), instead of librdkafka's 100000 records and
+ * 64 MiB.  Applied before -X and -F, which may override them.
  *
- * Why 3 MiB: a full prefetch queue stops fetching, and librdkafka looks
+ * Why 2 MiB: a full prefetch queue stops fetching, and librdkafka looks
  * again only a second later (librdkafka issue 2879), so a worker working
  * through a backlog handles at most about one queue's worth a second and
- * idles the rest.  Measured with pay-process (make bench): 1 MiB, 2,000
- * events a second; 3 MiB, 8,000 at 31 MiB resident; 4 MiB, 10,500 at 35.
- * librdkafka 2.2 and later make that second fetch.queue.backoff.ms,
- * which is set shorter where it exists.
+ * idles the rest.  Measured with pay-process on a backlog of 100,000
+ * events: 1 MiB, 2,000 events a second; 2 MiB, 5,300 at 30 MiB
+ * resident; 3 MiB, 6,800 at 34 MiB.  librdkafka 2.2 and later make that
+ * second fetch.queue.backoff.ms, which is set shorter where it exists.
  */
 static struct opt_prop consumer_props[] = {
 	{ "queued.min.messages", "10000", "worker default" },
-	{ "queued.max.messages.kbytes", "3072", "worker default" },
+	{ "queued.max.messages.kbytes", "2048", "worker default" },
 	{ "fetch.max.bytes", "1048576", "worker default" },
 	{ "fetch.queue.backoff.ms", "20", "worker default" }
 };
