@@ -793,7 +793,14 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 	}
 	kafka_consumer_on_revoke(w->c, on_revoke, w);
 	while (w->rc == OF_EXIT_OK && !stopping) {
-		if ((m = kafka_consumer_poll(w->c, WORKER_POLL_MS)) != NULL) {
+		/* With an idle hook: first what is there, then the hook. */
+		m = kafka_consumer_poll(w->c, w->cf->idle != NULL ? 0 :
+		    WORKER_POLL_MS);
+		if (m == NULL && w->cf->idle != NULL) {
+			w->cf->idle(w->cf->ctx);
+			m = kafka_consumer_poll(w->c, WORKER_POLL_MS);
+		}
+		if (m != NULL) {
 			on_message(w, m);
 			rd_kafka_message_destroy(m);
 		} else if (check_fatal(w))
@@ -934,6 +941,23 @@ reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
 	return got;
 }
 
+/*
+ * The reader's next slot as reader_take(), but with an idle hook the hook
+ * runs first when nothing is there at once.
+ */
+static int
+pipe_take(struct worker *w, struct reader *rd, int64_t wait_ms, int *status,
+    char **line, size_t *len, long *lineno, char *err, size_t errlen)
+{
+	if (w->cf->idle != NULL) {
+		if (reader_take(rd, 0, status, line, len, lineno, err, errlen))
+			return 1;
+		w->cf->idle(w->cf->ctx);
+	}
+	return reader_take(rd, wait_ms, status, line, len, lineno, err,
+	    errlen);
+}
+
 static void
 pipe_input(struct worker_input *in, const void *value,
     size_t len, long lineno, int attempt)
@@ -1042,10 +1066,12 @@ run_pipe(struct worker *w)
 			wait = WORKER_POLL_MS;
 			if (w->nheap > 0 && w->heap[0].due_ms - now < wait)
 				wait = w->heap[0].due_ms - now;
-			if (eof || w->nheap >= WORKER_PIPE_RETRIES)
+			if (eof || w->nheap >= WORKER_PIPE_RETRIES) {
+				if (w->cf->idle != NULL)
+					w->cf->idle(w->cf->ctx);
 				nap(wait);
-			else if (reader_take(&rd, wait, &status, &line, &len,
-			    &lineno, err, sizeof(err)))
+			} else if (pipe_take(w, &rd, wait, &status, &line,
+			    &len, &lineno, err, sizeof(err)))
 				eof = pipe_slot(w, status, line, len, lineno,
 				    err);
 		}
@@ -1218,6 +1244,8 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	sigaction(SIGTERM, &sa, &oterm);
 
 	run(&w, o);
+	if (cf->idle != NULL)
+		cf->idle(cf->ctx);
 
 	/* Outputs in flight first: their acknowledgements store offsets. */
 	drain(&w);
