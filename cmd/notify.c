@@ -6,12 +6,22 @@
  * The consume, retry and dead-letter machinery is the worker's
  * (worker.h); this file is the handler and its sinks.  The handler checks
  * the idempotency record "notified:<event id>" in the state's Berkeley DB
- * environment, delivers, and only then writes the record, with a
- * synchronous commit.  So a crash between the delivery and the record
- * delivers the notification again, with the same notification id (derived
- * from the event id) for receivers to drop; nothing else repeats one, and
- * nothing is lost: the worker commits an input's offset only after the
- * handler returned.
+ * environment, delivers, and only then writes the record.  So a crash
+ * between the delivery and the record delivers the notification again,
+ * with the same notification id (derived from the event id) for receivers
+ * to drop; nothing else repeats one, and nothing is lost: the worker
+ * commits an input's offset only after the handler returned.
+ *
+ * Group commit: a record is committed at once without a disk flush (it
+ * outlives the process, not the machine: STORE_NOSYNC), and the log is
+ * flushed when no input is waiting (the worker's idle hook), after
+ * FLUSH_MAX records and before exiting.  A flush per notification held
+ * notify to one disk flush per event (about 700 a second on a loaded
+ * disk, under the 1,000 a second of make bench); one per burst costs the
+ * same when idle.  A crash of the process repeats only the notification
+ * in progress, as before; a crash of the machine also those delivered
+ * since the last flush, which is never more than FLUSH_MAX records or
+ * longer than it takes to handle what was waiting.
  *
  * A delivery blocks the worker's thread for at most --timeout: Kafka's
  * max.poll.interval.ms (5 minutes by default) is far above it.
@@ -59,6 +69,7 @@
 #define CHECKPOINT_MS		60000
 #define REPORT_MS		10000	/* the -v counters line */
 #define IDEM_PREFIX		"notified:"
+#define FLUSH_MAX		64	/* records between two log flushes */
 #define CHANNEL			"email"	/* what the notification is */
 #define NOTE_DONE		1	/* the idempotency record's state */
 
@@ -113,6 +124,7 @@ struct notify {
 	uint64_t		 notified;
 	uint64_t		 duplicates;
 	int			 failed;	/* exit 1: stdout or the store broke */
+	int			 unflushed;	/* records to flush */
 };
 
 extern char **environ;
@@ -607,7 +619,8 @@ store_failed(struct notify *n, int err, const struct log_ctx *lc)
 	}
 	store_close(n->st);
 	n->st = NULL;
-	if ((r = store_open(&n->st, dir, 0)) != 0) {
+	n->unflushed = 0;
+	if ((r = store_open(&n->st, dir, STORE_NOSYNC)) != 0) {
 		log_error("%s: reopening: %s", dir, store_strerror(r));
 		n->st = NULL;
 		notify_stop(n);
@@ -637,6 +650,23 @@ note_seen(struct notify *n, const char *key, const struct log_ctx *lc,
 	return 0;
 }
 
+/* Puts the records committed so far on disk (group commit). */
+static void
+note_flush(struct notify *n)
+{
+	int r;
+
+	if (n->unflushed == 0 || n->st == NULL)
+		return;
+	if ((r = store_flush(n->st)) != 0) {
+		log_error("the records of %d notification(s) may not be on "
+		    "disk: a repeat of their events after a crash of the "
+		    "machine would be notified again", n->unflushed);
+		store_failed(n, r, NULL);
+	}
+	n->unflushed = 0;
+}
+
 /*
  * Records the delivery.  A failure here cannot be retried without
  * delivering again, so the input counts as done; notify stops (exit 1)
@@ -663,7 +693,17 @@ note_record(struct notify *n, const char *key, const struct note *nt)
 		log_msg(LOG_LEVEL_ERROR, &nt->lc, "delivered but not "
 		    "recorded: a repeat of this event would be notified again");
 		store_failed(n, r, &nt->lc);
+		return;
 	}
+	if (++n->unflushed >= FLUSH_MAX)
+		note_flush(n);
+}
+
+/* No input waiting: what was recorded goes to disk. */
+static void
+idle(void *ctx)
+{
+	note_flush(ctx);
 }
 
 static enum worker_outcome
@@ -737,6 +777,7 @@ tick(void *ctx)
 
 	if (n->st == NULL)
 		return;
+	note_flush(n);
 	/*
 	 * Another process died inside Berkeley DB: reopen (recovery) now,
 	 * not at the next event, so that an idle notify does not sit on a
@@ -990,7 +1031,8 @@ main(int argc, char **argv)
 		log_fatal(OF_EXIT_FAIL, "curl_global_init failed");
 	if (n->sink == SINK_WEBHOOK)
 		webhook_init(n);
-	if ((r = store_open(&n->st, opt_state_dir(&n->o), 0)) != 0)
+	if ((r = store_open(&n->st, opt_state_dir(&n->o),
+	    STORE_NOSYNC)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
 		    store_strerror(r));
 	n->next_checkpoint = util_mono_ms() + CHECKPOINT_MS;
@@ -1011,6 +1053,7 @@ main(int argc, char **argv)
 	wc.ctx = n;
 	wc.report = report;
 	wc.tick = tick;
+	wc.idle = idle;
 	memset(&ws, 0, sizeof(ws));
 	rc = worker_run(&wc, &n->o, &ws);
 

@@ -731,6 +731,12 @@ store_checkpoint(struct store *s)
 }
 
 int
+store_flush(struct store *s)
+{
+	return s->env->log_flush(s->env, NULL);
+}
+
+int
 store_failchk(struct store *s)
 {
 	return failchk(s, 0);

@@ -85,6 +85,11 @@ int		 store_open(struct store **sp, const char *dir, unsigned flags);
 int		 store_close(struct store *);
 /* Writes a checkpoint (when anything changed) and runs failchk. */
 int		 store_checkpoint(struct store *);
+/*
+ * Writes the log to disk: every transaction committed so far, also under
+ * STORE_NOSYNC, is durable once this returns 0 (group commit).
+ */
+int		 store_flush(struct store *);
 /* Aborts the transactions of dead processes, releases their locks. */
 int		 store_failchk(struct store *);
 const char	*store_strerror(int err);
