@@ -40,8 +40,11 @@
  *   runs failchk before retrying, and store_checkpoint() runs it.
  * - When failchk says STORE_RUNRECOVERY (a process died inside the
  *   library, maybe holding one of its mutexes) it does not free the dead
- *   process's locks.  The store is then broken: its transactions fail
- *   with STORE_RUNRECOVERY, the caller reopens it, and the open runs
+ *   process's locks, nor panic the environment.  The store is then
+ *   broken, and failchk() panics the environment, so that every call in
+ *   every process fails with STORE_RUNRECOVERY at once instead of
+ *   perhaps blocking on the dead process's mutex (store_close()'s
+ *   checkpoint did, for ever); the caller reopens it, and the open runs
  *   recovery.  Threads already waiting for those locks are woken by lock
  *   timeouts (LOCK_TIMEOUT_US), which the watchdog enforces by running
  *   the detector for expired locks on every tick: they get STORE_DEADLOCK
@@ -328,9 +331,18 @@ failchk(struct store *s, int64_t every_ms)
 	if (__atomic_exchange_n(&s->failchk_busy, 1, __ATOMIC_ACQUIRE))
 		return 0;
 	if ((ret = s->env->failchk(s->env, 0)) == DB_RUNRECOVERY &&
-	    !__atomic_exchange_n(&s->broken, 1, __ATOMIC_RELAXED))
+	    !__atomic_exchange_n(&s->broken, 1, __ATOMIC_RELAXED)) {
 		log_error("store: a process died inside Berkeley DB: "
 		    "the environment must be reopened");
+		/*
+		 * failchk says so without panicking the environment, so a
+		 * later call (store_close()'s checkpoint) could still block
+		 * on a mutex the dead process held.  Panicked, every call in
+		 * every process returns DB_RUNRECOVERY at once; recovery is
+		 * needed anyway.
+		 */
+		(void)s->env->set_flags(s->env, DB_PANIC_ENVIRONMENT, 1);
+	}
 	__atomic_store_n(&s->failchk_ms, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->failchk_busy, 0, __ATOMIC_RELEASE);
 	return ret;
