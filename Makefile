@@ -5,6 +5,7 @@
 #   make SANITIZE=1   the same with AddressSanitizer and UBSan
 #   make check        installs missing packages, builds, runs the whole suite
 #   make demo         installs what is missing, builds, runs the whole flow on a local broker
+#   make bench        installs what is missing, builds, runs the benchmarks (scripts/bench)
 #   make deps         installs the Debian packages (prints the command if not root)
 #   make fuzz         libFuzzer targets in build/fuzz/ (clang)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -82,6 +83,11 @@ demo:
 	@$(MAKE) --no-print-directory all
 	@scripts/demo
 
+bench:
+	@scripts/deps --if-missing
+	@$(MAKE) --no-print-directory all
+	@scripts/bench
+
 lint:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN7)
 
@@ -118,5 +124,5 @@ uninstall:
 clean:
 	rm -rf bin build
 
-.PHONY: all check clean demo deps fuzz fuzz-run install lint uninstall unit FORCE
+.PHONY: all bench check clean demo deps fuzz fuzz-run install lint uninstall unit FORCE
 .PRECIOUS: build/%.o build/test/unit/%.o

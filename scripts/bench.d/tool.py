@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+# tool.py - the helpers of scripts/bench that bash does badly: orders,
+# paced feeding, time-stamping lines as they arrive, latency percentiles.
+#
+# usage: tool.py orders COUNT PREFIX [--rate N --secs S --sent FILE]
+#        tool.py stamp
+#        tool.py latency SENT NOTES
+#
+# orders   COUNT orders as JSON lines on stdout, order ids PREFIX0,
+#          PREFIX1, ...  With --rate, N orders a second for S seconds
+#          (COUNT is then ignored) on a fixed schedule: order i is written
+#          at start + i/N, each line flushed, and "ORDER_ID\tEPOCH_SECONDS"
+#          of the moment it was written goes to FILE.  A feeder that falls
+#          behind catches up at once, never skips.
+# stamp    copies stdin to stdout, each line prefixed with the wall-clock
+#          time it was read ("EPOCH_SECONDS\tLINE"), flushed line by line.
+# latency  joins SENT (from orders --rate) with NOTES (notify's stdout
+#          through stamp) on the order id and prints one line:
+#          "sent N notified N missing N p50 MS p99 MS max MS" (milliseconds
+#          from the order's writing to its notification's arrival).
+import json
+import sys
+import time
+
+
+def orders(argv):
+    count, prefix = int(argv[0]), argv[1]
+    rate = secs = 0.0
+    sent = None
+    i = 2
+    while i < len(argv):
+        if argv[i] == "--rate":
+            rate = float(argv[i + 1])
+        elif argv[i] == "--secs":
+            secs = float(argv[i + 1])
+        elif argv[i] == "--sent":
+            sent = open(argv[i + 1], "w")
+        else:
+            sys.exit("tool.py orders: unknown argument " + argv[i])
+        i += 2
+    out = sys.stdout.buffer
+    methods = ("pm_card_visa", "pm_card_mastercard", "pm_card_amex")
+
+    def line(n):
+        o = {
+            "order_id": "%s%d" % (prefix, n),
+            "customer_id": "c-%d" % (n % 997),
+            "email": "c%d@example.com" % (n % 997),
+            "currency": "EUR",
+            "items": [
+                {"sku": "BOOK-%d" % (n % 50), "qty": 1 + n % 3,
+                 "unit_price": 1250},
+                {"sku": "MUG-%d" % (n % 7), "qty": 1, "unit_price": 899},
+            ],
+            "payment_method": methods[n % len(methods)],
+        }
+        return (json.dumps(o, separators=(",", ":")) + "\n").encode()
+
+    if rate <= 0:
+        for n in range(count):
+            out.write(line(n))
+        out.flush()
+        return
+    total = int(rate * secs)
+    start = time.monotonic()
+    for n in range(total):
+        due = start + n / rate
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        b = line(n)
+        t = time.time()
+        out.write(b)
+        out.flush()
+        sent.write("%s%d\t%.6f\n" % (prefix, n, t))
+    sent.close()
+    out.close()
+
+
+def stamp():
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        b = inp.readline()
+        if not b:
+            break
+        out.write(b"%.6f\t" % time.time() + b)
+        out.flush()
+
+
+def pct(sorted_ms, p):
+    # nearest rank
+    if not sorted_ms:
+        return float("nan")
+    k = max(0, min(len(sorted_ms) - 1, int(-(-p * len(sorted_ms) // 100)) - 1))
+    return sorted_ms[k]
+
+
+def latency(argv):
+    sent = {}
+    with open(argv[0]) as f:
+        for ln in f:
+            oid, t = ln.rstrip("\n").split("\t")
+            sent[oid] = float(t)
+    got = {}
+    with open(argv[1]) as f:
+        for ln in f:
+            t, _, body = ln.partition("\t")
+            try:
+                oid = json.loads(body).get("order_id")
+            except ValueError:
+                continue
+            if oid in sent and oid not in got:
+                got[oid] = float(t)
+    lat = sorted((got[o] - sent[o]) * 1000.0 for o in got)
+    print("sent %d notified %d missing %d p50 %.1f p99 %.1f max %.1f" % (
+        len(sent), len(got), len(sent) - len(got), pct(lat, 50),
+        pct(lat, 99), lat[-1] if lat else float("nan")))
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__ if __doc__ else "usage: tool.py orders|stamp|latency")
+    cmd, argv = sys.argv[1], sys.argv[2:]
+    if cmd == "orders":
+        orders(argv)
+    elif cmd == "stamp":
+        stamp()
+    elif cmd == "latency":
+        latency(argv)
+    else:
+        sys.exit("tool.py: unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
