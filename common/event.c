@@ -840,249 +840,123 @@ event_payment_processed(struct event *ev, const struct event *cause,
 	return 0;
 }
 
-/*
- * Serialising.  An event is written straight into one growing buffer,
- * byte for byte what cJSON_PrintUnformatted() prints for the same tree
- * (the same member order and the same string escapes), with no tree of
- * small allocations: producers serialise once per event, and the tree
- * cost more than the rest of building an event.
- */
-struct jw {
-	char	*buf;
-	size_t	 len;
-	size_t	 cap;
-	int	 first;		/* nothing written yet in this object/array */
-	int	 fail;		/* out of memory: the result is dropped */
-};
-
-/* Room for n more bytes and a NUL. */
-static int
-jw_room(struct jw *w, size_t n)
-{
-	size_t cap;
-	char *p;
-
-	if (w->fail)
-		return -1;
-	if (w->len + n < w->cap)
-		return 0;
-	for (cap = w->cap > 0 ? w->cap : 2048; cap <= w->len + n; cap *= 2)
-		;
-	if ((p = realloc(w->buf, cap)) == NULL) {
-		w->fail = 1;
-		return -1;
-	}
-	w->buf = p;
-	w->cap = cap;
-	return 0;
-}
-
 static void
-jw_raw(struct jw *w, const char *s, size_t n)
+put_str(cJSON *o, const char *name, const char *s, int *fail)
 {
-	if (jw_room(w, n) == -1)
-		return;
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-}
-
-/* A JSON string: cJSON's escapes, bytes >= 0x80 as they are. */
-static void
-jw_str(struct jw *w, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p;
-	size_t len = strlen(s);
-	char *o;
-
-	/* Room for the worst case, every byte a \u00XX escape. */
-	if (jw_room(w, 6 * len + 2) == -1)
-		return;
-	o = w->buf + w->len;
-	*o++ = '"';
-	for (p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p >= 0x20 && *p != '"' && *p != '\\') {
-			*o++ = (char)*p;
-			continue;
-		}
-		*o++ = '\\';
-		switch (*p) {
-		case '"':
-		case '\\':
-			*o++ = (char)*p;
-			break;
-		case '\b':
-			*o++ = 'b';
-			break;
-		case '\f':
-			*o++ = 'f';
-			break;
-		case '\n':
-			*o++ = 'n';
-			break;
-		case '\r':
-			*o++ = 'r';
-			break;
-		case '\t':
-			*o++ = 't';
-			break;
-		default:
-			*o++ = 'u';
-			*o++ = '0';
-			*o++ = '0';
-			*o++ = hex[*p >> 4];
-			*o++ = hex[*p & 0xf];
-			break;
-		}
-	}
-	*o++ = '"';
-	w->len = (size_t)(o - w->buf);
-}
-
-static void
-jw_open(struct jw *w, char c)
-{
-	jw_raw(w, &c, 1);
-	w->first = 1;
-}
-
-static void
-jw_close(struct jw *w, char c)
-{
-	jw_raw(w, &c, 1);
-	w->first = 0;
-}
-
-/* The separator before an array element. */
-static void
-jw_elem(struct jw *w)
-{
-	if (!w->first)
-		jw_raw(w, ",", 1);
-	w->first = 0;
-}
-
-/* The separator and name before a member's value. */
-static void
-jw_name(struct jw *w, const char *name)
-{
-	jw_elem(w);
-	jw_str(w, name);
-	jw_raw(w, ":", 1);
-}
-
-static void
-put_str(struct jw *w, const char *name, const char *s)
-{
-	jw_name(w, name);
-	jw_str(w, s);
+	if (cJSON_AddStringToObject(o, name, s) == NULL)
+		*fail = 1;
 }
 
 /* Integers are written as such, never through a double. */
 static void
-put_int(struct jw *w, const char *name, int64_t v)
+put_int(cJSON *o, const char *name, int64_t v, int *fail)
 {
-	char buf[24], *p = buf + sizeof(buf);
-	uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	char buf[24];
 
-	jw_name(w, name);
-	do
-		*--p = (char)('0' + u % 10);
-	while ((u /= 10) > 0);
-	if (v < 0)
-		*--p = '-';
-	jw_raw(w, p, (size_t)(buf + sizeof(buf) - p));
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	if (cJSON_AddRawToObject(o, name, buf) == NULL)
+		*fail = 1;
 }
 
 static void
-put_items(struct jw *w, const struct order *o)
+put_items(cJSON *data, const struct order *o, int *fail)
 {
+	cJSON *items, *it;
 	size_t i;
 
-	jw_name(w, "items");
-	jw_open(w, '[');
-	for (i = 0; i < o->nitems; i++) {
-		jw_elem(w);
-		jw_open(w, '{');
-		put_str(w, "sku", o->items[i].sku);
-		put_int(w, "qty", o->items[i].qty);
-		put_int(w, "unit_price", o->items[i].unit_price);
-		jw_close(w, '}');
+	if ((items = cJSON_AddArrayToObject(data, "items")) == NULL) {
+		*fail = 1;
+		return;
 	}
-	jw_close(w, ']');
+	for (i = 0; i < o->nitems; i++) {
+		if ((it = cJSON_CreateObject()) == NULL ||
+		    !cJSON_AddItemToArray(items, it)) {
+			cJSON_Delete(it);
+			*fail = 1;
+			return;
+		}
+		put_str(it, "sku", o->items[i].sku, fail);
+		put_int(it, "qty", o->items[i].qty, fail);
+		put_int(it, "unit_price", o->items[i].unit_price, fail);
+	}
 }
 
 static void
-put_data(struct jw *w, const struct event *ev)
+put_data(cJSON *root, const struct event *ev, int *fail)
 {
 	const struct event_payment *p = &ev->payment;
 	const struct order *o = &ev->order;
 	char amount[32];
+	cJSON *d;
 
-	jw_name(w, "data");
-	jw_open(w, '{');
-	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
-		put_str(w, "order_id", p->order_id);
-		put_str(w, "payment_id", p->payment_id);
-		put_str(w, "status", event_pay_status_name(p->status));
-		put_int(w, "amount", p->amount);
-		put_str(w, "currency", p->currency);
-		if (p->status == EVENT_PAY_DECLINED)
-			put_str(w, "reason", p->reason);
-		put_str(w, "customer_id", p->customer_id);
-		put_str(w, "email", p->email);
-		if (p->payment_method[0] != '\0')
-			put_str(w, "payment_method", p->payment_method);
-		jw_close(w, '}');
+	if ((d = cJSON_AddObjectToObject(root, "data")) == NULL) {
+		*fail = 1;
 		return;
 	}
-	put_str(w, "order_id", o->order_id);
-	put_str(w, "customer_id", o->customer_id);
-	put_str(w, "email", o->email);
-	put_str(w, "currency", o->currency);
+	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
+		put_str(d, "order_id", p->order_id, fail);
+		put_str(d, "payment_id", p->payment_id, fail);
+		put_str(d, "status", event_pay_status_name(p->status), fail);
+		put_int(d, "amount", p->amount, fail);
+		put_str(d, "currency", p->currency, fail);
+		if (p->status == EVENT_PAY_DECLINED)
+			put_str(d, "reason", p->reason, fail);
+		put_str(d, "customer_id", p->customer_id, fail);
+		put_str(d, "email", p->email, fail);
+		if (p->payment_method[0] != '\0')
+			put_str(d, "payment_method", p->payment_method, fail);
+		return;
+	}
+	put_str(d, "order_id", o->order_id, fail);
+	put_str(d, "customer_id", o->customer_id, fail);
+	put_str(d, "email", o->email, fail);
+	put_str(d, "currency", o->currency, fail);
 	if (ev->kind == EVENT_ORDER_CREATED_V1) {
 		event_format_money(o->total, o->currency, amount,
 		    sizeof(amount));
-		put_str(w, "amount", amount);
+		put_str(d, "amount", amount, fail);
 	} else {
-		put_items(w, o);
-		put_int(w, "total", o->total);
+		put_items(d, o, fail);
+		put_int(d, "total", o->total, fail);
 	}
-	put_str(w, "payment_method", o->payment_method);
-	jw_close(w, '}');
+	put_str(d, "payment_method", o->payment_method, fail);
 }
 
 char *
 event_serialize(const struct event *ev, size_t *lenp)
 {
-	struct jw w;
+	cJSON *root;
+	char *s = NULL;
+	int fail = 0;
 
 	if (ev->kind == EVENT_NONE) {
 		errno = EINVAL;
 		return NULL;
 	}
-	memset(&w, 0, sizeof(w));
-	jw_open(&w, '{');
-	put_str(&w, "specversion", "1.0");
-	put_str(&w, "id", ev->id);
-	put_str(&w, "source", ev->source);
-	put_str(&w, "type", event_kind_type(ev->kind));
-	put_str(&w, "subject", ev->subject);
-	put_str(&w, "time", ev->time);
-	put_str(&w, "datacontenttype", EVENT_DATA_CONTENT_TYPE);
-	if (ev->traceparent[0] != '\0')
-		put_str(&w, "traceparent", ev->traceparent);
-	put_data(&w, ev);
-	jw_close(&w, '}');
-	if (w.fail) {
-		free(w.buf);
+	if ((root = cJSON_CreateObject()) == NULL) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	w.buf[w.len] = '\0';
+	put_str(root, "specversion", "1.0", &fail);
+	put_str(root, "id", ev->id, &fail);
+	put_str(root, "source", ev->source, &fail);
+	put_str(root, "type", event_kind_type(ev->kind), &fail);
+	put_str(root, "subject", ev->subject, &fail);
+	put_str(root, "time", ev->time, &fail);
+	put_str(root, "datacontenttype", EVENT_DATA_CONTENT_TYPE, &fail);
+	if (ev->traceparent[0] != '\0')
+		put_str(root, "traceparent", ev->traceparent, &fail);
+	put_data(root, ev, &fail);
+	if (!fail)
+		s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (s == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
 	if (lenp != NULL)
-		*lenp = w.len;
-	return w.buf;
+		*lenp = strlen(s);
+	return s;
 }
 
 void
