@@ -843,8 +843,18 @@ event_payment_processed(struct event *ev, const struct event *cause,
 static void
 put_str(cJSON *o, const char *name, const char *s, int *fail)
 {
-	if (cJSON_AddStringToObject(o, name, s) == NULL)
+	cJSON *item;
+
+	/*
+	 * Neither the name (a literal) nor the value (the event's, alive
+	 * until the tree is printed and deleted) is copied: half the
+	 * allocations of a tree built with cJSON_AddStringToObject().
+	 */
+	if ((item = cJSON_CreateStringReference(s)) == NULL ||
+	    !cJSON_AddItemToObjectCS(o, name, item)) {
+		cJSON_Delete(item);
 		*fail = 1;
+	}
 }
 
 /* Integers are written as such, never through a double. */
@@ -914,7 +924,9 @@ put_data(cJSON *root, const struct event *ev, int *fail)
 	if (ev->kind == EVENT_ORDER_CREATED_V1) {
 		event_format_money(o->total, o->currency, amount,
 		    sizeof(amount));
-		put_str(d, "amount", amount, fail);
+		/* A copy: amount is gone before the tree is printed. */
+		if (cJSON_AddStringToObject(d, "amount", amount) == NULL)
+			*fail = 1;
 	} else {
 		put_items(d, o, fail);
 		put_int(d, "total", o->total, fail);
@@ -922,11 +934,34 @@ put_data(cJSON *root, const struct event *ev, int *fail)
 	put_str(d, "payment_method", o->payment_method, fail);
 }
 
+/*
+ * cJSON_PrintUnformatted() prints into a small buffer that it doubles and
+ * then copies; most events fit in one per-thread buffer, printed once and
+ * copied once.
+ */
+static char *
+print(const cJSON *root, size_t *lenp)
+{
+	static __thread char buf[16384];
+	char *s;
+
+	if (!cJSON_PrintPreallocated((cJSON *)root, buf, sizeof(buf), 0)) {
+		if ((s = cJSON_PrintUnformatted(root)) != NULL)
+			*lenp = strlen(s);
+		return s;
+	}
+	*lenp = strlen(buf);
+	if ((s = malloc(*lenp + 1)) != NULL)
+		memcpy(s, buf, *lenp + 1);
+	return s;
+}
+
 char *
 event_serialize(const struct event *ev, size_t *lenp)
 {
 	cJSON *root;
 	char *s = NULL;
+	size_t len = 0;
 	int fail = 0;
 
 	if (ev->kind == EVENT_NONE) {
@@ -948,14 +983,14 @@ event_serialize(const struct event *ev, size_t *lenp)
 		put_str(root, "traceparent", ev->traceparent, &fail);
 	put_data(root, ev, &fail);
 	if (!fail)
-		s = cJSON_PrintUnformatted(root);
+		s = print(root, &len);
 	cJSON_Delete(root);
 	if (s == NULL) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	if (lenp != NULL)
-		*lenp = strlen(s);
+		*lenp = len;
 	return s;
 }
 
