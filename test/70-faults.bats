@@ -411,7 +411,7 @@ check_outcomes() {
 	} >&3
 }
 
-@test "faults: ORDERFLOW_FAULT_ORDERS (5000) orders, workers killed with SIGKILL at random, the broker stopped and started: one outcome and one notification each" {
+@test "faults: ORDERFLOW_FAULT_ORDERS (default 5000) orders, workers killed with SIGKILL at random, the broker stopped and started: one outcome and one notification each" {
 	local n=$FAULT_ORDERS chunk rounds=10 sub=0 k=0 progress s t0
 	local -a at=()
 	local -A kills=([pp]=0 [nt]=0)
@@ -481,7 +481,7 @@ check_outcomes() {
 	[ "$bounced" = 1 ]
 }
 
-@test "faults: ORDERFLOW_FAULT_CLUSTER_ORDERS (2000) orders through three nodes (replication 3, min.insync.replicas 2), one killed mid-run: nothing lost" {
+@test "faults: ORDERFLOW_FAULT_CLUSTER_ORDERS (default 2000) orders through three nodes (replication 3, min.insync.replicas 2), one killed mid-run: nothing lost" {
 	local n=$CLUSTER_ORDERS half victim t0
 
 	t0=$SECONDS
