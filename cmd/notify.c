@@ -168,25 +168,6 @@ notify_stop(struct notify *n)
 	worker_stop();
 }
 
-static int64_t
-duration_arg(const char *opt, const char *arg, int64_t min)
-{
-	const char *errstr;
-	int64_t ms;
-
-	if (util_duration(arg, &ms, &errstr) == -1) {
-		log_error("%s %s: %s", opt, arg, errstr);
-		usage();
-		exit(OF_EXIT_USAGE);
-	}
-	if (ms < min) {
-		log_error("%s %s: at least %lldms", opt, arg, (long long)min);
-		usage();
-		exit(OF_EXIT_USAGE);
-	}
-	return ms;
-}
-
 /* Sinks. */
 
 static enum worker_outcome
@@ -926,14 +907,14 @@ parse_options(struct notify *n, int argc, char **argv)
 			n->input = optarg;
 			break;
 		case OPT_BACKOFF:
-			n->backoff_ms = duration_arg("--backoff", optarg, 1);
+			n->backoff_ms = opt_duration("--backoff", optarg, 1);
 			break;
 		case OPT_BACKOFF_MAX:
-			n->backoff_max_ms = duration_arg("--backoff-max",
+			n->backoff_max_ms = opt_duration("--backoff-max",
 			    optarg, 1);
 			break;
 		case OPT_DEDUP_TTL:
-			n->ttl_ms = duration_arg("--dedup-ttl", optarg, 1);
+			n->ttl_ms = opt_duration("--dedup-ttl", optarg, 1);
 			break;
 		case OPT_DLQ:
 			n->dlq_file = optarg;
@@ -957,7 +938,7 @@ parse_options(struct notify *n, int argc, char **argv)
 			n->secret_file = optarg;
 			break;
 		case OPT_TIMEOUT:
-			n->timeout_ms = duration_arg("--timeout", optarg, 1);
+			n->timeout_ms = opt_duration("--timeout", optarg, 1);
 			break;
 		case OPT_WEBHOOK:
 			n->url = optarg;

@@ -1837,37 +1837,6 @@ read_token(struct server *sv, const char *path)
 	sv->has_token = 1;
 }
 
-static long long
-num_arg(const char *opt, const char *arg, long long min, long long max)
-{
-	const char *errstr;
-	long long v;
-
-	v = util_strtonum(arg, min, max, &errstr);
-	if (errstr != NULL) {
-		log_error("%s %s: %s (%lld to %lld)", opt, arg, errstr, min,
-		    max);
-		usage();
-		exit(OF_EXIT_USAGE);
-	}
-	return v;
-}
-
-static int64_t
-duration_arg(const char *opt, const char *arg, int64_t min_ms)
-{
-	const char *errstr;
-	int64_t ms;
-
-	if (util_duration(arg, &ms, &errstr) == -1 || ms < min_ms) {
-		log_error("%s %s: %s", opt, arg, errstr != NULL &&
-		    ms >= min_ms ? errstr : "invalid duration");
-		usage();
-		exit(OF_EXIT_USAGE);
-	}
-	return ms;
-}
-
 static void
 parse_options(struct server *sv, int argc, char **argv)
 {
@@ -1888,26 +1857,26 @@ parse_options(struct server *sv, int argc, char **argv)
 	    NULL)) != -1) {
 		switch (ch) {
 		case OPT_DRAIN_TIMEOUT:
-			sv->drain_ms = duration_arg("--drain-timeout", optarg,
+			sv->drain_ms = opt_duration("--drain-timeout", optarg,
 			    0);
 			break;
 		case OPT_IDLE_TIMEOUT:
-			sv->idle_ms = duration_arg("--idle-timeout", optarg,
+			sv->idle_ms = opt_duration("--idle-timeout", optarg,
 			    1000);
 			break;
 		case OPT_LISTEN:
 			sv->listen = optarg;
 			break;
 		case OPT_MAX_CONN:
-			sv->max_conn = num_arg("--max-connections", optarg, 2,
+			sv->max_conn = opt_number("--max-connections", optarg, 2,
 			    100000);
 			break;
 		case OPT_MAX_IN_FLIGHT:
-			sv->max_in_flight = num_arg("--max-in-flight", optarg,
+			sv->max_in_flight = opt_number("--max-in-flight", optarg,
 			    1, 100000);
 			break;
 		case OPT_THREADS:
-			sv->threads = num_arg("--threads", optarg, 1, 128);
+			sv->threads = opt_number("--threads", optarg, 1, 128);
 			break;
 		case OPT_TOKEN_FILE:
 			read_token(sv, optarg);

@@ -133,19 +133,6 @@ usage_error(const char *fmt, const char *arg, const char *why)
 	exit(OF_EXIT_USAGE);
 }
 
-static int64_t
-duration_arg(const char *name, const char *arg, int64_t min)
-{
-	const char *e;
-	int64_t ms;
-
-	if (util_duration(arg, &ms, &e) == -1)
-		usage_error("%s", name, e);
-	if (ms < min)
-		usage_error("%s: too small", name, NULL);
-	return ms;
-}
-
 /*
  * The store.
  */
@@ -734,14 +721,14 @@ main(int argc, char *argv[])
 			cf.output = optarg;
 			break;
 		case OPT_BACKOFF:
-			cf.backoff_ms = duration_arg("--backoff", optarg, 0);
+			cf.backoff_ms = opt_duration("--backoff", optarg, 0);
 			break;
 		case OPT_BACKOFF_MAX:
-			cf.backoff_max_ms = duration_arg("--backoff-max",
+			cf.backoff_max_ms = opt_duration("--backoff-max",
 			    optarg, 0);
 			break;
 		case OPT_DEDUP_TTL:
-			pp.ttl_ms = duration_arg("--dedup-ttl", optarg, 1000);
+			pp.ttl_ms = opt_duration("--dedup-ttl", optarg, 1000);
 			break;
 		case OPT_DLQ:
 			cf.dlq_file = optarg;
@@ -754,7 +741,7 @@ main(int argc, char *argv[])
 			pp.gateway = optarg;
 			break;
 		case OPT_GATEWAY_TIMEOUT:
-			pp.gw_timeout_ms = duration_arg("--gateway-timeout",
+			pp.gw_timeout_ms = opt_duration("--gateway-timeout",
 			    optarg, 1);
 			break;
 		case OPT_LIMIT:

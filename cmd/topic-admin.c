@@ -1358,22 +1358,6 @@ static const struct cmd cmds[] = {
 	{ "wait", cmd_wait, 0, 0, GIVEN_T }
 };
 
-static long long
-num_arg(const char *opt, const char *arg, long long min, long long max)
-{
-	const char *errstr;
-	long long v;
-
-	v = util_strtonum(arg, min, max, &errstr);
-	if (errstr != NULL) {
-		log_error("%s %s: %s (%lld to %lld)", opt, arg, errstr, min,
-		    max);
-		usage();
-		exit(OF_EXIT_USAGE);
-	}
-	return v;
-}
-
 static void
 add_topic(struct ta *t, const char *name)
 {
@@ -1413,14 +1397,14 @@ parse_options(struct ta *t, int argc, char **argv)
 			t->json = 1;
 			break;
 		case 'm':
-			t->timeout_s = num_arg("-m", optarg, 1, 86400);
+			t->timeout_s = opt_number("-m", optarg, 1, 86400);
 			break;
 		case 'p':
-			t->partitions = num_arg("-p", optarg, 1, 100000);
+			t->partitions = opt_number("-p", optarg, 1, 100000);
 			t->given |= GIVEN_P;
 			break;
 		case 'r':
-			t->replication = num_arg("-r", optarg, 1, 32767);
+			t->replication = opt_number("-r", optarg, 1, 32767);
 			t->given |= GIVEN_R;
 			break;
 		case 't':

@@ -3,6 +3,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +11,16 @@
 #include "exitcode.h"
 #include "log.h"
 #include "opt.h"
+#include "util.h"
 
 #ifndef VERSION
 #define VERSION "0.0.0"
 #endif
 
 static void	default_group(struct opt_kafka *);
+
+/* For opt_number() and opt_duration(), which have no opt_kafka. */
+static void	(*opt_usage)(void);
 
 void
 opt_init(struct opt_kafka *o, void (*usage)(void))
@@ -30,6 +35,7 @@ opt_init(struct opt_kafka *o, void (*usage)(void))
 	default_group(o);
 	o->verbosity = LOG_LEVEL_INFO;
 	o->usage = usage;
+	opt_usage = usage;
 }
 
 /*
@@ -46,6 +52,46 @@ default_group(struct opt_kafka *o)
 	    log_progname()) == -1)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
 	o->group = o->default_group;
+}
+
+static void __attribute__((noreturn))
+arg_error(const char *opt, const char *arg, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_error("%s %s: %s", opt, arg, why);
+	if (opt_usage != NULL)
+		opt_usage();
+	exit(OF_EXIT_USAGE);
+}
+
+long long
+opt_number(const char *opt, const char *arg, long long min, long long max)
+{
+	const char *errstr;
+	long long v;
+
+	v = util_strtonum(arg, min, max, &errstr);
+	if (errstr != NULL)
+		arg_error(opt, arg, "%s (%lld to %lld)", errstr, min, max);
+	return v;
+}
+
+int64_t
+opt_duration(const char *opt, const char *arg, int64_t min_ms)
+{
+	const char *errstr;
+	int64_t ms;
+
+	if (util_duration(arg, &ms, &errstr) == -1)
+		arg_error(opt, arg, "%s", errstr);
+	if (ms < min_ms)
+		arg_error(opt, arg, "at least %lldms", (long long)min_ms);
+	return ms;
 }
 
 static void __attribute__((noreturn))

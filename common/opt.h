@@ -56,6 +56,15 @@ struct opt_kafka {
 void	opt_init(struct opt_kafka *, void (*usage)(void));
 
 /*
+ * An option's argument as a number in [min, max], or as a duration
+ * (util_duration) of at least min_ms; anything else is a usage error that
+ * names the option (the usage given to opt_init, exit 2).
+ */
+long long	opt_number(const char *opt, const char *arg, long long min,
+		    long long max);
+int64_t		opt_duration(const char *opt, const char *arg, int64_t min_ms);
+
+/*
  * Handles one common option.  Returns 1 if ch was one; exits with the
  * contract's status on a bad value (2), -h (0), -V (0) or an unknown
  * option (2).  Anything else returns 0 only for ch values it does not know
