@@ -192,21 +192,6 @@ xcalloc(size_t n, size_t size)
 	return p;
 }
 
-static long long
-number(const char *opt, const char *arg, long long min, long long max)
-{
-	const char *errstr;
-	long long n;
-
-	n = util_strtonum(arg, min, max, &errstr);
-	if (errstr != NULL) {
-		log_error("%s %s: %s", opt, arg, errstr);
-		usage();
-		exit(OF_EXIT_USAGE);
-	}
-	return n;
-}
-
 static int64_t
 when(const char *opt, const char *arg)
 {
@@ -272,14 +257,14 @@ parse_options(struct dr *d, int argc, char **argv)
 			d->kind = optarg;
 			break;
 		case OPT_MAX:
-			d->max = number("--max", optarg, 1, 1000000000);
+			d->max = opt_number("--max", optarg, 1, 1000000000);
 			break;
 		case OPT_MAX_REPLAYS:
-			d->max_replays = number("--max-replays", optarg, 1,
+			d->max_replays = opt_number("--max-replays", optarg, 1,
 			    1000000);
 			break;
 		case OPT_RATE:
-			d->rate = number("--rate", optarg, 1, 1000000);
+			d->rate = opt_number("--rate", optarg, 1, 1000000);
 			break;
 		case OPT_SINCE:
 			d->since = when("--since", optarg);
@@ -483,16 +468,6 @@ all_done(const struct dr *d)
 	return 1;
 }
 
-static rd_kafka_topic_partition_list_t *
-one_partition(const char *topic, int32_t partition, int64_t offset)
-{
-	rd_kafka_topic_partition_list_t *l;
-
-	l = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
-	return l;
-}
-
 /* Stops fetching a finished partition: what comes after is the next run's. */
 static void
 part_finish(struct dr *d, struct part *pt)
@@ -502,7 +477,7 @@ part_finish(struct dr *d, struct part *pt)
 	if (pt->done)
 		return;
 	pt->done = 1;
-	l = one_partition(d->topics[pt->topic].name, pt->partition,
+	l = kafka_one_partition(d->topics[pt->topic].name, pt->partition,
 	    RD_KAFKA_OFFSET_INVALID);
 	rd_kafka_pause_partitions(d->rk, l);
 	rd_kafka_topic_partition_list_destroy(l);

@@ -503,8 +503,8 @@ kafka_headers_copy_except(const rd_kafka_headers_t *src,
  * Consumer.
  */
 
-static rd_kafka_topic_partition_list_t *
-one_partition(const char *topic, int32_t partition, int64_t offset)
+rd_kafka_topic_partition_list_t *
+kafka_one_partition(const char *topic, int32_t partition, int64_t offset)
 {
 	rd_kafka_topic_partition_list_t *l;
 
@@ -521,7 +521,7 @@ store(struct kafka_consumer *c, const char *topic, int32_t partition,
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_resp_err_t err;
 
-	l = one_partition(topic, partition, next);
+	l = kafka_one_partition(topic, partition, next);
 	err = rd_kafka_offsets_store(c->rk, l);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		err = l->elems[0].err;
@@ -802,7 +802,7 @@ pause_resume(struct kafka_consumer *c, const char *topic, int32_t partition,
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_resp_err_t err;
 
-	l = one_partition(topic, partition, RD_KAFKA_OFFSET_INVALID);
+	l = kafka_one_partition(topic, partition, RD_KAFKA_OFFSET_INVALID);
 	err = pause ? rd_kafka_pause_partitions(c->rk, l) :
 	    rd_kafka_resume_partitions(c->rk, l);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -851,7 +851,7 @@ kafka_consumer_seek(struct kafka_consumer *c, const char *topic,
 	}
 	if (offtrack_committable(c->track, topic, partition, &next))
 		store(c, topic, partition, next);
-	l = one_partition(topic, partition, offset);
+	l = kafka_one_partition(topic, partition, offset);
 	if ((e = rd_kafka_seek_partitions(c->rk, l,
 	    KAFKA_SEEK_TIMEOUT_MS)) != NULL) {
 		err = rd_kafka_error_code(e);

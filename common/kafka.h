@@ -213,6 +213,11 @@ int	kafka_consumer_seek(struct kafka_consumer *, const char *topic,
 /* Commits the stored offsets now, synchronously.  Returns 0 or -1 (logged). */
 int	kafka_consumer_commit(struct kafka_consumer *);
 
+/* A list of one partition at offset; the caller destroys it. */
+rd_kafka_topic_partition_list_t *
+	kafka_one_partition(const char *topic, int32_t partition,
+	    int64_t offset);
+
 /*
  * Commits the stored offsets synchronously, leaves the group (revoking:
  * see kafka_consumer_on_revoke()) and destroys the consumer.  A graceful
