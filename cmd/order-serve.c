@@ -285,16 +285,6 @@ mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void
-nap_ms(int64_t ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000;
-	nanosleep(&ts, NULL);
-}
-
 /* Absolute CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
 static struct timespec
 deadline_in(int64_t ms)
@@ -768,7 +758,7 @@ committer_main(void *arg)
 		if (ret != 0) {
 			/* A store that fails now will fail at once again. */
 			pthread_mutex_unlock(&c->mu);
-			nap_ms(100);
+			util_sleep_ms(100);
 			pthread_mutex_lock(&c->mu);
 		}
 	}
@@ -1766,7 +1756,7 @@ consume_once(struct server *sv)
 		log_error("store: payments: %s", store_strerror(ret));
 		if (!run || ret == STORE_RUNRECOVERY)
 			break;
-		nap_ms(500);
+		util_sleep_ms(500);
 	}
 	atomic_fetch_add(&sv->m.payments, p.applied);
 	for (i = 0; i < n; i++) {
@@ -1966,7 +1956,7 @@ http_stop(struct server *sv, int64_t deadline)
 
 	lsock = MHD_quiesce_daemon(sv->httpd);
 	while (atomic_load(&sv->reqs_active) > 0 && util_mono_ms() < deadline)
-		nap_ms(10);
+		util_sleep_ms(10);
 	MHD_stop_daemon(sv->httpd);
 	sv->httpd = NULL;
 	if (lsock != MHD_INVALID_SOCKET)
@@ -1996,7 +1986,7 @@ server_close(struct server *sv)
 	atomic_store(&sv->relay_stop, 1);
 	while (!atomic_load(&sv->relay_empty) && util_mono_ms() < deadline &&
 	    !atomic_load(&sv->kafka_failed))
-		nap_ms(20);
+		util_sleep_ms(20);
 	atomic_store(&sv->relay_stop, 2);
 	pthread_join(sv->relay_thr, NULL);
 	pthread_mutex_lock(&sv->cm.mu);

@@ -233,16 +233,6 @@ kafka_unreachable(rd_kafka_t *rk)
 	return b != NULL && atomic_load(&b->unreachable);
 }
 
-static void
-nap_ms(int64_t ms)
-{
-	struct timespec ts;
-
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000;
-	nanosleep(&ts, NULL);
-}
-
 rd_kafka_resp_err_t
 kafka_wait_reachable(rd_kafka_t *rk, int timeout_ms)
 {
@@ -263,7 +253,7 @@ kafka_wait_reachable(rd_kafka_t *rk, int timeout_ms)
 		}
 		/* Some errors come at once: do not spin on them. */
 		if ((left = deadline - util_mono_ms()) > 0)
-			nap_ms(left < 100 ? left : 100);
+			util_sleep_ms(left < 100 ? left : 100);
 	}
 	return err;
 }

@@ -42,5 +42,6 @@ int		 util_mkdir_p(const char *dir, unsigned int mode);
 
 int64_t		 util_now_ms(void);		/* wall clock */
 int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */
+void		 util_sleep_ms(int64_t);	/* EINTR ends it early */
 
 #endif
