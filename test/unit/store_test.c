@@ -547,12 +547,11 @@ burst_check(const uint64_t (*got)[2], size_t n)
 	OK(store_close(s));
 }
 
-static size_t
-burst_round(uint64_t first, size_t kill_after, uint64_t (*got)[2],
-    size_t max)
+/* Starts a burster from first; *fd reads its reports. */
+static pid_t
+spawn_burster(uint64_t first, int *fd)
 {
-	size_t n = 0;
-	int fds[2], status;
+	int fds[2];
 	pid_t pid;
 
 	CHECK(pipe(fds) == 0);
@@ -561,12 +560,25 @@ burst_round(uint64_t first, size_t kill_after, uint64_t (*got)[2],
 		burster(tmpdir, fds[1], first);
 	}
 	close(fds[1]);
-	while (n < max && read_full(fds[0], got[n], sizeof(got[n]), 30000) ==
+	*fd = fds[0];
+	return pid;
+}
+
+static size_t
+burst_round(uint64_t first, size_t kill_after, uint64_t (*got)[2],
+    size_t max)
+{
+	size_t n = 0;
+	int fd, status;
+	pid_t pid;
+
+	pid = spawn_burster(first, &fd);
+	while (n < max && read_full(fd, got[n], sizeof(got[n]), 30000) ==
 	    sizeof(got[n])) {
 		if (++n == kill_after)
 			kill(pid, SIGKILL);
 	}
-	close(fds[0]);
+	close(fd);
 	kill(pid, SIGKILL);
 	CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status));
 	CHECK(n >= kill_after);
@@ -668,19 +680,14 @@ burst_kill(uint64_t first, size_t kill_after)
 {
 	uint64_t msg[2];
 	size_t n = 0;
-	int fds[2], status;
+	int fd, status;
 	pid_t pid;
 
-	CHECK(pipe(fds) == 0);
-	if ((pid = fork()) == 0) {
-		close(fds[0]);
-		burster(tmpdir, fds[1], first);
-	}
-	close(fds[1]);
+	pid = spawn_burster(first, &fd);
 	while (n < kill_after &&
-	    read_full(fds[0], msg, sizeof(msg), 15000) == sizeof(msg))
+	    read_full(fd, msg, sizeof(msg), 15000) == sizeof(msg))
 		n++;
-	close(fds[0]);
+	close(fd);
 	kill(pid, SIGKILL);
 	CHECK(waitpid(pid, &status, 0) == pid);
 	if (n < kill_after) {
