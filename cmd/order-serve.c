@@ -285,22 +285,6 @@ mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Absolute CLOCK_REALTIME deadline ms from now, for pthread_cond_timedwait. */
-static struct timespec
-deadline_in(int64_t ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	return ts;
-}
-
 /*
  * The key set.
  */
@@ -897,7 +881,7 @@ relay_take(struct relay *rl, int64_t wait_ms)
 
 	pthread_mutex_lock(&c->mu);
 	if (c->hand == NULL && wait_ms > 0) {
-		ts = deadline_in(wait_ms);
+		ts = util_time_in(CLOCK_REALTIME, wait_ms);
 		pthread_cond_timedwait(&c->relay_cv, &c->mu, &ts);
 	}
 	list = c->hand;

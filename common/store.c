@@ -524,16 +524,9 @@ backoff(int n)
 static int
 watchdog_wait(struct store *s, int64_t ms)
 {
-	struct timespec ts;
+	struct timespec ts = util_time_in(CLOCK_MONOTONIC, ms);
 	int stop;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&s->mu);
 	while (!s->stop &&
 	    pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /*
  * strtonum(3) as on OpenBSD: a decimal integer in [min, max].  On failure
@@ -43,5 +44,7 @@ int		 util_mkdir_p(const char *dir, unsigned int mode);
 int64_t		 util_now_ms(void);		/* wall clock */
 int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */
 void		 util_sleep_ms(int64_t);	/* EINTR ends it early */
+/* The time ms from now on clock, for pthread_cond_timedwait(3). */
+struct timespec	 util_time_in(clockid_t clock, int64_t ms);
 
 #endif

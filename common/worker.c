@@ -912,16 +912,9 @@ static int
 reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
     size_t *len, long *lineno, char *err, size_t errlen)
 {
-	struct timespec ts;
+	struct timespec ts = util_time_in(CLOCK_MONOTONIC, wait_ms);
 	int got = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += wait_ms / 1000;
-	ts.tv_nsec += (wait_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&rd->mu);
 	while (!rd->full &&
 	    pthread_cond_timedwait(&rd->cv, &rd->mu, &ts) != ETIMEDOUT)
