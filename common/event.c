@@ -541,7 +541,8 @@ v1_from_json(const cJSON *d, const char *pfx, struct order *out,
 	if (!cJSON_IsString(v) ||
 	    event_parse_amount(v->valuestring, &out->total) == -1)
 		return errf(err, pfx, "amount", "must be a decimal string of "
-		    "major units, e.g. \"25.00\" (at most 2 decimals)");
+		    "major units, e.g. \"25.00\" (at most 2 decimals, at most "
+		    "1000000.00)");
 	if ((r = get_string(d, pfx, "payment_method", 0, &r_pm,
 	    out->payment_method, err)) == -1)
 		return -1;
@@ -1084,7 +1085,7 @@ event_parse_amount(const char *s, int64_t *minor)
 		if (nf == 1)
 			frac *= 10;
 	}
-	if (*s != '\0' || whole * 100 + frac > ORDER_TOTAL_MAX)
+	if (*s != '\0' || whole * 100 + frac > ORDER_PRICE_MAX)
 		return -1;
 	*minor = whole * 100 + frac;
 	return 0;

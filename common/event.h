@@ -251,7 +251,8 @@ int	 event_format_money(int64_t minor, const char *currency, char *buf,
 /*
  * A v1 amount: a decimal string of major units, digits with optionally a
  * point and one or two more ("25", "25.5", "25.00"), into minor units,
- * exactly (no floating point), at most ORDER_TOTAL_MAX.  No sign,
+ * exactly (no floating point), at most ORDER_PRICE_MAX: the upcast makes
+ * the amount the price of one item, which a v2 order bounds so.  No sign,
  * exponent, spaces or third decimal.  Returns 0 or -1.
  */
 int	 event_parse_amount(const char *s, int64_t *minor);
