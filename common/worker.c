@@ -57,7 +57,7 @@
  */
 static struct opt_prop consumer_props[] = {
 	{ "queued.min.messages", "10000", "worker default" },
-	{ "queued.max.messages.kbytes", "2048", "worker default" },
+	{ "queued.max.messages.kbytes", "1024", "worker default" },
 	{ "fetch.max.bytes", "1048576", "worker default" },
 	{ "fetch.queue.backoff.ms", "20", "worker default" }
 };
