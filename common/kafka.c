@@ -660,11 +660,12 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * the second: measured, pay-process used under a fifth of a CPU.
  *
  * So kafka_consumer_poll() watches the queue's length: once it has held
- * KICK_PEAK records or more and has drained to a quarter of its peak, the
- * kicker thread asks the leaders of the assigned partitions for their end
+ * KICK_PEAK records or more and has drained to half its peak, the kicker
+ * thread asks the leaders of the assigned partitions for their end
  * offsets.  The request wakes each leader's broker thread, which then sees
- * room in the queue and fetches, while a quarter of the queue is still
- * there to work on.  It costs one small request per leader per queueful;
+ * room in the queue and fetches, while half of the queue is still there
+ * to work on (a quarter was not enough: 17,000 events a second, against
+ * 21,000).  It costs one small request per leader per queueful;
  * a consumer that keeps up never queues KICK_PEAK records and never kicks.
  * The request blocks (up to KICK_TIMEOUT_MS), hence a thread of its own.
  */
