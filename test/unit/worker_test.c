@@ -174,6 +174,19 @@ dlq_header(cJSON *lines[], int n, int lineno, const char *name)
 	return NULL;
 }
 
+/* Pipe mode from in to standard output, 3 attempts. */
+static void
+pipe_config(struct worker_config *cf, const char *in)
+{
+	memset(cf, 0, sizeof(*cf));
+	cf->in_topic = "order-created";
+	cf->retry_topic = "order-created-retry";
+	cf->dlq_topic = "order-created-dlq";
+	cf->input = in;
+	cf->output = "-";
+	cf->max_attempts = 3;
+}
+
 static void
 test_pipe(void)
 {
@@ -200,14 +213,8 @@ test_pipe(void)
 	CHECK(freopen(outp, "w", stdout) != NULL);
 
 	opt_init(&o, NULL);
-	memset(&cf, 0, sizeof(cf));
-	cf.in_topic = "order-created";
-	cf.retry_topic = "order-created-retry";
-	cf.dlq_topic = "order-created-dlq";
-	cf.input = in;
-	cf.output = "-";
+	pipe_config(&cf, in);
 	cf.dlq_file = dlq;
-	cf.max_attempts = 3;
 	cf.backoff_ms = 50;
 	cf.backoff_max_ms = 1000;
 	cf.handle = scripted;
@@ -348,13 +355,7 @@ run_holding(struct holding *h, int lines, struct worker_stats *st)
 	h->out = outp;
 
 	opt_init(&o, NULL);
-	memset(&cf, 0, sizeof(cf));
-	cf.in_topic = "order-created";
-	cf.retry_topic = "order-created-retry";
-	cf.dlq_topic = "order-created-dlq";
-	cf.input = in;
-	cf.output = "-";
-	cf.max_attempts = 3;
+	pipe_config(&cf, in);
 	cf.handle = scripted;
 	cf.ctx = h;
 	cf.sync = holding_sync;
