@@ -11,17 +11,6 @@
  * A crash between the charge and the record charges again only through
  * the gateway, with the same Idempotency-Key (the order id), which the
  * gateway answers with the first charge's outcome.
- *
- * Group commit: the transactions are committed in memory (STORE_DEFER)
- * and written to the log in one go by the worker's sync hook, before the
- * events of the payments they recorded are sent: an event is never out
- * before its record is written.  A crash loses the records not written
- * yet, whose events were never sent and whose orders therefore come
- * again: the simulator decides as before, the gateway is asked again with
- * the same Idempotency-Key.  A recovery forced by another process's death
- * loses them too: the hook then has the worker handle those orders again
- * (through the retry topic).  One write per batch (at most
- * WORKER_HOLD_MAX, or what was waiting) instead of one per payment.
  */
 #include <sys/stat.h>
 
@@ -103,7 +92,6 @@ struct pp {
 	uint64_t	 approved;
 	uint64_t	 declined;
 	uint64_t	 duplicates;
-	int		 lost;		/* records lost since the last sync */
 };
 
 /* The growing reply of the gateway, at most GW_REPLY_MAX bytes. */
@@ -161,11 +149,6 @@ store_failed(int err, char *why, size_t whylen)
 
 	snprintf(why, whylen, "state: %s", store_strerror(err));
 	if (err == STORE_RUNRECOVERY) {
-		/*
-		 * The records not written yet, this process's or another's,
-		 * are lost: the held events reporting them must not go out.
-		 */
-		pp.lost = 1;
 		log_warn("state: recovery needed; reopening %s", pp.state);
 		store_close(pp.store);
 		pp.store = NULL;
@@ -644,39 +627,6 @@ handle(void *ctx, const struct worker_input *in, struct worker_output *out,
 	return r;
 }
 
-/*
- * The worker's sync hook: the payments recorded since the last call are
- * written in one go (a repeat's record too, which may be among them).
- * After a recovery their records may be gone: the orders are handled
- * again.
- */
-static int
-sync_payments(void *ctx)
-{
-	char why[256];
-	int ret;
-
-	(void)ctx;
-	if (pp.lost) {
-		pp.lost = 0;
-		log_warn("state: payments recorded before the recovery are "
-		    "handled again");
-		return 1;
-	}
-	if ((ret = store_sync(pp.store)) == 0)
-		return 0;
-	if (ret == STORE_RUNRECOVERY) {
-		(void)store_failed(ret, why, sizeof(why));
-		pp.lost = 0;
-		log_warn("state: payments recorded before the recovery are "
-		    "handled again");
-		return 1;
-	}
-	log_error("state: payments recorded but not written: %s; their "
-	    "orders will be handled again", store_strerror(ret));
-	return -1;
-}
-
 /* Expiry of old idempotency records in small batches, and checkpoints. */
 static void
 tick(void *ctx)
@@ -756,7 +706,7 @@ main(int argc, char *argv[])
 	pp.limit = DEF_LIMIT;
 	pp.ttl_ms = DEF_TTL_MS;
 	pp.gw_timeout_ms = DEF_GW_TIMEOUT_MS;
-	pp.store_flags = STORE_NOSYNC | STORE_DEFER;
+	pp.store_flags = STORE_NOSYNC;
 
 	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
 	    longopts, NULL)) != -1) {
@@ -831,7 +781,6 @@ main(int argc, char *argv[])
 	cf.ctx = &pp;
 	cf.report = report;
 	cf.tick = tick;
-	cf.sync = sync_payments;
 
 	pp.state = opt_state_dir(&pp.o);
 	if ((ret = store_open(&pp.store, pp.state, pp.store_flags)) != 0)
