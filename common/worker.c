@@ -97,18 +97,6 @@ struct reader {
 	char		 err[256];
 };
 
-/*
- * An output waiting for the sync hook, and the input it answers, kept
- * whole in case it must be handled again: the message in Kafka mode, a
- * copy of the line in pipe mode.
- */
-struct held {
-	struct worker_input	 in;	/* value and key: m's or copy */
-	struct worker_output	 out;
-	rd_kafka_message_t	*m;
-	char			*copy;
-};
-
 struct worker {
 	const struct worker_config *cf;
 	struct worker_stats	*st;
@@ -124,9 +112,6 @@ struct worker {
 	int			 rc;		/* the first error, or OK */
 	int64_t			 next_tick;
 	int64_t			 next_report;
-	struct held		 held[WORKER_HOLD_MAX];
-	size_t			 nheld;
-	rd_kafka_message_t	*cur;	/* being handled; NULL once held */
 };
 
 enum dr_kind { DR_OUTPUT, DR_RETRY, DR_DLQ };
@@ -600,85 +585,6 @@ emit(struct worker *w, const struct worker_input *in,
 	    strlen(out->value), h);
 }
 
-/* A transient failure: a retry, or a dead letter after the last attempt. */
-static void
-transient(struct worker *w, const struct worker_input *in,
-    const rd_kafka_headers_t *src, const char *why)
-{
-	char msg[WHY_MAX + 64];
-
-	if (in->attempt < w->cf->max_attempts) {
-		retry(w, in, src, why);
-		return;
-	}
-	snprintf(msg, sizeof(msg), "attempt %d of %d failed: %s",
-	    in->attempt, w->cf->max_attempts, why);
-	dead_letter(w, in, src, "exhausted", msg);
-}
-
-/*
- * Sends the held outputs once the sync hook made what they report durable.
- * If it could not, they are dropped (their inputs stay not done and come
- * again to the next run); if what they report was lost, their inputs are
- * handled again later, as after a transient failure.
- */
-static void
-release(struct worker *w)
-{
-	struct held *h;
-	size_t i;
-	int r;
-
-	if (w->nheld == 0)
-		return;
-	if ((r = w->cf->sync(w->cf->ctx)) < 0)
-		fail(w, OF_EXIT_FAIL);
-	for (i = 0; i < w->nheld; i++) {
-		h = &w->held[i];
-		if (w->rc == OF_EXIT_OK && r == 0)
-			emit(w, &h->in, &h->out);
-		else if (w->rc == OF_EXIT_OK)
-			transient(w, &h->in, h->m != NULL ?
-			    kafka_msg_headers(h->m) : NULL,
-			    "state: its record was lost in a recovery");
-		free(h->out.key);
-		free(h->out.value);
-		free(h->copy);
-		if (h->m != NULL)
-			rd_kafka_message_destroy(h->m);
-	}
-	w->nheld = 0;
-}
-
-/* Holds out (which it takes) and its input until the next release(). */
-static void
-hold(struct worker *w, const struct worker_input *in,
-    struct worker_output *out)
-{
-	struct held *h = &w->held[w->nheld];
-
-	memset(h, 0, sizeof(*h));
-	h->in = *in;
-	h->in.traceparent = NULL;	/* the copy in the headers stays */
-	if (w->cur != NULL) {
-		h->m = w->cur;
-		w->cur = NULL;
-	} else if (in->value != NULL) {
-		if ((h->copy = malloc(in->len + 1)) == NULL) {
-			log_error("out of memory");
-			fail(w, OF_EXIT_FAIL);
-			return;
-		}
-		memcpy(h->copy, in->value, in->len);
-		h->in.value = h->copy;
-	}
-	h->out = *out;
-	out->key = NULL;
-	out->value = NULL;
-	if (++w->nheld == WORKER_HOLD_MAX)
-		release(w);
-}
-
 /* Hands one input to the handler and sends its outcome where it goes. */
 static void
 handle_one(struct worker *w, const struct worker_input *in,
@@ -686,7 +592,7 @@ handle_one(struct worker *w, const struct worker_input *in,
 {
 	struct worker_output out;
 	enum worker_outcome r;
-	char why[WHY_MAX];
+	char why[WHY_MAX], msg[WHY_MAX + 64];
 
 	memset(&out, 0, sizeof(out));
 	why[0] = '\0';
@@ -697,15 +603,19 @@ handle_one(struct worker *w, const struct worker_input *in,
 	switch (r) {
 	case WORKER_DONE:
 		w->st->done++;
-		if (out.value != NULL && w->cf->sync != NULL)
-			hold(w, in, &out);
-		else if (out.value != NULL)
+		if (out.value != NULL)
 			emit(w, in, &out);
 		else
 			input_done(w, in);
 		break;
 	case WORKER_TRANSIENT:
-		transient(w, in, src, why);
+		if (in->attempt < w->cf->max_attempts) {
+			retry(w, in, src, why);
+			break;
+		}
+		snprintf(msg, sizeof(msg), "attempt %d of %d failed: %s",
+		    in->attempt, w->cf->max_attempts, why);
+		dead_letter(w, in, src, "exhausted", msg);
 		break;
 	case WORKER_PERMANENT:
 		dead_letter(w, in, src, "permanent", why);
@@ -846,7 +756,6 @@ on_revoke(void *opaque)
 {
 	struct worker *w = opaque;
 
-	release(w);
 	kafka_flush(w->p, REVOKE_FLUSH_MS);
 }
 
@@ -871,7 +780,6 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 	const char *topics[3];
 	rd_kafka_message_t *m;
 	char err[512];
-	int hooks;
 
 	topics[0] = w->cf->in_topic;
 	topics[1] = w->cf->retry_topic;
@@ -883,21 +791,16 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 	}
 	kafka_consumer_on_revoke(w->c, on_revoke, w);
 	while (w->rc == OF_EXIT_OK && !stopping) {
-		/* First what is there, then the hooks, then a wait. */
-		hooks = w->cf->idle != NULL || w->nheld > 0;
-		m = kafka_consumer_poll(w->c, hooks ? 0 : WORKER_POLL_MS);
-		if (m == NULL && hooks) {
-			release(w);
-			if (w->cf->idle != NULL)
-				w->cf->idle(w->cf->ctx);
+		/* With an idle hook: first what is there, then the hook. */
+		m = kafka_consumer_poll(w->c, w->cf->idle != NULL ? 0 :
+		    WORKER_POLL_MS);
+		if (m == NULL && w->cf->idle != NULL) {
+			w->cf->idle(w->cf->ctx);
 			m = kafka_consumer_poll(w->c, WORKER_POLL_MS);
 		}
 		if (m != NULL) {
-			w->cur = m;
 			on_message(w, m);
-			if (w->cur != NULL)	/* not held */
-				rd_kafka_message_destroy(w->cur);
-			w->cur = NULL;
+			rd_kafka_message_destroy(m);
 		} else if (check_fatal(w))
 			break;
 		kafka_poll(w->p, 0);
@@ -1037,12 +940,10 @@ static int
 pipe_take(struct worker *w, struct reader *rd, int64_t wait_ms, int *status,
     char **line, size_t *len, long *lineno, char *err, size_t errlen)
 {
-	if (w->cf->idle != NULL || w->nheld > 0) {
+	if (w->cf->idle != NULL) {
 		if (reader_take(rd, 0, status, line, len, lineno, err, errlen))
 			return 1;
-		release(w);
-		if (w->cf->idle != NULL)
-			w->cf->idle(w->cf->ctx);
+		w->cf->idle(w->cf->ctx);
 	}
 	return reader_take(rd, wait_ms, status, line, len, lineno, err,
 	    errlen);
@@ -1157,7 +1058,6 @@ run_pipe(struct worker *w)
 			if (w->nheap > 0 && w->heap[0].due_ms - now < wait)
 				wait = w->heap[0].due_ms - now;
 			if (eof || w->nheap >= WORKER_PIPE_RETRIES) {
-				release(w);
 				if (w->cf->idle != NULL)
 					w->cf->idle(w->cf->ctx);
 				nap(wait);
@@ -1335,7 +1235,6 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	sigaction(SIGTERM, &sa, &oterm);
 
 	run(&w, o);
-	release(&w);
 	if (cf->idle != NULL)
 		cf->idle(cf->ctx);
 

@@ -76,7 +76,6 @@
 #define WORKER_POLL_MS		100	/* longest wait of the loop */
 #define WORKER_FLUSH_MS		30000	/* shutdown: wait for acknowledgements */
 #define WORKER_PIPE_RETRIES	10000	/* pipe mode: records waiting at once */
-#define WORKER_HOLD_MAX		64	/* outputs held for one sync */
 
 enum worker_outcome {
 	WORKER_DONE,		/* handled; *out may hold an output event */
@@ -160,21 +159,6 @@ struct worker_config {
 	 * made durable in one go.
 	 */
 	void		(*idle)(void *ctx);
-	/*
-	 * Group commit for a handler whose output reports what it recorded:
-	 * when set, the outputs of WORKER_DONE are held (at most
-	 * WORKER_HOLD_MAX) and sent only after sync returned 0, which must
-	 * make durable what the handlers recorded since its last call.  It
-	 * is called when WORKER_HOLD_MAX are held, when no input is
-	 * waiting, before partitions are revoked and when the run ends.
-	 * On 1 (what was recorded was lost, as when the state had to be
-	 * recovered) the held inputs are handled again later, as after a
-	 * transient failure.  On -1 (the hook says why) the held outputs
-	 * are dropped, their inputs never done, and worker_run() stops with
-	 * OF_EXIT_FAIL: the inputs come again to the next run.  May be
-	 * NULL: outputs go at once.
-	 */
-	int		(*sync)(void *ctx);
 };
 
 

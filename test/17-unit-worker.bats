@@ -12,8 +12,3 @@ load test_helper
 	run --separate-stderr "$BUILD/test/worker_test" pipe
 	assert_success
 }
-
-@test "worker: outputs wait for the sync hook, and a failed sync drops them" {
-	run --separate-stderr "$BUILD/test/worker_test" hold
-	assert_success
-}

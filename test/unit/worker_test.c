@@ -280,127 +280,12 @@ test_pipe(void)
 	opt_free(&o);
 }
 
-/*
- * The sync hook: an output is written only after the sync that follows
- * its handling, at most WORKER_HOLD_MAX wait for one, and a failed sync
- * drops them and fails the run.  Every line is "ok": each call is an
- * output.
- */
-struct holding {
-	struct script	 s;		/* first: scripted()'s context */
-	const char	*out;		/* where stdout goes */
-	int		 syncs;
-	int		 last;		/* calls at the last sync */
-	int		 synced;	/* outputs let out by the syncs */
-	int		 fail;		/* syncs fail */
-	int		 lose;		/* the first sync says all was lost */
-	int		 lost;		/* calls whose outputs it lost */
-	int		 bad;		/* syncs that found a rule broken */
-};
-
-static int
-count_lines(const char *path)
-{
-	char *buf, *p;
-	int n = 0;
-
-	fflush(stdout);
-	if ((buf = slurp(path)) == NULL)
-		return -1;
-	for (p = buf; (p = strchr(p, '\n')) != NULL; p++)
-		n++;
-	free(buf);
-	return n;
-}
-
-static int
-holding_sync(void *ctx)
-{
-	struct holding *h = ctx;
-
-	int held = h->s.calls - h->last;
-
-	if (count_lines(h->out) != h->synced || held > WORKER_HOLD_MAX)
-		h->bad++;
-	h->syncs++;
-	h->last = h->s.calls;
-	if (h->fail)
-		return -1;
-	if (h->lose && h->syncs == 1) {
-		h->lost = held;
-		return 1;
-	}
-	h->synced += held;
-	return 0;
-}
-
-static int
-run_holding(struct holding *h, int lines, struct worker_stats *st)
-{
-	char in[] = "/tmp/worker_test.in.XXXXXX";
-	static char outp[] = "/tmp/worker_test.out.XXXXXX";
-	struct worker_config cf;
-	struct opt_kafka o;
-	FILE *fp;
-	int fd, i, rc;
-
-	memcpy(outp + sizeof(outp) - 7, "XXXXXX", 6);
-	CHECK((fd = mkstemp(in)) != -1);
-	fp = fdopen(fd, "w");
-	for (i = 0; i < lines; i++)
-		fputs("\"ok\"\n", fp);
-	fclose(fp);
-	close(mkstemp(outp));
-	CHECK(freopen(outp, "w", stdout) != NULL);
-	h->out = outp;
-
-	opt_init(&o, NULL);
-	pipe_config(&cf, in);
-	cf.handle = scripted;
-	cf.ctx = h;
-	cf.sync = holding_sync;
-	rc = worker_run(&cf, &o, st);
-	fflush(stdout);
-	unlink(in);
-	opt_free(&o);
-	return rc;
-}
-
-static void
-test_hold(void)
-{
-	struct holding h;
-	struct worker_stats st;
-
-	memset(&h, 0, sizeof(h));
-	CHECK(run_holding(&h, 200, &st) == OF_EXIT_OK);
-	CHECK(h.bad == 0 && h.syncs >= 4 && h.s.calls == 200);
-	CHECK(count_lines(h.out) == 200 && st.done == 200);
-	unlink(h.out);
-
-	/* Lost: handled again (a retry), then written. */
-	memset(&h, 0, sizeof(h));
-	h.lose = 1;
-	CHECK(run_holding(&h, 200, &st) == OF_EXIT_OK);
-	CHECK(h.bad == 0 && h.lost >= 1 && h.s.calls == 200 + h.lost);
-	CHECK(count_lines(h.out) == 200 && st.done == 200 + (uint64_t)h.lost &&
-	    st.retried == (uint64_t)h.lost);
-	unlink(h.out);
-
-	memset(&h, 0, sizeof(h));
-	h.fail = 1;
-	CHECK(run_holding(&h, 200, &st) == OF_EXIT_FAIL);
-	CHECK(h.bad == 0 && h.syncs >= 1 && count_lines(h.out) == 0);
-	unlink(h.out);
-}
-
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
 	{ "backoff", test_backoff },
 	{ "pipe", test_pipe },
-	{ "hold", test_hold },
 };
 
 int
