@@ -8,8 +8,7 @@
  *		 expires_ms -> key, so expiry walks only expired records
  *   orders.db	 btree: order id -> JSON text
  *   outbox.db	 btree: big-endian seq -> appended_ms, data
- *   meta.db	 btree holding the outbox's DB_SEQUENCE and store_sync()'s
- *		 marker
+ *   meta.db	 btree holding the outbox's DB_SEQUENCE
  * Numbers are stored big-endian, signed ones with the sign bit flipped,
  * so that byte order (BDB's default comparison) is numeric order.
  *
@@ -137,7 +136,6 @@ struct store {
 	pthread_cond_t	 cv;
 	int		 stop;
 	int		 watching;	/* the watchdog runs */
-	unsigned	 flags;		/* store_open()'s */
 };
 
 /* The arguments of every table operation, run by a store_fn. */
@@ -705,7 +703,6 @@ store_open(struct store **sp, const char *dir, unsigned flags)
 	*sp = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return ENOMEM;
-	s->flags = flags;
 	if ((ret = env_open(s, dir, flags)) != 0) {
 		free(s);
 		return ret;
@@ -759,59 +756,6 @@ store_flush(struct store *s)
 	return s->env->log_flush(s->env, NULL);
 }
 
-/*
- * The log is written in order, so a transaction that writes its commit
- * writes every commit before it: store_sync() commits one that updates a
- * marker in meta.db, with DB_TXN_WRITE_NOSYNC or DB_TXN_SYNC.  (A
- * transaction that changed nothing logs nothing, and log_flush() always
- * syncs.)
- */
-static int
-sync_once(struct store *s)
-{
-	static const char name[] = "synced";
-	int64_t now = util_now_ms();
-	DB_TXN *t;
-	DBT k, d;
-	int ret;
-
-	txn_count(1);
-	if ((ret = s->env->txn_begin(s->env, NULL, &t,
-	    s->flags & STORE_NOSYNC ? DB_TXN_WRITE_NOSYNC : DB_TXN_SYNC)) != 0) {
-		txn_count(-1);
-		return ret;
-	}
-	memset(&k, 0, sizeof(k));
-	memset(&d, 0, sizeof(d));
-	k.data = (void *)name;
-	k.size = sizeof(name) - 1;
-	d.data = &now;
-	d.size = sizeof(now);
-	if ((ret = s->meta->put(s->meta, t, &k, &d, 0)) != 0)
-		(void)t->abort(t);
-	else
-		ret = t->commit(t, 0);
-	txn_count(-1);
-	return ret;
-}
-
-int
-store_sync(struct store *s)
-{
-	int ret, i;
-
-	if (!(s->flags & STORE_DEFER))
-		return 0;
-	for (i = 0; i < STORE_RUN_TRIES; i++) {
-		if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
-			return DB_RUNRECOVERY;
-		if ((ret = sync_once(s)) != DB_LOCK_DEADLOCK)
-			return ret;
-		backoff(i + 1);
-	}
-	return ret;
-}
-
 int
 store_failchk(struct store *s)
 {
@@ -834,8 +778,7 @@ store_txn_begin(struct store *s, struct store_txn **tp)
 	if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
 		return DB_RUNRECOVERY;
 	txn_count(1);
-	if ((ret = s->env->txn_begin(s->env, NULL, &t,
-	    s->flags & STORE_DEFER ? DB_TXN_NOSYNC : 0)) != 0) {
+	if ((ret = s->env->txn_begin(s->env, NULL, &t, 0)) != 0) {
 		txn_count(-1);
 		return ret;
 	}

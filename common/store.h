@@ -46,9 +46,6 @@
 /* store_open() flags. */
 #define STORE_NOSYNC	0x01	/* commits survive a process crash, not an
 				   OS crash (DB_TXN_WRITE_NOSYNC) */
-#define STORE_DEFER	0x02	/* commits stay in memory until store_sync()
-				   (DB_TXN_NOSYNC): a process crash loses
-				   them */
 
 /* Limits on keys (idempotency keys, order ids). */
 #define STORE_KEY_MAX	1024
@@ -93,13 +90,6 @@ int		 store_checkpoint(struct store *);
  * STORE_NOSYNC, is durable once this returns 0 (group commit).
  */
 int		 store_flush(struct store *);
-/*
- * Under STORE_DEFER: writes every transaction committed so far to the log
- * file, with one write, so that it survives a process crash (and an OS
- * crash too, with an fsync, unless STORE_NOSYNC).  Without STORE_DEFER
- * commits are written already: 0 at once.
- */
-int		 store_sync(struct store *);
 /* Aborts the transactions of dead processes, releases their locks. */
 int		 store_failchk(struct store *);
 const char	*store_strerror(int err);

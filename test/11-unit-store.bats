@@ -30,11 +30,6 @@ load test_helper
 	assert_success
 }
 
-@test "store: deferred commits: written by store_sync, lost by a crash before it" {
-	run --separate-stderr "$BUILD/test/store_test" defer
-	assert_success
-}
-
 @test "store: threads committing at once" {
 	run --separate-stderr "$BUILD/test/store_test" threads
 	assert_success

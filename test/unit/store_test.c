@@ -751,48 +751,6 @@ test_wedge(void)
 	rm_tree(tmpdir);
 }
 
-/*
- * STORE_DEFER: a child records "a", syncs, records "b" and dies without
- * closing.  The next open recovers "a", written by store_sync(), and not
- * "b", which was only committed in memory.
- */
-static void
-test_defer(void)
-{
-	const char *dir = mkdir_tmp();
-	int64_t now = util_now_ms();
-	struct store_idem r = idem("paid", now, now + 60000, 1), got;
-	struct store *s;
-	int status;
-	pid_t pid;
-
-	if ((pid = fork()) == 0) {
-		if (store_open(&s, dir, STORE_NOSYNC | STORE_DEFER) != 0)
-			_exit(1);
-		if (store_idem_put(s, NULL, "a", &r) != 0 ||
-		    store_sync(s) != 0 ||
-		    store_idem_put(s, NULL, "b", &r) != 0)
-			_exit(2);
-		/* Committed: visible in the process. */
-		if (store_idem_get(s, NULL, "b", now, &got) != 0)
-			_exit(3);
-		_exit(0);
-	}
-	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid &&
-	    WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	OK(store_open(&s, dir, 0));
-	if (s == NULL)
-		return;
-	OK(store_idem_get(s, NULL, "a", now, &got));
-	CHECK(got.outcome != NULL && strcmp(got.outcome, "paid") == 0);
-	store_idem_free(&got);
-	CHECK(store_idem_get(s, NULL, "b", now, &got) == STORE_NOTFOUND);
-	/* Without STORE_DEFER every commit is written already. */
-	OK(store_sync(s));
-	OK(store_close(s));
-	rm_tree(dir);
-}
-
 static const struct {
 	const char	*name;
 	void		(*fn)(void);
@@ -805,7 +763,6 @@ static const struct {
 	{ "killlocks", test_killlocks },
 	{ "killburst", test_killburst },
 	{ "wedge", test_wedge },
-	{ "defer", test_defer },
 };
 
 int
