@@ -997,6 +997,7 @@ main(int argc, char **argv)
 	int r, rc;
 
 	log_init(argv[0]);
+	worker_catch_signals();
 	opt_init(&n->o, usage);
 	n->backoff_ms = DEF_BACKOFF_MS;
 	n->backoff_max_ms = DEF_BACKOFF_MAX_MS;

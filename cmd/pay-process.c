@@ -698,6 +698,7 @@ main(int argc, char *argv[])
 	int ch, rc, ret;
 
 	log_init(argv[0]);
+	worker_catch_signals();
 	opt_init(&pp.o, usage);
 	memset(&cf, 0, sizeof(cf));
 	cf.max_attempts = DEF_MAX_ATTEMPTS;

@@ -182,4 +182,11 @@ int	worker_run(const struct worker_config *, const struct opt_kafka *,
 /* Asks worker_run() to stop as SIGTERM does; async-signal-safe. */
 void	worker_stop(void);
 
+/*
+ * Makes SIGINT and SIGTERM call worker_stop() from now on, so that one
+ * received while the command starts (a store's recovery can take a while)
+ * ends worker_run() at once instead of the process.
+ */
+void	worker_catch_signals(void);
+
 #endif
