@@ -232,11 +232,31 @@ supervise() {
 	done
 }
 
-# stop_workers: SIGTERM to every worker; each must exit 0.
+# catching_term PID: the process has its SIGTERM handler installed
+# (bit 15 of SigCgt), or has exited.  A worker restarted a moment ago may
+# not have reached main() yet, and a SIGTERM then would kill it, which is
+# what SIGTERM does to any process, not a fault of the worker.
+catching_term() {
+	local key mask
+
+	running "$1" || return 0
+	while read -r key mask; do
+		[ "$key" = SigCgt: ] && return $(((0x$mask & 0x4000) == 0))
+	done <"/proc/$1/status"
+	return 1
+}
+
+# stop_workers: SIGTERM to every worker, once it catches it; each must
+# exit 0.
 stop_workers() {
-	local s st bad=0
+	local s st bad=0 until=$((SECONDS + 60))
 
 	for s in "${SLOTS[@]}"; do
+		while ! catching_term "${PID[$s]}"; do
+			[ "$SECONDS" -lt "$until" ] ||
+			    { echo "$s: no SIGTERM handler after 60s" >&2; bad=1; break; }
+			sleep 0.05
+		done
 		kill -TERM "${PID[$s]}" 2>/dev/null || :
 	done
 	for s in "${SLOTS[@]}"; do
