@@ -25,11 +25,9 @@
  * Progress is committed over skipped and parked records too: each dead
  * letter is looked at once per group, whatever the filters of that run.
  */
-#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -325,9 +323,7 @@ lock(struct dr *d)
 			log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&d->o),
 			    strerror(errno));
 	}
-	if ((fd = open(d->lockfile, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1)
-		log_fatal(OF_EXIT_FAIL, "%s: %s", d->lockfile, strerror(errno));
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+	if ((fd = util_lock(d->lockfile)) == -1) {
 		if (errno == EWOULDBLOCK)
 			log_fatal(OF_EXIT_BUSY, "%s: another run holds the lock",
 			    d->lockfile);

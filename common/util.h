@@ -41,6 +41,15 @@ void		 util_rfc3339(int64_t epoch_ms, char *buf, size_t len);
  */
 int		 util_mkdir_p(const char *dir, unsigned int mode);
 
+/*
+ * An exclusive flock(2) on path (created 0644 when missing), taken without
+ * waiting and held until the returned descriptor is closed or the process
+ * ends, however it ends.  Returns the descriptor, or -1 with errno set:
+ * EWOULDBLOCK when another process holds the lock.  The file is never to
+ * be removed: two processes could then lock two different files.
+ */
+int		 util_lock(const char *path);
+
 int64_t		 util_now_ms(void);		/* wall clock */
 int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */
 void		 util_sleep_ms(int64_t);	/* EINTR ends it early */

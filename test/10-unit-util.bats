@@ -22,3 +22,8 @@ load test_helper
 	run --separate-stderr "$BUILD/test/util_test" time
 	assert_success
 }
+
+@test "util: util_lock is exclusive until the holder closes it" {
+	run --separate-stderr "$BUILD/test/util_test" lock
+	assert_success
+}

@@ -380,6 +380,25 @@ status_is() {	# ORDER-ID STATUS
 
 # load_worker N: posts 30 orders, one line "ORDER-ID STATUS" each; after
 # the first failure the rest are not sent (status 000 too).
+@test "one order-serve per state directory: a second one exits 5, another directory is free" {
+	new_flow
+	start_serve
+	# (timeout: without the lock it would serve on)
+	run --separate-stderr timeout 30 order-serve \
+	    --listen "127.0.0.1:$(free_port)"
+	assert_failure 5
+	assert_equal "$stderr" "order-serve: $ORDERFLOW_STATE/order-serve: another order-serve uses this state directory"
+	# the first one goes on
+	run post "$(order_json o-lock-1)"
+	assert_output 201
+	# and a directory of its own is not locked: that one starts
+	local first=$SERVE_PID
+	ORDERFLOW_STATE=$BATS_TEST_TMPDIR/state2 PORT= start_serve
+	stop_serve
+	assert_equal "$SERVE_STATUS" 0
+	SERVE_PID=$first
+}
+
 load_worker() {
 	local i id code=201
 	for i in $(seq 1 30); do

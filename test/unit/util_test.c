@@ -1,11 +1,14 @@
 /*
- * util_test.c - unit tests for common/util.c: numbers, durations, times.
+ * util_test.c - unit tests for common/util.c: numbers, durations, times,
+ * the lock.
  *
  * Usage: util_test [NAME]; without NAME it lists the tests.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -97,6 +100,27 @@ test_time(void)
 	CHECK(util_time("yesterday", &t, &e) == -1 && e != NULL);
 }
 
+/* flock(2) locks belong to the open file, so one process can test both
+ * sides: a second open of the file is refused while the first is held. */
+static void
+test_lock(void)
+{
+	char dir[] = "/tmp/util_test.XXXXXX", path[64];
+	int fd, fd2;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	CHECK((fd = util_lock(path)) >= 0);
+	errno = 0;
+	CHECK(util_lock(path) == -1 && errno == EWOULDBLOCK);
+	close(fd);
+	CHECK((fd2 = util_lock(path)) >= 0);
+	close(fd2);
+	CHECK(util_lock("/nonexistent/dir/lock") == -1 && errno == ENOENT);
+	unlink(path);
+	rmdir(dir);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -105,6 +129,7 @@ static const struct {
 	{ "duration", test_duration },
 	{ "rfc3339", test_rfc3339 },
 	{ "time", test_time },
+	{ "lock", test_lock },
 };
 
 int
