@@ -7,7 +7,9 @@
  * Threads and who owns what:
  *   HTTP pool	libmicrohttpd's threads run handle(): they check, parse and
  *		validate a request, build the event, the stored order and
- *		the answer, then hand a job to the committer and wait for it.
+ *		the answer, then suspend the connection and hand a job to
+ *		the committer, which resumes the connection when the job is
+ *		done; meanwhile the thread serves its other connections.
  *   committer	the only thread that writes orders, idempotency keys and
  *		the outbox.  It takes every job waiting (up to BATCH_MAX)
  *		and runs them in ONE durable transaction, together with the
@@ -154,9 +156,28 @@ struct req {
 	char		 order_id[ORDER_ID_MAX + 1];
 	char		 traceparent[TRACEPARENT_LEN + 1];
 	char		 idem_key[IDEM_KEY_MAX + 1];
+	struct job	*job;		/* POST /orders: with the committer */
 };
 
-/* An order waiting for the committer; the handler waits on cv. */
+/* What POST /orders builds from a valid order before storing it. */
+struct post {
+	struct order	 ord;
+	struct event	 ev;
+	char		*event_json;
+	char		*outbox;
+	char		*order_json;
+	char		*created;
+	char		*outcome;
+	char		 fp[65];
+};
+
+/*
+ * An order waiting for the committer.  Its connection is suspended
+ * meanwhile (MHD_suspend_connection), so that the HTTP thread serves its
+ * other connections: a pool thread can hold several, and one waiting for
+ * a disk flush must not hold up the others.  The committer resumes it
+ * once done is set; the handler, called again, answers and frees it.
+ */
 struct job {
 	struct job	*next;
 	const char	*idem_key;	/* NULL: none */
@@ -169,7 +190,8 @@ struct job {
 	int		 done;
 	int		 status;	/* 201, or replayed, or an error */
 	char		*body;		/* malloc'd when not 201 */
-	pthread_cond_t	 cv;
+	struct MHD_Connection *conn;
+	struct post	 post;		/* the strings above point into it */
 };
 
 /* An outbox record on its way to the broker (owned by the relay). */
@@ -240,6 +262,7 @@ struct server {
 	atomic_int		 relay_empty;	/* nothing to publish */
 	atomic_int		 kafka_failed;
 	atomic_int		 reqs_active;
+	atomic_int		 suspended;	/* connections with a job */
 };
 
 static struct server srv;
@@ -715,7 +738,19 @@ batch_done(struct committer *c, struct batch *b, int ret)
 			job_set(j, 503, json_error("the order could not be "
 			    "stored; try again", NULL));
 		j->done = 1;
-		pthread_cond_signal(&j->cv);
+	}
+}
+
+/* Hands the jobs of a finished batch back to their HTTP threads. */
+static void
+jobs_resume(struct job *j)
+{
+	struct job *next;
+
+	/* Once resumed, a job may be freed at once: next first. */
+	for (; j != NULL; j = next) {
+		next = j->next;
+		MHD_resume_connection(j->conn);
 	}
 }
 
@@ -739,36 +774,42 @@ committer_main(void *arg)
 		ret = store_run(sv->st, batch_fn, &b);
 		pthread_mutex_lock(&c->mu);
 		batch_done(c, &b, ret);
-		if (ret != 0) {
-			/* A store that fails now will fail at once again. */
-			pthread_mutex_unlock(&c->mu);
+		/* MHD's own locks are never taken under ours. */
+		pthread_mutex_unlock(&c->mu);
+		jobs_resume(b.jobs);
+		/* A store that fails now will fail at once again. */
+		if (ret != 0)
 			util_sleep_ms(100);
-			pthread_mutex_lock(&c->mu);
-		}
+		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
-/* Hands a job to the committer and waits until its batch committed. */
-static void
+/*
+ * Hands a job to the committer, whose connection the caller suspended;
+ * the committer resumes it when its batch is done.  Returns 0, or -1 when
+ * the committer takes nothing any more (the job is then done, with a 503,
+ * and the caller resumes the connection itself).
+ */
+static int
 committer_submit(struct committer *c, struct job *j)
 {
-	pthread_cond_init(&j->cv, NULL);
+	int ret = 0;
+
 	pthread_mutex_lock(&c->mu);
 	if (c->stop || atomic_load(&c->failed)) {
 		job_set(j, 503, json_error("shutting down", NULL));
 		j->done = 1;
+		ret = -1;
 	} else {
 		j->next = NULL;
 		*c->jobs_tail = j;
 		c->jobs_tail = &j->next;
 		pthread_cond_signal(&c->cv);
 	}
-	while (!j->done)
-		pthread_cond_wait(&j->cv, &c->mu);
 	pthread_mutex_unlock(&c->mu);
-	pthread_cond_destroy(&j->cv);
+	return ret;
 }
 
 /*
@@ -1251,17 +1292,6 @@ get_metrics(struct server *sv, struct MHD_Connection *conn, struct req *r)
 }
 
 /* The job's inputs, built on the HTTP thread so the committer only writes. */
-struct post {
-	struct order	 ord;
-	struct event	 ev;
-	char		*event_json;
-	char		*outbox;
-	char		*order_json;
-	char		*created;
-	char		*outcome;
-	char		 fp[65];
-};
-
 static void
 post_free(struct post *p)
 {
@@ -1300,11 +1330,12 @@ post_build(struct post *p, struct req *r, int64_t now_ms)
 	return 0;
 }
 
+/* The answer of a done job; its body, if any, goes with the answer. */
 static enum MHD_Result
 answer_job(struct MHD_Connection *conn, struct req *r, struct job *j,
     const struct post *p)
 {
-	char loc[sizeof("/orders/") + ORDER_ID_MAX];
+	char loc[sizeof("/orders/") + ORDER_ID_MAX], *body;
 	const cJSON *id;
 	cJSON *o;
 
@@ -1325,45 +1356,80 @@ answer_job(struct MHD_Connection *conn, struct req *r, struct job *j,
 		} else
 			snprintf(loc, sizeof(loc), "/orders");
 		cJSON_Delete(o);
-		return respond_json(conn, r, 201, j->body, "Location", loc);
+		body = j->body;
+		j->body = NULL;
+		return respond_json(conn, r, 201, body, "Location", loc);
 	}
-	return respond_json(conn, r, j->status, j->body, NULL, NULL);
+	body = j->body;
+	j->body = NULL;
+	return respond_json(conn, r, j->status, body, NULL, NULL);
 }
 
+static void
+job_free(struct job *j)
+{
+	post_free(&j->post);
+	free(j->body);
+	free(j);
+}
+
+/*
+ * Checks and builds the order, then suspends the connection and hands the
+ * job to the committer; handle() is called again once it is resumed, and
+ * post_answer() answers.
+ */
 static enum MHD_Result
 post_order(struct server *sv, struct MHD_Connection *conn, struct req *r)
 {
 	struct event_err err;
-	struct post p;
-	struct job j;
-	enum MHD_Result ret;
+	struct job *j;
+	struct post *p;
 
-	memset(&p, 0, sizeof(p));
 	if (r->too_big)
 		return respond_error(conn, r, 413, "the body is larger than "
 		    "64 KiB", NULL);
-	if (order_parse(r->body != NULL ? r->body : "", r->len, &p.ord,
+	j = xmalloc(sizeof(*j));
+	memset(j, 0, sizeof(*j));
+	p = &j->post;
+	if (order_parse(r->body != NULL ? r->body : "", r->len, &p->ord,
 	    &err) == -1) {
-		order_free(&p.ord);
+		job_free(j);
 		return respond_error(conn, r, 400, err.msg, err.field);
 	}
-	snprintf(r->order_id, sizeof(r->order_id), "%s", p.ord.order_id);
-	if (post_build(&p, r, util_now_ms()) == -1) {
-		post_free(&p);
+	snprintf(r->order_id, sizeof(r->order_id), "%s", p->ord.order_id);
+	if (post_build(p, r, util_now_ms()) == -1) {
+		job_free(j);
 		return respond_error(conn, r, 500, "the event could not be "
 		    "built", NULL);
 	}
-	memset(&j, 0, sizeof(j));
-	j.idem_key = *r->idem_key != '\0' ? r->idem_key : NULL;
-	j.order_id = p.ord.order_id;
-	j.order_json = p.order_json;
-	j.outbox = p.outbox;
-	j.outbox_len = strlen(p.outbox);
-	j.outcome = p.outcome;
-	j.fingerprint = p.fp;
-	committer_submit(&sv->cm, &j);
-	ret = answer_job(conn, r, &j, &p);
-	post_free(&p);
+	j->idem_key = *r->idem_key != '\0' ? r->idem_key : NULL;
+	j->order_id = p->ord.order_id;
+	j->order_json = p->order_json;
+	j->outbox = p->outbox;
+	j->outbox_len = strlen(p->outbox);
+	j->outcome = p->outcome;
+	j->fingerprint = p->fp;
+	j->conn = conn;
+	r->job = j;
+	/* Suspended first: the committer may resume it at once. */
+	atomic_fetch_add(&sv->suspended, 1);
+	MHD_suspend_connection(conn);
+	if (committer_submit(&sv->cm, j) == -1)
+		MHD_resume_connection(conn);
+	return MHD_YES;
+}
+
+/* The resumed request: its job is done. */
+static enum MHD_Result
+post_answer(struct server *sv, struct MHD_Connection *conn, struct req *r)
+{
+	struct job *j = r->job;
+	enum MHD_Result ret;
+
+	r->job = NULL;
+	atomic_fetch_sub(&sv->suspended, 1);
+	ret = answer_job(conn, r, j, &j->post);
+	job_free(j);
 	return ret;
 }
 
@@ -1473,6 +1539,8 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	if (*upload_data_size > 0)
 		return take_body(r, upload_data, upload_data_size);
+	if (r->job != NULL)
+		return post_answer(sv, conn, r);
 	if (r->status != 0)
 		return MHD_YES;
 	switch (r->route) {
@@ -1507,6 +1575,11 @@ completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	*con_cls = NULL;
 	us = mono_us() - r->start_us;
+	if (r->job != NULL) {
+		/* Resumed, then closed before it was answered. */
+		atomic_fetch_sub(&sv->suspended, 1);
+		job_free(r->job);
+	}
 	if (r->key_owned)
 		keyset_del(&sv->keys, r->idem_key);
 	if (*r->order_id != '\0')
@@ -1589,7 +1662,7 @@ http_start(struct server *sv)
 	if (parse_listen(sv->listen, &ss) == -1)
 		return -1;
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	sv->httpd = MHD_start_daemon(flags, 0, NULL, NULL, handle, sv,
@@ -1964,6 +2037,12 @@ http_stop(struct server *sv, int64_t deadline)
 
 	lsock = MHD_quiesce_daemon(sv->httpd);
 	while (atomic_load(&sv->reqs_active) > 0 && util_mono_ms() < deadline)
+		util_sleep_ms(10);
+	/*
+	 * MHD must not be stopped with a connection suspended (it aborts),
+	 * and the committer, still running, resumes every one it holds.
+	 */
+	while (atomic_load(&sv->suspended) > 0)
 		util_sleep_ms(10);
 	MHD_stop_daemon(sv->httpd);
 	sv->httpd = NULL;
