@@ -1039,7 +1039,7 @@ main(int argc, char **argv)
 	memset(&ws, 0, sizeof(ws));
 	rc = worker_run(&wc, &n->o, &ws);
 
-	if (n->failed && rc == OF_EXIT_OK)
+	if (n->failed && (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))
 		rc = OF_EXIT_FAIL;
 	/*
 	 * A store broken by another process's death since the last tick
@@ -1053,7 +1053,7 @@ main(int argc, char **argv)
 		else {
 			log_error("%s: %s", opt_state_dir(&n->o),
 			    store_strerror(r));
-			if (rc == OF_EXIT_OK)
+			if (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED)
 				rc = OF_EXIT_FAIL;
 		}
 	}
@@ -1061,7 +1061,8 @@ main(int argc, char **argv)
 		curl_easy_cleanup(n->curl);
 	curl_global_cleanup();
 	OPENSSL_cleanse(n->key, sizeof(n->key));
-	if ((fflush(stdout) == EOF || ferror(stdout)) && rc == OF_EXIT_OK) {
+	if ((fflush(stdout) == EOF || ferror(stdout)) &&
+	    (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED)) {
 		log_error("standard output: %s", strerror(errno));
 		rc = OF_EXIT_FAIL;
 	}

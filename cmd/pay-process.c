@@ -805,7 +805,7 @@ main(int argc, char *argv[])
 			    store_strerror(ret));
 		else {
 			log_error("%s: %s", pp.state, store_strerror(ret));
-			if (rc == OF_EXIT_OK)
+			if (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED)
 				rc = OF_EXIT_FAIL;
 		}
 	}
@@ -816,7 +816,7 @@ main(int argc, char *argv[])
 	opt_free(&pp.o);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		log_error("stdout: %s", strerror(errno));
-		if (rc == OF_EXIT_OK)
+		if (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED)
 			rc = OF_EXIT_FAIL;
 	}
 	return rc;

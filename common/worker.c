@@ -110,6 +110,7 @@ struct worker {
 	size_t			 nheap;
 	size_t			 heapcap;
 	int			 rc;		/* the first error, or OK */
+	unsigned long		 rejected;	/* pipe mode: invalid inputs */
 	int64_t			 next_tick;
 	int64_t			 next_report;
 };
@@ -462,6 +463,8 @@ dead_letter(struct worker *w, const struct worker_input *in,
 
 	snprintf(what, sizeof(what), "dead letter (%s)", kind);
 	log_in(w, LOG_LEVEL_WARN, in, what, why);
+	if (w->cf->input != NULL && strcmp(kind, "invalid") == 0)
+		w->rejected++;
 	h = control_headers(w, in, src, in->attempt, 0, kind, why);
 	if (w->cf->output != NULL) {
 		if (write_dead_letter(w, in, h) == 0) {
@@ -1269,5 +1272,8 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 		cf->report(cf->ctx, st, 1);
 	sigaction(SIGINT, &oint, NULL);
 	sigaction(SIGTERM, &oterm, NULL);
+	/* Like order-submit: input rejected, the valid rest processed. */
+	if (w.rc == OF_EXIT_OK && w.rejected > 0)
+		return OF_EXIT_REJECTED;
 	return w.rc;
 }

@@ -174,7 +174,9 @@ int64_t	worker_backoff(const struct worker_config *, int attempt);
  * or a fatal Kafka error.  Returns an enum of_exit: OF_EXIT_OK,
  * OF_EXIT_KAFKA when the broker was unreachable or an output was not
  * acknowledged, OF_EXIT_FAIL on an I/O error (the input, standard output,
- * dlq_file) or when out of memory.  stats is zeroed first.
+ * dlq_file) or when out of memory, else OF_EXIT_REJECTED when an input
+ * read from a file or stdin was invalid (a dead letter of kind invalid,
+ * logged with its line number).  stats is zeroed first.
  */
 int	worker_run(const struct worker_config *, const struct opt_kafka *,
 	    struct worker_stats *);

@@ -381,7 +381,9 @@ o-gw-1 200"
 	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
 	    --backoff 100ms --max-attempts 3 --dlq "$BATS_TEST_TMPDIR/dlq.jsonl" \
 	    <"$BATS_TEST_TMPDIR/in.jsonl"
-	assert_success
+	# line 4 was not an event: rejected, the rest processed
+	assert_failure 3
+	assert_regex "$stderr" '(^|'$'\n'')pay-process: stdin:4: dead letter \(invalid\)'
 	[ "$(jq -r '"\(.data.order_id) \(.data.status)"' <<<"$output" | sort)" = \
 	    "p-dec declined
 p-tr approved

@@ -455,7 +455,9 @@ duplicate_seen() {
 	run --separate-stderr bash -c 'printf "%s\n" "$1" "$1" "$2" "{}" |
 	    timeout 60 notify -i - --state "$3" --dlq "$4"' _ "$a" "$d" \
 	    "$BATS_TEST_TMPDIR/state" "$BATS_TEST_TMPDIR/dlq"
-	assert_success
+	# line 4 was not a payment event: rejected, the rest processed
+	assert_failure 3
+	assert_regex "$stderr" '(^|'$'\n'')notify: stdin:4: dead letter \(invalid\)'
 	[ "${#lines[@]}" -eq 2 ]
 	run jq -r '.message' <<<"$output"
 	assert_output "Payment of EUR 25.00 for order o-8001 approved
