@@ -113,7 +113,7 @@ topic_names(struct ta *t, size_t *n)
 	return prefixed;
 }
 static volatile sig_atomic_t interrupted;
-static int last_kafka_err;	/* from librdkafka's threads: __atomic only */
+static int auth_err;	/* the last TLS or SASL error, from rk_error() */
 static int tables_printed;
 
 static void
@@ -216,6 +216,15 @@ check_interrupt(struct ta *t)
 	exit(OF_EXIT_FAIL);
 }
 
+static void
+pause_ms(struct ta *t, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);	/* EINTR: the signal is checked next */
+	check_interrupt(t);
+}
+
 /* librdkafka's own lines only with -v: connection refusals are noise. */
 static void
 rk_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -231,7 +240,10 @@ rk_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	(void)rk;
 	(void)opaque;
-	__atomic_store_n(&last_kafka_err, err, __ATOMIC_RELAXED);
+	/* Not overwritten by the "all brokers down" that follows. */
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+	    err == RD_KAFKA_RESP_ERR__SSL)
+		auth_err = err;
 	log_debug("rdkafka error: %s: %s", rd_kafka_err2name(err), reason);
 }
 
@@ -249,12 +261,11 @@ is_timeout(rd_kafka_resp_err_t err)
 static void __attribute__((noreturn))
 unreachable(struct ta *t)
 {
-	int err = __atomic_load_n(&last_kafka_err, __ATOMIC_RELAXED);
-
-	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-	    err == RD_KAFKA_RESP_ERR__SSL)
+	/* Error callbacks wait in the main queue until served. */
+	rd_kafka_poll(t->rk, 0);
+	if (auth_err != 0)
 		log_error("%s: broker unreachable after %d s: %s",
-		    t->o.brokers, t->timeout_s, rd_kafka_err2str(err));
+		    t->o.brokers, t->timeout_s, rd_kafka_err2str(auth_err));
 	else
 		log_error("%s: broker unreachable after %d s", t->o.brokers,
 		    t->timeout_s);
@@ -276,8 +287,18 @@ request_failed(struct ta *t, const char *what, rd_kafka_resp_err_t err,
 	ta_exit(t, OF_EXIT_FAIL);
 }
 
+/*
+ * group: open a consumer handle with a consumer group of its own, never
+ * joined, for lag.  librdkafka (seen in 2.0.2 to 2.4, upstream issue 5040)
+ * handles NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE in the answer to
+ * ListConsumerGroupOffsets by asking the handle's own group to look up its
+ * coordinator again; a handle without a group has none, and its thread
+ * dereferences NULL: SIGSEGV, with no sanitizer report as librdkafka's
+ * threads block signals.  Brokers answer so while group coordinators load
+ * or move, e.g. in the first seconds after a broker starts.
+ */
 static void
-kafka_open(struct ta *t)
+kafka_open(struct ta *t, int group)
 {
 	rd_kafka_conf_t *conf;
 	char err[1024];
@@ -293,9 +314,12 @@ kafka_open(struct ta *t)
 		log_error("%s", err);
 		ta_exit(t, OF_EXIT_USAGE);
 	}
-	/* Admin requests only: a producer handle sends nothing by itself. */
-	if ((t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err,
-	    sizeof(err))) == NULL) {
+	if (group && rd_kafka_conf_set(conf, "group.id", log_progname(), err,
+	    sizeof(err)) != RD_KAFKA_CONF_OK)
+		log_fatal(OF_EXIT_FAIL, "group.id: %s", err);
+	/* Admin requests only: neither handle produces nor joins a group. */
+	if ((t->rk = rd_kafka_new(group ? RD_KAFKA_CONSUMER :
+	    RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
 		rd_kafka_conf_destroy(conf);
 		log_error("%s", err);
 		ta_exit(t, OF_EXIT_USAGE);
@@ -375,26 +399,37 @@ admin_options(struct ta *t, rd_kafka_admin_op_t op)
 }
 
 /*
- * Waits for the result of the admin request just sent on t->q.  Its
- * request timeout bounds the wait; a request-level error ends the command.
+ * Waits for the result of the admin request just sent on t->q; its request
+ * timeout bounds the wait.  Returns the event, or NULL with *err and
+ * errstr set when the request failed as a whole.
  */
+static rd_kafka_event_t *
+admin_try(struct ta *t, rd_kafka_AdminOptions_t *ao, rd_kafka_resp_err_t *err,
+    char *errstr, size_t len)
+{
+	rd_kafka_event_t *ev;
+
+	while ((ev = rd_kafka_queue_poll(t->q, SLICE_MS)) == NULL)
+		check_interrupt(t);
+	rd_kafka_AdminOptions_destroy(ao);
+	if ((*err = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(errstr, len, "%s", rd_kafka_event_error_string(ev));
+		rd_kafka_event_destroy(ev);
+		return NULL;
+	}
+	return ev;
+}
+
+/* admin_try(), a request-level error ending the command. */
 static rd_kafka_event_t *
 admin_wait(struct ta *t, rd_kafka_AdminOptions_t *ao, const char *what)
 {
 	rd_kafka_event_t *ev;
 	rd_kafka_resp_err_t err;
+	char errstr[512];
 
-	while ((ev = rd_kafka_queue_poll(t->q, SLICE_MS)) == NULL)
-		check_interrupt(t);
-	rd_kafka_AdminOptions_destroy(ao);
-	if ((err = rd_kafka_event_error(ev)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		char errstr[512];
-
-		snprintf(errstr, sizeof(errstr), "%s",
-		    rd_kafka_event_error_string(ev));
-		rd_kafka_event_destroy(ev);
+	if ((ev = admin_try(t, ao, &err, errstr, sizeof(errstr))) == NULL)
 		request_failed(t, what, err, errstr);
-	}
 	return ev;
 }
 
@@ -1180,10 +1215,54 @@ lag_rows(struct ta *t, struct out *out, const char *group,
  * group without offsets is worth a warning only when it was named.
  */
 static int
-lag_group(struct ta *t, struct out *out, const char *group, int named)
+coordinator_moving(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+	    err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+	    err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR;
+}
+
+/*
+ * The group's committed offsets.  While its coordinator loads or moves
+ * (the first seconds after a broker starts, a failover) it is asked again
+ * until -m has passed since the first try.
+ */
+static rd_kafka_event_t *
+lag_offsets(struct ta *t, const char *group)
 {
 	rd_kafka_ListConsumerGroupOffsets_t *req;
 	rd_kafka_AdminOptions_t *ao;
+	rd_kafka_event_t *ev;
+	rd_kafka_resp_err_t err;
+	int64_t deadline, left;
+	char errstr[512];
+
+	deadline = util_mono_ms() + (int64_t)t->timeout_s * 1000;
+	for (;;) {
+		req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
+		ao = admin_options(t,
+		    RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+		rd_kafka_ListConsumerGroupOffsets(t->rk, &req, 1, ao, t->q);
+		rd_kafka_ListConsumerGroupOffsets_destroy(req);
+		if ((ev = admin_try(t, ao, &err, errstr, sizeof(errstr))) !=
+		    NULL)
+			return ev;
+		if (!coordinator_moving(err))
+			request_failed(t, group, err, errstr);
+		left = deadline - util_mono_ms();
+		if (left <= WAIT_POLL_MS) {
+			log_error("%s: %s, still after %d s", group,
+			    rd_kafka_err2str(err), t->timeout_s);
+			ta_exit(t, OF_EXIT_FAIL);
+		}
+		log_debug("%s: %s: asking again", group, rd_kafka_err2str(err));
+		pause_ms(t, WAIT_POLL_MS);
+	}
+}
+
+static int
+lag_group(struct ta *t, struct out *out, const char *group, int named)
+{
 	rd_kafka_event_t *ev;
 	const rd_kafka_group_result_t **gr;
 	const rd_kafka_error_t *gerr;
@@ -1191,11 +1270,7 @@ lag_group(struct ta *t, struct out *out, const char *group, int named)
 	size_t n;
 	int rc = OF_EXIT_OK;
 
-	req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
-	ao = admin_options(t, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-	rd_kafka_ListConsumerGroupOffsets(t->rk, &req, 1, ao, t->q);
-	rd_kafka_ListConsumerGroupOffsets_destroy(req);
-	ev = admin_wait(t, ao, group);
+	ev = lag_offsets(t, group);
 	gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
 	    rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
 	if (n != 1) {
@@ -1311,15 +1386,6 @@ wait_missing(struct ta *t, char *buf, size_t len)
 			    off ? ", " : "", names[i]);
 	}
 	return missing;
-}
-
-static void
-pause_ms(struct ta *t, long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);	/* EINTR: the signal is checked next */
-	check_interrupt(t);
 }
 
 static int
@@ -1497,7 +1563,7 @@ main(int argc, char **argv)
 	argv += optind;
 	c = find_cmd(t, argc, argv);
 	signals_init();
-	kafka_open(t);
+	kafka_open(t, c->fn == cmd_lag);
 	rc = c->fn(t, argc - 1, argv + 1);
 	ta_exit(t, rc);
 }

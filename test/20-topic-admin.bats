@@ -246,6 +246,34 @@ now_ms() {
 	    'any(.[]; .group == $g and .partition == 0 and .lag == 6)'
 }
 
+# lag_coordinator_error CODE COUNT: lag against librdkafka's mock cluster
+# whose group coordinator answers CODE to the first COUNT requests
+# (test/fixtures/coordinator-error.c).
+lag_coordinator_error() {
+	cc -shared -fPIC -o "$BATS_TEST_TMPDIR/coord.so" \
+	    "$BATS_TEST_DIRNAME/fixtures/coordinator-error.c" -ldl -lrdkafka ||
+	    return 99
+	COORD_ERR=$1 COORD_ERR_COUNT=$2 \
+	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+	    LD_PRELOAD="$BATS_TEST_TMPDIR/coord.so" \
+	    topic-admin -X test.mock.num.brokers=1 -m 2 lag some-group
+}
+
+# Brokers answer so while group coordinators load or move (the first
+# seconds after a start, a failover).  librdkafka then looks up the
+# coordinator of the handle's own consumer group: a handle without one
+# crashed (SIGSEGV), so lag opens one with a group it never joins.
+@test "topic-admin: lag asks again while the group coordinator loads or moves" {
+	# NOT_COORDINATOR once, then the answer
+	run --separate-stderr lag_coordinator_error 16 1
+	assert_success
+	assert_equal "$stderr" "topic-admin: some-group: no committed offsets"
+	# COORDINATOR_NOT_AVAILABLE for longer than -m: exit 1, saying so
+	run --separate-stderr lag_coordinator_error 15 1000
+	assert_failure 1
+	assert_equal "$stderr" "topic-admin: some-group: Broker: Coordinator not available, still after 2 s"
+}
+
 @test "topic-admin: wait returns once the topics exist, exits 4 when not" {
 	local t
 	t=$(unique_name wait)
@@ -272,6 +300,18 @@ now_ms() {
 	    fail "stderr: $stderr"
 	[ $((t1 - t0)) -lt 8000 ] || fail "took $((t1 - t0)) ms"
 	[ $((t1 - t0)) -ge 2500 ] || fail "gave up after $((t1 - t0)) ms"
+}
+
+@test "topic-admin: a TLS or SASL mismatch is named in the one line" {
+	# the suite's broker speaks plaintext without SASL
+	run --separate-stderr topic-admin -X security.protocol=ssl -m 2 list
+	assert_failure 4
+	assert_equal "$stderr" "topic-admin: $KAFKA_BROKERS: broker unreachable after 2 s: Local: SSL error"
+	run --separate-stderr topic-admin -X security.protocol=sasl_plaintext \
+	    -X sasl.mechanism=PLAIN -X sasl.username=u -X sasl.password=p \
+	    -m 2 list
+	assert_failure 4
+	assert_equal "$stderr" "topic-admin: $KAFKA_BROKERS: broker unreachable after 2 s: Local: Authentication failure"
 }
 
 @test "topic-admin: the default timeout gives up in under 15 s" {
