@@ -114,6 +114,7 @@ start_kafka() {
 		    --timeout 120 --heap 384m start --nodes "$n" --fresh \
 		    3>&-); then
 			export KAFKA_BROKERS
+			KPORT=$p
 			return 0
 		fi
 	done
@@ -474,7 +475,9 @@ check_outcomes() {
 		done
 		if [ "$bounced" = 0 ] && [ "$progress" -ge $((n / 2)) ]; then
 			kafka-local --dir "$KDIR" --timeout 60 stop 3>&-
-			kafka-local --dir "$KDIR" --timeout 120 start >/dev/null 3>&-
+			# its port again, whatever $KAFKA_LOCAL_PORT says
+			kafka-local --dir "$KDIR" --port "$KPORT" --heap 384m \
+			    --timeout 120 start >/dev/null 3>&-
 			bounced=1
 		fi
 		supervise
