@@ -4,7 +4,7 @@
 #
 # usage: tool.py orders COUNT PREFIX [--rate N --secs S --sent FILE]
 #        tool.py stamp
-#        tool.py latency SENT NOTES
+#        tool.py latency SENT NOTES [--skip N]
 #
 # orders   COUNT orders as JSON lines on stdout, order ids PREFIX0,
 #          PREFIX1, ...  With --rate, N orders a second for S seconds
@@ -16,8 +16,11 @@
 #          time it was read ("EPOCH_SECONDS\tLINE"), flushed line by line.
 # latency  joins SENT (from orders --rate) with NOTES (notify's stdout
 #          through stamp) on the order id and prints one line:
-#          "sent N notified N missing N p50 MS p99 MS max MS" (milliseconds
-#          from the order's writing to its notification's arrival).
+#          "sent N notified N missing N p50 MS p99 MS max MS warmup N
+#          warmup_max MS" (milliseconds from the order's writing to its
+#          notification's arrival).  With --skip, the first N orders
+#          written are a warm-up: they must be notified too, but the
+#          percentiles and max are of the others, and warmup_max of them.
 import json
 import sys
 import time
@@ -97,10 +100,14 @@ def pct(sorted_ms, p):
 
 def latency(argv):
     sent = {}
+    warm = set()
+    skip = int(argv[3]) if len(argv) > 3 and argv[2] == "--skip" else 0
     with open(argv[0]) as f:
-        for ln in f:
+        for i, ln in enumerate(f):
             oid, t = ln.rstrip("\n").split("\t")
             sent[oid] = float(t)
+            if i < skip:
+                warm.add(oid)
     got = {}
     with open(argv[1]) as f:
         for ln in f:
@@ -111,10 +118,13 @@ def latency(argv):
                 continue
             if oid in sent and oid not in got:
                 got[oid] = float(t)
-    lat = sorted((got[o] - sent[o]) * 1000.0 for o in got)
-    print("sent %d notified %d missing %d p50 %.1f p99 %.1f max %.1f" % (
-        len(sent), len(got), len(sent) - len(got), pct(lat, 50),
-        pct(lat, 99), lat[-1] if lat else float("nan")))
+    lat = sorted((got[o] - sent[o]) * 1000.0 for o in got if o not in warm)
+    wlat = [(got[o] - sent[o]) * 1000.0 for o in got if o in warm]
+    print("sent %d notified %d missing %d p50 %.1f p99 %.1f max %.1f "
+          "warmup %d warmup_max %.1f" % (
+              len(sent), len(got), len(sent) - len(got), pct(lat, 50),
+              pct(lat, 99), lat[-1] if lat else float("nan"), len(warm),
+              max(wlat) if wlat else 0.0))
 
 
 def main():
