@@ -159,7 +159,10 @@ struct req {
 	struct job	*job;		/* POST /orders: with the committer */
 };
 
-/* What POST /orders builds from a valid order before storing it. */
+/*
+ * What POST /orders builds from a valid order, on the HTTP thread, so that
+ * the committer only writes.
+ */
 struct post {
 	struct order	 ord;
 	struct event	 ev;
@@ -1291,7 +1294,6 @@ get_metrics(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	return ret;
 }
 
-/* The job's inputs, built on the HTTP thread so the committer only writes. */
 static void
 post_free(struct post *p)
 {

@@ -289,7 +289,7 @@ request_failed(struct ta *t, const char *what, rd_kafka_resp_err_t err,
 
 /*
  * group: open a consumer handle with a consumer group of its own, never
- * joined, for lag.  librdkafka (seen in 2.0.2 to 2.4, upstream issue 5040)
+ * joined, for lag.  librdkafka (2.0.2 here; upstream issue 5040)
  * handles NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE in the answer to
  * ListConsumerGroupOffsets by asking the handle's own group to look up its
  * coordinator again; a handle without a group has none, and its thread
