@@ -141,8 +141,9 @@ worker_stop(void)
 	stopping = 1;
 }
 
-void
-worker_catch_signals(void)
+/* on_signal() for SIGINT and SIGTERM; the handlers before, if asked. */
+static void
+catch_signals(struct sigaction *oint, struct sigaction *oterm)
 {
 	struct sigaction sa;
 
@@ -150,8 +151,14 @@ worker_catch_signals(void)
 	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, oint);
+	sigaction(SIGTERM, &sa, oterm);
+}
+
+void
+worker_catch_signals(void)
+{
+	catch_signals(NULL, NULL);
 }
 
 static void
@@ -1229,7 +1236,7 @@ int
 worker_run(const struct worker_config *cf, const struct opt_kafka *o,
     struct worker_stats *st)
 {
-	struct sigaction sa, oint, oterm;
+	struct sigaction oint, oterm;
 	struct worker w;
 	size_t i;
 
@@ -1243,12 +1250,7 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	w.next_tick = util_mono_ms();
 	w.next_report = util_mono_ms() + cf->report_ms;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &oint);
-	sigaction(SIGTERM, &sa, &oterm);
+	catch_signals(&oint, &oterm);
 
 	run(&w, o);
 	if (cf->idle != NULL)

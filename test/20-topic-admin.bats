@@ -250,7 +250,8 @@ now_ms() {
 # whose group coordinator answers CODE to the first COUNT requests
 # (test/fixtures/coordinator-error.c).
 lag_coordinator_error() {
-	cc -shared -fPIC -o "$BATS_TEST_TMPDIR/coord.so" \
+	[ -e "$BATS_TEST_TMPDIR/coord.so" ] ||
+	    cc -shared -fPIC -o "$BATS_TEST_TMPDIR/coord.so" \
 	    "$BATS_TEST_DIRNAME/fixtures/coordinator-error.c" -ldl -lrdkafka ||
 	    return 99
 	COORD_ERR=$1 COORD_ERR_COUNT=$2 \
