@@ -26,6 +26,7 @@
 #include <uuid/uuid.h>
 
 #include "event.h"
+#include "jsonmem.h"
 #include "util.h"
 
 /*
@@ -40,6 +41,7 @@ static const uuid_t event_ns = {
 
 #define PURPOSE_MAX	64
 #define LEGACY_SKU	"LEGACY"
+#define PRINT_MAX	(64 * 1024 * 1024)	/* the largest event printed */
 
 /* A string rule: 1..max characters of a class, and maybe more checks. */
 struct rule {
@@ -484,14 +486,19 @@ order_parse(const char *json, size_t len, struct order *out,
     struct event_err *err)
 {
 	cJSON *root;
+	size_t mark;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	err_clear(err);
-	if ((root = json_parse(json, len, err)) == NULL)
+	mark = jsonmem_begin();
+	if ((root = json_parse(json, len, err)) == NULL) {
+		jsonmem_end(mark);
 		return -1;
+	}
 	rc = order_from_json(root, "", 0, out, err);
 	cJSON_Delete(root);
+	jsonmem_end(mark);
 	if (rc == -1)
 		order_free(out);
 	return rc;
@@ -723,14 +730,19 @@ event_parse(const void *buf, size_t len, struct event *ev,
     struct event_err *err)
 {
 	cJSON *root;
+	size_t mark;
 	int rc;
 
 	memset(ev, 0, sizeof(*ev));
 	err_clear(err);
-	if ((root = json_parse(buf, len, err)) == NULL)
+	mark = jsonmem_begin();
+	if ((root = json_parse(buf, len, err)) == NULL) {
+		jsonmem_end(mark);
 		return -1;
+	}
 	rc = envelope(root, ev, err);
 	cJSON_Delete(root);
+	jsonmem_end(mark);
 	if (rc == -1) {
 		event_free(ev);
 		ev->kind = EVENT_NONE;
@@ -936,25 +948,34 @@ put_data(cJSON *root, const struct event *ev, int *fail)
 }
 
 /*
- * cJSON_PrintUnformatted() prints into a small buffer that it doubles and
- * then copies; most events fit in one per-thread buffer, printed once and
- * copied once.
+ * Printed into a per-thread buffer that most events fit, then copied
+ * once; a larger event into buffers of our own, doubled until it fits.
+ * cJSON allocates nothing for either, so the tree may live in a jsonmem
+ * scope (its own cJSON_PrintUnformatted() would print into the arena).
  */
 static char *
 print(const cJSON *root, size_t *lenp)
 {
 	static __thread char buf[16384];
+	size_t size;
 	char *s;
 
-	if (!cJSON_PrintPreallocated((cJSON *)root, buf, sizeof(buf), 0)) {
-		if ((s = cJSON_PrintUnformatted(root)) != NULL)
-			*lenp = strlen(s);
+	if (cJSON_PrintPreallocated((cJSON *)root, buf, sizeof(buf), 0)) {
+		*lenp = strlen(buf);
+		if ((s = malloc(*lenp + 1)) != NULL)
+			memcpy(s, buf, *lenp + 1);
 		return s;
 	}
-	*lenp = strlen(buf);
-	if ((s = malloc(*lenp + 1)) != NULL)
-		memcpy(s, buf, *lenp + 1);
-	return s;
+	for (size = 4 * sizeof(buf); size <= PRINT_MAX; size *= 2) {
+		if ((s = malloc(size)) == NULL)
+			return NULL;
+		if (cJSON_PrintPreallocated((cJSON *)root, s, (int)size, 0)) {
+			*lenp = strlen(s);
+			return s;
+		}
+		free(s);
+	}
+	return NULL;
 }
 
 char *
@@ -962,14 +983,16 @@ event_serialize(const struct event *ev, size_t *lenp)
 {
 	cJSON *root;
 	char *s = NULL;
-	size_t len = 0;
+	size_t len = 0, mark;
 	int fail = 0;
 
 	if (ev->kind == EVENT_NONE) {
 		errno = EINVAL;
 		return NULL;
 	}
+	mark = jsonmem_begin();
 	if ((root = cJSON_CreateObject()) == NULL) {
+		jsonmem_end(mark);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -986,6 +1009,7 @@ event_serialize(const struct event *ev, size_t *lenp)
 	if (!fail)
 		s = print(root, &len);
 	cJSON_Delete(root);
+	jsonmem_end(mark);
 	if (s == NULL) {
 		errno = ENOMEM;
 		return NULL;

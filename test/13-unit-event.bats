@@ -18,7 +18,7 @@ event() {
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
 	    nesting generated sameid derive amount upcast types envelope \
-	    payment format trace)"
+	    payment format trace jsonmem)"
 }
 
 @test "event: a valid order parsed, total computed" {
@@ -87,6 +87,10 @@ event() {
 
 @test "event: traceparent generated, validated, trace id extracted" {
 	event trace
+}
+
+@test "event: cJSON's arena: scopes nest, big blocks fall back, threads free theirs" {
+	event jsonmem
 }
 
 @test "event: an unknown subtest is a usage error" {

@@ -1,16 +1,21 @@
 /*
  * event_test.c - unit tests for common/event.c: the order rules, events
- * parsed and built, upcasting, derived ids, money and traceparent.
+ * parsed and built, upcasting, derived ids, money and traceparent; and
+ * common/jsonmem.c, the memory cJSON gets while event.c works.
  *
  * Usage: event_test [NAME]; without NAME it lists the tests.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "event.h"
+#include "jsonmem.h"
 
 static int failures;
 
@@ -878,6 +883,122 @@ test_trace(void)
 	CHECK(trace_id_of(bad[5], id) == -1);
 }
 
+/* Parses and builds in a thread of its own, which then exits. */
+static void *
+jsonmem_thread(void *arg)
+{
+	struct order o;
+	struct event_err err;
+	int *ok = arg;
+
+	*ok = order_parse(good, strlen(good), &o, &err) == 0 &&
+	    jsonmem_used() == 0;
+	order_free(&o);
+	return NULL;
+}
+
+/* 100 items whose SKUs are 64 quotes each, written \" in JSON. */
+static void
+big_event(void)
+{
+	struct order o;
+	struct event ev, back;
+	struct event_err err;
+	char *s;
+	size_t i, len = 0;
+
+	memset(&o, 0, sizeof(o));
+	strcpy(o.order_id, "o-big");
+	strcpy(o.customer_id, "c-1");
+	strcpy(o.email, "ana@example.com");
+	strcpy(o.currency, "EUR");
+	strcpy(o.payment_method, "pm_card_visa");
+	if ((o.items = calloc(ORDER_ITEMS_MAX, sizeof(*o.items))) == NULL)
+		abort();
+	o.nitems = ORDER_ITEMS_MAX;
+	for (i = 0; i < o.nitems; i++) {
+		memset(o.items[i].sku, '"', ORDER_SKU_MAX);
+		o.items[i].qty = 1;
+		o.items[i].unit_price = 1;
+	}
+	o.total = ORDER_ITEMS_MAX;
+	CHECK(event_order_created(&ev, &o, "/test", NULL) == 0);
+	s = event_serialize(&ev, &len);
+	CHECK(s != NULL && len > 16384 && strlen(s) == len);
+	CHECK(s != NULL && event_parse(s, len, &back, &err) == 0);
+	CHECK(back.order.nitems == ORDER_ITEMS_MAX &&
+	    strcmp(back.order.items[99].sku, o.items[99].sku) == 0);
+	CHECK(jsonmem_used() == 0);
+	event_free(&back);
+	event_free(&ev);
+	order_free(&o);
+	free(s);
+}
+
+static void
+test_jsonmem(void)
+{
+	struct order o;
+	struct event ev;
+	struct event_err err;
+	cJSON *before, *a, *b, *big;
+	size_t m1, m2, used;
+	pthread_t th;
+	char *s, *t;
+	int ok = 0;
+
+	/* Made outside a scope, freed inside one: plain malloc and free. */
+	before = cJSON_CreateString("before");
+	m1 = jsonmem_begin();
+	CHECK(m1 == 0);
+	a = cJSON_CreateObject();
+	CHECK(a != NULL && jsonmem_used() > m1);
+	cJSON_Delete(before);
+	/* Nested: the inner end takes back only what the inner made. */
+	used = jsonmem_used();
+	m2 = jsonmem_begin();
+	CHECK(m2 == used);
+	b = cJSON_CreateString("inner");
+	CHECK(b != NULL && jsonmem_used() > m2);
+	cJSON_Delete(b);
+	jsonmem_end(m2);
+	CHECK(jsonmem_used() == used);
+	/* Too big for the arena: malloc, freed by cJSON_free() alike. */
+	big = cJSON_CreateString("x");
+	if ((s = malloc(JSONMEM_ARENA + 1)) == NULL)
+		abort();
+	memset(s, 'y', JSONMEM_ARENA);
+	s[JSONMEM_ARENA] = '\0';
+	CHECK(big != NULL && cJSON_SetValuestring(big, s) != NULL);
+	CHECK(jsonmem_used() < JSONMEM_ARENA);
+	CHECK(cJSON_AddItemToObject(a, "big", big));
+	t = cJSON_PrintUnformatted(a);
+	CHECK(t != NULL && strlen(t) == JSONMEM_ARENA + 10);
+	cJSON_free(t);
+	free(s);
+	cJSON_Delete(a);
+	jsonmem_end(m1);
+	CHECK(jsonmem_used() == 0);
+
+	/* event.c's own scopes are closed when it returns. */
+	CHECK(order_parse(good, strlen(good), &o, &err) == 0);
+	CHECK(jsonmem_used() == 0);
+	CHECK(event_order_created(&ev, &o, "/test", NULL) == 0);
+	s = event_serialize(&ev, NULL);
+	CHECK(s != NULL && jsonmem_used() == 0);
+	event_free(&ev);
+	CHECK(s != NULL && event_parse(s, strlen(s), &ev, &err) == 0);
+	CHECK(jsonmem_used() == 0 && strcmp(ev.subject, "o-1001") == 0);
+	event_free(&ev);
+	free(s);
+	order_free(&o);
+	/* The largest events print past the 16 KiB buffer, outside cJSON. */
+	big_event();
+	/* A thread's arena goes with it (LeakSanitizer would say). */
+	CHECK(pthread_create(&th, NULL, jsonmem_thread, &ok) == 0);
+	CHECK(pthread_join(th, NULL) == 0 && ok);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -899,6 +1020,7 @@ static const struct {
 	{ "payment", test_payment },
 	{ "format", test_format },
 	{ "trace", test_trace },
+	{ "jsonmem", test_jsonmem },
 };
 
 int
