@@ -18,6 +18,7 @@
  * partition and offset the broker acknowledged or with an error.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,7 @@ struct submit {
 	struct chunk		*chunks;
 	cJSON			*receipt;	/* reused for every receipt */
 	cJSON			*r_order, *r_event, *r_part, *r_off;
+	char			 r_partbuf[24], r_offbuf[24];
 	uint64_t		 inflight;
 	uint64_t		 valid, rejected, delivered, failed;
 	int			 io_error;	/* an input that could not be read */
@@ -129,17 +131,44 @@ xcalloc(size_t n, size_t size)
  * Receipts.
  */
 
+/*
+ * A member whose value is the text at *text, referenced and not copied:
+ * a string (raw 0) or a JSON literal the caller writes (raw 1).  The
+ * caller keeps the text alive and may repoint or rewrite it between two
+ * prints; cJSON_Delete() leaves it alone.
+ */
+static cJSON *
+ref_member(cJSON *obj, const char *name, const char *text, int raw)
+{
+	cJSON *item;
+
+	if ((item = raw ? cJSON_CreateRaw("") : cJSON_CreateString("")) ==
+	    NULL)
+		return NULL;
+	cJSON_free(item->valuestring);
+	item->valuestring = (char *)(uintptr_t)text;
+	item->type |= cJSON_IsReference;
+	if (!cJSON_AddItemToObject(obj, name, item)) {
+		cJSON_Delete(item);
+		return NULL;
+	}
+	return item;
+}
+
 static void
 receipt_init(struct submit *s)
 {
 	cJSON *r;
 
+	strcpy(s->r_partbuf, "0");
+	strcpy(s->r_offbuf, "0");
 	if ((r = cJSON_CreateObject()) == NULL ||
-	    (s->r_order = cJSON_AddStringToObject(r, "order_id", "")) == NULL ||
-	    (s->r_event = cJSON_AddStringToObject(r, "event_id", "")) == NULL ||
+	    (s->r_order = ref_member(r, "order_id", "", 0)) == NULL ||
+	    (s->r_event = ref_member(r, "event_id", "", 0)) == NULL ||
 	    cJSON_AddStringToObject(r, "topic", s->topic) == NULL ||
-	    (s->r_part = cJSON_AddNumberToObject(r, "partition", 0)) == NULL ||
-	    (s->r_off = cJSON_AddNumberToObject(r, "offset", 0)) == NULL)
+	    (s->r_part = ref_member(r, "partition", s->r_partbuf, 1)) ==
+	    NULL ||
+	    (s->r_off = ref_member(r, "offset", s->r_offbuf, 1)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
 	s->receipt = r;
 }
@@ -152,9 +181,9 @@ put_line(const char *buf, size_t len)
 }
 
 /*
- * A delivered event: the template's values are replaced in place (no
- * allocation once its strings have grown to the longest ids seen) and
- * printed into a buffer of fixed size: ids are bounded, so it always fits.
+ * A delivered event: the template's members are pointed at the ids and at
+ * the numbers written here (no allocation, no double) and printed into a
+ * buffer of fixed size: ids are bounded, so it always fits.
  */
 static void
 receipt_ok(struct submit *s, const char *order_id, const char *event_id,
@@ -162,11 +191,10 @@ receipt_ok(struct submit *s, const char *order_id, const char *event_id,
 {
 	char buf[1024];
 
-	if (cJSON_SetValuestring(s->r_order, order_id) == NULL ||
-	    cJSON_SetValuestring(s->r_event, event_id) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	cJSON_SetNumberValue(s->r_part, partition);
-	cJSON_SetNumberValue(s->r_off, (double)offset);
+	s->r_order->valuestring = (char *)(uintptr_t)order_id;
+	s->r_event->valuestring = (char *)(uintptr_t)event_id;
+	snprintf(s->r_partbuf, sizeof(s->r_partbuf), "%" PRId32, partition);
+	snprintf(s->r_offbuf, sizeof(s->r_offbuf), "%" PRId64, offset);
 	if (!cJSON_PrintPreallocated(s->receipt, buf, sizeof(buf), 0))
 		log_fatal(OF_EXIT_FAIL, "receipt of order %s too long",
 		    order_id);
