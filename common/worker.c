@@ -82,19 +82,34 @@ struct pipe_retry {
 	char	*why;			/* why the last one failed */
 };
 
-/* Pipe mode: the reader thread hands over one line at a time. */
-struct reader {
-	pthread_t	 th;
-	pthread_mutex_t	 mu;
-	pthread_cond_t	 cv;		/* full or quit changed */
-	struct jsonl	*r;
-	int		 full;		/* the slot below is filled */
-	int		 quit;		/* the worker wants no more */
+/*
+ * Pipe mode: the reader thread hands lines over through a ring of slots.
+ * Handing over one line at a time cost two thread wake-ups a line, a
+ * quarter of pay-process's time; the reader now sleeps until the ring is
+ * half empty and refills it.  READER_BYTES bounds the lines it holds.
+ */
+#define READER_SLOTS	64
+#define READER_BYTES	(1024 * 1024)
+
+struct reader_slot {
 	int		 status;	/* enum jsonl_status */
 	char		*line;
 	size_t		 len;
 	long		 lineno;
 	char		 err[256];
+};
+
+struct reader {
+	pthread_t	 th;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;		/* count or quit changed */
+	struct jsonl	*r;
+	struct reader_slot slots[READER_SLOTS];
+	size_t		 head;		/* the oldest filled slot */
+	size_t		 count;		/* filled slots */
+	size_t		 bytes;		/* of their lines */
+	int		 waiting;	/* the reader waits for room */
+	int		 quit;		/* the worker wants no more */
 };
 
 struct worker {
@@ -836,10 +851,27 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
  * Pipe mode.
  */
 
+/* Room for one more line: a free slot, and the byte bound not reached. */
+static int
+reader_room(const struct reader *rd)
+{
+	return rd->count == 0 ||
+	    (rd->count < READER_SLOTS && rd->bytes < READER_BYTES);
+}
+
+/* Drained to half, in slots and in bytes: time to wake a waiting reader. */
+static int
+reader_low(const struct reader *rd)
+{
+	return rd->count == 0 || (rd->count <= READER_SLOTS / 2 &&
+	    rd->bytes <= READER_BYTES / 2);
+}
+
 static void *
 reader_main(void *arg)
 {
 	struct reader *rd = arg;
+	struct reader_slot *sl;
 	const char *line;
 	char *copy;
 	size_t len;
@@ -855,22 +887,28 @@ reader_main(void *arg)
 		if (st == JSONL_LINE && (copy = strndup(line, len)) == NULL)
 			st = JSONL_ERROR;
 		pthread_mutex_lock(&rd->mu);
-		while (rd->full && !rd->quit)
+		while (!reader_room(rd) && !rd->quit) {
+			rd->waiting = 1;
 			pthread_cond_wait(&rd->cv, &rd->mu);
+		}
+		rd->waiting = 0;
 		if (rd->quit) {
 			pthread_mutex_unlock(&rd->mu);
 			free(copy);
 			break;
 		}
-		rd->status = st;
-		rd->line = copy;
-		rd->len = len;
-		rd->lineno = jsonl_lineno(rd->r);
-		snprintf(rd->err, sizeof(rd->err), "%s", copy == NULL &&
+		sl = &rd->slots[(rd->head + rd->count) % READER_SLOTS];
+		sl->status = st;
+		sl->line = copy;
+		sl->len = len;
+		sl->lineno = jsonl_lineno(rd->r);
+		snprintf(sl->err, sizeof(sl->err), "%s", copy == NULL &&
 		    st == JSONL_ERROR && *jsonl_error(rd->r) == '\0' ?
 		    "out of memory" : jsonl_error(rd->r));
-		rd->full = 1;
-		pthread_cond_broadcast(&rd->cv);
+		if (rd->count++ == 0)
+			pthread_cond_broadcast(&rd->cv);
+		if (copy != NULL)
+			rd->bytes += len;
 		pthread_mutex_unlock(&rd->mu);
 	} while (st != JSONL_EOF && st != JSONL_ERROR);
 	return NULL;
@@ -918,8 +956,10 @@ reader_stop(struct reader *rd, int finished)
 	if (!finished)
 		pthread_cancel(rd->th);
 	pthread_join(rd->th, NULL);
-	if (rd->full)
-		free(rd->line);
+	for (; rd->count > 0; rd->count--) {
+		free(rd->slots[rd->head].line);
+		rd->head = (rd->head + 1) % READER_SLOTS;
+	}
 	jsonl_close(rd->r);
 	pthread_cond_destroy(&rd->cv);
 	pthread_mutex_destroy(&rd->mu);
@@ -927,29 +967,36 @@ reader_stop(struct reader *rd, int finished)
 
 /*
  * Waits up to wait_ms for the reader's next slot.  Returns 1 with the
- * slot's contents (the caller frees *line), 0 on a timeout.
+ * slot's contents (the caller frees *line), 0 on a timeout.  The reader
+ * is woken when the ring has drained to half, not for every slot.
  */
 static int
 reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
     size_t *len, long *lineno, char *err, size_t errlen)
 {
 	struct timespec ts = util_time_in(CLOCK_MONOTONIC, wait_ms);
+	struct reader_slot *sl;
 	int got = 0;
 
 	pthread_mutex_lock(&rd->mu);
-	while (!rd->full &&
+	while (rd->count == 0 &&
 	    pthread_cond_timedwait(&rd->cv, &rd->mu, &ts) != ETIMEDOUT)
 		;
-	if (rd->full) {
-		*status = rd->status;
-		*line = rd->line;
-		*len = rd->len;
-		*lineno = rd->lineno;
-		snprintf(err, errlen, "%s", rd->err);
-		rd->line = NULL;
-		rd->full = 0;
+	if (rd->count > 0) {
+		sl = &rd->slots[rd->head];
+		*status = sl->status;
+		*line = sl->line;
+		*len = sl->len;
+		*lineno = sl->lineno;
+		snprintf(err, errlen, "%s", sl->err);
+		if (sl->line != NULL)
+			rd->bytes -= sl->len;
+		sl->line = NULL;
+		rd->head = (rd->head + 1) % READER_SLOTS;
+		rd->count--;
 		got = 1;
-		pthread_cond_broadcast(&rd->cv);
+		if (rd->waiting && reader_low(rd))
+			pthread_cond_broadcast(&rd->cv);
 	}
 	pthread_mutex_unlock(&rd->mu);
 	return got;

@@ -12,3 +12,8 @@ load test_helper
 	run --separate-stderr "$BUILD/test/worker_test" pipe
 	assert_success
 }
+
+@test "worker: pipe mode hands 1,000 lines, some of 300 KiB, over in order" {
+	run --separate-stderr "$BUILD/test/worker_test" ring
+	assert_success
+}

@@ -281,12 +281,67 @@ test_pipe(void)
 	opt_free(&o);
 }
 
+/*
+ * Many lines through the reader's ring, some so long that a few of them
+ * fill its byte bound: each processed once, in input order.
+ */
+static void
+test_ring(void)
+{
+	char in[] = "/tmp/worker_test.in.XXXXXX";
+	char outp[] = "/tmp/worker_test.out.XXXXXX";
+	struct worker_config cf;
+	struct worker_stats st;
+	struct opt_kafka o;
+	struct script s = { 0 };
+	char *out, *line, *save, want[64], *big;
+	int fd, i, n = 0, inorder = 1;
+	const int lines = 1000, bigsize = 300 * 1024;
+	FILE *fp;
+
+	if ((big = malloc(bigsize + 1)) == NULL)
+		abort();
+	memset(big, 'x', bigsize);
+	big[0] = big[bigsize - 1] = '"';
+	big[bigsize] = '\0';
+	CHECK((fd = mkstemp(in)) != -1);
+	fp = fdopen(fd, "w");
+	for (i = 1; i <= lines; i++)
+		fprintf(fp, "%s\n", i % 50 == 0 ? big : "\"ok\"");
+	fclose(fp);
+	close(mkstemp(outp));
+	CHECK(freopen(outp, "w", stdout) != NULL);
+
+	opt_init(&o, NULL);
+	pipe_config(&cf, in);
+	cf.handle = scripted;
+	cf.ctx = &s;
+	CHECK(worker_run(&cf, &o, &st) == OF_EXIT_OK);
+	fflush(stdout);
+	CHECK(s.calls == lines && st.done == (uint64_t)lines);
+
+	out = slurp(outp);
+	for (line = strtok_r(out, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		snprintf(want, sizeof(want), "{\"line\":%d,\"attempt\":1}",
+		    ++n);
+		inorder &= strcmp(line, want) == 0;
+	}
+	CHECK(n == lines && inorder);
+	free(out);
+	free(big);
+	unlink(in);
+	unlink(outp);
+	opt_free(&o);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
 	{ "backoff", test_backoff },
 	{ "pipe", test_pipe },
+	{ "ring", test_ring },
 };
 
 int
