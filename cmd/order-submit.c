@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
@@ -80,6 +81,7 @@ struct submit {
 	const char		*purged;	/* why waiting was given up */
 };
 
+static char outbuf[65536];		/* stdout's buffer */
 static volatile sig_atomic_t stop;	/* signals received */
 static volatile sig_atomic_t stop_sig;
 
@@ -574,6 +576,12 @@ main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	signals_init();
+	/*
+	 * A receipt or event a line: one write(2) per 64 KiB rather than per
+	 * disk block.  A terminal keeps its line buffering.
+	 */
+	if (!isatty(STDOUT_FILENO))
+		(void)setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
 
 	s.topic = opt_topic(&s.o, "order-created");
 	if (!s.pipe) {

@@ -1151,7 +1151,7 @@ random_bytes(unsigned char *buf, size_t len)
 	 * them, and each byte is wiped once handed out.  A process that forks
 	 * after drawing from it must not generate ids in the child.
 	 */
-	static __thread unsigned char pool[256];
+	static __thread unsigned char pool[2048];
 	static __thread size_t avail;
 	size_t n;
 
