@@ -877,6 +877,96 @@ create_existing(struct ta *t, struct plan *p, size_t n)
 	return rc;
 }
 
+/* A topic is ready when it has partitions that all have a leader. */
+static int
+topic_ready(const rd_kafka_metadata_t *md, const char *name)
+{
+	const rd_kafka_metadata_topic_t *mt;
+	int i;
+
+	if ((mt = topic_find(md, name)) == NULL || mt->err != 0 ||
+	    mt->partition_cnt == 0)
+		return 0;
+	for (i = 0; i < mt->partition_cnt; i++)
+		if (mt->partitions[i].err != 0 || mt->partitions[i].leader < 0)
+			return 0;
+	return 1;
+}
+
+/* The topics of names not ready, comma-separated in buf; 0 if none. */
+static size_t
+wait_missing(struct ta *t, const char *const *names, size_t n, char *buf,
+    size_t len)
+{
+	size_t i, off = 0, missing = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (topic_ready(t->md, names[i]))
+			continue;
+		missing++;
+		if (off < len)
+			off += snprintf(buf + off, len - off, "%s%s",
+			    off ? ", " : "", names[i]);
+	}
+	return missing;
+}
+
+/*
+ * Until the n topics of names are ready or -m seconds have passed: 0, or
+ * 1 with those not ready in missing.  *answered: whether a broker answered.
+ */
+static int
+wait_ready(struct ta *t, const char *const *names, size_t n, char *missing,
+    size_t len, int *answered)
+{
+	int64_t deadline = util_mono_ms() + t->timeout_s * 1000LL, left;
+
+	*answered = 0;
+	snprintf(missing, len, "no answer");
+	while ((left = deadline - util_mono_ms()) > 0) {
+		if (metadata_try(t, left < SLICE_MS ? (int)left :
+		    SLICE_MS) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			*answered = 1;
+			if (wait_missing(t, names, n, missing, len) == 0)
+				return 0;
+			left = deadline - util_mono_ms();
+			pause_ms(t, left < WAIT_POLL_MS ? left : WAIT_POLL_MS);
+		}
+		check_interrupt(t);
+	}
+	return 1;
+}
+
+/*
+ * The controller answers once a new topic is in its log; the brokers learn
+ * of it when they have read that far, which a busy broker (one that has
+ * just started, say) may take seconds to do.  Until then a command using
+ * the topic is told it does not exist, so create returns only when every
+ * broker answering has it.
+ */
+static int
+create_settle(struct ta *t, const struct plan *p, size_t n)
+{
+	const char **names;
+	char missing[1024];
+	size_t i, cnt = 0;
+	int answered, rc = OF_EXIT_OK;
+
+	names = xcalloc(n, sizeof(*names));
+	for (i = 0; i < n; i++)
+		if (strcmp(p[i].status, "created") == 0)
+			names[cnt++] = p[i].name;
+	if (cnt > 0 && wait_ready(t, names, cnt, missing, sizeof(missing),
+	    &answered) != 0) {
+		log_error("created, but not ready after %d s: %s",
+		    t->timeout_s, missing);
+		rc = OF_EXIT_KAFKA;
+	}
+	free(names);
+	return rc;
+}
+
 static int
 cmd_create(struct ta *t, int argc, char **argv)
 {
@@ -902,6 +992,8 @@ cmd_create(struct ta *t, int argc, char **argv)
 	for (i = 0; i < n; i++)
 		missing += !p[i].exists;
 	if (missing > 0 && (r = create_missing(t, p, n)) != OF_EXIT_OK)
+		rc = r;
+	if (missing > 0 && (r = create_settle(t, p, n)) != OF_EXIT_OK)
 		rc = r;
 	create_print(t, p, n);
 	free(p);
@@ -1353,61 +1445,19 @@ cmd_lag(struct ta *t, int argc, char **argv)
 	return rc;
 }
 
-/* A topic is ready when it has partitions that all have a leader. */
-static int
-topic_ready(const rd_kafka_metadata_t *md, const char *name)
-{
-	const rd_kafka_metadata_topic_t *mt;
-	int i;
-
-	if ((mt = topic_find(md, name)) == NULL || mt->err != 0 ||
-	    mt->partition_cnt == 0)
-		return 0;
-	for (i = 0; i < mt->partition_cnt; i++)
-		if (mt->partitions[i].err != 0 || mt->partitions[i].leader < 0)
-			return 0;
-	return 1;
-}
-
-/* The topics not ready, comma-separated in buf; 0 if none. */
-static size_t
-wait_missing(struct ta *t, char *buf, size_t len)
-{
-	size_t i, n, off = 0, missing = 0;
-	const char *const *names = topic_names(t, &n);
-
-	buf[0] = '\0';
-	for (i = 0; i < n; i++) {
-		if (topic_ready(t->md, names[i]))
-			continue;
-		missing++;
-		if (off < len)
-			off += snprintf(buf + off, len - off, "%s%s",
-			    off ? ", " : "", names[i]);
-	}
-	return missing;
-}
-
 static int
 cmd_wait(struct ta *t, int argc, char **argv)
 {
-	int64_t deadline = util_mono_ms() + t->timeout_s * 1000LL, left;
+	const char *const *names;
 	char missing[1024];
-	int answered = 0;
+	size_t n;
+	int answered;
 
 	(void)argc;
 	(void)argv;
-	while ((left = deadline - util_mono_ms()) > 0) {
-		if (metadata_try(t, left < SLICE_MS ? (int)left :
-		    SLICE_MS) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-			answered = 1;
-			if (wait_missing(t, missing, sizeof(missing)) == 0)
-				return OF_EXIT_OK;
-			left = deadline - util_mono_ms();
-			pause_ms(t, left < WAIT_POLL_MS ? left : WAIT_POLL_MS);
-		}
-		check_interrupt(t);
-	}
+	names = topic_names(t, &n);
+	if (wait_ready(t, names, n, missing, sizeof(missing), &answered) == 0)
+		return OF_EXIT_OK;
 	if (!answered)
 		unreachable(t);
 	log_error("topics not ready after %d s: %s", t->timeout_s, missing);

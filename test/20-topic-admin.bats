@@ -288,6 +288,42 @@ lag_coordinator_error() {
 	[[ "$stderr" == *"not ready after 2 s: $t" ]] || fail "stderr: $stderr"
 }
 
+# create_lagging TOPIC COUNT [OPTION...]: topic-admin create -t TOPIC,
+# the first COUNT metadata answers after its CreateTopics leaving TOPIC
+# out (test/fixtures/metadata-lag.c).
+create_lagging() {
+	local t=$1 n=$2
+
+	shift 2
+	[ -e "$BATS_TEST_TMPDIR/lag.so" ] ||
+	    cc -shared -fPIC -o "$BATS_TEST_TMPDIR/lag.so" \
+	    "$BATS_TEST_DIRNAME/fixtures/metadata-lag.c" -ldl -lrdkafka ||
+	    return 99
+	LAG_TOPIC=$t LAG_COUNT=$n \
+	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+	    LD_PRELOAD="$BATS_TEST_TMPDIR/lag.so" \
+	    topic-admin "$@" create -t "$t"
+}
+
+# A broker knows of a new topic once it has read the controller's log that
+# far, which a busy one takes seconds to do: until then commands are told
+# the topic does not exist.
+@test "topic-admin: create returns once the brokers know the new topics" {
+	local t
+	t=$(unique_name settle)
+	run --separate-stderr create_lagging "$t" 3
+	assert_success
+	assert_line --regexp "^$t +6 +1 +1 +- +created$"
+	assert_equal "$stderr" "metadata-lag: 3 answers without $t"
+	# never known within -m: exit 4, saying which
+	t=$(unique_name settle)
+	run --separate-stderr create_lagging "$t" 1000000 -m 2
+	assert_failure 4
+	assert_line --regexp "^$t +6 +1 +1 +- +created$"
+	assert_equal "${stderr_lines[0]}" \
+	    "topic-admin: created, but not ready after 2 s: $t"
+}
+
 @test "topic-admin: an unreachable broker exits 4 with one line, in time" {
 	local t0 t1
 	t0=$(now_ms)
