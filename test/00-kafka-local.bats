@@ -148,6 +148,8 @@ stderr_has() {
 @test "kafka-local: data survive a restart; --fresh wipes them" {
 	topic=$(unique_name kl)
 	kl start >/dev/null
+	# topics are not created by their first use
+	topic-admin -q -b "127.0.0.1:$KL_PORT" create -p 1 -t "$topic" >/dev/null
 	echo hello | kcat -P -b "127.0.0.1:$KL_PORT" -t "$topic"
 	kl stop
 	kl start >/dev/null
