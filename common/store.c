@@ -3,14 +3,27 @@
  *
  * Files in the environment directory (besides BDB's __db.* regions,
  * __db.register and log.* files):
- *   idem.db	 btree: key -> created_ms, expires_ms, state, outcome
+ *   idem.db	 btree: key -> created_ms, expires_ms, state, and the
+ *		 outcome, or where outcome.db holds it
  *   idem-exp.db btree, a secondary index of idem.db (DB->associate):
  *		 expires_ms -> key, so expiry walks only expired records
+ *   outcome.db	 heap: the outcomes longer than IDEM_INLINE_MAX
  *   orders.db	 btree: order id -> JSON text
  *   outbox.db	 btree: big-endian seq -> appended_ms, data
  *   meta.db	 btree holding the outbox's DB_SEQUENCE
  * Numbers are stored big-endian, signed ones with the sign bit flipped,
  * so that byte order (BDB's default comparison) is numeric order.
+ *
+ * Why outcomes live apart: idempotency keys arrive in no useful order,
+ * so idem.db takes its inserts all over the tree.  With outcomes inline
+ * (a payment event is ~500 bytes) a 4 KiB leaf holds a handful of
+ * records, every second or third insert splits one, each split logs
+ * whole pages, and a tree many times the cache costs a page read and a
+ * page write per insert.  Keeping only a 26-byte reference in the tree
+ * makes it several times smaller and its splits rare; the heap takes the
+ * outcomes in arrival order, filling its pages one after the other, and
+ * reuses the space of deleted ones.  Short outcomes stay inline, where
+ * they cost less than the reference and a second lookup.
  *
  * The outbox takes numbers from a DB_SEQUENCE without a cache, each
  * increment its own small non-syncing transaction, rather than from a
@@ -114,12 +127,25 @@ _Static_assert(sizeof(db_threadid_t) >= sizeof(pid_t), "db_threadid_t");
 	DB_RECOVER)
 
 #define IDEM_HDR	20	/* created_ms, expires_ms, state */
+/*
+ * The stored state: the caller's in the low 31 bits (so from -2^30 to
+ * 2^30 - 1), and in the top bit whether the outcome is in outcome.db.
+ * A record written before outcomes moved out reads the same, unless its
+ * state was negative (the commands store 1).
+ */
+#define IDEM_APART	UINT32_C(0x80000000)
+#define IDEM_STATE_MIN	(-(1 << 30))
+#define IDEM_STATE_MAX	((1 << 30) - 1)
+#define IDEM_REF	6	/* after the header: heap pgno, indx */
+#define IDEM_INLINE_MAX	64	/* longer outcomes go to outcome.db */
+#define HEAP_REGION_PAGES	256	/* outcome.db's regions: 1 MiB */
 #define OUTBOX_HDR	8	/* appended_ms */
 
 struct store {
 	DB_ENV		*env;
 	DB		*idem;
 	DB		*idem_exp;
+	DB		*outcomes;
 	DB		*orders;
 	DB		*outbox;
 	DB		*meta;
@@ -393,7 +419,8 @@ env_open(struct store *s, const char *dir, unsigned flags)
 }
 
 static int
-db_open(DB_ENV *env, DB **dbp, const char *file, u_int32_t dbflags)
+db_open(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
+    u_int32_t dbflags)
 {
 	DB *db;
 	int ret;
@@ -401,8 +428,19 @@ db_open(DB_ENV *env, DB **dbp, const char *file, u_int32_t dbflags)
 	*dbp = NULL;
 	if ((ret = db_create(&db, env, 0)) != 0)
 		return ret;
+	/*
+	 * A heap reuses the space of deleted records only once its
+	 * current region (by default all the pages one bitmap page
+	 * tracks, 64 MiB) is full; small regions keep it near the size
+	 * of what it holds.
+	 */
+	if (type == DB_HEAP &&
+	    (ret = db->set_heap_regionsize(db, HEAP_REGION_PAGES)) != 0) {
+		(void)db->close(db, 0);
+		return ret;
+	}
 	if ((dbflags == 0 || (ret = db->set_flags(db, dbflags)) == 0) &&
-	    (ret = db->open(db, NULL, file, NULL, DB_BTREE,
+	    (ret = db->open(db, NULL, file, NULL, type,
 	    DB_CREATE | DB_THREAD | DB_AUTO_COMMIT, 0600)) == 0) {
 		*dbp = db;
 		return 0;
@@ -468,6 +506,8 @@ tables_close(struct store *s)
 		(void)s->idem_exp->close(s->idem_exp, 0);
 	if (s->idem != NULL)
 		(void)s->idem->close(s->idem, 0);
+	if (s->outcomes != NULL)
+		(void)s->outcomes->close(s->outcomes, 0);
 	if (s->orders != NULL)
 		(void)s->orders->close(s->orders, 0);
 	if (s->outbox != NULL)
@@ -475,7 +515,8 @@ tables_close(struct store *s)
 	if (s->meta != NULL)
 		(void)s->meta->close(s->meta, 0);
 	s->seq = NULL;
-	s->idem = s->idem_exp = s->orders = s->outbox = s->meta = NULL;
+	s->idem = s->idem_exp = s->outcomes = NULL;
+	s->orders = s->outbox = s->meta = NULL;
 }
 
 static int
@@ -484,13 +525,15 @@ tables_open(struct store *s)
 	DB_ENV *e = s->env;
 	int ret;
 
-	if ((ret = db_open(e, &s->idem, "idem.db", 0)) != 0 ||
-	    (ret = db_open(e, &s->idem_exp, "idem-exp.db", DB_DUPSORT)) != 0 ||
+	if ((ret = db_open(e, &s->idem, "idem.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(e, &s->idem_exp, "idem-exp.db", DB_BTREE,
+	    DB_DUPSORT)) != 0 ||
 	    (ret = s->idem->associate(s->idem, NULL, s->idem_exp,
 	    idem_exp_key, DB_CREATE)) != 0 ||
-	    (ret = db_open(e, &s->orders, "orders.db", 0)) != 0 ||
-	    (ret = db_open(e, &s->outbox, "outbox.db", 0)) != 0 ||
-	    (ret = db_open(e, &s->meta, "meta.db", 0)) != 0 ||
+	    (ret = db_open(e, &s->outcomes, "outcome.db", DB_HEAP, 0)) != 0 ||
+	    (ret = db_open(e, &s->orders, "orders.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(e, &s->outbox, "outbox.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(e, &s->meta, "meta.db", DB_BTREE, 0)) != 0 ||
 	    (ret = seq_open(s)) != 0)
 		tables_close(s);
 	return ret;
@@ -858,57 +901,162 @@ in_txn(struct store *s, struct store_txn *t, store_fn *fn, struct op *o)
 
 /* Idempotency records. */
 
+static void
+rid_dbt(DBT *k, DB_HEAP_RID *rid)
+{
+	memset(k, 0, sizeof(*k));
+	k->data = rid;
+	k->size = DB_HEAP_RID_SZ;
+	k->ulen = sizeof(*rid);
+	k->flags = DB_DBT_USERMEM;
+}
+
+/*
+ * Decodes a record of idem.db: the header, and either the outcome (an
+ * inline one) or where outcome.db keeps it (rid; pgno 0 when inline,
+ * since a heap's page 0 is its meta page).
+ */
 static int
-idem_decode(const DBT *d, struct store_idem *r)
+idem_decode(const DBT *d, struct store_idem *r, DB_HEAP_RID *rid)
 {
 	const unsigned char *p = d->data;
+	uint32_t state;
+	int64_t v;
 
+	memset(r, 0, sizeof(*r));
+	memset(rid, 0, sizeof(*rid));
 	if (d->size < IDEM_HDR)
 		return EBADMSG;
 	r->created_ms = get_i64(p);
 	r->expires_ms = get_i64(p + 8);
-	r->state = (int)(int32_t)get_u32(p + 16);
+	state = get_u32(p + 16);
+	v = state & ~IDEM_APART;	/* 31 bits, sign-extended from bit 30 */
+	r->state = (int)(v & 0x40000000 ? v - 0x80000000 : v);
+	if (state & IDEM_APART) {
+		if (d->size != IDEM_HDR + IDEM_REF)
+			return EBADMSG;
+		rid->pgno = get_u32(p + IDEM_HDR);
+		rid->indx = (db_indx_t)(p[IDEM_HDR + 4] << 8 |
+		    p[IDEM_HDR + 5]);
+		return rid->pgno == 0 ? EBADMSG : 0;
+	}
 	r->outcome_len = d->size - IDEM_HDR;
 	if ((r->outcome = copy_nul(p + IDEM_HDR, r->outcome_len)) == NULL)
 		return ENOMEM;
 	return 0;
 }
 
+/*
+ * Reads an outcome kept apart.  A reference to nothing is damage, never
+ * "no record": that answer would let a payment be made twice.
+ */
 static int
-idem_read(struct store *s, struct store_txn *t, const char *key,
+outcome_get(struct store *s, struct store_txn *t, DB_HEAP_RID *rid,
     u_int32_t flags, struct store_idem *r)
 {
 	DBT k, d;
 	int ret;
 
-	dbt_in(&k, key, strlen(key));
+	rid_dbt(&k, rid);
 	dbt_out(&d);
-	if ((ret = s->idem->get(s->idem, dbtxn(t), &k, &d, flags)) != 0)
+	ret = s->outcomes->get(s->outcomes, dbtxn(t), &k, &d, flags);
+	if (ret == DB_NOTFOUND)
+		return EBADMSG;
+	if (ret != 0)
 		return ret;
-	ret = idem_decode(&d, r);
+	r->outcome_len = d.size;
+	r->outcome = copy_nul(d.data, d.size);
 	free(d.data);
-	return ret;
+	return r->outcome == NULL ? ENOMEM : 0;
+}
+
+/* The record under key as stored (d.data malloc'd), and its header. */
+static int
+idem_raw(struct store *s, struct store_txn *t, const char *key,
+    u_int32_t flags, DBT *d)
+{
+	DBT k;
+
+	dbt_in(&k, key, strlen(key));
+	dbt_out(d);
+	return s->idem->get(s->idem, dbtxn(t), &k, d, flags);
 }
 
 static int
-idem_write(struct store *s, struct store_txn *t, const char *key,
-    const struct store_idem *r, u_int32_t flags)
+idem_read(struct store *s, struct store_txn *t, const char *key,
+    u_int32_t flags, struct store_idem *r)
 {
-	unsigned char *buf;
+	DB_HEAP_RID rid;
+	DBT d;
+	int ret;
+
+	if ((ret = idem_raw(s, t, key, flags, &d)) != 0)
+		return ret;
+	ret = idem_decode(&d, r, &rid);
+	free(d.data);
+	if (ret == 0 && rid.pgno != 0)
+		ret = outcome_get(s, t, &rid, flags, r);
+	if (ret != 0)
+		store_idem_free(r);
+	return ret;
+}
+
+/* Deletes the outcome that the stored record d keeps apart, if any. */
+static int
+outcome_del(struct store *s, struct store_txn *t, const DBT *d)
+{
+	struct store_idem r;
+	DB_HEAP_RID rid;
+	DBT k;
+	int ret;
+
+	ret = idem_decode(d, &r, &rid);
+	store_idem_free(&r);
+	if (ret != 0 || rid.pgno == 0)
+		return ret;
+	rid_dbt(&k, &rid);
+	ret = s->outcomes->del(s->outcomes, dbtxn(t), &k, 0);
+	return ret == DB_NOTFOUND ? 0 : ret;
+}
+
+/* Writes a record over whatever is under key, whose outcome is gone. */
+static int
+idem_write(struct store *s, struct store_txn *t, const char *key,
+    const struct store_idem *r)
+{
+	unsigned char ref[IDEM_HDR + IDEM_REF], *buf = ref;
+	uint32_t state = (uint32_t)r->state & ~IDEM_APART;
+	DB_HEAP_RID rid;
+	size_t len;
 	DBT k, d;
 	int ret;
 
-	if ((buf = malloc(IDEM_HDR + r->outcome_len)) == NULL)
-		return ENOMEM;
+	if (r->outcome_len > IDEM_INLINE_MAX) {
+		rid_dbt(&k, &rid);
+		dbt_in(&d, r->outcome, r->outcome_len);
+		if ((ret = s->outcomes->put(s->outcomes, dbtxn(t), &k, &d,
+		    DB_APPEND)) != 0)
+			return ret;
+		state |= IDEM_APART;
+		put_u32(buf + IDEM_HDR, rid.pgno);
+		buf[IDEM_HDR + 4] = (unsigned char)(rid.indx >> 8);
+		buf[IDEM_HDR + 5] = (unsigned char)rid.indx;
+		len = IDEM_HDR + IDEM_REF;
+	} else {
+		len = IDEM_HDR + r->outcome_len;
+		if (len > sizeof(ref) && (buf = malloc(len)) == NULL)
+			return ENOMEM;
+		if (r->outcome_len > 0)
+			memcpy(buf + IDEM_HDR, r->outcome, r->outcome_len);
+	}
 	put_i64(buf, r->created_ms);
 	put_i64(buf + 8, r->expires_ms);
-	put_u32(buf + 16, (uint32_t)r->state);
-	if (r->outcome_len > 0)
-		memcpy(buf + IDEM_HDR, r->outcome, r->outcome_len);
+	put_u32(buf + 16, state);
 	dbt_in(&k, key, strlen(key));
-	dbt_in(&d, buf, IDEM_HDR + r->outcome_len);
-	ret = s->idem->put(s->idem, dbtxn(t), &k, &d, flags);
-	free(buf);
+	dbt_in(&d, buf, len);
+	ret = s->idem->put(s->idem, dbtxn(t), &k, &d, 0);
+	if (buf != ref)
+		free(buf);
 	return ret;
 }
 
@@ -939,12 +1087,40 @@ store_idem_get(struct store *s, struct store_txn *t, const char *key,
 	return in_txn(s, t, idem_get_fn, &o);
 }
 
+/*
+ * Puts o->in under o->key.  With o->now_ms > 0 only in place of nothing
+ * or of an expired record: an unexpired one gives DB_KEYEXIST, and is
+ * copied to o->idem when that is not NULL.
+ */
 static int
 idem_put_fn(struct store *s, struct store_txn *t, void *arg)
 {
 	struct op *o = arg;
+	struct store_idem old;
+	DB_HEAP_RID rid;
+	DBT d;
+	int ret;
 
-	return idem_write(s, t, o->key, o->in, 0);
+	ret = idem_raw(s, t, o->key, DB_RMW, &d);
+	if (ret == DB_NOTFOUND)
+		return idem_write(s, t, o->key, o->in);
+	if (ret != 0)
+		return ret;
+	if ((ret = idem_decode(&d, &old, &rid)) == 0 && o->now_ms > 0 &&
+	    old.expires_ms > o->now_ms) {
+		if (o->idem != NULL && (rid.pgno == 0 ||
+		    (ret = outcome_get(s, t, &rid, DB_RMW, &old)) == 0)) {
+			*o->idem = old;
+			old.outcome = NULL;
+		}
+		ret = ret == 0 ? DB_KEYEXIST : ret;
+	} else if (ret == 0)
+		ret = outcome_del(s, t, &d);
+	else if (o->now_ms == 0)
+		ret = 0;	/* a plain put replaces even a damaged record */
+	store_idem_free(&old);
+	free(d.data);
+	return ret == 0 ? idem_write(s, t, o->key, o->in) : ret;
 }
 
 int
@@ -953,33 +1129,10 @@ store_idem_put(struct store *s, struct store_txn *t, const char *key,
 {
 	struct op o = { .key = key, .in = rec };
 
-	if (check_key(key) != 0 || rec->outcome_len > UINT32_MAX - IDEM_HDR)
+	if (check_key(key) != 0 || rec->state < IDEM_STATE_MIN ||
+	    rec->state > IDEM_STATE_MAX || rec->outcome_len > UINT32_MAX)
 		return EINVAL;
 	return in_txn(s, t, idem_put_fn, &o);
-}
-
-/* Inserts; an expired record in the way is overwritten. */
-static int
-idem_put_new_fn(struct store *s, struct store_txn *t, void *arg)
-{
-	struct op *o = arg;
-	struct store_idem old;
-	int ret;
-
-	ret = idem_write(s, t, o->key, o->in, DB_NOOVERWRITE);
-	if (ret != DB_KEYEXIST)
-		return ret;
-	if ((ret = idem_read(s, t, o->key, DB_RMW, &old)) != 0)
-		return ret;
-	if (old.expires_ms <= o->now_ms) {
-		store_idem_free(&old);
-		return idem_write(s, t, o->key, o->in, 0);
-	}
-	if (o->idem != NULL)
-		*o->idem = old;
-	else
-		store_idem_free(&old);
-	return DB_KEYEXIST;
 }
 
 int
@@ -990,17 +1143,26 @@ store_idem_put_new(struct store *s, struct store_txn *t, const char *key,
 
 	if (old != NULL)
 		memset(old, 0, sizeof(*old));
-	if (check_key(key) != 0 || rec->outcome_len > UINT32_MAX - IDEM_HDR)
+	if (check_key(key) != 0 || rec->state < IDEM_STATE_MIN ||
+	    rec->state > IDEM_STATE_MAX || rec->outcome_len > UINT32_MAX ||
+	    now_ms <= 0)
 		return EINVAL;
-	return in_txn(s, t, idem_put_new_fn, &o);
+	return in_txn(s, t, idem_put_fn, &o);
 }
 
 static int
 idem_del_fn(struct store *s, struct store_txn *t, void *arg)
 {
 	struct op *o = arg;
-	DBT k;
+	DBT k, d;
+	int ret;
 
+	if ((ret = idem_raw(s, t, o->key, DB_RMW, &d)) != 0)
+		return ret;
+	ret = outcome_del(s, t, &d);
+	free(d.data);
+	if (ret != 0)
+		return ret;
 	dbt_in(&k, o->key, strlen(o->key));
 	return s->idem->del(s->idem, dbtxn(t), &k, 0);
 }
@@ -1017,7 +1179,7 @@ store_idem_del(struct store *s, struct store_txn *t, const char *key)
 
 /* Walks the expiry index from the oldest, deleting through it. */
 static int
-expire_walk(struct op *o, DBC *c)
+expire_walk(struct store *s, struct store_txn *t, struct op *o, DBC *c)
 {
 	DBT k, d;
 	int ret, stop;
@@ -1028,10 +1190,11 @@ expire_walk(struct op *o, DBC *c)
 		if ((ret = c->get(c, &k, &d, DB_NEXT | DB_RMW)) != 0)
 			return ret == DB_NOTFOUND ? 0 : ret;
 		stop = k.size != 8 || get_i64(k.data) > o->now_ms;
+		ret = stop ? 0 : outcome_del(s, t, &d);
 		free(k.data);
 		free(d.data);
-		if (stop)
-			return 0;
+		if (stop || ret != 0)
+			return ret;
 		if ((ret = c->del(c, 0)) != 0)
 			return ret;
 	}
@@ -1047,7 +1210,7 @@ idem_expire_fn(struct store *s, struct store_txn *t, void *arg)
 
 	if ((ret = s->idem_exp->cursor(s->idem_exp, dbtxn(t), &c, 0)) != 0)
 		return ret;
-	ret = expire_walk(o, c);
+	ret = expire_walk(s, t, o, c);
 	if ((t_ret = c->close(c)) != 0 && ret == 0)
 		ret = t_ret;
 	return ret;

@@ -57,7 +57,8 @@ struct store_txn;
 struct store_idem {
 	int64_t	 created_ms;
 	int64_t	 expires_ms;	/* expired (absent) once now_ms >= this */
-	int	 state;		/* the caller's: e.g. in flight, done */
+	int	 state;		/* the caller's (e.g. in flight, done), */
+				/* from -2^30 to 2^30 - 1 */
 	void	*outcome;	/* opaque bytes; on get, malloc'd and */
 	size_t	 outcome_len;	/* NUL-terminated (not counted in len) */
 };
@@ -115,7 +116,8 @@ int		 store_run(struct store *, store_fn *fn, void *arg);
  * is not NULL, fills it in.  del returns STORE_NOTFOUND when absent.
  * expire deletes at most max records expired at now_ms (in one
  * transaction, so a call stays small) and stores how many in *n: call it
- * again while *n == max.
+ * again while *n == max.  put and put_new return EINVAL for a state out
+ * of range, and put_new for now_ms <= 0.
  */
 int	store_idem_get(struct store *, struct store_txn *, const char *key,
 	    int64_t now_ms, struct store_idem *rec);

@@ -20,6 +20,11 @@ load test_helper
 	assert_success
 }
 
+@test "store: long outcomes kept apart: overwrite, put-if-absent, del, reopen, space reused" {
+	run --separate-stderr "$BUILD/test/store_test" outcomes
+	assert_success
+}
+
 @test "store: one transaction over three tables, committed or aborted" {
 	run --separate-stderr "$BUILD/test/store_test" txn
 	assert_success

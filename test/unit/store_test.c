@@ -223,6 +223,143 @@ test_idem(void)
 	rm_tree(tmpdir);
 }
 
+static off_t
+file_size(const char *dir, const char *name)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Fills n records "w-0".."w-(n-1)" with outcomes of len bytes of c. */
+static void
+fill(struct store *s, int n, size_t len, char c, int64_t expires)
+{
+	struct store_idem r;
+	char key[32], *buf;
+	int i;
+
+	if ((buf = malloc(len)) == NULL)
+		abort();
+	memset(buf, c, len);
+	for (i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "w-%d", i);
+		r = idem(NULL, 0, expires, 1);
+		r.outcome = buf;
+		r.outcome_len = len;
+		OK(store_idem_put(s, NULL, key, &r));
+	}
+	free(buf);
+}
+
+/*
+ * Outcomes longer than the inline limit are kept in outcome.db: the
+ * same answers as inline ones, across overwrites both ways, put_new,
+ * del, expiry and a reopen, and the space of dropped ones is reused.
+ */
+static void
+test_outcomes(void)
+{
+	struct store *s;
+	struct store_idem r, old;
+	char big[3000], mid[100];
+	off_t one, three;
+	size_t n;
+	int wave;
+
+	memset(big, 'B', sizeof(big));
+	memset(mid, 'm', sizeof(mid));
+	OK(store_open(&s, mkdir_tmp(), 0));
+	r = idem(NULL, 1, 1000, 5);
+	r.outcome = big;
+	r.outcome_len = sizeof(big);
+	OK(store_idem_put(s, NULL, "L", &r));
+	OK(store_idem_get(s, NULL, "L", 10, &r));
+	CHECK(r.state == 5 && r.created_ms == 1 && r.expires_ms == 1000);
+	CHECK(r.outcome_len == sizeof(big) &&
+	    memcmp(r.outcome, big, sizeof(big)) == 0 &&
+	    ((char *)r.outcome)[sizeof(big)] == '\0');
+	store_idem_free(&r);
+
+	/* Long to short to long, with the extreme states. */
+	r = idem("short", 2, 1000, -(1 << 30));
+	OK(store_idem_put(s, NULL, "L", &r));
+	OK(store_idem_get(s, NULL, "L", 10, &r));
+	CHECK(r.state == -(1 << 30) && strcmp(r.outcome, "short") == 0);
+	store_idem_free(&r);
+	r = idem(NULL, 3, 1000, (1 << 30) - 1);
+	r.outcome = mid;
+	r.outcome_len = sizeof(mid);
+	OK(store_idem_put(s, NULL, "L", &r));
+	OK(store_idem_get(s, NULL, "L", 10, &r));
+	CHECK(r.state == (1 << 30) - 1 && r.created_ms == 3 &&
+	    r.outcome_len == sizeof(mid) &&
+	    memcmp(r.outcome, mid, sizeof(mid)) == 0);
+	store_idem_free(&r);
+	r.state = 1 << 30;
+	CHECK(store_idem_put(s, NULL, "L", &r) == EINVAL);
+	r.state = -(1 << 30) - 1;
+	CHECK(store_idem_put_new(s, NULL, "L", &r, 10, NULL) == EINVAL);
+
+	/* put_new hands back the long outcome it kept. */
+	r = idem("other", 4, 2000, 1);
+	CHECK(store_idem_put_new(s, NULL, "L", &r, 10, &old) == STORE_EXISTS);
+	CHECK(old.created_ms == 3 && old.outcome_len == sizeof(mid) &&
+	    memcmp(old.outcome, mid, sizeof(mid)) == 0);
+	store_idem_free(&old);
+	OK(store_idem_put_new(s, NULL, "L", &r, 1000, &old));
+	OK(store_idem_get(s, NULL, "L", 1000, &r));
+	CHECK(strcmp(r.outcome, "other") == 0);
+	store_idem_free(&r);
+
+	/* Survives a reopen; del takes it away. */
+	r = idem(NULL, 5, 3000, 2);
+	r.outcome = big;
+	r.outcome_len = sizeof(big);
+	OK(store_idem_put(s, NULL, "L", &r));
+	OK(store_close(s));
+	OK(store_open(&s, tmpdir, 0));
+	OK(store_idem_get(s, NULL, "L", 10, &r));
+	CHECK(r.state == 2 && r.outcome_len == sizeof(big) &&
+	    memcmp(r.outcome, big, sizeof(big)) == 0);
+	store_idem_free(&r);
+	OK(store_idem_del(s, NULL, "L"));
+	CHECK(store_idem_get(s, NULL, "L", 10, &r) == STORE_NOTFOUND);
+
+	/*
+	 * Three waves of 3,000 outcomes (two of the heap's regions), the
+	 * first expired and the second overwritten by the third: the heap
+	 * stays the size of one wave.
+	 */
+	one = three = -1;
+	for (wave = 0; wave < 3; wave++) {
+		if (wave == 1) {	/* expired; wave 2 overwrites */
+			do {
+				OK(store_idem_expire(s, NULL, 100, 500, &n));
+			} while (n == 500);
+			CHECK(store_idem_get(s, NULL, "w-0", 0, &r) ==
+			    STORE_NOTFOUND);
+		}
+		fill(s, 3000, 700, (char)('a' + wave), 100 + wave);
+		OK(store_checkpoint(s));
+		if (wave == 0)
+			one = file_size(tmpdir, "outcome.db");
+		three = file_size(tmpdir, "outcome.db");
+		OK(store_idem_get(s, NULL, "w-2999", 0, &r));
+		CHECK(r.outcome_len == 700 &&
+		    ((char *)r.outcome)[699] == 'a' + wave);
+		store_idem_free(&r);
+	}
+	CHECK(one > 3000 * 700 && three > 0 && three <= one + one / 10);
+	if (three > one + one / 10)
+		fprintf(stderr, "outcome.db: %lld bytes after one wave, "
+		    "%lld after three\n", (long long)one, (long long)three);
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
 /* One transaction over the three tables, as order-serve will do it. */
 static int
 create_order(struct store *s, struct store_txn *t, const char *id,
@@ -491,14 +628,33 @@ struct burst_arg {
 	uint64_t	*seq;
 };
 
+/* A long outcome that names its order. */
+static void
+burst_outcome(char *buf, size_t size, const char *id)
+{
+	size_t n;
+
+	n = (size_t)snprintf(buf, size, "%s:", id);
+	memset(buf + n, 'o', size - n - 1);
+	buf[size - 1] = '\0';
+}
+
 static int
 burst_txn(struct store *s, struct store_txn *t, void *arg)
 {
 	struct burst_arg *b = arg;
-	char id[32];
+	struct store_idem r;
+	char id[32], key[40], outcome[200];
+	int ret;
 
 	snprintf(id, sizeof(id), "b-%llu", (unsigned long long)b->n);
-	return create_order(s, t, id, (int64_t)b->n, b->seq);
+	if ((ret = create_order(s, t, id, (int64_t)b->n, b->seq)) != 0)
+		return ret;
+	/* And an outcome long enough to be kept in outcome.db. */
+	snprintf(key, sizeof(key), "long-%s", id);
+	burst_outcome(outcome, sizeof(outcome), id);
+	r = idem(outcome, 1, INT64_MAX, 1);
+	return store_idem_put(s, t, key, &r);
 }
 
 /* The child: commits forever, reporting (n, seq) after each commit. */
@@ -526,8 +682,9 @@ static void
 burst_check(const uint64_t (*got)[2], size_t n)
 {
 	struct store_outbox_rec rec;
+	struct store_idem r;
 	struct store *s;
-	char id[32];
+	char id[32], key[40], outcome[200];
 	size_t i, bad = 0;
 
 	OK(store_open(&s, tmpdir, 0));
@@ -535,6 +692,12 @@ burst_check(const uint64_t (*got)[2], size_t n)
 		snprintf(id, sizeof(id), "b-%llu", (unsigned long long)got[i][0]);
 		if (!order_is(s, id, "{\"status\":\"pending\"}"))
 			bad++;
+		snprintf(key, sizeof(key), "long-%s", id);
+		burst_outcome(outcome, sizeof(outcome), id);
+		if (store_idem_get(s, NULL, key, 2, &r) != 0 ||
+		    strcmp(r.outcome, outcome) != 0)
+			bad++;
+		store_idem_free(&r);
 		if (store_outbox_first(s, NULL, got[i][1] - 1, &rec) != 0 ||
 		    rec.seq != got[i][1] || strcmp(rec.data, id) != 0)
 			bad++;
@@ -757,6 +920,7 @@ static const struct {
 } tests[] = {
 	{ "open", test_open },
 	{ "idem", test_idem },
+	{ "outcomes", test_outcomes },
 	{ "txn", test_txn },
 	{ "outbox", test_outbox },
 	{ "threads", test_threads },
