@@ -912,9 +912,9 @@ rid_dbt(DBT *k, DB_HEAP_RID *rid)
 }
 
 /*
- * Decodes a record of idem.db: the header, and either the outcome (an
- * inline one) or where outcome.db keeps it (rid; pgno 0 when inline,
- * since a heap's page 0 is its meta page).
+ * Decodes a record of idem.db but for its outcome, which is either
+ * inline (rid->pgno 0, since a heap's page 0 is its meta page; the
+ * r->outcome_len bytes after the header) or where outcome.db keeps it.
  */
 static int
 idem_decode(const DBT *d, struct store_idem *r, DB_HEAP_RID *rid)
@@ -941,32 +941,36 @@ idem_decode(const DBT *d, struct store_idem *r, DB_HEAP_RID *rid)
 		return rid->pgno == 0 ? EBADMSG : 0;
 	}
 	r->outcome_len = d->size - IDEM_HDR;
-	if ((r->outcome = copy_nul(p + IDEM_HDR, r->outcome_len)) == NULL)
-		return ENOMEM;
 	return 0;
 }
 
 /*
- * Reads an outcome kept apart.  A reference to nothing is damage, never
- * "no record": that answer would let a payment be made twice.
+ * Copies the outcome of the decoded record d to r.  A reference to
+ * nothing is damage, never "no record": that answer would let a payment
+ * be made twice.
  */
 static int
-outcome_get(struct store *s, struct store_txn *t, DB_HEAP_RID *rid,
-    u_int32_t flags, struct store_idem *r)
+idem_outcome(struct store *s, struct store_txn *t, const DBT *d,
+    DB_HEAP_RID *rid, u_int32_t flags, struct store_idem *r)
 {
-	DBT k, d;
+	DBT k, v;
 	int ret;
 
+	if (rid->pgno == 0) {
+		r->outcome = copy_nul((unsigned char *)d->data + IDEM_HDR,
+		    r->outcome_len);
+		return r->outcome == NULL ? ENOMEM : 0;
+	}
 	rid_dbt(&k, rid);
-	dbt_out(&d);
-	ret = s->outcomes->get(s->outcomes, dbtxn(t), &k, &d, flags);
+	dbt_out(&v);
+	ret = s->outcomes->get(s->outcomes, dbtxn(t), &k, &v, flags);
 	if (ret == DB_NOTFOUND)
 		return EBADMSG;
 	if (ret != 0)
 		return ret;
-	r->outcome_len = d.size;
-	r->outcome = copy_nul(d.data, d.size);
-	free(d.data);
+	r->outcome_len = v.size;
+	r->outcome = copy_nul(v.data, v.size);
+	free(v.data);
 	return r->outcome == NULL ? ENOMEM : 0;
 }
 
@@ -992,31 +996,39 @@ idem_read(struct store *s, struct store_txn *t, const char *key,
 
 	if ((ret = idem_raw(s, t, key, flags, &d)) != 0)
 		return ret;
-	ret = idem_decode(&d, r, &rid);
+	if ((ret = idem_decode(&d, r, &rid)) == 0)
+		ret = idem_outcome(s, t, &d, &rid, flags, r);
 	free(d.data);
-	if (ret == 0 && rid.pgno != 0)
-		ret = outcome_get(s, t, &rid, flags, r);
 	if (ret != 0)
 		store_idem_free(r);
 	return ret;
 }
 
-/* Deletes the outcome that the stored record d keeps apart, if any. */
+/* Deletes the outcome kept apart at rid, if any (pgno 0: none). */
 static int
-outcome_del(struct store *s, struct store_txn *t, const DBT *d)
+outcome_del(struct store *s, struct store_txn *t, DB_HEAP_RID *rid)
 {
-	struct store_idem r;
-	DB_HEAP_RID rid;
 	DBT k;
 	int ret;
 
-	ret = idem_decode(d, &r, &rid);
-	store_idem_free(&r);
-	if (ret != 0 || rid.pgno == 0)
-		return ret;
-	rid_dbt(&k, &rid);
+	if (rid->pgno == 0)
+		return 0;
+	rid_dbt(&k, rid);
 	ret = s->outcomes->del(s->outcomes, dbtxn(t), &k, 0);
 	return ret == DB_NOTFOUND ? 0 : ret;
+}
+
+/* Deletes the outcome that the stored record d keeps apart, if any. */
+static int
+outcome_del_of(struct store *s, struct store_txn *t, const DBT *d)
+{
+	struct store_idem r;
+	DB_HEAP_RID rid;
+	int ret;
+
+	if ((ret = idem_decode(d, &r, &rid)) != 0)
+		return ret;
+	return outcome_del(s, t, &rid);
 }
 
 /* Writes a record over whatever is under key, whose outcome is gone. */
@@ -1108,14 +1120,14 @@ idem_put_fn(struct store *s, struct store_txn *t, void *arg)
 		return ret;
 	if ((ret = idem_decode(&d, &old, &rid)) == 0 && o->now_ms > 0 &&
 	    old.expires_ms > o->now_ms) {
-		if (o->idem != NULL && (rid.pgno == 0 ||
-		    (ret = outcome_get(s, t, &rid, DB_RMW, &old)) == 0)) {
+		if (o->idem != NULL && (ret = idem_outcome(s, t, &d, &rid,
+		    DB_RMW, &old)) == 0) {
 			*o->idem = old;
 			old.outcome = NULL;
 		}
 		ret = ret == 0 ? DB_KEYEXIST : ret;
 	} else if (ret == 0)
-		ret = outcome_del(s, t, &d);
+		ret = outcome_del(s, t, &rid);
 	else if (o->now_ms == 0)
 		ret = 0;	/* a plain put replaces even a damaged record */
 	store_idem_free(&old);
@@ -1159,7 +1171,7 @@ idem_del_fn(struct store *s, struct store_txn *t, void *arg)
 
 	if ((ret = idem_raw(s, t, o->key, DB_RMW, &d)) != 0)
 		return ret;
-	ret = outcome_del(s, t, &d);
+	ret = outcome_del_of(s, t, &d);
 	free(d.data);
 	if (ret != 0)
 		return ret;
@@ -1190,7 +1202,7 @@ expire_walk(struct store *s, struct store_txn *t, struct op *o, DBC *c)
 		if ((ret = c->get(c, &k, &d, DB_NEXT | DB_RMW)) != 0)
 			return ret == DB_NOTFOUND ? 0 : ret;
 		stop = k.size != 8 || get_i64(k.data) > o->now_ms;
-		ret = stop ? 0 : outcome_del(s, t, &d);
+		ret = stop ? 0 : outcome_del_of(s, t, &d);
 		free(k.data);
 		free(d.data);
 		if (stop || ret != 0)
