@@ -25,6 +25,11 @@ load test_helper
 	assert_success
 }
 
+@test "store: idempotency records in the format from before outcome.db still read" {
+	run --separate-stderr "$BUILD/test/store_test" legacy
+	assert_success
+}
+
 @test "store: one transaction over three tables, committed or aborted" {
 	run --separate-stderr "$BUILD/test/store_test" txn
 	assert_success

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <db.h>
+
 #include "store.h"
 #include "util.h"
 
@@ -356,6 +358,92 @@ test_outcomes(void)
 	if (three > one + one / 10)
 		fprintf(stderr, "outcome.db: %lld bytes after one wave, "
 		    "%lld after three\n", (long long)one, (long long)three);
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
+/*
+ * Writes under key, straight into idem.db of the closed store in dir, a
+ * record in the format from before long outcomes moved out: created_ms,
+ * expires_ms (big-endian, sign bit flipped), state, the outcome inline.
+ */
+static int
+put_old_format(const char *dir, const char *key, int64_t created,
+    int64_t expires, uint32_t state, const char *outcome)
+{
+	unsigned char rec[1024];
+	uint64_t v[2] = { (uint64_t)created, (uint64_t)expires };
+	size_t len = strlen(outcome);
+	DB_ENV *env;
+	DB *db = NULL;
+	DBT k, d;
+	int i, j, ret;
+
+	if (20 + len > sizeof(rec))
+		return EINVAL;
+	for (i = 0; i < 2; i++)
+		for (j = 0; j < 8; j++)
+			rec[i * 8 + j] = (unsigned char)
+			    ((v[i] ^ UINT64_C(1) << 63) >> (56 - 8 * j));
+	for (j = 0; j < 4; j++)
+		rec[16 + j] = (unsigned char)(state >> (24 - 8 * j));
+	memcpy(rec + 20, outcome, len);
+	memset(&k, 0, sizeof(k));
+	memset(&d, 0, sizeof(d));
+	k.data = (void *)(uintptr_t)key;
+	k.size = (u_int32_t)strlen(key);
+	d.data = rec;
+	d.size = (u_int32_t)(20 + len);
+	if ((ret = db_env_create(&env, 0)) != 0)
+		return ret;
+	if ((ret = env->open(env, dir, DB_CREATE | DB_INIT_TXN |
+	    DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_MPOOL | DB_RECOVER,
+	    0600)) == 0 && (ret = db_create(&db, env, 0)) == 0 &&
+	    (ret = db->open(db, NULL, "idem.db", NULL, DB_BTREE,
+	    DB_AUTO_COMMIT, 0)) == 0)
+		ret = db->put(db, NULL, &k, &d, DB_AUTO_COMMIT);
+	if (db != NULL)
+		(void)db->close(db, 0);
+	(void)env->close(env, 0);
+	/* Its regions lack what the store configures: let it make its own. */
+	if (ret == 0 && (ret = db_env_create(&env, 0)) == 0)
+		ret = env->remove(env, dir, 0);
+	return ret;
+}
+
+/* Records written before long outcomes moved out read as they did. */
+static void
+test_legacy(void)
+{
+	struct store *s;
+	struct store_idem r;
+	char old[201], big[300];
+
+	memset(old, 'o', sizeof(old) - 1);
+	old[sizeof(old) - 1] = '\0';
+	memset(big, 'n', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	OK(store_open(&s, mkdir_tmp(), 0));
+	OK(store_close(s));
+	OK(put_old_format(tmpdir, "old", 5, 1000, 1, old));
+	OK(put_old_format(tmpdir, "old-short", 6, 1000, 1, "{}"));
+	OK(store_open(&s, tmpdir, 0));
+	OK(store_idem_get(s, NULL, "old", 10, &r));
+	CHECK(r.created_ms == 5 && r.expires_ms == 1000 && r.state == 1 &&
+	    r.outcome_len == 200 && strcmp(r.outcome, old) == 0);
+	store_idem_free(&r);
+	OK(store_idem_get(s, NULL, "old-short", 10, &r));
+	CHECK(r.created_ms == 6 && r.state == 1 && strcmp(r.outcome, "{}") == 0);
+	store_idem_free(&r);
+	CHECK(store_idem_get(s, NULL, "old", 1000, &r) == STORE_NOTFOUND);
+	/* Overwritten in the new format, and deleted. */
+	r = idem(big, 7, 2000, 1);
+	OK(store_idem_put(s, NULL, "old", &r));
+	OK(store_idem_get(s, NULL, "old", 10, &r));
+	CHECK(r.created_ms == 7 && strcmp(r.outcome, big) == 0);
+	store_idem_free(&r);
+	OK(store_idem_del(s, NULL, "old-short"));
+	CHECK(store_idem_get(s, NULL, "old-short", 10, &r) == STORE_NOTFOUND);
 	OK(store_close(s));
 	rm_tree(tmpdir);
 }
@@ -921,6 +1009,7 @@ static const struct {
 	{ "open", test_open },
 	{ "idem", test_idem },
 	{ "outcomes", test_outcomes },
+	{ "legacy", test_legacy },
 	{ "txn", test_txn },
 	{ "outbox", test_outbox },
 	{ "threads", test_threads },
