@@ -179,21 +179,20 @@ record_fn(struct store *s, struct store_txn *t, void *arg)
 
 	free(r->recorded);
 	r->recorded = NULL;
-	ret = store_idem_get(s, t, r->order_id, r->now_ms, &old);
-	if (ret == 0 && old.state == IDEM_PAID) {
-		r->recorded = old.outcome;
-		return 0;
-	}
-	if (ret == 0)
-		store_idem_free(&old);
-	else if (ret != STORE_NOTFOUND)
-		return ret;
 	memset(&rec, 0, sizeof(rec));
 	rec.created_ms = r->now_ms;
 	rec.expires_ms = r->now_ms + pp.ttl_ms;
 	rec.state = IDEM_PAID;
 	rec.outcome = (void *)(uintptr_t)r->json;
 	rec.outcome_len = r->len;
+	ret = store_idem_put_new(s, t, r->order_id, &rec, r->now_ms, &old);
+	if (ret != STORE_EXISTS)
+		return ret;
+	if (old.state == IDEM_PAID) {
+		r->recorded = old.outcome;
+		return 0;
+	}
+	store_idem_free(&old);
 	return store_idem_put(s, t, r->order_id, &rec);
 }
 
