@@ -974,7 +974,7 @@ idem_outcome(struct store *s, struct store_txn *t, const DBT *d,
 	return r->outcome == NULL ? ENOMEM : 0;
 }
 
-/* The record under key as stored (d.data malloc'd), and its header. */
+/* The record under key as stored; d.data is malloc'd. */
 static int
 idem_raw(struct store *s, struct store_txn *t, const char *key,
     u_int32_t flags, DBT *d)
