@@ -1,16 +1,21 @@
 #!/usr/bin/env bats
 # 00-kafka-local.bats - scripts/kafka-local: start, status, stop, stale pid
 # files, errors, and a three-node cluster with a node killed.  Every test
-# runs its own instances (own --dir, ports 29192 and up), never the
-# suite's broker.
+# runs its own instances (own --dir, free ports picked by kafka_ports),
+# never the suite's broker.
 
 load test_helper
 
 setup_file() {
 	export KL_DIR="$BATS_FILE_TMPDIR/one"
-	export KL_PORT=29192
+	KL_PORT=$(kafka_ports 1)
+	export KL_PORT
 	export KL3_DIR="$BATS_FILE_TMPDIR/three"
-	export KL3_PORT=29492
+	KL3_PORT=$(kafka_ports 3 "$KL_PORT")
+	export KL3_PORT
+	# Nothing listens there: for starts that must fail.
+	BAD_PORT=$(kafka_ports 1 "$KL_PORT")
+	export BAD_PORT
 }
 
 teardown_file() {
@@ -186,7 +191,7 @@ stderr_has() {
 }
 
 @test "kafka-local: a port in use fails start at once with a clear error" {
-	port=29392
+	port=$(kafka_ports 1 "$KL_PORT")
 	nc -lk 127.0.0.1 "$port" </dev/null >/dev/null 2>&1 3>&- &
 	nc_pid=$!
 	wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
@@ -201,7 +206,7 @@ stderr_has() {
 
 @test "kafka-local: a broker that dies while starting fails with its log" {
 	run --separate-stderr kafka-local --dir "$BATS_FILE_TMPDIR/bad" \
-	    --port 29292 start --prop authorizer.class.name=orderflow.NoSuch
+	    --port "$BAD_PORT" start --prop authorizer.class.name=orderflow.NoSuch
 	assert_failure 1
 	assert_output ""
 	stderr_has "node 1 exited while starting"
@@ -212,10 +217,10 @@ stderr_has() {
 
 @test "kafka-local: start gives up at its deadline and leaves nothing running" {
 	run --separate-stderr kafka-local --dir "$BATS_FILE_TMPDIR/bad" \
-	    --port 29292 --timeout 1 start
+	    --port "$BAD_PORT" --timeout 1 start
 	assert_failure 1
 	assert_output ""
-	stderr_has "no answer from 127.0.0.1:29292 within 1s"
+	stderr_has "no answer from 127.0.0.1:$BAD_PORT within 1s"
 	stderr_has "tail of $BATS_FILE_TMPDIR/bad/node1/server.log"
 	assert_equal "$(node_procs "$BATS_FILE_TMPDIR/bad")" ""
 	[ ! -e "$BATS_FILE_TMPDIR/bad/node1/pid" ]
@@ -224,7 +229,7 @@ stderr_has() {
 @test "kafka-local: --nodes 3 runs a cluster that survives a killed node" {
 	run --separate-stderr kl3 start --nodes 3
 	assert_success
-	assert_output "127.0.0.1:29492,127.0.0.1:29493,127.0.0.1:29494"
+	assert_output "127.0.0.1:$KL3_PORT,127.0.0.1:$((KL3_PORT + 1)),127.0.0.1:$((KL3_PORT + 2))"
 	assert_equal "$(brokers_in "$output")" 3
 	run --separate-stderr kl3 status
 	assert_success
@@ -235,14 +240,14 @@ stderr_has() {
 	gone "$pid2"
 	run --separate-stderr kl3 status
 	assert_failure 1
-	assert_line --index 1 "node 2: stopped (127.0.0.1:29493)"
-	run kcat -L -b 127.0.0.1:29492 -m 5
+	assert_line --index 1 "node 2: stopped (127.0.0.1:$((KL3_PORT + 1)))"
+	run kcat -L -b "127.0.0.1:$KL3_PORT" -m 5
 	assert_success
 
 	run --separate-stderr kl3 start-node 2
 	assert_success
-	assert_output "127.0.0.1:29493"
-	wait_until 30 has_brokers 127.0.0.1:29493 3
+	assert_output "127.0.0.1:$((KL3_PORT + 1))"
+	wait_until 30 has_brokers "127.0.0.1:$((KL3_PORT + 1))" 3
 
 	run --separate-stderr kl3 stop
 	assert_success

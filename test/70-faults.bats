@@ -89,27 +89,15 @@ teardown() {
 	return 0
 }
 
-# port_busy PORT: something listens on 127.0.0.1:PORT.
-port_busy() {
-	(exec 4<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 # start_kafka NODES: a cluster of NODES in $W/kafka on free ports below
-# the ephemeral range (client ports P.., controllers P+100..); sets KDIR
-# and exports KAFKA_BROKERS.  A port taken meanwhile means another try.
+# the ephemeral range (kafka_ports); sets KDIR and exports KAFKA_BROKERS.
+# A port taken meanwhile means another try.
 start_kafka() {
-	local n=$1 p i try busy
+	local n=$1 p try
 
 	KDIR=$W/kafka
 	for try in 1 2 3 4 5; do
-		p=$((20000 + RANDOM % 12000))
-		busy=0
-		for ((i = 0; i < n; i++)); do
-			port_busy $((p + i)) || port_busy $((p + 100 + i)) ||
-			    continue
-			busy=1
-		done
-		[ "$busy" = 0 ] || continue
+		p=$(kafka_ports "$n") || continue
 		if KAFKA_BROKERS=$(kafka-local --dir "$KDIR" --port "$p" \
 		    --timeout 120 --heap 384m start --nodes "$n" --fresh \
 		    3>&-); then

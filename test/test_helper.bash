@@ -39,6 +39,41 @@ wait_until() {
 	done
 }
 
+# port_busy PORT: something accepts connections on 127.0.0.1:PORT.
+port_busy() {
+	(exec 4<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# kafka_ports NODES [AVOID]: a port P below the ephemeral range for a
+# kafka-local of NODES nodes: nothing listens on its client ports P.. nor
+# on its controllers' P+100..; AVOID is a P already handed out, whose
+# ranges are kept clear too.  Free when picked, not reserved: a program
+# that takes one meanwhile gets kafka-local's "already in use".
+kafka_ports() {
+	local n=$1 avoid=${2:-} p i try ok
+
+	for ((try = 0; try < 50; try++)); do
+		p=$((20000 + RANDOM % 12000))
+		if [ -n "$avoid" ] && [ "$p" -gt $((avoid - 200)) ] &&
+		    [ "$p" -lt $((avoid + 200)) ]; then
+			continue
+		fi
+		ok=1
+		for ((i = 0; i < n; i++)); do
+			if port_busy $((p + i)) || port_busy $((p + 100 + i)); then
+				ok=0
+				break
+			fi
+		done
+		if [ "$ok" = 1 ]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "kafka_ports: no free ports for $n node(s)" >&2
+	return 1
+}
+
 # new_flow [PARTITIONS]: gives this test its own flow: a unique topic
 # prefix (ORDERFLOW_TOPIC_PREFIX, which every command reads) with the six
 # topics created under it, and its own state directory (ORDERFLOW_STATE).
