@@ -210,6 +210,37 @@ struct numscan {
 	const char	*bad;	/* a control character or \u0000 in a string */
 };
 
+/* Bytes a string holds as they are: not '"', '\\' nor a control. */
+static const unsigned char str_plain[256] = {
+	[0x20 ... 0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0xff] = 1
+};
+
+/*
+ * Skips a string whose opening quote is at p; returns where its closing
+ * quote is, or end.  Notes the first control character or \u0000.
+ */
+static const unsigned char *
+numscan_string(struct numscan *s, const unsigned char *p,
+    const unsigned char *end)
+{
+	for (p++; p < end; p++) {
+		if (str_plain[*p])
+			continue;
+		if (*p == '"')
+			break;
+		if (*p == '\\') {
+			if (end - p > 1) {
+				if (end - p >= 6 && s->bad == NULL &&
+				    memcmp(p + 1, "u0000", 5) == 0)
+					s->bad = (const char *)p;
+				p++;
+			}
+		} else if (s->bad == NULL)
+			s->bad = (const char *)p;
+	}
+	return p;
+}
+
 /*
  * Skips to the next number literal outside strings and past it.  Returns
  * 1 if it was written as an integer, 0 if with a fraction or exponent,
@@ -218,36 +249,28 @@ struct numscan {
 static int
 numscan_next(struct numscan *s)
 {
-	int instr = 0, integral = 1;
-	unsigned char c;
+	const unsigned char *p = (const unsigned char *)s->p;
+	const unsigned char *end = (const unsigned char *)s->end;
+	int integral = 1;
 
-	for (; s->p < s->end; s->p++) {
-		c = (unsigned char)*s->p;
-		if (instr) {
-			if (c < ' ' && s->bad == NULL)
-				s->bad = s->p;
-			if (c == '"')
-				instr = 0;
-			else if (c == '\\' && s->end - s->p > 1) {
-				if (s->end - s->p >= 6 && s->bad == NULL &&
-				    memcmp(s->p + 1, "u0000", 5) == 0)
-					s->bad = s->p;
-				s->p++;
-			}
-		} else if (c == '"')
-			instr = 1;
-		else if (c == '-' || (c >= '0' && c <= '9'))
+	for (; p < end; p++) {
+		if (*p == '"') {
+			if ((p = numscan_string(s, p, end)) >= end)
+				break;
+		} else if (*p == '-' || (*p >= '0' && *p <= '9'))
 			break;
 	}
-	if (s->p >= s->end)
+	if (p >= end) {
+		s->p = s->end;
 		return -1;
-	for (; s->p < s->end; s->p++) {
-		c = (unsigned char)*s->p;
-		if (c == '.' || c == 'e' || c == 'E')
+	}
+	for (; p < end; p++) {
+		if (*p == '.' || *p == 'e' || *p == 'E')
 			integral = 0;
-		else if (c != '+' && c != '-' && !(c >= '0' && c <= '9'))
+		else if (*p != '+' && *p != '-' && !(*p >= '0' && *p <= '9'))
 			break;
 	}
+	s->p = (const char *)p;
 	return integral;
 }
 

@@ -164,41 +164,59 @@ room(struct jsonl *r, size_t n)
 
 /*
  * Reads through the next "\n" or EOF, keeping at most maxlen bytes.
- * Returns 0, or -1 on a read error or out of memory (r->err set).
+ * Returns 0, or -1 on a read error or out of memory (r->err set).  The
+ * loop keeps its state in locals and asks room() only when the buffer
+ * is full: it runs once per input byte.
  */
 static int
 read_raw(struct jsonl *r, struct raw *raw)
 {
-	int c, kept;
+	FILE *fp = r->fp;
+	char *buf = r->buf;
+	size_t n = 0, total = 0, lim;
+	int c, kept, blank = 1, last = 0, ret = 0;
 
 	memset(raw, 0, sizeof(*raw));
-	raw->blank = 1;
+	/* Bytes that fit without growing: size less one for the NUL. */
+	lim = r->size > 0 ? r->size - 1 : 0;
 	errno = 0;
 	for (;;) {
-		if ((c = getc_unlocked(r->fp)) == EOF) {
-			if (ferror(r->fp)) {
+		if ((c = getc_unlocked(fp)) == EOF) {
+			if (ferror(fp)) {
 				snprintf(r->err, sizeof(r->err),
 				    "read error: %s",
 				    strerror(errno ? errno : EIO));
-				return -1;
-			}
-			r->eof = 1;
-			return 0;
+				ret = -1;
+			} else
+				r->eof = 1;
+			break;
 		}
 		raw->any = 1;
 		if (c == '\n')
-			return 0;
-		raw->total++;
-		raw->cr = c == '\r';
+			break;
+		total++;
+		last = c;
 		if (c != ' ' && c != '\t' && c != '\r')
-			raw->blank = 0;
-		if ((kept = room(r, raw->n)) < 0) {
-			snprintf(r->err, sizeof(r->err), "out of memory");
-			return -1;
+			blank = 0;
+		if (n >= lim) {
+			if ((kept = room(r, n)) < 0) {
+				snprintf(r->err, sizeof(r->err),
+				    "out of memory");
+				ret = -1;
+				break;
+			}
+			if (!kept)
+				continue;
+			buf = r->buf;
+			lim = r->size - 1;
 		}
-		if (kept)
-			r->buf[raw->n++] = (char)c;
+		buf[n++] = (char)c;
 	}
+	raw->n = n;
+	raw->total = total;
+	raw->blank = blank;
+	raw->cr = last == '\r';
+	return ret;
 }
 
 static int
