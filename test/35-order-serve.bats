@@ -349,7 +349,7 @@ status_is() {	# ORDER-ID STATUS
 @test "broker unreachable: orders accepted, kept over SIGTERM (exit 4), all published once it is back" {
 	new_flow
 	local kport i
-	kport=$(free_port)
+	kport=$(kafka_ports 1)
 	KL_DIR="$BATS_TEST_TMPDIR/kafka"
 	start_serve -b "127.0.0.1:$kport" --drain-timeout 1s \
 	    -X message.timeout.ms=600000
