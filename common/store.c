@@ -1135,14 +1135,21 @@ idem_put_fn(struct store *s, struct store_txn *t, void *arg)
 	return ret == 0 ? idem_write(s, t, o->key, o->in) : ret;
 }
 
+/* Whether key and rec can be stored (store.h: the state's range). */
+static int
+idem_put_ok(const char *key, const struct store_idem *rec)
+{
+	return check_key(key) == 0 && rec->state >= IDEM_STATE_MIN &&
+	    rec->state <= IDEM_STATE_MAX && rec->outcome_len <= UINT32_MAX;
+}
+
 int
 store_idem_put(struct store *s, struct store_txn *t, const char *key,
     const struct store_idem *rec)
 {
 	struct op o = { .key = key, .in = rec };
 
-	if (check_key(key) != 0 || rec->state < IDEM_STATE_MIN ||
-	    rec->state > IDEM_STATE_MAX || rec->outcome_len > UINT32_MAX)
+	if (!idem_put_ok(key, rec))
 		return EINVAL;
 	return in_txn(s, t, idem_put_fn, &o);
 }
@@ -1155,9 +1162,7 @@ store_idem_put_new(struct store *s, struct store_txn *t, const char *key,
 
 	if (old != NULL)
 		memset(old, 0, sizeof(*old));
-	if (check_key(key) != 0 || rec->state < IDEM_STATE_MIN ||
-	    rec->state > IDEM_STATE_MAX || rec->outcome_len > UINT32_MAX ||
-	    now_ms <= 0)
+	if (!idem_put_ok(key, rec) || now_ms <= 0)
 		return EINVAL;
 	return in_txn(s, t, idem_put_fn, &o);
 }
