@@ -979,8 +979,15 @@ test_wedge(void)
 			CHECK(p != 0);
 			break;
 		}
-		CHECK(waitpid(obs, &status, 0) == obs && WIFEXITED(status) &&
-		    WEXITSTATUS(status) == 1);
+		CHECK(waitpid(obs, &status, 0) == obs);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 1) {
+			fprintf(stderr, "wedge: round %d: the observer ended "
+			    "with %s %d, not status 1\n", round,
+			    WIFEXITED(status) ? "status" : "signal",
+			    WIFEXITED(status) ? WEXITSTATUS(status) :
+			    WTERMSIG(status));
+			CHECK(!"a wedged observer ends with status 1");
+		}
 		ended++;
 		close(ofd);
 		obs = spawn_observer(&ofd);
