@@ -875,8 +875,11 @@ observer(const char *dir, int fd)
 	for (b.n = (uint64_t)getpid() * 1000000000;; b.n++) {
 		if ((ret = store_run(s, burst_txn, &b)) == STORE_RUNRECOVERY) {
 			store_close(s);
-			if (store_open(&s, dir, 0) != 0)
+			if ((ret = store_open(&s, dir, 0)) != 0) {
+				fprintf(stderr, "observer: reopening: %s\n",
+				    store_strerror(ret));
 				_exit(2);
+			}
 		} else if (ret != 0 && ret != STORE_DEADLOCK) {
 			fprintf(stderr, "observer: %s\n", store_strerror(ret));
 			_exit(3);
