@@ -88,7 +88,15 @@
 #define RETRY_MS		1000	/* a failed delivery: produced again */
 #define CONSUME_BATCH		256
 #define EXPIRE_EVERY_MS		10000
-#define CHECKPOINT_EVERY_MS	10000	/* and old log files go */
+/*
+ * A checkpoint writes the cache's dirty pages and syncs the data files,
+ * and the committer's log syncs wait behind it.  Every 10 s, the p99 of
+ * requests at a steady 5,000 a second was 65-110 ms (5 ms with no
+ * checkpoint at all); twice a second, with less to write each time,
+ * 9-12 ms, and no loss of throughput.  Without activity since the last
+ * one, a checkpoint does nothing.  Old log files go at each one.
+ */
+#define CHECKPOINT_EVERY_MS	500
 #define KEYSET_BUCKETS		1024
 #define SOURCE			"/orderflow/order-serve"
 
