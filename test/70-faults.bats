@@ -30,6 +30,10 @@ FAULT_ORDERS=${ORDERFLOW_FAULT_ORDERS:-5000}
 FAULT_KILLS=${ORDERFLOW_FAULT_KILLS:-16}
 CLUSTER_ORDERS=${ORDERFLOW_FAULT_CLUSTER_ORDERS:-2000}
 DEADLINE=${ORDERFLOW_FAULT_DEADLINE:-420}
+# The deadline bounds the run; the workers' shutdown and the checks come
+# after it.  A test still going 180 s past it is ended by bats (and its
+# teardown run), so no wait, wherever it is, can hold up the suite.
+BATS_TEST_TIMEOUT=$((DEADLINE + 180))
 
 # A process that waits on a Berkeley DB mutex a killed one died holding
 # exits with status 1 after this long (orderflow(7), STATE), and is
@@ -48,6 +52,8 @@ setup() {
 	declare -gA KIND=() PID=() INC=()
 	EXITS=()
 	DEADLINE_AT=$((SECONDS + DEADLINE))
+	T0=$SECONDS
+	NOTE_AT=$((SECONDS + 60))
 	mkdir -p "$W/log" "$W/notes" "$W/receipts"
 	# Under AddressSanitizer (make SANITIZE=1): a worker whose store a
 	# peer's death broke cannot close its Berkeley DB handles (every
@@ -236,7 +242,8 @@ catching_term() {
 }
 
 # stop_workers: SIGTERM to every worker, once it catches it; each must
-# exit 0.
+# exit 0 within 60 s (one that does not is reported where it is, and
+# teardown kills it).
 stop_workers() {
 	local s st bad=0 until=$((SECONDS + 60))
 
@@ -248,7 +255,17 @@ stop_workers() {
 		done
 		kill -TERM "${PID[$s]}" 2>/dev/null || :
 	done
+	until=$((SECONDS + 60))
 	for s in "${SLOTS[@]}"; do
+		while running "${PID[$s]}" && [ "$SECONDS" -lt "$until" ]; do
+			sleep 0.05
+		done
+		if running "${PID[$s]}"; then
+			echo "$s.${INC[$s]}: still running 60s after SIGTERM" >&2
+			stuck_report >&2
+			bad=1
+			continue
+		fi
 		st=0
 		wait "${PID[$s]}" || st=$?
 		if [ "$st" != 0 ]; then
@@ -256,7 +273,8 @@ stop_workers() {
 			bad=1
 		fi
 	done
-	SLOTS=()
+	# teardown kills what is left
+	[ "$bad" = 1 ] || SLOTS=()
 	return "$bad"
 }
 
@@ -280,6 +298,14 @@ exits_of() {
 	printf '%s\n' "${EXITS[@]}" | grep -c "^$1" || :
 }
 
+# progress_note TEXT: every 60 s, where the test is, on the TAP stream
+# (a test that never ends then says how far it got).
+progress_note() {
+	[ "$SECONDS" -ge "$NOTE_AT" ] || return 0
+	NOTE_AT=$((SECONDS + 60))
+	echo "# $((SECONDS - T0))s: $*" >&3
+}
+
 # run_until N: supervises the workers until N orders are notified, or
 # fails at the test's deadline.
 run_until() {
@@ -289,6 +315,7 @@ run_until() {
 		supervise
 		progress=$(notified)
 		[ "$progress" -ge "$1" ] && return 0
+		progress_note "$progress of $1 orders notified"
 		if [ "$SECONDS" -ge "$DEADLINE_AT" ]; then
 			stuck_report >"$W/stuck.txt" 2>&1
 			cat "$W/stuck.txt" >&3
@@ -470,6 +497,9 @@ check_outcomes() {
 		fi
 		supervise
 		[ "$progress" -ge "$n" ] && [ "$sub" -eq "$rounds" ] && break
+		progress_note "$progress of $n orders notified; $sub of" \
+		    "$rounds chunks submitted, $k of ${#at[@]} kills," \
+		    "broker stopped and started $bounced time(s)"
 		if [ "$SECONDS" -ge "$DEADLINE_AT" ]; then
 			stuck_report >"$W/stuck.txt" 2>&1
 			cat "$W/stuck.txt" >&3
@@ -477,6 +507,7 @@ check_outcomes() {
 		fi
 		sleep 0.2
 	done
+	echo "stopping the workers after $((SECONDS - T0))s" >&2
 	stop_workers
 
 	{
@@ -486,6 +517,7 @@ check_outcomes() {
 		    "${EXITS[*]:-none}"
 	} >&3
 	check_exits
+	echo "reading the topics after $((SECONDS - T0))s" >&2
 	check_outcomes "$W/orders.jsonl" $((kills[pp] + $(exits_of pp))) \
 	    $((kills[nt] + $(exits_of nt)))
 	[ "$k" -eq "${#at[@]}" ]
@@ -522,6 +554,7 @@ check_outcomes() {
 	run_until "$n"
 	run --separate-stderr kafka-local --dir "$KDIR" status
 	assert_line --regexp "^node $victim: stopped"
+	echo "stopping the workers after $((SECONDS - T0))s" >&2
 	stop_workers
 
 	{
@@ -531,5 +564,6 @@ check_outcomes() {
 		    "${EXITS[*]:-none}"
 	} >&3
 	check_exits
+	echo "reading the topics after $((SECONDS - T0))s" >&2
 	check_outcomes "$W/orders.jsonl" "$(exits_of pp)" "$(exits_of nt)"
 }
