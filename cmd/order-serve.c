@@ -93,7 +93,7 @@
  * and the committer's log syncs wait behind it.  Every 10 s, the p99 of
  * requests at a steady 5,000 a second was 65-110 ms (5 ms with no
  * checkpoint at all); twice a second, with less to write each time,
- * 9-12 ms, and no loss of throughput.  Without activity since the last
+ * 8-12 ms, and no loss of throughput.  Without activity since the last
  * one, a checkpoint does nothing.  Old log files go at each one.
  */
 #define CHECKPOINT_EVERY_MS	500
