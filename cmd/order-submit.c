@@ -74,7 +74,8 @@ struct submit {
 	struct chunk		*chunks;
 	cJSON			*receipt;	/* reused for every receipt */
 	cJSON			*r_order, *r_event, *r_part, *r_off;
-	char			 r_partbuf[24], r_offbuf[24];
+	char			 r_partbuf[UTIL_I64_LEN + 1];
+	char			 r_offbuf[UTIL_I64_LEN + 1];
 	uint64_t		 inflight;
 	uint64_t		 valid, rejected, delivered, failed;
 	int			 io_error;	/* an input that could not be read */
@@ -195,8 +196,8 @@ receipt_ok(struct submit *s, const char *order_id, const char *event_id,
 
 	s->r_order->valuestring = (char *)(uintptr_t)order_id;
 	s->r_event->valuestring = (char *)(uintptr_t)event_id;
-	snprintf(s->r_partbuf, sizeof(s->r_partbuf), "%" PRId32, partition);
-	snprintf(s->r_offbuf, sizeof(s->r_offbuf), "%" PRId64, offset);
+	util_i64toa(partition, s->r_partbuf);
+	util_i64toa(offset, s->r_offbuf);
 	if (!cJSON_PrintPreallocated(s->receipt, buf, sizeof(buf), 0))
 		log_fatal(OF_EXIT_FAIL, "receipt of order %s too long",
 		    order_id);

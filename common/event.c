@@ -379,7 +379,8 @@ get_string(const cJSON *obj, const char *pfx, const char *name,
 
 /*
  * A required integer member in [min, max]: notint is the message for
- * anything but an integer literal, range for one out of range.
+ * anything but an integer literal, range for one out of range (NULL:
+ * notint followed by "from MIN to MAX", made only when it is needed).
  */
 static int
 get_int(const cJSON *obj, const char *pfx, const char *name, int64_t min,
@@ -396,8 +397,12 @@ get_int(const cJSON *obj, const char *pfx, const char *name, int64_t min,
 	if (!cJSON_IsNumber(v) || isnan(v->valuedouble))
 		return errf(err, pfx, name, "%s", notint);
 	d = v->valuedouble;
-	if (!(d >= (double)min && d <= (double)max))
+	if (!(d >= (double)min && d <= (double)max)) {
+		if (range == NULL)
+			return errf(err, pfx, name, "%s from %" PRId64 " to %"
+			    PRId64, notint, min, max);
 		return errf(err, pfx, name, "%s", range);
+	}
 	*out = (int64_t)d;
 	if ((double)*out != d)
 		return errf(err, pfx, name, "%s", notint);
@@ -413,12 +418,35 @@ random_order_id(char *dst)
 	snprintf(dst, ORDER_ID_MAX + 1, "o-%s", u);
 }
 
+/*
+ * An error found in items[i] with paths relative to the item: the path
+ * becomes the whole one.  Made only on the error path, since a prefix
+ * formatted for every item was a tenth of order-submit's time.
+ */
+static int
+err_in_item(struct event_err *err, const char *pfx, int i)
+{
+	char path[sizeof(err->field) + 32];
+	size_t n;
+
+	if (err == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%sitems[%d]%s%s", pfx, i,
+	    err->field[0] != '\0' ? "." : "", err->field);
+	/* Cut to the field's size, as errf() would. */
+	if ((n = strlen(path)) >= sizeof(err->field))
+		n = sizeof(err->field) - 1;
+	memcpy(err->field, path, n);
+	err->field[n] = '\0';
+	snprintf(err->text, sizeof(err->text), "%s: %s", err->field, err->msg);
+	return -1;
+}
+
 static int
 items_from_json(const cJSON *o, const char *pfx, struct order *out,
     struct event_err *err)
 {
 	const cJSON *items, *it;
-	char ipfx[64], range[96];
 	int64_t v, sum = 0, line;
 	int n, i = 0;
 
@@ -432,23 +460,22 @@ items_from_json(const cJSON *o, const char *pfx, struct order *out,
 		    "items", ORDER_ITEMS_MAX);
 	if ((out->items = calloc(n, sizeof(*out->items))) == NULL)
 		return errf(err, "", "", "out of memory");
-	snprintf(range, sizeof(range), "%s from 0 to %lld", msg_money,
-	    ORDER_PRICE_MAX);
 	cJSON_ArrayForEach(it, items) {
 		struct order_item *oi = &out->items[i];
 
-		snprintf(ipfx, sizeof(ipfx), "%sitems[%d].", pfx, i);
-		if (!cJSON_IsObject(it))
-			return errf(err, ipfx, "", "must be an object");
-		if (get_string(it, ipfx, "sku", 1, &r_sku, oi->sku, err) == -1)
-			return -1;
-		if (get_int(it, ipfx, "qty", 1, ORDER_QTY_MAX, msg_qty,
+		if (!cJSON_IsObject(it)) {
+			errf(err, "", "", "must be an object");
+			return err_in_item(err, pfx, i);
+		}
+		if (get_string(it, "", "sku", 1, &r_sku, oi->sku, err) == -1)
+			return err_in_item(err, pfx, i);
+		if (get_int(it, "", "qty", 1, ORDER_QTY_MAX, msg_qty,
 		    msg_qty, &v, err) == -1)
-			return -1;
+			return err_in_item(err, pfx, i);
 		oi->qty = (int)v;
-		if (get_int(it, ipfx, "unit_price", 0, ORDER_PRICE_MAX,
-		    msg_money, range, &oi->unit_price, err) == -1)
-			return -1;
+		if (get_int(it, "", "unit_price", 0, ORDER_PRICE_MAX,
+		    msg_money, NULL, &oi->unit_price, err) == -1)
+			return err_in_item(err, pfx, i);
 		if (__builtin_mul_overflow(oi->unit_price, (int64_t)oi->qty,
 		    &line) || __builtin_add_overflow(sum, line, &sum) ||
 		    sum > ORDER_TOTAL_MAX)
@@ -467,7 +494,6 @@ static int
 order_from_json(const cJSON *o, const char *pfx, int in_event,
     struct order *out, struct event_err *err)
 {
-	char range[96];
 	int64_t total;
 	int r;
 
@@ -493,9 +519,7 @@ order_from_json(const cJSON *o, const char *pfx, int in_event,
 		strcpy(out->payment_method, ORDER_PM_DEFAULT);
 	if (!in_event)
 		return 0;
-	snprintf(range, sizeof(range), "%s from 0 to %lld", msg_money,
-	    ORDER_TOTAL_MAX);
-	if (get_int(o, pfx, "total", 0, ORDER_TOTAL_MAX, msg_money, range,
+	if (get_int(o, pfx, "total", 0, ORDER_TOTAL_MAX, msg_money, NULL,
 	    &total, err) == -1)
 		return -1;
 	if (total != out->total)
@@ -520,8 +544,7 @@ order_parse(const char *json, size_t len, struct order *out,
 		return -1;
 	}
 	rc = order_from_json(root, "", 0, out, err);
-	cJSON_Delete(root);
-	jsonmem_end(mark);
+	jsonmem_end_tree(mark, root);
 	if (rc == -1)
 		order_free(out);
 	return rc;
@@ -586,7 +609,6 @@ payment_from_json(const cJSON *d, const char *pfx, struct event_payment *p,
     struct event_err *err)
 {
 	const cJSON *v;
-	char range[96];
 	int r;
 
 	if (get_string(d, pfx, "order_id", 1, &r_order_id, p->order_id,
@@ -604,9 +626,7 @@ payment_from_json(const cJSON *d, const char *pfx, struct event_payment *p,
 	else
 		return errf(err, pfx, "status",
 		    "must be \"approved\" or \"declined\"");
-	snprintf(range, sizeof(range), "%s from 0 to %lld", msg_money,
-	    ORDER_TOTAL_MAX);
-	if (get_int(d, pfx, "amount", 0, ORDER_TOTAL_MAX, msg_money, range,
+	if (get_int(d, pfx, "amount", 0, ORDER_TOTAL_MAX, msg_money, NULL,
 	    &p->amount, err) == -1 ||
 	    get_string(d, pfx, "currency", 1, &r_currency, p->currency,
 	    err) == -1 ||
@@ -764,8 +784,7 @@ event_parse(const void *buf, size_t len, struct event *ev,
 		return -1;
 	}
 	rc = envelope(root, ev, err);
-	cJSON_Delete(root);
-	jsonmem_end(mark);
+	jsonmem_end_tree(mark, root);
 	if (rc == -1) {
 		event_free(ev);
 		ev->kind = EVENT_NONE;
@@ -897,9 +916,9 @@ put_str(cJSON *o, const char *name, const char *s, int *fail)
 static void
 put_int(cJSON *o, const char *name, int64_t v, int *fail)
 {
-	char buf[24];
+	char buf[UTIL_I64_LEN + 1];
 
-	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	util_i64toa(v, buf);
 	if (cJSON_AddRawToObject(o, name, buf) == NULL)
 		*fail = 1;
 }
@@ -1031,8 +1050,7 @@ event_serialize(const struct event *ev, size_t *lenp)
 	put_data(root, ev, &fail);
 	if (!fail)
 		s = print(root, &len);
-	cJSON_Delete(root);
-	jsonmem_end(mark);
+	jsonmem_end_tree(mark, root);
 	if (s == NULL) {
 		errno = ENOMEM;
 		return NULL;

@@ -36,6 +36,10 @@
 static __thread unsigned char	*arena;
 static __thread size_t		 used;
 static __thread unsigned	 depth;	/* open scopes */
+/* Allocations inside a scope that came from malloc; the count at each begin. */
+#define DEPTH_MAX	8
+static __thread unsigned long	 spills;
+static __thread unsigned long	 spills_at[DEPTH_MAX];
 static pthread_key_t		 arena_key;
 static pthread_once_t		 arena_once = PTHREAD_ONCE_INIT;
 
@@ -54,9 +58,12 @@ hook_malloc(size_t n)
 	void *p;
 
 	need = ((n + ALIGN - 1) & ~(size_t)(ALIGN - 1)) + REDZONE;
-	if (depth == 0 || arena == NULL || need < n ||
-	    need > JSONMEM_ARENA - used)
+	if (depth == 0)
 		return malloc(n);
+	if (arena == NULL || need < n || need > JSONMEM_ARENA - used) {
+		spills++;
+		return malloc(n);
+	}
 	p = arena + used;
 	used += need;
 	ASAN_UNPOISON_MEMORY_REGION(p, n);
@@ -106,6 +113,8 @@ jsonmem_begin(void)
 		if (arena != NULL)
 			ASAN_POISON_MEMORY_REGION(arena, JSONMEM_ARENA);
 	}
+	if (depth < DEPTH_MAX)
+		spills_at[depth] = spills;
 	depth++;
 	return used;
 }
@@ -118,6 +127,17 @@ jsonmem_end(size_t mark)
 	depth--;
 	ASAN_POISON_MEMORY_REGION(arena + mark, used - mark);
 	used = mark;
+}
+
+void
+jsonmem_end_tree(size_t mark, cJSON *tree)
+{
+	if (depth == 0)
+		abort();
+	if (tree != NULL && (depth > DEPTH_MAX ||
+	    spills != spills_at[depth - 1]))
+		cJSON_Delete(tree);
+	jsonmem_end(mark);
 }
 
 size_t

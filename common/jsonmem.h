@@ -21,10 +21,20 @@
 
 #include <stddef.h>
 
+#include <cjson/cJSON.h>
+
 #define JSONMEM_ARENA	65536	/* bytes of a thread's arena */
 
 size_t	jsonmem_begin(void);
 void	jsonmem_end(size_t mark);
+/*
+ * jsonmem_end() for a scope in which tree was made, whole: every node and
+ * string of it allocated since the scope's begin.  The tree goes with the
+ * arena, without the walk of cJSON_Delete() (a tenth of building and
+ * printing an event), unless some of the scope's allocations came from
+ * malloc; then it is deleted first.
+ */
+void	jsonmem_end_tree(size_t mark, cJSON *tree);
 size_t	jsonmem_used(void);	/* arena bytes in use, for the tests */
 
 #endif

@@ -295,3 +295,24 @@ util_lock(const char *path)
 	}
 	return fd;
 }
+
+size_t
+util_i64toa(int64_t v, char buf[UTIL_I64_LEN + 1])
+{
+	char tmp[UTIL_I64_LEN];
+	uint64_t u;
+	size_t n = 0, len = 0;
+
+	/* The magnitude as unsigned: -INT64_MIN does not fit an int64_t. */
+	u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[len++] = '-';
+	while (n > 0)
+		buf[len++] = tmp[--n];
+	buf[len] = '\0';
+	return len;
+}

@@ -27,3 +27,8 @@ load test_helper
 	run --separate-stderr "$BUILD/test/util_test" lock
 	assert_success
 }
+
+@test "util: integers in decimal as snprintf writes them, INT64_MIN too" {
+	run --separate-stderr "$BUILD/test/util_test" i64toa
+	assert_success
+}

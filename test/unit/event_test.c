@@ -980,6 +980,33 @@ test_jsonmem(void)
 	jsonmem_end(m1);
 	CHECK(jsonmem_used() == 0);
 
+	/*
+	 * A tree made whole in a scope goes with it, unwalked; one with a
+	 * block from malloc is deleted (LeakSanitizer would say otherwise).
+	 */
+	m1 = jsonmem_begin();
+	a = cJSON_CreateObject();
+	CHECK(a != NULL && cJSON_AddStringToObject(a, "k", "v") != NULL);
+	CHECK(jsonmem_used() > m1);
+	jsonmem_end_tree(m1, a);
+	CHECK(jsonmem_used() == 0);
+	m1 = jsonmem_begin();
+	a = cJSON_CreateObject();
+	if ((s = malloc(JSONMEM_ARENA + 1)) == NULL)
+		abort();
+	memset(s, 'z', JSONMEM_ARENA);
+	s[JSONMEM_ARENA] = '\0';
+	CHECK(a != NULL && cJSON_AddStringToObject(a, "big", s) != NULL);
+	free(s);
+	m2 = jsonmem_begin();
+	b = cJSON_CreateString("inner, made after the spill");
+	jsonmem_end_tree(m2, b);
+	CHECK(jsonmem_used() == m2);
+	jsonmem_end_tree(m1, a);
+	CHECK(jsonmem_used() == 0);
+	jsonmem_end_tree(jsonmem_begin(), NULL);
+	CHECK(jsonmem_used() == 0);
+
 	/* event.c's own scopes are closed when it returns. */
 	CHECK(order_parse(good, strlen(good), &o, &err) == 0);
 	CHECK(jsonmem_used() == 0);

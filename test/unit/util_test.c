@@ -5,6 +5,8 @@
  * Usage: util_test [NAME]; without NAME it lists the tests.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,29 @@ static int failures;
 		failures++;						\
 	}								\
 } while (0)
+
+/* util_i64toa() against snprintf() over the edges and a sweep. */
+static void
+test_i64toa(void)
+{
+	static const int64_t edge[] = { 0, 1, -1, 9, 10, -10, 99, 100,
+	    1250, -1250, 100000000, INT32_MAX, INT32_MIN, INT64_MAX,
+	    INT64_MIN, INT64_MAX - 1, INT64_MIN + 1 };
+	char want[32], got[UTIL_I64_LEN + 1];
+	size_t i, n;
+	int64_t v;
+
+	for (i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+		snprintf(want, sizeof(want), "%" PRId64, edge[i]);
+		n = util_i64toa(edge[i], got);
+		CHECK(n == strlen(want) && strcmp(got, want) == 0);
+	}
+	for (v = -100000; v <= 100000; v += 7) {
+		snprintf(want, sizeof(want), "%" PRId64, v * 1000003);
+		n = util_i64toa(v * 1000003, got);
+		CHECK(n == strlen(want) && strcmp(got, want) == 0);
+	}
+}
 
 static void
 test_strtonum(void)
@@ -130,6 +155,7 @@ static const struct {
 	{ "rfc3339", test_rfc3339 },
 	{ "time", test_time },
 	{ "lock", test_lock },
+	{ "i64toa", test_i64toa },
 };
 
 int
