@@ -420,8 +420,9 @@ random_order_id(char *dst)
 
 /*
  * An error found in items[i] with paths relative to the item: the path
- * becomes the whole one.  Made only on the error path, since a prefix
- * formatted for every item was a tenth of order-submit's time.
+ * becomes the whole one.  Made only on the error path: a prefix and a
+ * range message formatted for every item, in case, were 5% of
+ * order-submit's instructions.
  */
 static int
 err_in_item(struct event_err *err, const char *pfx, int i)
