@@ -1,8 +1,9 @@
 /*
  * jsonl.c - the JSON-lines reader: framing, length, NUL and UTF-8 checks.
  *
- * Bytes come one at a time from getc_unlocked(): the stdio buffer does the
- * bulk reads, and a line never makes us wait for input past its newline.
+ * Bytes come from fgets_unlocked() in pieces that end at a newline: the
+ * stdio buffer does the bulk reads, and a line never makes us wait for
+ * input past its newline.
  * The line buffer starts small and doubles up to maxlen + 1 bytes (room for
  * the NUL); past that the rest of a line is counted and dropped, which is
  * how a huge line is skipped in bounded memory.
@@ -16,6 +17,7 @@
 #include "jsonl.h"
 
 #define JSONL_INITIAL	4096	/* first size of the line buffer */
+#define JSONL_PIECE	2048	/* the most one fgets() call reads */
 /*
  * stdio's buffer for what we read: its default of one disk block meant a
  * read(2) every few lines, which on a virtual machine cost a tenth of
@@ -164,59 +166,76 @@ room(struct jsonl *r, size_t n)
 
 /*
  * Reads through the next "\n" or EOF, keeping at most maxlen bytes.
- * Returns 0, or -1 on a read error or out of memory (r->err set).  The
- * loop keeps its state in locals and asks room() only when the buffer
- * is full: it runs once per input byte.
+ * Returns 0, or -1 on a read error or out of memory (r->err set).
+ *
+ * The bytes come in pieces of at most JSONL_PIECE from fgets_unlocked(),
+ * which finds the newline in stdio's buffer with memchr() and stops at
+ * it; a loop of getc_unlocked() over every byte was a tenth of
+ * order-submit's instructions.  fgets() does not say how many bytes it
+ * stored, and a line may hold NUL bytes (rejected later, at their
+ * offset), so the piece is filled with "\n" first: the last NUL in it is
+ * the one fgets() wrote after the bytes.  Past maxlen the pieces go to a
+ * scratch buffer and are only counted.
  */
 static int
 read_raw(struct jsonl *r, struct raw *raw)
 {
-	FILE *fp = r->fp;
-	char *buf = r->buf;
-	size_t n = 0, total = 0, lim;
-	int c, kept, blank = 1, last = 0, ret = 0;
+	char scratch[JSONL_PIECE], *dst, *nul;
+	size_t n = 0, total = 0, want, got, i;
+	int kept, blank = 1, last = 0, nl = 0;
 
 	memset(raw, 0, sizeof(*raw));
-	/* Bytes that fit without growing: size less one for the NUL. */
-	lim = r->size > 0 ? r->size - 1 : 0;
 	errno = 0;
-	for (;;) {
-		if ((c = getc_unlocked(fp)) == EOF) {
-			if (ferror(fp)) {
-				snprintf(r->err, sizeof(r->err),
-				    "read error: %s",
-				    strerror(errno ? errno : EIO));
-				ret = -1;
-			} else
-				r->eof = 1;
-			break;
-		}
-		raw->any = 1;
-		if (c == '\n')
-			break;
-		total++;
-		last = c;
-		if (c != ' ' && c != '\t' && c != '\r')
-			blank = 0;
-		if (n >= lim) {
+	while (!nl) {
+		if (n < r->maxlen) {
 			if ((kept = room(r, n)) < 0) {
 				snprintf(r->err, sizeof(r->err),
 				    "out of memory");
-				ret = -1;
-				break;
+				return -1;
 			}
-			if (!kept)
-				continue;
-			buf = r->buf;
-			lim = r->size - 1;
+			/* Room for a byte and the NUL: fgets() stores one. */
+			dst = r->buf + n;
+			want = r->size - n;
+			if (want > r->maxlen - n + 1)
+				want = r->maxlen - n + 1;
+		} else {
+			dst = scratch;
+			want = sizeof(scratch);
 		}
-		buf[n++] = (char)c;
+		if (want > JSONL_PIECE)
+			want = JSONL_PIECE;
+		memset(dst, '\n', want);
+		if (fgets_unlocked(dst, (int)want, r->fp) == NULL) {
+			if (ferror(r->fp)) {
+				snprintf(r->err, sizeof(r->err),
+				    "read error: %s",
+				    strerror(errno ? errno : EIO));
+				return -1;
+			}
+			r->eof = 1;
+			break;
+		}
+		raw->any = 1;
+		nul = memrchr(dst, '\0', want);
+		got = (size_t)(nul - dst);
+		if (got > 0 && dst[got - 1] == '\n') {
+			nl = 1;
+			got--;
+		}
+		for (i = 0; blank && i < got; i++)
+			if (dst[i] != ' ' && dst[i] != '\t' && dst[i] != '\r')
+				blank = 0;
+		if (got > 0)
+			last = (unsigned char)dst[got - 1];
+		total += got;
+		if (dst != scratch)
+			n += got;
 	}
 	raw->n = n;
 	raw->total = total;
 	raw->blank = blank;
 	raw->cr = last == '\r';
-	return ret;
+	return 0;
 }
 
 static int

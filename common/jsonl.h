@@ -25,9 +25,9 @@
  *
  * giving "orders.jsonl:3: invalid UTF-8 at byte offset 12: surrogate".
  *
- * The reader takes its bytes with getc_unlocked(3), so it never waits for
- * more input than the line it returns: it suits pipes fed as events
- * happen.  A reader is not for use by several threads at once.
+ * The reader takes its bytes with fgets_unlocked(3), which stops at a
+ * newline, so it never waits for more input than the line it returns: it
+ * suits pipes fed as events happen.  A reader is not for use by several threads at once.
  */
 #ifndef OF_JSONL_H
 #define OF_JSONL_H

@@ -16,7 +16,7 @@ jsonl() {
 	run --separate-stderr "$BUILD/test/jsonl_test"
 	assert_success
 	assert_output "$(printf '%s\n' lines empty nofinalnl crlf toolong nul \
-	    badutf8 goodutf8 garbage chunks pipe readerr name bom)"
+	    badutf8 goodutf8 garbage chunks pipe readerr name bom pieces)"
 }
 
 @test "jsonl: lines returned in order with their numbers" {
@@ -73,6 +73,10 @@ jsonl() {
 
 @test "jsonl: a byte order mark at the start is dropped" {
 	jsonl bom
+}
+
+@test "jsonl: lines longer than one read, kept exact, checked at every offset" {
+	jsonl pieces
 }
 
 @test "jsonl: an unknown subtest is a usage error" {

@@ -773,6 +773,59 @@ test_name(void)
 	CHECK((fcntl(STDIN_FILENO, F_GETFD) != -1) == stdin_ok);
 }
 
+/*
+ * Lines longer than one read of the reader (2 KiB) and around that size:
+ * kept whole and exact, a NUL and a UTF-8 sequence cut between two reads
+ * found at their offsets, a long blank line skipped, and the line after
+ * each one read with its number.
+ */
+static void
+test_pieces(void)
+{
+	static const size_t sizes[] = { 2046, 2047, 2048, 2049, 4095, 4096,
+	    4097, 100000 };
+	struct jsonl *r;
+	const char *line;
+	char *in, msg[64];
+	size_t i, n, len, at, eur;
+	int rc;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		n = sizes[i];
+		/* Five lines of n bytes: plain, a NUL, a cut sequence, blank. */
+		if ((in = malloc(5 * (n + 1) + 16)) == NULL)
+			abort();
+		memset(in, 'a', 5 * (n + 1));
+		in[n] = '\n';
+		at = n + 1 + n - 3;
+		in[at] = '\0';
+		in[2 * (n + 1) - 1] = '\n';
+		/* U+20AC: in longer lines across the first read's end. */
+		eur = n >= 2049 ? 2046 : n - 3;
+		memcpy(in + 2 * (n + 1) + eur, "\xe2\x82\xac", 3);
+		in[3 * (n + 1) - 1] = '\n';
+		memset(in + 3 * (n + 1), ' ', n);
+		in[4 * (n + 1) - 1] = '\n';
+		memcpy(in + 4 * (n + 1), "{}\n", 3);
+		r = open_bytes(in, 4 * (n + 1) + 3, 0);
+		rc = jsonl_next(r, &line, &len);
+		CHECK(rc == JSONL_LINE && len == n && jsonl_lineno(r) == 1);
+		CHECK(rc == JSONL_LINE && strspn(line, "a") == n &&
+		    line[n] == '\0');
+		snprintf(msg, sizeof(msg), "NUL byte at byte offset %zu",
+		    n - 3);
+		EXPECT_REJECT(r, 2, msg);
+		rc = jsonl_next(r, &line, &len);
+		CHECK(rc == JSONL_LINE && len == n && jsonl_lineno(r) == 3);
+		CHECK(rc == JSONL_LINE && memcmp(line + eur,
+		    "\xe2\x82\xac", 3) == 0);
+		EXPECT_LINE(r, 5, "{}");
+		EXPECT_EOF(r);
+		done(r);
+		free(in);
+	}
+}
+
 static void
 test_bom(void)
 {
@@ -814,6 +867,7 @@ static const struct {
 	{ "readerr", test_readerr },
 	{ "name", test_name },
 	{ "bom", test_bom },
+	{ "pieces", test_pieces },
 };
 
 int
