@@ -182,13 +182,13 @@ read_raw(struct jsonl *r, struct raw *raw)
 {
 	char scratch[JSONL_PIECE], *dst, *nul;
 	size_t n = 0, total = 0, want, got, i;
-	int kept, blank = 1, last = 0, nl = 0;
+	int blank = 1, last = 0, nl = 0;
 
 	memset(raw, 0, sizeof(*raw));
 	errno = 0;
 	while (!nl) {
 		if (n < r->maxlen) {
-			if ((kept = room(r, n)) < 0) {
+			if (room(r, n) < 0) {
 				snprintf(r->err, sizeof(r->err),
 				    "out of memory");
 				return -1;
