@@ -164,6 +164,17 @@ room(struct jsonl *r, size_t n)
 	return 1;
 }
 
+static int
+blank(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return 0;
+	return 1;
+}
+
 /*
  * Reads through the next "\n" or EOF, keeping at most maxlen bytes.
  * Returns 0, or -1 on a read error or out of memory (r->err set).
@@ -181,8 +192,8 @@ static int
 read_raw(struct jsonl *r, struct raw *raw)
 {
 	char scratch[JSONL_PIECE], *dst, *nul;
-	size_t n = 0, total = 0, want, got, i;
-	int blank = 1, last = 0, nl = 0;
+	size_t n = 0, total = 0, want, got;
+	int allblank = 1, last = 0, nl = 0;
 
 	memset(raw, 0, sizeof(*raw));
 	errno = 0;
@@ -222,9 +233,8 @@ read_raw(struct jsonl *r, struct raw *raw)
 			nl = 1;
 			got--;
 		}
-		for (i = 0; blank && i < got; i++)
-			if (dst[i] != ' ' && dst[i] != '\t' && dst[i] != '\r')
-				blank = 0;
+		if (allblank && !blank(dst, got))
+			allblank = 0;
 		if (got > 0)
 			last = (unsigned char)dst[got - 1];
 		total += got;
@@ -233,20 +243,9 @@ read_raw(struct jsonl *r, struct raw *raw)
 	}
 	raw->n = n;
 	raw->total = total;
-	raw->blank = blank;
+	raw->blank = allblank;
 	raw->cr = last == '\r';
 	return 0;
-}
-
-static int
-blank(const char *s, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-			return 0;
-	return 1;
 }
 
 /* Checks one kept line; returns 0, or -1 with r->err set. */
