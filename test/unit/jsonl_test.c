@@ -792,7 +792,7 @@ test_pieces(void)
 
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		n = sizes[i];
-		/* Five lines of n bytes: plain, a NUL, a cut sequence, blank. */
+		/* Four lines of n bytes (plain, NUL, cut UTF-8, blank), {}. */
 		if ((in = malloc(5 * (n + 1) + 16)) == NULL)
 			abort();
 		memset(in, 'a', 5 * (n + 1));
