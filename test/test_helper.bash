@@ -16,6 +16,17 @@ for lib in bats-support bats-assert; do
 	done
 done
 
+# bats-assert's assert_success, but a failure shows the command's standard
+# error as well: after run --separate-stderr that is where $stderr holds
+# what our commands say about why they failed.
+assert_success() {
+	: "${output?}"
+	: "${status?}"
+	(( status == 0 )) && return 0
+	batslib_print_kv_single_or_multi 6 status "$status" output "$output" \
+	    stderr "${stderr-}" | batslib_decorate 'command failed' | fail
+}
+
 # Bootstrap servers of the suite's broker (set by setup_suite.bash).
 : "${KAFKA_BROKERS:=127.0.0.1:9092}"
 export KAFKA_BROKERS
