@@ -418,7 +418,7 @@ plan(struct dr *d)
 	for (i = 0; i < d->nparts; i++)
 		rd_kafka_topic_partition_list_add(l,
 		    d->topics[d->parts[i].topic].name, d->parts[i].partition);
-	if ((err = rd_kafka_committed(rk, l, REQUEST_MS)) !=
+	if ((err = kafka_committed(rk, l, REQUEST_MS)) !=
 	    RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_error("cannot read the offsets of group %s: %s",
 		    d->o.group, rd_kafka_err2str(err));
@@ -427,8 +427,7 @@ plan(struct dr *d)
 	}
 	for (i = 0; i < d->nparts; i++) {
 		pt = &d->parts[i];
-		committed = l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR ?
-		    l->elems[i].offset : -1;
+		committed = l->elems[i].offset;	/* < 0: none */
 		err = rd_kafka_query_watermark_offsets(rk,
 		    d->topics[pt->topic].name, pt->partition, &lo, &hi,
 		    REQUEST_MS);

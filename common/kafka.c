@@ -269,6 +269,36 @@ kafka_wait_reachable(rd_kafka_t *rk, int timeout_ms)
 	return err;
 }
 
+static int
+coordinator_moving(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+	    err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+	    err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE;
+}
+
+rd_kafka_resp_err_t
+kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l,
+    int timeout_ms)
+{
+	rd_kafka_resp_err_t err;
+	int64_t deadline, left;
+	int i;
+
+	deadline = util_mono_ms() + timeout_ms;
+	for (;;) {
+		left = deadline - util_mono_ms();
+		err = rd_kafka_committed(rk, l, left > 0 ? (int)left : 0);
+		for (i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt;
+		    i++)
+			err = l->elems[i].err;
+		if (!coordinator_moving(err) ||
+		    (left = deadline - util_mono_ms()) <= 0)
+			return err;
+		util_sleep_ms(left < 100 ? left : 100);
+	}
+}
+
 /*
  * Producer.
  */

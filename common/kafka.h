@@ -103,6 +103,19 @@ rd_kafka_t *kafka_producer_rk(struct kafka_producer *);
  * TIMED_OUT, __TRANSPORT, __FATAL, ...): then the caller exits
  * OF_EXIT_KAFKA.
  */
+/*
+ * kafka_committed() is rd_kafka_committed() that asks again, until
+ * timeout_ms passes, while the group's coordinator is moving or loading
+ * (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_
+ * AVAILABLE, for the request or any partition): a broker answers so
+ * while it starts or takes over __consumer_offsets, and librdkafka does
+ * not retry them here.  Returns 0 only when every partition's offset was
+ * read (RD_KAFKA_OFFSET_INVALID where none is committed); a partition's
+ * error is returned as the request's, since reading it as "nothing
+ * committed" would start that partition over.
+ */
+rd_kafka_resp_err_t kafka_committed(rd_kafka_t *,
+	    rd_kafka_topic_partition_list_t *, int timeout_ms);
 int	kafka_fatal(rd_kafka_t *, char *buf, size_t len);
 int	kafka_unreachable(rd_kafka_t *);
 rd_kafka_resp_err_t kafka_wait_reachable(rd_kafka_t *, int timeout_ms);

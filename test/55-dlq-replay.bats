@@ -490,6 +490,51 @@ caught_up() {
 	    sort | diff - "$BATS_TEST_TMPDIR/replayed"
 }
 
+# moving N ARGS...: dlq-replay ARGS, the first N answers to its reading of
+# the group's offsets saying the coordinator is moving
+# (test/fixtures/committed-moving.c).
+moving() {
+	local n=$1
+
+	shift
+	[ -e "$BATS_TEST_TMPDIR/moving.so" ] ||
+	    cc -shared -fPIC -o "$BATS_TEST_TMPDIR/moving.so" \
+	    "$BATS_TEST_DIRNAME/fixtures/committed-moving.c" -ldl -lrdkafka ||
+	    return 99
+	MOVING_COUNT=$n \
+	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+	    LD_PRELOAD="$BATS_TEST_TMPDIR/moving.so" timeout 60 dlq-replay "$@"
+}
+
+# A broker answers "not coordinator" or "loading" while it starts or takes
+# over __consumer_offsets; a partition read as committing nothing would be
+# replayed from its start again.
+@test "dlq-replay: asks again while the group's coordinator moves, until its deadline" {
+	new_flow
+	local dlq="${PREFIX}order-created-dlq" oc="${PREFIX}order-created"
+	dead_many "$dlq" 6 m "$ORIG=$oc"
+	run --separate-stderr timeout 60 dlq-replay -t "$dlq"
+	assert_success
+	summary_is "$output" replayed 6
+
+	dead_many "$dlq" 6 n "$ORIG=$oc"
+	run --separate-stderr moving 4 -t "$dlq"
+	assert_success
+	summary_is "$output" replayed 6
+	[[ "$stderr" == *"committed-moving: 4 answers changed"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(count "$oc")" -eq 12 ]
+
+	# Still moving after its 10 s: exit 4, nothing replayed.
+	dead_many "$dlq" 2 o "$ORIG=$oc"
+	run --separate-stderr moving 1000000 -t "$dlq"
+	assert_failure 4
+	assert_output ""
+	[[ "$stderr" == *"cannot read the offsets of group"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(count "$oc")" -eq 12 ]
+}
+
 @test "dlq-replay: Kafka unreachable exits 4; a missing topic exits 1" {
 	new_flow
 	run --separate-stderr timeout 60 dlq-replay -b 127.0.0.1:1
