@@ -103,6 +103,10 @@ rd_kafka_t *kafka_producer_rk(struct kafka_producer *);
  * TIMED_OUT, __TRANSPORT, __FATAL, ...): then the caller exits
  * OF_EXIT_KAFKA.
  */
+int	kafka_fatal(rd_kafka_t *, char *buf, size_t len);
+int	kafka_unreachable(rd_kafka_t *);
+rd_kafka_resp_err_t kafka_wait_reachable(rd_kafka_t *, int timeout_ms);
+
 /*
  * kafka_committed() is rd_kafka_committed() that asks again, until
  * timeout_ms passes, while the group's coordinator is moving or loading
@@ -116,9 +120,6 @@ rd_kafka_t *kafka_producer_rk(struct kafka_producer *);
  */
 rd_kafka_resp_err_t kafka_committed(rd_kafka_t *,
 	    rd_kafka_topic_partition_list_t *, int timeout_ms);
-int	kafka_fatal(rd_kafka_t *, char *buf, size_t len);
-int	kafka_unreachable(rd_kafka_t *);
-rd_kafka_resp_err_t kafka_wait_reachable(rd_kafka_t *, int timeout_ms);
 
 /*
  * Headers.  Values are UTF-8 strings (CONTRACT), numbers in decimal.
