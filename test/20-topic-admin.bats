@@ -250,13 +250,7 @@ now_ms() {
 # whose group coordinator answers CODE to the first COUNT requests
 # (test/fixtures/coordinator-error.c).
 lag_coordinator_error() {
-	[ -e "$BATS_TEST_TMPDIR/coord.so" ] ||
-	    cc -shared -fPIC -o "$BATS_TEST_TMPDIR/coord.so" \
-	    "$BATS_TEST_DIRNAME/fixtures/coordinator-error.c" -ldl -lrdkafka ||
-	    return 99
-	COORD_ERR=$1 COORD_ERR_COUNT=$2 \
-	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
-	    LD_PRELOAD="$BATS_TEST_TMPDIR/coord.so" \
+	COORD_ERR=$1 COORD_ERR_COUNT=$2 preloaded coordinator-error \
 	    topic-admin -X test.mock.num.brokers=1 -m 2 lag some-group
 }
 
@@ -295,13 +289,7 @@ create_lagging() {
 	local t=$1 n=$2
 
 	shift 2
-	[ -e "$BATS_TEST_TMPDIR/lag.so" ] ||
-	    cc -shared -fPIC -o "$BATS_TEST_TMPDIR/lag.so" \
-	    "$BATS_TEST_DIRNAME/fixtures/metadata-lag.c" -ldl -lrdkafka ||
-	    return 99
-	LAG_TOPIC=$t LAG_COUNT=$n \
-	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
-	    LD_PRELOAD="$BATS_TEST_TMPDIR/lag.so" \
+	LAG_TOPIC=$t LAG_COUNT=$n preloaded metadata-lag \
 	    topic-admin "$@" create -t "$t"
 }
 

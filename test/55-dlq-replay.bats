@@ -497,13 +497,7 @@ moving() {
 	local n=$1
 
 	shift
-	[ -e "$BATS_TEST_TMPDIR/moving.so" ] ||
-	    cc -shared -fPIC -o "$BATS_TEST_TMPDIR/moving.so" \
-	    "$BATS_TEST_DIRNAME/fixtures/committed-moving.c" -ldl -lrdkafka ||
-	    return 99
-	MOVING_COUNT=$n \
-	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
-	    LD_PRELOAD="$BATS_TEST_TMPDIR/moving.so" timeout 60 dlq-replay "$@"
+	MOVING_COUNT=$n preloaded committed-moving timeout 60 dlq-replay "$@"
 }
 
 # A broker answers "not coordinator" or "loading" while it starts or takes

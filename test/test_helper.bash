@@ -27,6 +27,19 @@ assert_success() {
 	    stderr "${stderr-}" | batslib_decorate 'command failed' | fail
 }
 
+# preloaded FIXTURE COMMAND...: COMMAND with test/fixtures/FIXTURE.c built
+# (once a test) and put in front of librdkafka by LD_PRELOAD, ASan told
+# not to mind that it comes first.
+preloaded() {
+	local so="$BATS_TEST_TMPDIR/$1.so" src="$BATS_TEST_DIRNAME/fixtures/$1.c"
+
+	shift
+	[ -e "$so" ] || cc -shared -fPIC -o "$so" "$src" -ldl -lrdkafka ||
+	    return 99
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+	    LD_PRELOAD="$so" "$@"
+}
+
 # Bootstrap servers of the suite's broker (set by setup_suite.bash).
 : "${KAFKA_BROKERS:=127.0.0.1:9092}"
 export KAFKA_BROKERS
