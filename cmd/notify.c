@@ -52,6 +52,7 @@
 #include "log.h"
 #include "opt.h"
 #include "store.h"
+#include "upkeep.h"
 #include "util.h"
 #include "worker.h"
 
@@ -64,9 +65,6 @@
 #define MAX_ATTEMPTS_MAX	1000
 #define SECRET_MAX		1024	/* bytes of a secret file */
 #define WHSEC_PREFIX		"whsec_"	/* Standard Webhooks' form */
-#define EXPIRE_BATCH		1000	/* records a transaction expires */
-#define EXPIRE_ROUNDS		10	/* batches a tick, at most */
-#define CHECKPOINT_MS		60000
 #define REPORT_MS		10000	/* the -v counters line */
 #define IDEM_PREFIX		"notified:"
 #define FLUSH_MAX		64	/* records between two log flushes */
@@ -120,10 +118,10 @@ struct notify {
 	int64_t			 backoff_ms;
 	int64_t			 backoff_max_ms;
 	int			 max_attempts;
-	int64_t			 next_checkpoint;	/* monotonic ms */
+	struct upkeep		 up;		/* the store's upkeep */
 	uint64_t		 notified;
 	uint64_t		 duplicates;
-	int			 failed;	/* exit 1: stdout or the store broke */
+	int			 failed;	/* exit 1: stdout broke */
 	int			 unflushed;	/* records to flush */
 };
 
@@ -157,9 +155,9 @@ usage_error(const char *fmt, const char *arg)
 
 /*
  * Stops the worker as SIGTERM does: it finishes what is in flight,
- * commits and returns.  For failures that retrying cannot cure (standard
- * output gone, the store broken): the input that met one goes to the
- * retry topic and notify exits 1.
+ * commits and returns.  For a failure that retrying cannot cure
+ * (standard output gone; the store's are upkeep.h's): the input that met
+ * it goes to the retry topic and notify exits 1.
  */
 static void
 notify_stop(struct notify *n)
@@ -583,29 +581,16 @@ note_build(struct note *nt, const struct event *ev)
 }
 
 /*
- * A store error: STORE_RUNRECOVERY (another process died inside the
- * library) reopens the store, which runs recovery; anything else, or a
- * failed reopen, stops notify.
+ * A store error: upkeep.h's rule (orderflow(7), STATE) reopens the store
+ * (STORE_RUNRECOVERY), goes on (STORE_DEADLOCK) or stops notify, which
+ * then exits 1.  A reopened store starts with nothing to flush.
  */
 static void
 store_failed(struct notify *n, int err, const struct log_ctx *lc)
 {
-	const char *dir = opt_state_dir(&n->o);
-	int r;
-
-	log_msg(LOG_LEVEL_ERROR, lc, "%s: %s", dir, store_strerror(err));
-	if (err != STORE_RUNRECOVERY) {
-		notify_stop(n);
-		return;
-	}
-	store_close(n->st);
-	n->st = NULL;
-	n->unflushed = 0;
-	if ((r = store_open(&n->st, dir, STORE_NOSYNC)) != 0) {
-		log_error("%s: reopening: %s", dir, store_strerror(r));
-		n->st = NULL;
-		notify_stop(n);
-	}
+	if (err == STORE_RUNRECOVERY)
+		n->unflushed = 0;
+	(void)upkeep_failed(&n->up, err, lc);
 }
 
 /* Whether the notification of this event was delivered already. */
@@ -650,8 +635,9 @@ note_flush(struct notify *n)
 
 /*
  * Records the delivery.  A failure here cannot be retried without
- * delivering again, so the input counts as done; notify stops (exit 1)
- * rather than run on without its memory of what it sent.
+ * delivering again, so the input counts as done; a failure other than a
+ * deadlock stops notify (exit 1, upkeep.h) rather than run on without
+ * its memory of what it sent.
  */
 static void
 note_record(struct notify *n, const char *key, const struct note *nt)
@@ -748,41 +734,16 @@ handle(void *ctx, const struct worker_input *in, struct worker_output *out,
 	return r;
 }
 
-/* Expires old idempotency records and checkpoints now and then. */
+/* Flushes the log, then failchk, expiry and checkpoints: upkeep.h. */
 static void
 tick(void *ctx)
 {
 	struct notify *n = ctx;
-	size_t k = 0;
-	int i, r;
 
 	if (n->st == NULL)
 		return;
 	note_flush(n);
-	/*
-	 * Another process died inside Berkeley DB: reopen (recovery) now,
-	 * not at the next event, so that an idle notify does not sit on a
-	 * broken store until it stops.
-	 */
-	if ((r = store_failchk(n->st)) == STORE_RUNRECOVERY) {
-		store_failed(n, r, NULL);
-		return;
-	}
-	for (i = 0; i < EXPIRE_ROUNDS; i++) {
-		r = store_idem_expire(n->st, NULL, util_now_ms(),
-		    EXPIRE_BATCH, &k);
-		if (r != 0) {
-			log_warn("expiring records: %s", store_strerror(r));
-			break;
-		}
-		if (k < EXPIRE_BATCH)
-			break;
-	}
-	if (util_mono_ms() >= n->next_checkpoint) {
-		if ((r = store_checkpoint(n->st)) != 0)
-			log_warn("checkpoint: %s", store_strerror(r));
-		n->next_checkpoint = util_mono_ms() + CHECKPOINT_MS;
-	}
+	upkeep_tick(&n->up);
 }
 
 /* The counters: a line every REPORT_MS with -v, and the summary at exit. */
@@ -1017,7 +978,7 @@ main(int argc, char **argv)
 	    STORE_NOSYNC)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
 		    store_strerror(r));
-	n->next_checkpoint = util_mono_ms() + CHECKPOINT_MS;
+	upkeep_init(&n->up, &n->st, opt_state_dir(&n->o), STORE_NOSYNC);
 
 	memset(&wc, 0, sizeof(wc));
 	wc.in_topic = opt_topic(&n->o, "payment-processed");
@@ -1039,7 +1000,8 @@ main(int argc, char **argv)
 	memset(&ws, 0, sizeof(ws));
 	rc = worker_run(&wc, &n->o, &ws);
 
-	if (n->failed && (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))
+	if ((n->failed || n->up.failed) &&
+	    (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))
 		rc = OF_EXIT_FAIL;
 	/*
 	 * A store broken by another process's death since the last tick

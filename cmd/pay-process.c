@@ -30,6 +30,7 @@
 #include "log.h"
 #include "opt.h"
 #include "store.h"
+#include "upkeep.h"
 #include "util.h"
 #include "worker.h"
 
@@ -43,9 +44,6 @@
 #define GW_CONNECT_MAX_MS	3000
 #define GW_REPLY_MAX		65536
 #define REPORT_MS		10000
-#define EXPIRE_BATCH		500
-#define EXPIRE_EVERY_MS		60000
-#define CHECKPOINT_MS		30000
 
 /* The state of an idempotency record. */
 #define IDEM_PAID		1	/* outcome: the payment.processed JSON */
@@ -87,8 +85,7 @@ struct pp {
 	const char	*gateway;
 	int64_t		 gw_timeout_ms;
 	CURL		*curl;
-	int64_t		 next_expire;
-	int64_t		 next_checkpoint;
+	struct upkeep	 up;		/* the store's upkeep */
 	uint64_t	 approved;
 	uint64_t	 declined;
 	uint64_t	 duplicates;
@@ -138,25 +135,15 @@ usage_error(const char *fmt, const char *arg, const char *why)
  */
 
 /*
- * A store error: a process died inside Berkeley DB and recovery must run,
- * which opening the store again does; every error makes the record
- * transient, to be tried again later.
+ * A store error: upkeep.h's rule (orderflow(7), STATE) reopens the store
+ * or stops pay-process; the record is transient either way, so it goes
+ * to the retry topic, or is tried again after a restart.
  */
 static enum worker_outcome
 store_failed(int err, char *why, size_t whylen)
 {
-	int ret;
-
 	snprintf(why, whylen, "state: %s", store_strerror(err));
-	if (err == STORE_RUNRECOVERY) {
-		log_warn("state: recovery needed; reopening %s", pp.state);
-		store_close(pp.store);
-		pp.store = NULL;
-		if ((ret = store_open(&pp.store, pp.state,
-		    pp.store_flags)) != 0)
-			log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
-			    store_strerror(ret));
-	}
+	(void)upkeep_failed(&pp.up, err, NULL);
 	return WORKER_TRANSIENT;
 }
 
@@ -626,41 +613,13 @@ handle(void *ctx, const struct worker_input *in, struct worker_output *out,
 	return r;
 }
 
-/* Expiry of old idempotency records in small batches, and checkpoints. */
+/* Failchk, expiry and checkpoints: upkeep.h. */
 static void
 tick(void *ctx)
 {
-	int64_t now = util_mono_ms();
-	size_t n = 0;
-	char why[256];
-	int ret;
+	struct pp *p = ctx;
 
-	(void)ctx;
-	/*
-	 * Another process died inside Berkeley DB: reopen (recovery) now,
-	 * not at the next order, so that an idle worker does not sit on a
-	 * broken store until it stops.
-	 */
-	if ((ret = store_failchk(pp.store)) == STORE_RUNRECOVERY) {
-		(void)store_failed(ret, why, sizeof(why));
-		return;
-	}
-	if (now >= pp.next_expire) {
-		ret = store_idem_expire(pp.store, NULL, util_now_ms(),
-		    EXPIRE_BATCH, &n);
-		if (ret != 0 && ret != STORE_DEADLOCK)
-			log_warn("state: expiry: %s", store_strerror(ret));
-		if (n > 0)
-			log_debug("state: %zu idempotency record(s) expired", n);
-		/* A full batch: more are due, go on at the next tick. */
-		pp.next_expire = n == EXPIRE_BATCH ? now :
-		    now + EXPIRE_EVERY_MS;
-	}
-	if (now >= pp.next_checkpoint) {
-		if ((ret = store_checkpoint(pp.store)) != 0)
-			log_warn("state: checkpoint: %s", store_strerror(ret));
-		pp.next_checkpoint = now + CHECKPOINT_MS;
-	}
+	upkeep_tick(&p->up);
 }
 
 static void
@@ -788,10 +747,11 @@ main(int argc, char *argv[])
 		    store_strerror(ret));
 	if (pp.gateway != NULL)
 		gateway_init();
-	pp.next_expire = util_mono_ms();
-	pp.next_checkpoint = util_mono_ms() + CHECKPOINT_MS;
+	upkeep_init(&pp.up, &pp.store, pp.state, pp.store_flags);
 
 	rc = worker_run(&cf, &pp.o, &st);
+	if (pp.up.failed && (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))
+		rc = OF_EXIT_FAIL;
 
 	/*
 	 * A store broken by another process's death since the last tick

@@ -12,21 +12,29 @@
  *
  * Functions return 0, or an error: one of the STORE_* codes below (the
  * Berkeley DB values), another Berkeley DB code, or an errno value.
- * store_strerror() names any of them; details also go to the log.  The
- * library never exits.
+ * store_strerror() names any of them; details also go to the log.
  *
- * Failure of another process: see store.c for the strategy.  In short, a
- * process killed holding locks is cleaned up (its transaction aborted,
- * its locks released) by failchk, which this module runs on open, every
- * second from a watchdog thread each open store has, before store_run()
- * retries, and from store_checkpoint(); waiting threads then proceed.
- * STORE_RUNRECOVERY means a process died inside the library (every
- * later transaction of this store fails the same way): close the store
- * (every thread must stop using it first) and open it again, which runs
- * recovery.  A lock wait lasts at most about 2 s (then STORE_DEADLOCK);
- * retry a transaction that failed with STORE_DEADLOCK (store_run()
- * does).  Not covered: a process killed while holding one of BDB's
- * internal mutexes blocks the others (see store.c).
+ * The store exits in one case only, never on an error it can return: the
+ * stall monitor of an open store ends the process with _exit(1) and an
+ * error in the log when Berkeley DB has made no progress for 30 s
+ * ($ORDERFLOW_STORE_STALL_MS).  That happens when a process died holding
+ * one of the library's internal mutexes, which no call can ever get back:
+ * rather than hang, the process exits, and its supervisor's restart
+ * recovers the environment (storeenv.h, orderflow(7) STATE).
+ *
+ * Failure of another process (storeenv.h has the contract, storeenv.c
+ * the strategy): a process killed holding locks is cleaned up (its
+ * transaction aborted, its locks released) by failchk, which the
+ * environment runs on open, every second from a watchdog thread each
+ * open store has, before store_run() retries, and from
+ * store_checkpoint(); waiting threads then proceed.  STORE_RUNRECOVERY
+ * means a process died inside the library (every later transaction of
+ * this store fails the same way): close the store (every thread must
+ * stop using it first) and open it again, which runs recovery.  A lock
+ * wait lasts at most about 2 s (then STORE_DEADLOCK); retry a
+ * transaction that failed with STORE_DEADLOCK (store_run() does).  A
+ * process killed while holding one of BDB's internal mutexes blocks the
+ * others: the exit above.
  *
  * DB_REGISTER allows one open store per directory per process.  A store
  * may be used by many threads at once; a transaction by one at a time.

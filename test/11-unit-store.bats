@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
-# 11-unit-store.bats - runs the unit tests of common/store.c (Berkeley DB
-# state: tables, transactions, threads, processes killed mid-transaction).
+# 11-unit-store.bats - runs the unit tests of common/store.c and
+# storeenv.c (Berkeley DB state: tables, transactions, threads, processes
+# killed mid-transaction) and of common/upkeep.c (the workers' upkeep).
 
 load test_helper
 
@@ -59,6 +60,11 @@ load test_helper
 	run --separate-stderr timeout 300 "$BUILD/test/store_test" wedge
 	grep -E '^(wedge|observer):|store_test\.c:' <<<"$stderr" |
 	    sed 's/^/# /' >&3 || :
+	assert_success
+}
+
+@test "upkeep: expiry pace, checkpoint period, the rule for a failed store" {
+	run --separate-stderr "$BUILD/test/store_test" upkeep
 	assert_success
 }
 

@@ -1,7 +1,9 @@
 /*
- * store_test.c - unit tests for common/store.c: table semantics,
- * transactions across tables, threads, and processes SIGKILLed while
- * holding locks or in the middle of a burst of commits.
+ * store_test.c - unit tests for common/store.c and storeenv.c: table
+ * semantics, transactions across tables, threads, and processes
+ * SIGKILLed while holding locks or in the middle of a burst of commits;
+ * and for common/upkeep.c: its pace, its checkpoints and its rule for a
+ * failed store, given a clock.
  *
  * Usage: store_test NAME | all; without an argument it lists the tests.
  * Each test works in its own directory from mkdtemp(3), removed after.
@@ -23,6 +25,7 @@
 #include <db.h>
 
 #include "store.h"
+#include "upkeep.h"
 #include "util.h"
 
 static int failures;
@@ -1013,6 +1016,116 @@ test_wedge(void)
 	rm_tree(tmpdir);
 }
 
+/* upkeep's clock in the tests: fake_ms, which each reading advances. */
+static int64_t	fake_ms, fake_step;
+
+static int64_t
+fake_clock(void)
+{
+	int64_t now = fake_ms;
+
+	fake_ms += fake_step;
+	return now;
+}
+
+/* Puts n records, expired long ago, under keys prefix-0 ... */
+static void
+put_expired(struct store *s, const char *prefix, int n)
+{
+	struct store_idem r = idem("outcome", 1, 2, 1);
+	char key[64];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "%s-%d", prefix, i);
+		OK(store_idem_put(s, NULL, key, &r));
+	}
+}
+
+static int
+present(struct store *s, const char *key)
+{
+	struct store_idem r;
+	int ret;
+
+	if ((ret = store_idem_get(s, NULL, key, util_now_ms(), &r)) != 0)
+		return 0;
+	store_idem_free(&r);
+	return 1;
+}
+
+static void
+test_upkeep(void)
+{
+	char dir[128];
+	struct store *s;
+	struct store_idem live = idem("live", 1, INT64_MAX, 1);
+	struct upkeep u;
+	uint64_t n;
+
+	snprintf(dir, sizeof(dir), "%s/state", mkdir_tmp());
+	OK(store_open(&s, dir, STORE_NOSYNC));
+	OK(store_idem_put(s, NULL, "live", &live));
+	upkeep_init(&u, &s, dir, STORE_NOSYNC);
+	u.clock = fake_clock;
+	fake_ms = 1000;
+	fake_step = 0;
+	u.next_checkpoint = fake_ms + UPKEEP_CHECKPOINT_MS;
+
+	/* A fast store: a backlog goes in one tick, batch after batch. */
+	put_expired(s, "a", 2 * UPKEEP_EXPIRE_BATCH + 200);
+	upkeep_tick(&u);
+	CHECK(u.expired == 2 * UPKEEP_EXPIRE_BATCH + 200);
+	CHECK(present(s, "live"));
+	CHECK(u.checkpoints == 0 && !u.failed);
+
+	/* A slow one: the tick stops once its slice is spent. */
+	put_expired(s, "b", 2 * UPKEEP_EXPIRE_BATCH + 200);
+	n = u.expired;
+	fake_step = UPKEEP_EXPIRE_SLICE_MS * 3 / 5;
+	upkeep_tick(&u);
+	CHECK(u.expired - n == 2 * UPKEEP_EXPIRE_BATCH);
+	upkeep_tick(&u);
+	CHECK(u.expired - n == 2 * UPKEEP_EXPIRE_BATCH + 200);
+	upkeep_tick(&u);
+	CHECK(u.expired - n == 2 * UPKEEP_EXPIRE_BATCH + 200);
+	CHECK(present(s, "live"));
+
+	/* A checkpoint every UPKEEP_CHECKPOINT_MS. */
+	fake_step = 0;
+	fake_ms = u.next_checkpoint - 1;
+	upkeep_tick(&u);
+	CHECK(u.checkpoints == 0);
+	fake_ms = u.next_checkpoint;
+	upkeep_tick(&u);
+	CHECK(u.checkpoints == 1);
+	CHECK(u.next_checkpoint == fake_ms + UPKEEP_CHECKPOINT_MS);
+	upkeep_tick(&u);
+	CHECK(u.checkpoints == 1);
+
+	/* A deadlock fails the operation only; recovery reopens. */
+	CHECK(upkeep_failed(&u, STORE_DEADLOCK, NULL) == 0);
+	CHECK(!u.failed && s != NULL);
+	CHECK(upkeep_failed(&u, STORE_RUNRECOVERY, NULL) == 0);
+	CHECK(!u.failed && s != NULL && present(s, "live"));
+
+	/* Anything else stops, and the upkeep with it. */
+	CHECK(upkeep_failed(&u, EIO, NULL) == -1);
+	CHECK(u.failed && s != NULL);
+	put_expired(s, "c", 10);
+	n = u.expired;
+	upkeep_tick(&u);
+	CHECK(u.expired == n);
+
+	/* So does a reopen that fails. */
+	upkeep_init(&u, &s, "/proc/no/such/dir", STORE_NOSYNC);
+	CHECK(upkeep_failed(&u, STORE_RUNRECOVERY, NULL) == -1);
+	CHECK(u.failed && s == NULL);
+	upkeep_tick(&u);
+	rm_tree(dir);
+	rm_tree(tmpdir);
+}
+
 static const struct {
 	const char	*name;
 	void		(*fn)(void);
@@ -1027,6 +1140,7 @@ static const struct {
 	{ "killlocks", test_killlocks },
 	{ "killburst", test_killburst },
 	{ "wedge", test_wedge },
+	{ "upkeep", test_upkeep },
 };
 
 int

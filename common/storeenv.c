@@ -1,0 +1,522 @@
+/*
+ * storeenv.c - the Berkeley DB 5.3 environment under store.c's tables:
+ * its open (with recovery), the failchk watchdog, the stall monitor,
+ * checkpoints, log flushes and transactions.
+ *
+ * Surviving other processes' deaths (orderflow(7), STATE):
+ * - DB_REGISTER|DB_RECOVER: an open notices a process that died with the
+ *   environment open and runs full recovery, which rebuilds the regions
+ *   from the log and makes the other processes see STORE_RUNRECOVERY and
+ *   reopen.  Not DB_FAILCHK, which would try failchk first: to run it, the
+ *   open attaches to the regions and takes their mutexes, and when the
+ *   dead process held one (it died inside the library) the open blocks
+ *   for ever.  Full recovery takes none of them.  A crash of the machine
+ *   is handled by the same recovery.
+ * - Processes still running must not wait forever for the locks of a
+ *   dead one.  A thread waiting for a lock sleeps in BDB until the lock
+ *   is released (lock timeouts are only noticed by a detector run, which
+ *   nothing would trigger), so each store has a watchdog thread that runs
+ *   failchk every FAILCHK_MS: it aborts the dead process's transaction,
+ *   whose locks are released, and the waiter wakes up.  store_run() also
+ *   runs failchk before retrying, and store_checkpoint() runs it.
+ * - When failchk says STORE_RUNRECOVERY (a process died inside the
+ *   library, maybe holding one of its mutexes) it does not free the dead
+ *   process's locks, nor panic the environment.  The store is then
+ *   broken, and failchk() panics the environment, so that every call in
+ *   every process fails with STORE_RUNRECOVERY at once instead of
+ *   perhaps blocking on the dead process's mutex (store_close()'s
+ *   checkpoint did, for ever); the caller reopens it, and the open runs
+ *   recovery.  Threads already waiting for those locks are woken by lock
+ *   timeouts (LOCK_TIMEOUT_US), which the watchdog enforces by running
+ *   the detector for expired locks on every tick: they get STORE_DEADLOCK
+ *   and, retrying, STORE_RUNRECOVERY.
+ * - is_alive() checks the thread (tgkill(2) with signal 0), not only the
+ *   process, using kernel thread ids as BDB thread ids, so the slots of
+ *   threads that exited are reused by new ones.  A recycled pid or tid
+ *   looks alive: the lock then stays until that process exits.
+ * - A process killed inside a library call while holding one of BDB's
+ *   region mutexes (process-shared pthread mutexes, not robust ones):
+ *   every thread that then needs that mutex, in every process, blocks
+ *   for ever, failchk included; only a new process's open (recovery)
+ *   helps.  A process killed in a tight loop of commits does this about
+ *   half the time; one killed while idle or between calls never does.
+ *   So each round of the watchdog also takes the main region mutexes
+ *   (a transaction begun and aborted, a log flush, the lock detector),
+ *   and a monitor thread, which never calls the library, ends the
+ *   process with status 1 and a message when the watchdog has not
+ *   finished a round for STALL_MS (or $ORDERFLOW_STORE_STALL_MS), or
+ *   when the store is broken and a transaction has stayed open that
+ *   long (in a broken store every call fails at once, so one that does
+ *   not return is blocked).  A wedge becomes a crash, which a supervisor
+ *   (systemd's Restart=) turns into a restart whose open recovers.  A
+ *   stopped process (SIGSTOP) is not taken for a wedged one.
+ * Deadlocks between live transactions are broken by the detector that
+ * runs on every lock conflict (DB_LOCK_DEFAULT); store.c retries.
+ *
+ * Commits are synchronous unless STOREENV_NOSYNC; concurrent committers
+ * are never serialised here: BDB flushes the log once for all commits
+ * waiting at that moment (group commit).
+ */
+#include <sys/syscall.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <db.h>
+
+#include "log.h"
+#include "storeenv.h"
+#include "util.h"
+
+_Static_assert(sizeof(db_threadid_t) >= sizeof(pid_t), "db_threadid_t");
+
+#define CACHE_BYTES		(8 * 1024 * 1024)	/* RSS stays < 32 MiB */
+#define LOG_FILE_BYTES		(4 * 1024 * 1024)
+#define THREAD_SLOTS		256	/* threads in the library at once */
+#define FAILCHK_MS		1000
+#define LOCK_TIMEOUT_US		2000000
+#define STALL_MS		30000
+
+#define ENV_FLAGS	(DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |	\
+	DB_INIT_LOG | DB_INIT_MPOOL | DB_THREAD | DB_REGISTER |		\
+	DB_RECOVER)
+
+struct storeenv {
+	DB_ENV		*env;
+	int64_t		 failchk_ms;	/* last run, monotonic; atomic */
+	int		 failchk_busy;	/* atomic */
+	int		 broken;	/* failchk said RUNRECOVERY; atomic */
+	int64_t		 round_ms;	/* the watchdog's last round; atomic */
+	int		 watchdog_done;	/* atomic */
+	int64_t		 stall_ms;
+	pthread_t	 watchdog;
+	pthread_t	 monitor;
+	pthread_mutex_t	 mu;		/* guards stop, for cv */
+	pthread_cond_t	 cv;
+	int		 stop;
+	int		 watching;	/* the watchdog runs */
+};
+
+static void
+err_cb(const DB_ENV *env, const char *pfx, const char *msg)
+{
+	(void)env;
+	(void)pfx;
+	log_warn("store: %s", msg);
+}
+
+static void
+msg_cb(const DB_ENV *env, const char *msg)
+{
+	(void)env;
+	log_info("store: %s", msg);
+}
+
+/*
+ * BDB thread ids are kernel thread ids, so is_alive() can check them.  BDB
+ * asks for them on every mutex operation: they are cached per thread, and
+ * forgotten in a child after fork(2).
+ */
+static __thread pid_t cached_pid;
+static void	thread_id_atfork(void);
+static __thread db_threadid_t cached_tid;
+
+static void
+thread_id_forget(void)
+{
+	cached_pid = 0;
+}
+
+static void
+thread_id_atfork(void)
+{
+	(void)pthread_atfork(NULL, NULL, thread_id_forget);
+}
+
+static void
+thread_id(DB_ENV *env, pid_t *pid, db_threadid_t *tid)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	(void)env;
+	if (cached_pid == 0) {
+		(void)pthread_once(&once, thread_id_atfork);
+		cached_pid = getpid();
+		cached_tid = (db_threadid_t)syscall(SYS_gettid);
+	}
+	if (pid != NULL)
+		*pid = cached_pid;
+	if (tid != NULL)
+		*tid = cached_tid;
+}
+
+static int
+is_alive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
+{
+	long r;
+
+	(void)env;
+	if ((flags & DB_MUTEX_PROCESS_ONLY) || tid == 0)
+		r = kill(pid, 0);
+	else
+		r = syscall(SYS_tgkill, pid, (pid_t)tid, 0);
+	return r == 0 || errno == EPERM;
+}
+
+/*
+ * Runs failchk unless it ran less than every_ms ago or another thread is
+ * running it now: callers never queue behind it.
+ */
+static int
+failchk(struct storeenv *s, int64_t every_ms)
+{
+	int64_t now = util_mono_ms();
+	int ret;
+
+	if (now - __atomic_load_n(&s->failchk_ms, __ATOMIC_RELAXED) < every_ms)
+		return 0;
+	if (__atomic_exchange_n(&s->failchk_busy, 1, __ATOMIC_ACQUIRE))
+		return 0;
+	if ((ret = s->env->failchk(s->env, 0)) == DB_RUNRECOVERY &&
+	    !__atomic_exchange_n(&s->broken, 1, __ATOMIC_RELAXED)) {
+		log_error("store: a process died inside Berkeley DB: "
+		    "the environment must be reopened");
+		/*
+		 * failchk says so without panicking the environment, so a
+		 * later call (store_close()'s checkpoint) could still block
+		 * on a mutex the dead process held.  Panicked, every call in
+		 * every process returns DB_RUNRECOVERY at once; recovery is
+		 * needed anyway.
+		 */
+		(void)s->env->set_flags(s->env, DB_PANIC_ENVIRONMENT, 1);
+	}
+	__atomic_store_n(&s->failchk_ms, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->failchk_busy, 0, __ATOMIC_RELEASE);
+	return ret;
+}
+
+static int
+env_config(DB_ENV *env, unsigned flags)
+{
+	int ret;
+
+	env->set_errcall(env, err_cb);
+	env->set_msgcall(env, msg_cb);
+	if ((ret = env->set_cachesize(env, 0, CACHE_BYTES, 1)) != 0 ||
+	    (ret = env->set_lg_max(env, LOG_FILE_BYTES)) != 0 ||
+	    (ret = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0 ||
+	    (ret = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0 ||
+	    (ret = env->set_timeout(env, LOCK_TIMEOUT_US,
+	    DB_SET_LOCK_TIMEOUT)) != 0 ||
+	    (ret = env->set_thread_count(env, THREAD_SLOTS)) != 0 ||
+	    (ret = env->set_thread_id(env, thread_id)) != 0 ||
+	    (ret = env->set_isalive(env, is_alive)) != 0)
+		return ret;
+	if (flags & STOREENV_NOSYNC)
+		ret = env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
+	return ret;
+}
+
+static int
+env_open(struct storeenv *s, const char *dir, unsigned flags)
+{
+	int ret;
+
+	if (util_mkdir_p(dir, 0700) == -1) {
+		ret = errno;
+		log_error("store: %s: %s", dir, strerror(ret));
+		return ret;
+	}
+	if ((ret = db_env_create(&s->env, 0)) != 0)
+		return ret;
+	if ((ret = env_config(s->env, flags)) == 0 &&
+	    (ret = s->env->open(s->env, dir, ENV_FLAGS, 0600)) != 0)
+		log_error("store: %s: %s", dir, db_strerror(ret));
+	if (ret != 0) {
+		(void)s->env->close(s->env, 0);
+		s->env = NULL;
+	}
+	return ret;
+}
+
+/* Waits until ms from now or until stopped; 1 when stopped. */
+static int
+watchdog_wait(struct storeenv *s, int64_t ms)
+{
+	struct timespec ts = util_time_in(CLOCK_MONOTONIC, ms);
+	int stop;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop &&
+	    pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
+		;
+	stop = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return stop;
+}
+
+/* Takes the transaction and log regions' mutexes, and lets them go. */
+static void
+probe(struct storeenv *s)
+{
+	DB_TXN *t;
+
+	if (s->env->txn_begin(s->env, NULL, &t, DB_TXN_NOWAIT) == 0)
+		(void)t->abort(t);
+	(void)s->env->log_flush(s->env, NULL);
+}
+
+static void *
+watchdog(void *arg)
+{
+	struct storeenv *s = arg;
+
+	while (!watchdog_wait(s, FAILCHK_MS)) {
+		(void)failchk(s, FAILCHK_MS / 2);
+		(void)s->env->lock_detect(s->env, 0, DB_LOCK_EXPIRE, NULL);
+		if (!__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
+			probe(s);
+		__atomic_store_n(&s->round_ms, util_mono_ms(),
+		    __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&s->watchdog_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Transactions open in the process, and when one last began or ended; for
+ * the process, not each store, since a DB_TXN does not lead back to its
+ * store (processes have one store, or several in tests).  Atomic.
+ */
+static int	txns;
+static int64_t	txns_ms;
+
+static void
+txn_count(int n)
+{
+	__atomic_add_fetch(&txns, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&txns_ms, util_mono_ms(), __ATOMIC_RELAXED);
+}
+
+/* Whether the library is stuck (see the top of the file). */
+static int
+stalled(struct storeenv *s, int64_t now)
+{
+	if (now - __atomic_load_n(&s->round_ms, __ATOMIC_RELAXED) >
+	    s->stall_ms)
+		return 1;
+	return __atomic_load_n(&s->broken, __ATOMIC_RELAXED) &&
+	    __atomic_load_n(&txns, __ATOMIC_RELAXED) > 0 &&
+	    now - __atomic_load_n(&txns_ms, __ATOMIC_RELAXED) > s->stall_ms;
+}
+
+/*
+ * Ends the process when the library is stuck.  Runs until the watchdog
+ * has finished, so that a watchdog stuck while the store closes is caught
+ * too.  Its own oversleeping means the process was stopped: the others
+ * get a new chance then.
+ */
+static void *
+monitor(void *arg)
+{
+	struct storeenv *s = arg;
+	int64_t now, last = util_mono_ms();
+
+	while (!__atomic_load_n(&s->watchdog_done, __ATOMIC_ACQUIRE)) {
+		(void)watchdog_wait(s, FAILCHK_MS);
+		now = util_mono_ms();
+		if (now - last > 5 * FAILCHK_MS) {
+			__atomic_store_n(&s->round_ms, now, __ATOMIC_RELAXED);
+			__atomic_store_n(&txns_ms, now, __ATOMIC_RELAXED);
+		}
+		last = now;
+		if (!stalled(s, now))
+			continue;
+		log_error("store: Berkeley DB has made no progress for "
+		    "%lld ms: a process probably died holding one of its "
+		    "mutexes; exiting so that a restart recovers",
+		    (long long)s->stall_ms);
+		_exit(1);
+	}
+	return NULL;
+}
+
+static int64_t
+stall_ms(void)
+{
+	const char *e = getenv("ORDERFLOW_STORE_STALL_MS");
+	const char *errstr;
+	long long v;
+
+	if (e == NULL || *e == '\0')
+		return STALL_MS;
+	v = util_strtonum(e, 1000, 3600000, &errstr);
+	if (errstr != NULL) {
+		log_warn("ORDERFLOW_STORE_STALL_MS=%s: %s; using %d", e,
+		    errstr, STALL_MS);
+		return STALL_MS;
+	}
+	return v;
+}
+
+static int
+watchdog_start(struct storeenv *s)
+{
+	pthread_condattr_t ca;
+	int ret;
+
+	if ((ret = pthread_condattr_init(&ca)) != 0)
+		return ret;
+	if ((ret = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) == 0 &&
+	    (ret = pthread_cond_init(&s->cv, &ca)) == 0) {
+		if ((ret = pthread_mutex_init(&s->mu, NULL)) != 0)
+			pthread_cond_destroy(&s->cv);
+	}
+	pthread_condattr_destroy(&ca);
+	if (ret != 0)
+		return ret;
+	s->stall_ms = stall_ms();
+	s->round_ms = util_mono_ms();
+	if ((ret = pthread_create(&s->watchdog, NULL, watchdog, s)) != 0) {
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		return ret;
+	}
+	if ((ret = pthread_create(&s->monitor, NULL, monitor, s)) != 0) {
+		pthread_mutex_lock(&s->mu);
+		s->stop = 1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->watchdog, NULL);
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		return ret;
+	}
+	s->watching = 1;
+	return 0;
+}
+
+static void
+watchdog_stop(struct storeenv *s)
+{
+	if (!s->watching)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	/* The monitor watches until the watchdog has finished its round. */
+	pthread_join(s->watchdog, NULL);
+	pthread_join(s->monitor, NULL);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	s->watching = 0;
+}
+
+int
+storeenv_open(struct storeenv **ep, const char *dir, unsigned flags)
+{
+	struct storeenv *s;
+	int ret;
+
+	*ep = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return ENOMEM;
+	if ((ret = env_open(s, dir, flags)) != 0) {
+		free(s);
+		return ret;
+	}
+	*ep = s;
+	return 0;
+}
+
+int
+storeenv_close(struct storeenv *s)
+{
+	int ret;
+
+	if (s == NULL)
+		return 0;
+	watchdog_stop(s);
+	ret = s->env->close(s->env, 0);
+	free(s);
+	return ret;
+}
+
+DB_ENV *
+storeenv_db(struct storeenv *s)
+{
+	return s->env;
+}
+
+int
+storeenv_watch(struct storeenv *s)
+{
+	return watchdog_start(s);
+}
+
+void
+storeenv_unwatch(struct storeenv *s)
+{
+	watchdog_stop(s);
+}
+
+int
+storeenv_checkpoint(struct storeenv *s)
+{
+	return s->env->txn_checkpoint(s->env, 0, 0, 0);
+}
+
+int
+storeenv_flush(struct storeenv *s)
+{
+	return s->env->log_flush(s->env, NULL);
+}
+
+int
+storeenv_failchk(struct storeenv *s, int64_t every_ms)
+{
+	return failchk(s, every_ms);
+}
+
+int
+storeenv_txn_begin(struct storeenv *s, DB_TXN **tp)
+{
+	int ret;
+
+	*tp = NULL;
+	if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED))
+		return DB_RUNRECOVERY;
+	txn_count(1);
+	if ((ret = s->env->txn_begin(s->env, NULL, tp, 0)) != 0) {
+		*tp = NULL;
+		txn_count(-1);
+	}
+	return ret;
+}
+
+int
+storeenv_txn_commit(DB_TXN *t)
+{
+	int ret;
+
+	ret = t->commit(t, 0);
+	txn_count(-1);
+	return ret;
+}
+
+int
+storeenv_txn_abort(DB_TXN *t)
+{
+	int ret;
+
+	ret = t->abort(t);
+	txn_count(-1);
+	return ret;
+}
