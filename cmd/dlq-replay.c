@@ -1025,114 +1025,19 @@ summary(const struct dr *d)
 }
 
 /*
- * librdkafka's lines, through log.h.  Connection failures (facility FAIL)
- * come on every reconnect and are debug lines; a "name = value" line of a
- * configuration dump has its value redacted as log_redact() says.
+ * The consumer's own defaults (kafka_assigned_new()): it never joins group
+ * o.group, assigns itself partitions and commits explicit offsets.  -X
+ * comes last and wins; enable.auto.commit=true would not commit anything
+ * anyway, since no offset is ever stored.
  */
-static void
-rk_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	char name[128];
-	int lv, n = 0;
-
-	(void)rk;
-	if (strcmp(fac, "FAIL") == 0 || level >= 7)
-		lv = LOG_LEVEL_DEBUG;
-	else if (level <= 3)
-		lv = LOG_LEVEL_ERROR;
-	else if (level == 4)
-		lv = LOG_LEVEL_WARN;
-	else
-		lv = LOG_LEVEL_INFO;
-	if (lv > log_level())
-		return;
-	if (sscanf(buf, " %127[^ =] = %n", name, &n) == 1 && n > 0)
-		log_msg(lv, NULL, "kafka: %s: %s = %s", fac, name,
-		    log_redact(name, buf + n));
-	else
-		log_msg(lv, NULL, "kafka: %s: %s", fac, buf);
-}
-
-static void
-rk_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-	(void)rk;
-	(void)opaque;
-	if (err == RD_KAFKA_RESP_ERR__TRANSPORT ||
-	    err == RD_KAFKA_RESP_ERR__RESOLVE ||
-	    err == RD_KAFKA_RESP_ERR__FATAL)
-		log_debug("kafka: %s", reason);
-	else
-		log_warn("kafka: %s", reason);
-}
-
-/* Background commits fail quietly: the next one, or the last, retries. */
-static void
-rk_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-    rd_kafka_topic_partition_list_t *l, void *opaque)
-{
-	(void)rk;
-	(void)l;
-	(void)opaque;
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
-	    err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		log_debug("kafka: commit: %s", rd_kafka_err2str(err));
-}
-
-/*
- * A consumer of group o.group that never joins it: it assigns itself
- * partitions and commits explicit offsets.  -X comes last and wins;
- * enable.auto.commit=true would not commit anything anyway, since no
- * offset is ever stored.
- */
-static rd_kafka_t *
-consumer_new(struct dr *d, char *err, size_t errlen)
-{
-	static const char *const defaults[] = {
-		"enable.auto.commit", "false",
-		"enable.auto.offset.store", "false",
-		"auto.offset.reset", "earliest",
-		"enable.partition.eof", "true",
-		"log.connection.close", "false",
-		NULL
-	};
-	const char *const *p;
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
-	char kerr[256];
-
-	conf = rd_kafka_conf_new();
-	if (rd_kafka_conf_set(conf, "client.id", log_progname(), kerr,
-	    sizeof(kerr)) != RD_KAFKA_CONF_OK ||
-	    rd_kafka_conf_set(conf, "group.id", d->o.group, kerr,
-	    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-		snprintf(err, errlen, "%s", kerr);
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	for (p = defaults; *p != NULL; p += 2)
-		if (rd_kafka_conf_set(conf, p[0], p[1], kerr,
-		    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-			snprintf(err, errlen, "%s=%s: %s", p[0], p[1], kerr);
-			rd_kafka_conf_destroy(conf);
-			return NULL;
-		}
-	if (opt_apply(&d->o, conf, err, errlen) == -1) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_conf_set_log_cb(conf, rk_log);
-	rd_kafka_conf_set_error_cb(conf, rk_error);
-	rd_kafka_conf_set_offset_commit_cb(conf, rk_committed);
-	if ((rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr,
-	    sizeof(kerr))) == NULL) {
-		snprintf(err, errlen, "%s", kerr);
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_poll_set_consumer(rk);
-	return rk;
-}
+static const char *const consumer_defaults[] = {
+	"enable.auto.commit", "false",
+	"enable.auto.offset.store", "false",
+	"auto.offset.reset", "earliest",
+	"enable.partition.eof", "true",
+	"log.connection.close", "false",
+	NULL
+};
 
 /* Kafka handles, then the plan; OF_EXIT_OK or why not. */
 static int
@@ -1143,7 +1048,8 @@ open_kafka(struct dr *d)
 
 	if ((d->track = offtrack_new()) == NULL)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
-	if ((d->rk = consumer_new(d, buf, sizeof(buf))) == NULL) {
+	if ((d->rk = kafka_assigned_new(&d->o, consumer_defaults, buf,
+	    sizeof(buf))) == NULL) {
 		log_error("%s", buf);
 		return OF_EXIT_USAGE;
 	}
@@ -1187,7 +1093,7 @@ close_kafka(struct dr *d)
 			d->kafka_err = 1;
 		}
 		rd_kafka_consumer_close(d->rk);
-		rd_kafka_destroy(d->rk);
+		kafka_destroy(d->rk);
 		d->rk = NULL;
 	}
 	offtrack_free(d->track);

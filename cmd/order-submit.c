@@ -435,7 +435,7 @@ submit_file(struct submit *s, const char *path)
 
 /* Unreachable: one line, then every valid order gets an error receipt. */
 static void
-kafka_open(struct submit *s)
+producer_open(struct submit *s)
 {
 	rd_kafka_resp_err_t err;
 	char msg[512];
@@ -587,7 +587,7 @@ main(int argc, char **argv)
 	s.topic = opt_topic(&s.o, "order-created");
 	if (!s.pipe) {
 		receipt_init(&s);
-		kafka_open(&s);
+		producer_open(&s);
 	}
 	if (argc == 0)
 		submit_file(&s, "-");

@@ -20,6 +20,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "exitcode.h"
+#include "kafka.h"
 #include "log.h"
 #include "opt.h"
 #include "util.h"
@@ -113,7 +114,6 @@ topic_names(struct ta *t, size_t *n)
 	return prefixed;
 }
 static volatile sig_atomic_t interrupted;
-static int auth_err;	/* the last TLS or SASL error, from rk_error() */
 static int tables_printed;
 
 static void
@@ -171,7 +171,7 @@ ta_release(struct ta *t)
 	if (t->q != NULL)
 		rd_kafka_queue_destroy(t->q);
 	if (t->rk != NULL)
-		rd_kafka_destroy(t->rk);
+		kafka_destroy(t->rk);
 	t->md = NULL;
 	t->q = NULL;
 	t->rk = NULL;
@@ -225,28 +225,6 @@ pause_ms(struct ta *t, long ms)
 	check_interrupt(t);
 }
 
-/* librdkafka's own lines only with -v: connection refusals are noise. */
-static void
-rk_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	(void)rk;
-	(void)level;
-	if (log_level() >= LOG_LEVEL_DEBUG)
-		log_debug("rdkafka %s: %s", fac, buf);
-}
-
-static void
-rk_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-	(void)rk;
-	(void)opaque;
-	/* Not overwritten by the "all brokers down" that follows. */
-	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
-	    err == RD_KAFKA_RESP_ERR__SSL)
-		auth_err = err;
-	log_debug("rdkafka error: %s: %s", rd_kafka_err2name(err), reason);
-}
-
 static int
 is_timeout(rd_kafka_resp_err_t err)
 {
@@ -261,9 +239,11 @@ is_timeout(rd_kafka_resp_err_t err)
 static void __attribute__((noreturn))
 unreachable(struct ta *t)
 {
+	rd_kafka_resp_err_t auth_err;
+
 	/* Error callbacks wait in the main queue until served. */
 	rd_kafka_poll(t->rk, 0);
-	if (auth_err != 0)
+	if ((auth_err = kafka_auth_error(t->rk)) != 0)
 		log_error("%s: broker unreachable after %d s: %s",
 		    t->o.brokers, t->timeout_s, rd_kafka_err2str(auth_err));
 	else
@@ -298,29 +278,13 @@ request_failed(struct ta *t, const char *what, rd_kafka_resp_err_t err,
  * or move, e.g. in the first seconds after a broker starts.
  */
 static void
-kafka_open(struct ta *t, int group)
+admin_open(struct ta *t, int group)
 {
-	rd_kafka_conf_t *conf;
 	char err[1024];
 
-	conf = rd_kafka_conf_new();
-	rd_kafka_conf_set_log_cb(conf, rk_log);
-	rd_kafka_conf_set_error_cb(conf, rk_error);
-	if (rd_kafka_conf_set(conf, "client.id", log_progname(), err,
-	    sizeof(err)) != RD_KAFKA_CONF_OK)
-		log_fatal(OF_EXIT_FAIL, "client.id: %s", err);
-	if (opt_apply(&t->o, conf, err, sizeof(err)) == -1) {
-		rd_kafka_conf_destroy(conf);
-		log_error("%s", err);
-		ta_exit(t, OF_EXIT_USAGE);
-	}
-	if (group && rd_kafka_conf_set(conf, "group.id", log_progname(), err,
-	    sizeof(err)) != RD_KAFKA_CONF_OK)
-		log_fatal(OF_EXIT_FAIL, "group.id: %s", err);
 	/* Admin requests only: neither handle produces nor joins a group. */
-	if ((t->rk = rd_kafka_new(group ? RD_KAFKA_CONSUMER :
-	    RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
-		rd_kafka_conf_destroy(conf);
+	if ((t->rk = kafka_admin_new(&t->o, group ? log_progname() : NULL,
+	    NULL, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
 		ta_exit(t, OF_EXIT_USAGE);
 	}
@@ -1303,18 +1267,6 @@ lag_rows(struct ta *t, struct out *out, const char *group,
 }
 
 /*
- * ListConsumerGroupOffsets for one group: every committed partition.  A
- * group without offsets is worth a warning only when it was named.
- */
-static int
-coordinator_moving(rd_kafka_resp_err_t err)
-{
-	return err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
-	    err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
-	    err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR;
-}
-
-/*
  * The group's committed offsets.  While its coordinator loads or moves
  * (the first seconds after a broker starts, a failover) it is asked again
  * until -m has passed since the first try.
@@ -1339,7 +1291,7 @@ lag_offsets(struct ta *t, const char *group)
 		if ((ev = admin_try(t, ao, &err, errstr, sizeof(errstr))) !=
 		    NULL)
 			return ev;
-		if (!coordinator_moving(err))
+		if (!kafka_coordinator_moving(err))
 			request_failed(t, group, err, errstr);
 		left = deadline - util_mono_ms();
 		if (left <= WAIT_POLL_MS) {
@@ -1352,6 +1304,10 @@ lag_offsets(struct ta *t, const char *group)
 	}
 }
 
+/*
+ * ListConsumerGroupOffsets for one group: every committed partition.  A
+ * group without offsets is worth a warning only when it was named.
+ */
 static int
 lag_group(struct ta *t, struct out *out, const char *group, int named)
 {
@@ -1613,7 +1569,7 @@ main(int argc, char **argv)
 	argv += optind;
 	c = find_cmd(t, argc, argv);
 	signals_init();
-	kafka_open(t, c->fn == cmd_lag);
+	admin_open(t, c->fn == cmd_lag);
 	rc = c->fn(t, argc - 1, argv + 1);
 	ta_exit(t, rc);
 }

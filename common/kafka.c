@@ -1,10 +1,13 @@
 /*
- * kafka.c - the producer and group consumer every orderflow command uses,
- * over librdkafka: configuration defaults, delivery callbacks, error and
- * log routing, rebalancing, and offsets stored only when the tracker
- * (offtrack.h) says every record below them is done.
+ * kafka.c - the only place orderflow makes librdkafka clients: the producer
+ * and group consumer every command uses, and the self-assigned consumer
+ * and Admin API handles of dlq-replay and topic-admin.  Here are their
+ * configuration defaults, delivery callbacks, the one error and log
+ * routing with its level mapping and redaction rule, rebalancing, and
+ * offsets stored only when the tracker (offtrack.h) says every record
+ * below them is done.
  *
- * Both handles keep a struct kafka_base as librdkafka's opaque, so the
+ * Every handle keeps a struct kafka_base as librdkafka's opaque, so the
  * error and log callbacks, and kafka_unreachable(), find their state from
  * the rd_kafka_t alone.
  */
@@ -28,8 +31,11 @@
 
 struct kafka_base {
 	uint32_t	magic;
+	int		quiet;		/* librdkafka's lines: debug only */
+	int		alone;		/* allocated alone: kafka_destroy() */
 	atomic_int	unreachable;	/* all down, none up since */
 	atomic_int	down_logged;	/* the outage was logged */
+	atomic_int	auth_err;	/* last __AUTHENTICATION or __SSL */
 };
 
 struct kafka_producer {
@@ -70,6 +76,7 @@ struct kafka_consumer {
  * order-submit 35 MiB more at the same throughput (make bench).
  */
 static const char *const producer_defaults[] = {
+	"log.connection.close", "false",
 	"enable.idempotence", "true",
 	"acks", "all",
 	"linger.ms", "5",
@@ -80,6 +87,7 @@ static const char *const producer_defaults[] = {
 };
 
 static const char *const consumer_defaults[] = {
+	"log.connection.close", "false",
 	"partition.assignment.strategy", "cooperative-sticky",
 	"auto.offset.reset", "earliest",
 	"enable.auto.commit", "true",
@@ -89,7 +97,7 @@ static const char *const consumer_defaults[] = {
 };
 
 static struct kafka_base *
-base_of(rd_kafka_t *rk)
+base_of(const rd_kafka_t *rk)
 {
 	struct kafka_base *b;
 
@@ -103,6 +111,7 @@ base_init(struct kafka_base *b)
 	b->magic = KAFKA_MAGIC;
 	atomic_init(&b->unreachable, 0);
 	atomic_init(&b->down_logged, 0);
+	atomic_init(&b->auth_err, 0);
 }
 
 /* A broker answered: a later outage is reported again. */
@@ -116,16 +125,145 @@ base_reachable(struct kafka_base *b)
 }
 
 /*
- * syslog(3) levels to ours: LOG_ERR and worse are errors, LOG_WARNING a
- * warning, LOG_NOTICE and LOG_INFO information, LOG_DEBUG debug.  Two
- * facilities say again what is reported better elsewhere, so they are
- * debug lines: FAIL (a broker connection failed, on every reconnect;
- * error_cb says once that all brokers are down) and FATAL (kafka_fatal()
- * gives the reason to the caller, who reports it).
+ * For redact(): the characters of a property name, and the text after a
+ * value that librdkafka quotes in an error message.
+ */
+#define NAME_CHARS	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" \
+			"0123456789._-"
+#define PROP_QUOTE	"\" for configuration property \""
+
+/* A NUL-terminated string being built in buf; what does not fit is lost. */
+struct text {
+	char	*buf;
+	size_t	 len;
+	size_t	 n;
+};
+
+static void
+put(struct text *t, const char *s, size_t n)
+{
+	for (; n > 0 && *s != '\0' && t->n + 1 < t->len; n--)
+		t->buf[t->n++] = *s++;
+	t->buf[t->n] = '\0';
+}
+
+/* What log_redact() puts for the value of name (n bytes), or NULL. */
+static const char *
+secret_mark(const char *name, size_t n)
+{
+	char tmp[128];
+
+	if (n >= sizeof(tmp))
+		n = sizeof(tmp) - 1;
+	memcpy(tmp, name, n);
+	tmp[n] = '\0';
+	return log_redact(tmp, NULL);
+}
+
+/* Length of a value starting at v; whole: it runs to the end of the line. */
+static size_t
+value_len(const char *v, int whole)
+{
+	const char *q;
+
+	if (whole)
+		return strlen(v);
+	if (*v == '"' && (q = strchr(v + 1, '"')) != NULL)
+		return q - v + 1;
+	return strcspn(v, " \t,;()");
+}
+
+/* The quoted form: 'value "secret" for configuration property "name"'. */
+static void
+redact_quoted(const char *s, struct text *t)
+{
+	const char *p, *v, *name, *mark;
+
+	while ((p = strstr(s, PROP_QUOTE)) != NULL) {
+		name = p + strlen(PROP_QUOTE);
+		v = p;
+		while (v > s && v[-1] != '"')
+			v--;
+		mark = secret_mark(name, strcspn(name, "\""));
+		if (v > s && mark != NULL) {
+			put(t, s, v - s);
+			put(t, mark, SIZE_MAX);
+			put(t, p, strlen(PROP_QUOTE));
+		} else
+			put(t, s, p - s + strlen(PROP_QUOTE));
+		s = name;
+	}
+	put(t, s, SIZE_MAX);
+}
+
+/*
+ * The one redaction rule for librdkafka's text (log lines, error strings):
+ * the value of every property log_redact() calls secret becomes
+ * log_redact()'s answer.  librdkafka writes values in three forms:
+ * "name = value" (a line of a configuration dump, after its "[thrd:app]: "
+ * prefix: the value is the rest of the line), "name=value" (up to the
+ * next blank, comma, semicolon or parenthesis, or the closing quote of a
+ * quoted value), and 'value "value" for configuration property "name"'.
+ * Redacting too much is harmless; a value in any other form is not
+ * recognised, so a new form librdkafka adds needs a case here.
+ */
+static const char *
+redact(const char *line, char *buf, size_t len)
+{
+	struct text t = { buf, len, 0 };
+	char quoted[1024];
+	struct text q = { quoted, sizeof(quoted), 0 };
+	const char *s, *v, *mark;
+	size_t k, sp;
+
+	redact_quoted(line, &q);
+	s = quoted;
+	buf[0] = '\0';
+	while (*s != '\0') {
+		if ((k = strspn(s, NAME_CHARS)) == 0) {
+			put(&t, s++, 1);
+			continue;
+		}
+		sp = strspn(s + k, " ");
+		v = s + k + sp;
+		if (*v == '=' && (mark = secret_mark(s, k)) != NULL) {
+			v++;
+			v += strspn(v, " ");
+			put(&t, s, v - s);
+			put(&t, mark, SIZE_MAX);
+			s = v + value_len(v, sp > 0);
+		} else {
+			put(&t, s, k);
+			s += k;
+		}
+	}
+	return buf;
+}
+
+/* Redacts the error message err in place. */
+static void
+redact_err(char *err, size_t errlen)
+{
+	char tmp[1024];
+
+	snprintf(tmp, sizeof(tmp), "%s", err);
+	redact(tmp, err, errlen);
+}
+
+/*
+ * The one level mapping, syslog(3) levels to ours: LOG_ERR and worse are
+ * errors, LOG_WARNING a warning, LOG_NOTICE and LOG_INFO information,
+ * LOG_DEBUG debug.  Two facilities say again what is reported better
+ * elsewhere, so they are debug lines: FAIL (a broker connection failed,
+ * on every reconnect; error_cb says once that all brokers are down) and
+ * FATAL (kafka_fatal() gives the reason to the caller, who reports it).
+ * A quiet handle (kafka_admin_new()) has every line at debug level.
  */
 static int
-log_level_of(int syslog_level, const char *fac)
+log_level_of(const struct kafka_base *b, int syslog_level, const char *fac)
 {
+	if (b != NULL && b->quiet)
+		return LOG_LEVEL_DEBUG;
 	if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "FATAL") == 0)
 		return LOG_LEVEL_DEBUG;
 	if (syslog_level <= 3)
@@ -137,89 +275,113 @@ log_level_of(int syslog_level, const char *fac)
 	return LOG_LEVEL_DEBUG;
 }
 
-/*
- * librdkafka's lines, never a secret: debug=conf dumps properties as
- * "name = value" lines, whose values are redacted like ours.
- */
-static void
-log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void
+kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+    const char *buf)
 {
-	char name[128];
-	int lv, n = 0;
+	char line[1024];
+	int lv;
 
-	(void)rk;
-	lv = log_level_of(level, fac);
+	lv = log_level_of(rk != NULL ? base_of(rk) : NULL, level, fac);
 	if (lv > log_level())
 		return;
-	if (sscanf(buf, " %127[^ =] = %n", name, &n) == 1 && n > 0 &&
-	    log_redact(name, buf + n) != buf + n)
-		log_msg(lv, NULL, "kafka: %s: %s = %s", fac, name,
-		    log_redact(name, buf + n));
-	else
-		log_msg(lv, NULL, "kafka: %s: %s", fac, buf);
+	log_msg(lv, NULL, "kafka: %s: %s", fac,
+	    redact(buf, line, sizeof(line)));
 }
 
 static void
 error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct kafka_base *b = opaque;
+	char r[1024];
+	int lv;
 
 	(void)rk;
+	redact(reason, r, sizeof(r));
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+	    err == RD_KAFKA_RESP_ERR__SSL)
+		atomic_store(&b->auth_err, err);
+	lv = b->quiet ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN;
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__FATAL:
 		/* kafka_fatal() has the reason; the caller reports it. */
-		log_debug("kafka: fatal error: %s", reason);
+		log_debug("kafka: fatal error: %s", r);
 		break;
 	case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
 		atomic_store(&b->unreachable, 1);
 		if (atomic_exchange(&b->down_logged, 1) == 0)
-			log_warn("kafka: no broker reachable: %s", reason);
+			log_msg(lv, NULL, "kafka: no broker reachable: %s", r);
 		else
-			log_debug("kafka: %s", reason);
+			log_debug("kafka: %s", r);
 		break;
 	case RD_KAFKA_RESP_ERR__TRANSPORT:
 	case RD_KAFKA_RESP_ERR__RESOLVE:
 		/* One broker; librdkafka reconnects by itself. */
-		log_debug("kafka: %s", reason);
+		log_debug("kafka: %s", r);
 		break;
 	default:
-		log_warn("kafka: %s: %s", rd_kafka_err2name(err), reason);
+		log_msg(lv, NULL, "kafka: %s: %s", rd_kafka_err2name(err), r);
 		break;
 	}
 }
 
-static rd_kafka_conf_t *
-conf_new(const struct opt_kafka *o, struct kafka_base *b,
-    const char *const *defaults, char *err, size_t errlen)
+static int
+conf_list(rd_kafka_conf_t *conf, const char *const *d, char *err,
+    size_t errlen)
 {
-	rd_kafka_conf_t *conf;
 	char kerr[512];
-	const char *const *d;
 
-	conf = rd_kafka_conf_new();
-	if (rd_kafka_conf_set(conf, "client.id", log_progname(), kerr,
-	    sizeof(kerr)) != RD_KAFKA_CONF_OK ||
-	    rd_kafka_conf_set(conf, "log.connection.close", "false", kerr,
-	    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-		snprintf(err, errlen, "%s", kerr);
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	for (d = defaults; *d != NULL; d += 2)
+	for (; d != NULL && *d != NULL; d += 2)
 		if (rd_kafka_conf_set(conf, d[0], d[1], kerr,
 		    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
-			snprintf(err, errlen, "%s=%s: %s", d[0], d[1], kerr);
-			rd_kafka_conf_destroy(conf);
-			return NULL;
+			snprintf(err, errlen, "%s=%s: %s", d[0],
+			    log_redact(d[0], d[1]), kerr);
+			return -1;
 		}
-	if (opt_apply(o, conf, err, errlen) == -1) {
+	return 0;
+}
+
+/*
+ * client.id, then defaults (this module's for the kind of handle), then
+ * extra (the command's own), then opt_apply(): -b, -X and -F.  An error
+ * message is redacted like a log line.
+ */
+static rd_kafka_conf_t *
+conf_new(const struct opt_kafka *o, struct kafka_base *b,
+    const char *const *defaults, const char *const *extra, char *err,
+    size_t errlen)
+{
+	rd_kafka_conf_t *conf;
+	const char *const id[] = { "client.id", log_progname(), NULL };
+
+	conf = rd_kafka_conf_new();
+	if (conf_list(conf, id, err, errlen) == -1 ||
+	    conf_list(conf, defaults, err, errlen) == -1 ||
+	    conf_list(conf, extra, err, errlen) == -1 ||
+	    opt_apply(o, conf, err, errlen) == -1) {
+		redact_err(err, errlen);
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
-	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_opaque(conf, b);
 	return conf;
+}
+
+/* rd_kafka_new(); on failure conf is destroyed and err says why. */
+static rd_kafka_t *
+handle_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *err,
+    size_t errlen)
+{
+	rd_kafka_t *rk;
+	char kerr[512];
+
+	if ((rk = rd_kafka_new(type, conf, kerr, sizeof(kerr))) == NULL) {
+		redact(kerr, err, errlen);
+		rd_kafka_conf_destroy(conf);
+	}
+	return rk;
 }
 
 int
@@ -269,8 +431,8 @@ kafka_wait_reachable(rd_kafka_t *rk, int timeout_ms)
 	return err;
 }
 
-static int
-coordinator_moving(rd_kafka_resp_err_t err)
+int
+kafka_coordinator_moving(rd_kafka_resp_err_t err)
 {
 	return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
 	    err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
@@ -292,11 +454,120 @@ kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l,
 		for (i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && i < l->cnt;
 		    i++)
 			err = l->elems[i].err;
-		if (!coordinator_moving(err) ||
+		if (!kafka_coordinator_moving(err) ||
 		    (left = deadline - util_mono_ms()) <= 0)
 			return err;
 		util_sleep_ms(left < 100 ? left : 100);
 	}
+}
+
+/*
+ * Handles with no state of their own beyond the base: a consumer that
+ * assigns itself partitions, and Admin API handles.
+ */
+
+/* Asynchronous commits that fail are retried by the next one. */
+static void
+committed_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+    rd_kafka_topic_partition_list_t *l, void *opaque)
+{
+	(void)rk;
+	(void)l;
+	(void)opaque;
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+	    err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_debug("kafka: commit: %s", rd_kafka_err2str(err));
+}
+
+static struct kafka_base *
+base_alone(int quiet, char *err, size_t errlen)
+{
+	struct kafka_base *b;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	base_init(b);
+	b->alone = 1;
+	b->quiet = quiet;
+	return b;
+}
+
+rd_kafka_t *
+kafka_assigned_new(const struct opt_kafka *o, const char *const *defaults,
+    char *err, size_t errlen)
+{
+	struct kafka_base *b;
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	const char *const group[] = { "group.id", o->group, NULL };
+
+	if (o->group == NULL) {
+		snprintf(err, errlen, "-G: no consumer group");
+		return NULL;
+	}
+	if ((b = base_alone(0, err, errlen)) == NULL)
+		return NULL;
+	if ((conf = conf_new(o, b, group, defaults, err, errlen)) == NULL) {
+		free(b);
+		return NULL;
+	}
+	rd_kafka_conf_set_offset_commit_cb(conf, committed_cb);
+	if ((rk = handle_new(RD_KAFKA_CONSUMER, conf, err, errlen)) == NULL) {
+		free(b);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk);
+	return rk;
+}
+
+rd_kafka_t *
+kafka_admin_new(const struct opt_kafka *o, const char *group,
+    const char *const *defaults, char *err, size_t errlen)
+{
+	struct kafka_base *b;
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	const char *const id[] = { "group.id", group, NULL };
+
+	if ((b = base_alone(1, err, errlen)) == NULL)
+		return NULL;
+	if ((conf = conf_new(o, b, NULL, defaults, err, errlen)) == NULL ||
+	    (group != NULL && conf_list(conf, id, err, errlen) == -1)) {
+		if (conf != NULL)
+			rd_kafka_conf_destroy(conf);
+		free(b);
+		return NULL;
+	}
+	if ((rk = handle_new(group != NULL ? RD_KAFKA_CONSUMER :
+	    RD_KAFKA_PRODUCER, conf, err, errlen)) == NULL) {
+		free(b);
+		return NULL;
+	}
+	return rk;
+}
+
+void
+kafka_destroy(rd_kafka_t *rk)
+{
+	struct kafka_base *b;
+
+	if (rk == NULL)
+		return;
+	b = base_of(rk);
+	rd_kafka_destroy(rk);
+	if (b != NULL && b->alone)
+		free(b);
+}
+
+rd_kafka_resp_err_t
+kafka_auth_error(rd_kafka_t *rk)
+{
+	struct kafka_base *b;
+
+	b = base_of(rk);
+	return b != NULL ? atomic_load(&b->auth_err) : 0;
 }
 
 /*
@@ -331,23 +602,20 @@ kafka_producer_new(const struct opt_kafka *o, char *err, size_t errlen)
 {
 	struct kafka_producer *p;
 	rd_kafka_conf_t *conf;
-	char kerr[512];
 
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	base_init(&p->base);
-	if ((conf = conf_new(o, &p->base, producer_defaults, err,
+	if ((conf = conf_new(o, &p->base, producer_defaults, NULL, err,
 	    errlen)) == NULL) {
 		free(p);
 		return NULL;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-	if ((p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr,
-	    sizeof(kerr))) == NULL) {
-		snprintf(err, errlen, "%s", kerr);
-		rd_kafka_conf_destroy(conf);
+	if ((p->rk = handle_new(RD_KAFKA_PRODUCER, conf, err,
+	    errlen)) == NULL) {
 		free(p);
 		return NULL;
 	}
@@ -837,7 +1105,7 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 		return NULL;
 	}
 	base_init(&c->base);
-	if ((conf = conf_new(o, &c->base, consumer_defaults, err,
+	if ((conf = conf_new(o, &c->base, consumer_defaults, NULL, err,
 	    errlen)) == NULL) {
 		consumer_free(c);
 		return NULL;
@@ -851,10 +1119,8 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 		return NULL;
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-	if ((c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr,
-	    sizeof(kerr))) == NULL) {
-		snprintf(err, errlen, "%s", kerr);
-		rd_kafka_conf_destroy(conf);
+	if ((c->rk = handle_new(RD_KAFKA_CONSUMER, conf, err,
+	    errlen)) == NULL) {
 		consumer_free(c);
 		return NULL;
 	}

@@ -1,6 +1,9 @@
 /*
- * kafka.h - the producer and group consumer every orderflow command uses,
- * over librdkafka.
+ * kafka.h - every librdkafka client orderflow makes: the producer and
+ * group consumer every command uses, a consumer that assigns itself
+ * partitions (dlq-replay) and Admin API handles (topic-admin).  No other
+ * file makes a librdkafka configuration or handle, so every client logs
+ * through one callback, with one level mapping and one redaction rule.
  *
  * Guarantees (orderflow(7)): an event counts as sent only once the broker
  * acknowledged it (idempotent producer, acks=all); a consumer commits an
@@ -11,11 +14,15 @@
  * user's -X/-F properties in order, so -X overrides any default.  Overriding
  * enable.idempotence or acks voids the guarantee above.
  *
- * Threads: nothing here starts a thread of its own.  Delivery callbacks
- * (kafka_dr_cb), error and rebalance handling all run on the thread that
- * calls kafka_poll(), kafka_flush(), kafka_produce() (while it waits for
- * room), kafka_consumer_poll() or kafka_consumer_close().  A command polls
- * its producer and its consumer from one thread, so a delivery callback may
+ * Threads: besides librdkafka's own, one: a group consumer over librdkafka
+ * before 2.2 starts a fetch kicker (kafka.c) that asks the leaders of its
+ * assigned partitions for their end offsets while kafka_consumer_poll()
+ * drains a full queue; it calls nothing of the caller's, and
+ * kafka_consumer_close() joins it.  Delivery callbacks (kafka_dr_cb), error
+ * and rebalance handling all run on the thread that calls kafka_poll(),
+ * kafka_flush(), kafka_produce() (while it waits for room),
+ * kafka_consumer_poll() or kafka_consumer_close().  A command polls its
+ * producer and its consumer from one thread, so a delivery callback may
  * call kafka_consumer_done() directly.  Only librdkafka's log lines come
  * from its internal threads; they go through log.h, which is safe for that.
  */
@@ -106,6 +113,13 @@ rd_kafka_t *kafka_producer_rk(struct kafka_producer *);
 int	kafka_fatal(rd_kafka_t *, char *buf, size_t len);
 int	kafka_unreachable(rd_kafka_t *);
 rd_kafka_resp_err_t kafka_wait_reachable(rd_kafka_t *, int timeout_ms);
+
+/*
+ * kafka_coordinator_moving() returns 1 when err says a group's coordinator
+ * is moving or loading (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
+ * COORDINATOR_NOT_AVAILABLE): asking again a little later may succeed.
+ */
+int	kafka_coordinator_moving(rd_kafka_resp_err_t);
 
 /*
  * kafka_committed() is rd_kafka_committed() that asks again, until
@@ -244,5 +258,55 @@ rd_kafka_topic_partition_list_t *
 int	kafka_consumer_close(struct kafka_consumer *);
 
 rd_kafka_t *kafka_consumer_rk(struct kafka_consumer *);
+
+/*
+ * Bare handles, for what the producer and group consumer above do not do.
+ * Each gets client.id, then the properties named below, then defaults
+ * (the command's own: name, value pairs, NULL-terminated; may be NULL),
+ * then opt_apply(), so -X still overrides them.  Both return NULL with a
+ * message in err on a bad property; the caller releases a handle with
+ * kafka_destroy(), after rd_kafka_consumer_close() for a consumer.
+ *
+ * kafka_assigned_new(): a consumer of group o->group (group.id, set
+ * before defaults) that never joins it: the caller assigns it partitions
+ * (rd_kafka_assign()), polls it with rd_kafka_consumer_poll() and
+ * commits offsets itself.  A failed asynchronous commit is a debug line:
+ * the next commit, or the caller's last synchronous one, tries again.
+ *
+ * kafka_admin_new(): a handle for Admin API requests and metadata only:
+ * a producer that never produces or, when group is not NULL, a consumer
+ * whose group.id is group (set after the user's properties) and that
+ * never joins it.  It is quiet: librdkafka's log lines and errors are
+ * debug lines, since the command reports a failure itself, in one line.
+ */
+rd_kafka_t *kafka_assigned_new(const struct opt_kafka *,
+	    const char *const *defaults, char *err, size_t errlen);
+rd_kafka_t *kafka_admin_new(const struct opt_kafka *, const char *group,
+	    const char *const *defaults, char *err, size_t errlen);
+
+/* Destroys a handle from kafka_assigned_new() or kafka_admin_new(). */
+void	kafka_destroy(rd_kafka_t *);
+
+/*
+ * The last authentication or TLS error (RD_KAFKA_RESP_ERR__AUTHENTICATION,
+ * __SSL) a handle made here reported, or 0.  Errors wait in the handle's
+ * main queue until served: poll it (rd_kafka_poll()) first.  A later "all
+ * brokers down" does not hide it.
+ */
+rd_kafka_resp_err_t kafka_auth_error(rd_kafka_t *);
+
+/*
+ * The log callback of every handle made here.  It maps librdkafka's
+ * syslog(3) levels to log.h's: LOG_ERR and worse an error, LOG_WARNING a
+ * warning, LOG_NOTICE and LOG_INFO information, LOG_DEBUG debug; lines of
+ * the facilities FAIL (one broker connection failed: reported once, as
+ * no broker reachable) and FATAL (kafka_fatal()'s reason) and every line
+ * of a quiet handle (kafka_admin_new()) are debug lines.  It writes
+ * "kafka: FACILITY: line" with the value of every secret property (as
+ * log_redact() says) in the line redacted, and so do the error callback
+ * and the error messages of the constructors here.  rk may be NULL.
+ */
+void	kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+	    const char *buf);
 
 #endif

@@ -15,6 +15,14 @@ load test_helper
 	assert_success
 }
 
+@test "kafka: librdkafka's lines: one level mapping, no secret value" {
+	run --separate-stderr "$BUILD/test/kafka_test" logging
+	assert_success
+	[[ "$stderr" == *"sasl.username = [redacted]"* ]] ||
+	    fail "stderr: $stderr"
+	! grep -q hunter2 <<<"$stderr" || fail "stderr: $stderr"
+}
+
 @test "kafka: every produced message gets a delivery callback with an offset" {
 	run --separate-stderr "$BUILD/test/kafka_test" produce
 	assert_success

@@ -2,7 +2,7 @@
  * kafka_test.c - tests of common/kafka.c against the real broker in
  * $KAFKA_BROKERS: deliveries with offsets, commits that stop at a pending
  * record, seek/pause/resume, a full queue, an unreachable broker, fatal
- * errors, and the header helpers (those need no broker).
+ * errors, and the header helpers and log routing (those need no broker).
  *
  * Usage: kafka_test NAME.  Every test makes its own topics and group.
  */
@@ -664,6 +664,145 @@ test_config(void)
 	opt_free(&o);
 }
 
+/*
+ * stderr goes to a temporary file between capture_start() and
+ * capture_end(), which returns what was written there and writes it to
+ * stderr as well.
+ */
+static FILE *captured;
+static int saved_stderr = -1;
+
+static void
+capture_start(void)
+{
+	fflush(stderr);
+	REQUIRE((captured = tmpfile()) != NULL);
+	REQUIRE((saved_stderr = dup(STDERR_FILENO)) != -1);
+	REQUIRE(dup2(fileno(captured), STDERR_FILENO) != -1);
+}
+
+static const char *
+capture_end(void)
+{
+	static char buf[16384];
+	size_t n;
+
+	fflush(stderr);
+	REQUIRE(dup2(saved_stderr, STDERR_FILENO) != -1);
+	close(saved_stderr);
+	rewind(captured);
+	n = fread(buf, 1, sizeof(buf) - 1, captured);
+	buf[n] = '\0';
+	fclose(captured);
+	fputs(buf, stderr);
+	return buf;
+}
+
+/* kafka_log_cb(rk, level, fac, line) at our level threshold, as written. */
+static const char *
+log_line(rd_kafka_t *rk, int level, const char *fac, const char *line)
+{
+	capture_start();
+	kafka_log_cb(rk, level, fac, line);
+	return capture_end();
+}
+
+/*
+ * librdkafka's lines: one level mapping, and no secret value in a line or
+ * error message, whichever form it takes; a quiet handle's lines are
+ * debug lines.
+ */
+static void
+test_logging(void)
+{
+	static const struct {
+		int		 syslog;
+		const char	*fac;
+		const char	*level;
+	} levels[] = {
+		{ 0, "BROKER", "error" }, { 3, "BROKER", "error" },
+		{ 4, "BROKER", "warn" }, { 5, "BROKER", "info" },
+		{ 6, "BROKER", "info" }, { 7, "BROKER", "debug" },
+		{ 3, "FAIL", "debug" }, { 2, "FATAL", "debug" },
+	};
+	static const struct {
+		const char	*line;
+		const char	*want;
+	} secrets[] = {
+		{ "  sasl.password = hunter2",
+		  "kafka: CONF:   sasl.password = [redacted]\n" },
+		{ "  sasl.username = hunter2 with blanks",
+		  "kafka: CONF:   sasl.username = [redacted]\n" },
+		{ "Invalid value \"hunter2\" for configuration property "
+		  "\"sasl.password\"",
+		  "kafka: CONF: Invalid value \"[redacted]\" for configuration "
+		  "property \"sasl.password\"\n" },
+		{ "retrying with sasl.password=hunter2, as configured",
+		  "kafka: CONF: retrying with sasl.password=[redacted], as "
+		  "configured\n" },
+		{ "[thrd:app]:   ssl.key.password = hunter2 with blanks",
+		  "kafka: CONF: [thrd:app]:   ssl.key.password = [redacted]\n" },
+		{ "set ssl.key.password=\"hunter2 x\" (ok)",
+		  "kafka: CONF: set ssl.key.password=[redacted] (ok)\n" },
+		{ "  bootstrap.servers = 127.0.0.1:9092",
+		  "kafka: CONF:   bootstrap.servers = 127.0.0.1:9092\n" },
+	};
+	struct opt_kafka o;
+	struct kafka_producer *p;
+	rd_kafka_t *rk;
+	const char *out;
+	char want[64], err[512];
+	size_t i;
+
+	REQUIRE(log_set_format_name("json") == 0);
+	log_set_level(LOG_LEVEL_DEBUG);
+	for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		out = log_line(NULL, levels[i].syslog, levels[i].fac, "a line");
+		snprintf(want, sizeof(want), "\"level\":\"%s\"",
+		    levels[i].level);
+		CHECK(strstr(out, want) != NULL);
+		snprintf(want, sizeof(want), "kafka: %s: a line",
+		    levels[i].fac);
+		CHECK(strstr(out, want) != NULL);
+	}
+	log_set_level(LOG_LEVEL_WARN);
+	CHECK(*log_line(NULL, 6, "BROKER", "a line") == '\0');
+	CHECK(*log_line(NULL, 4, "BROKER", "a line") != '\0');
+
+	REQUIRE(log_set_format_name("text") == 0);
+	for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+		out = log_line(NULL, 4, "CONF", secrets[i].line);
+		CHECK(strstr(out, "hunter2") == NULL);
+		CHECK(strcmp(out + strlen("kafka_test: "), secrets[i].want) ==
+		    0);
+	}
+
+	/* librdkafka's own configuration dump, and a quiet handle. */
+	opts(&o, "127.0.0.1:1", "kafka-test-logging");
+	REQUIRE(opt_prop_add(&o, "debug=conf", "-X") == 0);
+	REQUIRE(opt_prop_add(&o, "sasl.username=hunter2 with blanks",
+	    "-X") == 0);
+	log_set_level(LOG_LEVEL_DEBUG);
+	capture_start();
+	p = kafka_producer_new(&o, err, sizeof(err));
+	kafka_producer_destroy(p);
+	out = capture_end();
+	CHECK(p != NULL);
+	CHECK(strstr(out, "sasl.username = [redacted]") != NULL);
+	CHECK(strstr(out, "hunter2") == NULL);
+	opt_free(&o);
+	opts(&o, "127.0.0.1:1", NULL);
+	REQUIRE((rk = kafka_admin_new(&o, NULL, NULL, err,
+	    sizeof(err))) != NULL);
+	REQUIRE(log_set_format_name("json") == 0);
+	CHECK(strstr(log_line(rk, 3, "BROKER", "a line"),
+	    "\"level\":\"debug\"") != NULL);
+	kafka_destroy(rk);
+	opt_free(&o);
+	REQUIRE(log_set_format_name("text") == 0);
+	log_set_level(LOG_LEVEL_INFO);
+}
+
 static const struct {
 	const char	*name;
 	void		(*fn)(void);
@@ -671,6 +810,7 @@ static const struct {
 } tests[] = {
 	{ "headers", test_headers, 0 },
 	{ "config", test_config, 0 },
+	{ "logging", test_logging, 0 },
 	{ "unreachable", test_unreachable, 0 },
 	{ "fatal", test_fatal, 0 },
 	{ "produce", test_produce, 1 },
