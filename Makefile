@@ -65,6 +65,8 @@ bin/%: build/cmd/%.o $(LIB)
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+$(UNIT:build/test/%=build/test/unit/%.o): test/unit/unit.h
+
 build/test/%: build/test/unit/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 

@@ -16,15 +16,7 @@
 
 #include "event.h"
 #include "jsonmem.h"
-
-static int failures;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failures++;						\
-	}								\
-} while (0)
+#include "unit.h"
 
 #define ORDER_ERR(json, field, msg)	order_err(__LINE__, json, field, msg)
 #define EVENT_ERR(json, field, msg)	event_err(__LINE__, json, field, msg)
@@ -1026,10 +1018,7 @@ test_jsonmem(void)
 	CHECK(pthread_join(th, NULL) == 0 && ok);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct unit_test tests[] = {
 	{ "valid", test_valid },
 	{ "defaults", test_defaults },
 	{ "rules", test_rules },
@@ -1053,20 +1042,5 @@ static const struct {
 int
 main(int argc, char *argv[])
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc < 2) {
-			puts(tests[i].name);
-			continue;
-		}
-		if (strcmp(argv[1], tests[i].name) == 0) {
-			tests[i].fn();
-			return failures != 0;
-		}
-	}
-	if (argc < 2)
-		return 0;
-	fprintf(stderr, "event_test: %s: no such test\n", argv[1]);
-	return 2;
+	return unit_main("event_test", tests, UNIT_NTESTS(tests), argc, argv);
 }

@@ -19,15 +19,7 @@
 #include <unistd.h>
 
 #include "jsonl.h"
-
-static int failures;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		failures++;						\
-	}								\
-} while (0)
+#include "unit.h"
 
 /* Mentions the caller's line, so a failure inside a helper is placed. */
 #define EXPECT_LINE(r, no, text) \
@@ -849,10 +841,7 @@ test_bom(void)
 	done(r);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct unit_test tests[] = {
 	{ "lines", test_lines },
 	{ "empty", test_empty },
 	{ "nofinalnl", test_nofinalnl },
@@ -873,25 +862,5 @@ static const struct {
 int
 main(int argc, char *argv[])
 {
-	size_t i;
-	int found = 0;
-
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc < 2) {
-			puts(tests[i].name);
-			continue;
-		}
-		if (strcmp(argv[1], "all") == 0 ||
-		    strcmp(argv[1], tests[i].name) == 0) {
-			tests[i].fn();
-			found = 1;
-		}
-	}
-	if (argc < 2)
-		return 0;
-	if (!found) {
-		fprintf(stderr, "jsonl_test: %s: no such test\n", argv[1]);
-		return 2;
-	}
-	return failures != 0;
+	return unit_main("jsonl_test", tests, UNIT_NTESTS(tests), argc, argv);
 }

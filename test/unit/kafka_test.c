@@ -17,15 +17,7 @@
 #include "log.h"
 #include "opt.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failures++;						\
-	}								\
-} while (0)
+#include "unit.h"
 
 /* A check whose failure makes the rest of the test meaningless. */
 #define REQUIRE(cond) do {						\
@@ -803,45 +795,24 @@ test_logging(void)
 	log_set_level(LOG_LEVEL_INFO);
 }
 
-static const struct {
-	const char	*name;
-	void		(*fn)(void);
-	int		 broker;
-} tests[] = {
-	{ "headers", test_headers, 0 },
-	{ "config", test_config, 0 },
-	{ "logging", test_logging, 0 },
-	{ "unreachable", test_unreachable, 0 },
-	{ "fatal", test_fatal, 0 },
-	{ "produce", test_produce, 1 },
-	{ "consume", test_consume, 1 },
-	{ "seek", test_seek, 1 },
-	{ "rebalance", test_rebalance, 1 },
-	{ "queuefull", test_queuefull, 1 },
+static const struct unit_test tests[] = {
+	{ "headers", test_headers },
+	{ "config", test_config },
+	{ "logging", test_logging },
+	{ "unreachable", test_unreachable },
+	{ "fatal", test_fatal },
+	{ "produce", test_produce },
+	{ "consume", test_consume },
+	{ "seek", test_seek },
+	{ "rebalance", test_rebalance },
+	{ "queuefull", test_queuefull },
 };
 
 int
 main(int argc, char *argv[])
 {
-	size_t i;
-	int ran = 0;
-
 	log_init("kafka_test");
 	if ((brokers = getenv("KAFKA_BROKERS")) == NULL || *brokers == '\0')
 		brokers = "127.0.0.1:9092";
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
-			continue;
-		tests[i].fn();
-		ran++;
-	}
-	if (ran == 0) {
-		fprintf(stderr, "kafka_test: unknown test %s\n", argv[1]);
-		return 2;
-	}
-	if (failures > 0) {
-		fprintf(stderr, "kafka_test: %d checks failed\n", failures);
-		return 1;
-	}
-	return 0;
+	return unit_main("kafka_test", tests, UNIT_NTESTS(tests), argc, argv);
 }

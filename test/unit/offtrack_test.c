@@ -9,15 +9,7 @@
 #include <string.h>
 
 #include "offtrack.h"
-
-static int failures;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failures++;						\
-	}								\
-} while (0)
+#include "unit.h"
 
 /* The committable offset of topic "t" partition part, or -1 if none. */
 static int64_t
@@ -274,10 +266,7 @@ test_wrap(void)
 	offtrack_free(t);
 }
 
-static const struct {
-	const char	*name;
-	void		(*fn)(void);
-} tests[] = {
+static const struct unit_test tests[] = {
 	{ "inorder", test_inorder },
 	{ "outoforder", test_outoforder },
 	{ "gaps", test_gaps },
@@ -290,22 +279,5 @@ static const struct {
 int
 main(int argc, char *argv[])
 {
-	size_t i;
-	int ran = 0;
-
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0)
-			continue;
-		tests[i].fn();
-		ran++;
-	}
-	if (ran == 0) {
-		fprintf(stderr, "offtrack_test: unknown test %s\n", argv[1]);
-		return 2;
-	}
-	if (failures > 0) {
-		fprintf(stderr, "offtrack_test: %d checks failed\n", failures);
-		return 1;
-	}
-	return 0;
+	return unit_main("offtrack_test", tests, UNIT_NTESTS(tests), argc, argv);
 }

@@ -27,15 +27,7 @@
 #include "store.h"
 #include "upkeep.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failures++;						\
-	}								\
-} while (0)
+#include "unit.h"
 
 /* An operation that must succeed; names the error when it does not. */
 #define OK(expr) do {							\
@@ -1126,10 +1118,7 @@ test_upkeep(void)
 	rm_tree(tmpdir);
 }
 
-static const struct {
-	const char	*name;
-	void		(*fn)(void);
-} tests[] = {
+static const struct unit_test tests[] = {
 	{ "open", test_open },
 	{ "idem", test_idem },
 	{ "outcomes", test_outcomes },
@@ -1146,28 +1135,5 @@ static const struct {
 int
 main(int argc, char *argv[])
 {
-	size_t i;
-	int ran = 0;
-
-	if (argc < 2) {
-		for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
-			printf("%s\n", tests[i].name);
-		return 0;
-	}
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (strcmp(argv[1], "all") != 0 &&
-		    strcmp(argv[1], tests[i].name) != 0)
-			continue;
-		tests[i].fn();
-		ran++;
-	}
-	if (ran == 0) {
-		fprintf(stderr, "store_test: unknown test %s\n", argv[1]);
-		return 2;
-	}
-	if (failures > 0) {
-		fprintf(stderr, "store_test: %d checks failed\n", failures);
-		return 1;
-	}
-	return 0;
+	return unit_main("store_test", tests, UNIT_NTESTS(tests), argc, argv);
 }

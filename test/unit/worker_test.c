@@ -17,15 +17,7 @@
 #include "opt.h"
 #include "util.h"
 #include "worker.h"
-
-static int failures;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failures++;						\
-	}								\
-} while (0)
+#include "unit.h"
 
 static void
 test_backoff(void)
@@ -335,10 +327,7 @@ test_ring(void)
 	opt_free(&o);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct unit_test tests[] = {
 	{ "backoff", test_backoff },
 	{ "pipe", test_pipe },
 	{ "ring", test_ring },
@@ -347,21 +336,6 @@ static const struct {
 int
 main(int argc, char *argv[])
 {
-	size_t i;
-
 	log_init("worker_test");
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc < 2) {
-			puts(tests[i].name);
-			continue;
-		}
-		if (strcmp(argv[1], tests[i].name) == 0) {
-			tests[i].fn();
-			return failures != 0;
-		}
-	}
-	if (argc < 2)
-		return 0;
-	fprintf(stderr, "worker_test: %s: no such test\n", argv[1]);
-	return 2;
+	return unit_main("worker_test", tests, UNIT_NTESTS(tests), argc, argv);
 }

@@ -1,0 +1,68 @@
+/*
+ * unit.h - what every unit test program in test/unit shares: CHECK() and
+ * the dispatcher.  Included by exactly one file of each program.
+ *
+ * A program is a table of named tests and unit_main():
+ *
+ *	prog_test		lists the names, one a line
+ *	prog_test NAME		runs the test NAME
+ *	prog_test all		runs every test
+ *
+ * It exits 0 when every check held, 1 when one failed (each failed check
+ * says where on stderr, then "prog_test: N checks failed"), 2 when NAME
+ * names no test.
+ */
+#ifndef OF_UNIT_H
+#define OF_UNIT_H
+
+#include <stdio.h>
+#include <string.h>
+
+struct unit_test {
+	const char	*name;
+	void		(*fn)(void);
+};
+
+/* Checks that failed so far; helpers that check more themselves add to it. */
+static int failures;
+
+#define CHECK(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		failures++;						\
+	}								\
+} while (0)
+
+#define UNIT_NTESTS(tests)	(sizeof(tests) / sizeof((tests)[0]))
+
+static int
+unit_main(const char *prog, const struct unit_test *tests, size_t n,
+    int argc, char *argv[])
+{
+	size_t i;
+	int ran = 0;
+
+	if (argc < 2) {
+		for (i = 0; i < n; i++)
+			puts(tests[i].name);
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		if (strcmp(argv[1], "all") != 0 &&
+		    strcmp(argv[1], tests[i].name) != 0)
+			continue;
+		tests[i].fn();
+		ran++;
+	}
+	if (ran == 0) {
+		fprintf(stderr, "%s: %s: no such test\n", prog, argv[1]);
+		return 2;
+	}
+	if (failures > 0) {
+		fprintf(stderr, "%s: %d checks failed\n", prog, failures);
+		return 1;
+	}
+	return 0;
+}
+
+#endif
