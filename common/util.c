@@ -1,9 +1,11 @@
 /*
- * util.c - numbers, durations, times and clocks.
+ * util.c - numbers, durations, times, clocks, memory, standard output,
+ * signals and bytes as JSON text.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,15 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <openssl/evp.h>
+
+#include "exitcode.h"
+#include "jsonl.h"
+#include "log.h"
 #include "util.h"
+
+static volatile sig_atomic_t caught_sig;	/* the last signal caught */
+static volatile sig_atomic_t caught_n;		/* how many, up to 2 */
 
 long long
 util_strtonum(const char *s, long long min, long long max, const char **errstr)
@@ -315,4 +325,107 @@ util_i64toa(int64_t v, char buf[UTIL_I64_LEN + 1])
 		buf[len++] = tmp[--n];
 	buf[len] = '\0';
 	return len;
+}
+
+void *
+util_xcalloc(size_t n, size_t size)
+{
+	void *p;
+
+	if ((p = calloc(n == 0 ? 1 : n, size)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	return p;
+}
+
+char *
+util_xstrdup(const char *s)
+{
+	char *p;
+
+	if ((p = strdup(s)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	return p;
+}
+
+int
+util_stdout_flush(void)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	/* An earlier write failed and the flush itself had nothing to say. */
+	if (errno == 0)
+		errno = EIO;
+	log_error("stdout: %s", strerror(errno));
+	return -1;
+}
+
+static void
+on_signal(int sig)
+{
+	caught_sig = sig;
+	if (caught_n < 2)
+		caught_n++;
+}
+
+void
+util_signals_catch(const int *sigs, int flags, struct sigaction *old)
+{
+	struct sigaction sa, before;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = flags;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; sigs[i] != 0; i++) {
+		/* Not a signal: SIG_DFL before, and sigaction() fails again. */
+		memset(&before, 0, sizeof(before));
+		sigaction(sigs[i], NULL, &before);
+		if (old != NULL)
+			old[i] = before;
+		if (before.sa_handler != SIG_IGN)
+			sigaction(sigs[i], &sa, NULL);
+	}
+}
+
+int
+util_signal_caught(void)
+{
+	return caught_sig;
+}
+
+int
+util_signal_count(void)
+{
+	return caught_n;
+}
+
+/* Well-formed UTF-8 without NUL bytes: a JSON string can hold it as is. */
+static int
+is_text(const void *p, size_t len)
+{
+	return len == 0 || (memchr(p, '\0', len) == NULL &&
+	    jsonl_utf8_check(p, len, NULL) == 0);
+}
+
+char *
+util_json_bytes(const void *p, size_t len, int *base64)
+{
+	char *s;
+
+	if (!(*base64 = !is_text(p, len))) {
+		if ((s = malloc(len + 1)) == NULL)
+			return NULL;
+		if (len > 0)
+			memcpy(s, p, len);
+		s[len] = '\0';
+		return s;
+	}
+	/* EVP_EncodeBlock() counts in int, its output included. */
+	if (len > (size_t)INT_MAX / 4 * 3 ||
+	    (s = malloc((len + 2) / 3 * 4 + 1)) == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)s, p, (int)len);
+	return s;
 }

@@ -1,10 +1,13 @@
 /*
  * util.h - small helpers every command needs: range-checked numbers,
- * durations and times as CONTRACT writes them, clocks.
+ * durations and times as CONTRACT writes them, clocks, memory that must
+ * be had, the check of standard output before exiting, the signals that
+ * stop a command, and bytes as JSON text.
  */
 #ifndef OF_UTIL_H
 #define OF_UTIL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -63,5 +66,53 @@ int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */
 void		 util_sleep_ms(int64_t);	/* EINTR ends it early */
 /* The time ms from now on clock, for pthread_cond_timedwait(3). */
 struct timespec	 util_time_in(clockid_t clock, int64_t ms);
+
+/*
+ * calloc(3) and strdup(3) for memory a command cannot go on without: when
+ * there is none they log "out of memory" and exit OF_EXIT_FAIL, so they
+ * never return NULL.  util_xcalloc() of n == 0 elements returns a pointer
+ * of its own (to one zeroed element) as if n were 1, never NULL, so that
+ * an empty array needs no special case.
+ */
+void		*util_xcalloc(size_t n, size_t size);
+char		*util_xstrdup(const char *s);
+
+/*
+ * Flushes standard output and checks that everything written to it since
+ * the start got there: a write that failed earlier (a full disk, a closed
+ * pipe) shows only in ferror(3), and exit(3) would lose it.  Returns 0,
+ * or -1 after logging "stdout: " and the reason.  What the failure does
+ * to the exit status is the caller's rule.
+ */
+int		 util_stdout_flush(void);
+
+/*
+ * The signals that ask a command to stop.  util_signals_catch() installs
+ * one handler for each signal of sigs (a list ended by 0), with sa_flags
+ * flags (SA_RESTART, or 0 so that a signal interrupts a blocking read).
+ * A signal ignored when this is called stays ignored: a shell without job
+ * control starts background jobs with SIGINT ignored, and ^C typed at the
+ * shell must not stop them.  Unless old is NULL it receives, one element
+ * per signal of sigs, the actions before, for sigaction(2) to restore.
+ *
+ * The handler only records the signal, in a volatile sig_atomic_t that the
+ * command polls where it waits: util_signal_caught() returns the last
+ * signal caught (0 when none), util_signal_count() how many were caught,
+ * counting up to 2 (a second one asks to give up waiting).
+ */
+void		 util_signals_catch(const int *sigs, int flags,
+		    struct sigaction *old);
+int		 util_signal_caught(void);
+int		 util_signal_count(void);
+
+/*
+ * len bytes at p as the text of a JSON string: a NUL-terminated copy when
+ * they are well-formed UTF-8 without NUL bytes (*base64 set to 0), else
+ * their base64 encoding (RFC 4648, padded; *base64 set to 1).  Returns a
+ * string to free(3), or NULL when out of memory (or len beyond what base64
+ * can encode here, INT_MAX / 4 * 3 bytes).  Bytes that are text print as
+ * themselves; any other key, value or header still survives a JSON line.
+ */
+char		*util_json_bytes(const void *p, size_t len, int *base64);
 
 #endif

@@ -32,3 +32,31 @@ load test_helper
 	run --separate-stderr "$BUILD/test/util_test" i64toa
 	assert_success
 }
+
+@test "util: util_xcalloc and util_xstrdup: zeroed, n == 0 not NULL, exit 1 without memory" {
+	run --separate-stderr "$BUILD/test/util_test" alloc
+	assert_success
+}
+
+@test "util: util_stdout_flush reports a write that failed, earlier or at the flush" {
+	[ -w /dev/full ] || fail "no /dev/full"
+	run --separate-stderr "$BUILD/test/util_test" stdout
+	assert_success
+}
+
+@test "util: util_signals_catch leaves an ignored signal ignored, counts the others" {
+	run --separate-stderr "$BUILD/test/util_test" signals
+	assert_success
+}
+
+@test "util: util_json_bytes: text as itself, anything else as base64" {
+	run --separate-stderr "$BUILD/test/util_test" jsonbytes
+	assert_success
+}
+
+@test "util: the tests listed are the tests run here" {
+	run --separate-stderr "$BUILD/test/util_test"
+	assert_success
+	assert_output "$(printf '%s\n' alloc stdout signals jsonbytes strtonum \
+	    duration rfc3339 time lock i64toa)"
+}

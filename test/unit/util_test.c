@@ -1,27 +1,24 @@
 /*
  * util_test.c - unit tests for common/util.c: numbers, durations, times,
- * the lock.
+ * the lock, memory, standard output, signals, bytes as JSON text.
  *
  * Usage: util_test [NAME]; without NAME it lists the tests.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
+#include "exitcode.h"
+#include "log.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failures++;						\
-	}								\
-} while (0)
+#include "unit.h"
 
 /* util_i64toa() against snprintf() over the edges and a sweep. */
 static void
@@ -146,10 +143,176 @@ test_lock(void)
 	rmdir(dir);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+/* Runs fn in a child; returns its exit status, or 128 + the signal. */
+static int
+in_child(void (*fn)(void))
+{
+	pid_t pid;
+	int st;
+
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		fn();
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) == -1)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void
+huge_calloc(void)
+{
+	util_xcalloc(SIZE_MAX / 2, 4);
+}
+
+static void
+full_stdout(void)
+{
+	int fd;
+
+	/* Silence the expected "stdout: ..." message. */
+	if ((fd = open("/dev/null", O_WRONLY)) == -1 ||
+	    dup2(fd, STDERR_FILENO) == -1)
+		_exit(3);
+	if (freopen("/dev/full", "w", stdout) == NULL)
+		_exit(4);
+	/* More than a buffer: the write fails before util_stdout_flush(). */
+	for (fd = 0; fd < 20000; fd++)
+		printf("0123456789");
+	_exit(util_stdout_flush() == -1 ? 0 : 1);
+}
+
+static void
+full_stdout_at_flush(void)
+{
+	if (freopen("/dev/full", "w", stdout) == NULL)
+		_exit(4);
+	if (freopen("/dev/null", "w", stderr) == NULL)
+		_exit(3);
+	printf("x");
+	_exit(util_stdout_flush() == -1 ? 0 : 1);
+}
+
+/* Memory: never NULL, zeroed, n == 0 a pointer of its own; none: exit 1. */
+static void
+test_alloc(void)
+{
+	unsigned char *p, *q;
+	char *s;
+	size_t i;
+
+	p = util_xcalloc(16, 4);
+	for (i = 0; i < 64 && p[i] == 0; i++)
+		;
+	CHECK(i == 64);
+	q = util_xcalloc(0, 8);
+	CHECK(q != NULL && q != p);
+	for (i = 0; i < 8 && q[i] == 0; i++)
+		;
+	CHECK(i == 8);
+	free(p);
+	free(q);
+	s = util_xstrdup("order-created");
+	CHECK(strcmp(s, "order-created") == 0);
+	free(s);
+	s = util_xstrdup("");
+	CHECK(s != NULL && *s == '\0');
+	free(s);
+	CHECK(in_child(huge_calloc) == OF_EXIT_FAIL);
+}
+
+/* A write that failed, earlier or at the flush, is reported. */
+static void
+test_stdout(void)
+{
+	CHECK(util_stdout_flush() == 0);
+	CHECK(in_child(full_stdout) == 0);
+	CHECK(in_child(full_stdout_at_flush) == 0);
+}
+
+static const int stop_sigs[] = { SIGINT, SIGTERM, SIGHUP, 0 };
+
+/*
+ * A signal ignored before stays ignored and the others are caught and
+ * counted up to 2; old holds what was there before.
+ */
+static void
+signals_child(void)
+{
+	struct sigaction old[3], now;
+
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_DFL);
+	util_signals_catch(stop_sigs, SA_RESTART, old);
+	if (old[0].sa_handler != SIG_IGN || old[2].sa_handler != SIG_DFL)
+		_exit(10);
+	if (sigaction(SIGINT, NULL, &now) == -1 || now.sa_handler != SIG_IGN)
+		_exit(11);
+	if (sigaction(SIGTERM, NULL, &now) == -1 ||
+	    now.sa_handler == SIG_DFL || now.sa_handler == SIG_IGN ||
+	    !(now.sa_flags & SA_RESTART))
+		_exit(12);
+	if (util_signal_caught() != 0 || util_signal_count() != 0)
+		_exit(13);
+	raise(SIGINT);		/* ignored: not seen */
+	if (util_signal_caught() != 0 || util_signal_count() != 0)
+		_exit(14);
+	raise(SIGTERM);
+	if (util_signal_caught() != SIGTERM || util_signal_count() != 1)
+		_exit(15);
+	raise(SIGHUP);
+	raise(SIGTERM);
+	if (util_signal_caught() != SIGTERM || util_signal_count() != 2)
+		_exit(16);
+	/* Restored, SIGHUP kills again. */
+	sigaction(SIGHUP, &old[2], NULL);
+	raise(SIGHUP);
+	_exit(17);
+}
+
+static void
+test_signals(void)
+{
+	CHECK(in_child(signals_child) == 128 + SIGHUP);
+}
+
+/* One case of util_json_bytes(): what comes out and whether as base64. */
+static void
+json_bytes_is(const void *p, size_t len, const char *want, int want_b64)
+{
+	char *s;
+	int b64 = -1;
+
+	s = util_json_bytes(p, len, &b64);
+	CHECK(s != NULL && strcmp(s, want) == 0 && b64 == want_b64);
+	if (s != NULL && (strcmp(s, want) != 0 || b64 != want_b64))
+		fprintf(stderr, "got \"%s\" (base64 %d), want \"%s\"\n",
+		    s, b64, want);
+	free(s);
+}
+
+static void
+test_jsonbytes(void)
+{
+	json_bytes_is("", 0, "", 0);
+	json_bytes_is(NULL, 0, "", 0);
+	json_bytes_is("order-1", 7, "order-1", 0);
+	json_bytes_is("caf\xc3\xa9 \"q\"", 9, "caf\xc3\xa9 \"q\"", 0);
+	/* A NUL inside, bad UTF-8, a lone continuation byte: base64. */
+	json_bytes_is("a\0b", 3, "YQBi", 1);
+	json_bytes_is("\xff", 1, "/w==", 1);
+	json_bytes_is("\xc3(", 2, "wyg=", 1);
+	json_bytes_is("\x80\x81\x82", 3, "gIGC", 1);
+}
+
+static const struct unit_test tests[] = {
+	{ "alloc", test_alloc },
+	{ "stdout", test_stdout },
+	{ "signals", test_signals },
+	{ "jsonbytes", test_jsonbytes },
 	{ "strtonum", test_strtonum },
 	{ "duration", test_duration },
 	{ "rfc3339", test_rfc3339 },
@@ -161,20 +324,6 @@ static const struct {
 int
 main(int argc, char *argv[])
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		if (argc < 2) {
-			puts(tests[i].name);
-			continue;
-		}
-		if (strcmp(argv[1], tests[i].name) == 0) {
-			tests[i].fn();
-			return failures != 0;
-		}
-	}
-	if (argc < 2)
-		return 0;
-	fprintf(stderr, "util_test: %s: no such test\n", argv[1]);
-	return 2;
+	log_init("util_test");
+	return unit_main("util_test", tests, UNIT_NTESTS(tests), argc, argv);
 }
