@@ -39,10 +39,8 @@
 
 #include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
-#include <openssl/evp.h>
 
 #include "exitcode.h"
-#include "jsonl.h"
 #include "kafka.h"
 #include "log.h"
 #include "offtrack.h"
@@ -157,8 +155,6 @@ static const char *const reset_headers[] = {
 	H_ATTEMPT, H_NOT_BEFORE, H_REPLAYS, NULL
 };
 
-static volatile sig_atomic_t run = 1;
-
 static void
 usage(void)
 {
@@ -171,23 +167,6 @@ usage(void)
 	    "           [--since time] [--state dir] [--to topic] "
 	    "[--topic-prefix prefix]\n"
 	    "           [--type type] [--until time]\n", log_progname());
-}
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	run = 0;
-}
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p;
-
-	if ((p = calloc(n == 0 ? 1 : n, size)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	return p;
 }
 
 static int64_t
@@ -374,7 +353,7 @@ plan_parts(struct dr *d, rd_kafka_t *rk)
 	for (j = 0; j < md->topic_cnt; j++)
 		if (topic_index(d, md->topics[j].topic) != (size_t)-1)
 			n += md->topics[j].partition_cnt;
-	d->parts = xcalloc(n, sizeof(*d->parts));
+	d->parts = util_xcalloc(n, sizeof(*d->parts));
 	for (i = 0; i < d->ntopics; i++) {
 		for (j = 0, mt = NULL; j < md->topic_cnt && mt == NULL; j++)
 			if (strcmp(md->topics[j].topic, d->topics[i].name) == 0)
@@ -546,37 +525,17 @@ commit(struct dr *d, int sync)
 	return 0;
 }
 
-/* Well-formed UTF-8 without NUL bytes: printable as a JSON string. */
-static int
-is_text(const void *p, size_t len)
-{
-	return len == 0 || (memchr(p, '\0', len) == NULL &&
-	    jsonl_utf8_check(p, len, NULL) == 0);
-}
-
 /* A JSON string of p, or of its base64 encoding when it is not text. */
 static cJSON *
 json_bytes(const void *p, size_t len, int *base64)
 {
-	unsigned char *b;
 	char *s;
 	cJSON *j;
 
-	if ((*base64 = !is_text(p, len))) {
-		if (len > INT_MAX / 2 ||
-		    (b = malloc(4 * ((len + 2) / 3) + 1)) == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
-		EVP_EncodeBlock(b, p, (int)len);
-		j = cJSON_CreateString((char *)b);
-		free(b);
-	} else {
-		if ((s = strndup(len > 0 ? p : "", len)) == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
-		j = cJSON_CreateString(s);
-		free(s);
-	}
-	if (j == NULL)
+	if ((s = util_json_bytes(p, len, base64)) == NULL ||
+	    (j = cJSON_CreateString(s)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
+	free(s);
 	return j;
 }
 
@@ -744,11 +703,11 @@ pace(struct dr *d)
 		return 0;
 	now = util_mono_ms();
 	due = d->next_due > now ? d->next_due : now;
-	while (run && (now = util_mono_ms()) < due)
+	while (!util_signal_caught() && (now = util_mono_ms()) < due)
 		kafka_poll(d->p, due - now < POLL_MS ? (int)(due - now) + 1 :
 		    POLL_MS);
 	d->next_due = due + 1000.0 / d->rate;
-	return run ? 0 : -1;
+	return util_signal_caught() ? -1 : 0;
 }
 
 static void
@@ -764,7 +723,7 @@ replay(struct dr *d, const rd_kafka_message_t *m, size_t topic,
 		rd_kafka_headers_destroy(hdrs);
 		return;
 	}
-	f = xcalloc(1, sizeof(*f));
+	f = util_xcalloc(1, sizeof(*f));
 	f->d = d;
 	f->topic = topic;
 	f->partition = m->partition;
@@ -956,7 +915,7 @@ consume(struct dr *d)
 	char why[512];
 
 	d->t0 = d->activity = d->commit_ms = util_mono_ms();
-	while (run && !d->stop && !all_done(d)) {
+	while (!util_signal_caught() && !d->stop && !all_done(d)) {
 		if (d->p != NULL)
 			kafka_poll(d->p, 0);
 		if ((m = rd_kafka_consumer_poll(d->rk, POLL_MS)) != NULL) {
@@ -983,7 +942,7 @@ consume(struct dr *d)
 		draw(d, 0);
 	}
 	draw(d, 1);
-	if (!run)
+	if (util_signal_caught())
 		log_info("interrupted: the rest waits for the next run");
 	else if (d->max > 0 && d->started >= (uint64_t)d->max)
 		log_info("--max %lld reached: the rest waits for the next run",
@@ -1103,8 +1062,8 @@ close_kafka(struct dr *d)
 int
 main(int argc, char **argv)
 {
+	static const int stop_signals[] = { SIGINT, SIGTERM, 0 };
 	static struct dr d;
-	struct sigaction sa;
 	int rc, lockfd;
 
 	log_init(argv[0]);
@@ -1115,11 +1074,7 @@ main(int argc, char **argv)
 	parse_options(&d, argc, argv);
 
 	lockfd = lock(&d);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	util_signals_catch(stop_signals, 0, NULL);
 	d.tty = isatty(STDERR_FILENO) && log_level() >= LOG_LEVEL_INFO;
 
 	if ((rc = open_kafka(&d)) == OF_EXIT_OK) {
@@ -1133,10 +1088,8 @@ main(int argc, char **argv)
 		    OF_EXIT_OK;
 	} else
 		close_kafka(&d);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		log_error("stdout: %s", strerror(errno));
+	if (util_stdout_flush() == -1)
 		rc = OF_EXIT_FAIL;
-	}
 	close(lockfd);
 	free(d.topics);
 	free(d.parts);

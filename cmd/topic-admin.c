@@ -113,7 +113,6 @@ topic_names(struct ta *t, size_t *n)
 	*n = 6;
 	return prefixed;
 }
-static volatile sig_atomic_t interrupted;
 static int tables_printed;
 
 static void
@@ -134,32 +133,6 @@ usage(void)
 	    "       %s wait [-t topic]\n",
 	    log_progname(), log_progname(), log_progname(), log_progname(),
 	    log_progname(), log_progname(), log_progname());
-}
-
-static void
-on_signal(int sig)
-{
-	interrupted = sig;
-}
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p;
-
-	if ((p = calloc(n == 0 ? 1 : n, size)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	return p;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char *p;
-
-	if ((p = strdup(s)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	return p;
 }
 
 /* Releases librdkafka (and its threads) and what the command holds. */
@@ -188,11 +161,8 @@ static void __attribute__((noreturn))
 ta_exit(struct ta *t, int code)
 {
 	ta_release(t);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		log_error("stdout: %s", strerror(errno));
-		if (code == OF_EXIT_OK)
-			code = OF_EXIT_FAIL;
-	}
+	if (util_stdout_flush() == -1 && code == OF_EXIT_OK)
+		code = OF_EXIT_FAIL;
 	exit(code);
 }
 
@@ -204,7 +174,7 @@ ta_exit(struct ta *t, int code)
 static void
 check_interrupt(struct ta *t)
 {
-	int sig = interrupted;
+	int sig = util_signal_caught();
 
 	if (sig == 0)
 		return;
@@ -455,7 +425,7 @@ json_add(cJSON *obj, const struct col *c, const char *v)
 		break;
 	case COL_LIST:
 		arr = cJSON_AddArrayToObject(obj, c->key);
-		dup = xstrdup(v);
+		dup = util_xstrdup(v);
 		for (tok = strtok_r(dup, ",", &save); tok != NULL;
 		    tok = strtok_r(NULL, ",", &save))
 			if (parse_ll(tok, &n) == 0)
@@ -502,7 +472,7 @@ out_row(struct out *out, const char *const *v)
 	out->cells = cells;
 	cells += out->nrows++ * out->ncol;
 	for (i = 0; i < out->ncol; i++)
-		cells[i] = xstrdup(v[i] != NULL ? v[i] : "-");
+		cells[i] = util_xstrdup(v[i] != NULL ? v[i] : "-");
 }
 
 static void
@@ -561,7 +531,7 @@ configs_describe(struct ta *t, const char *const *names, size_t n)
 	rd_kafka_event_t *ev;
 	size_t i;
 
-	res = xcalloc(n, sizeof(*res));
+	res = util_xcalloc(n, sizeof(*res));
 	for (i = 0; i < n; i++)
 		res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC,
 		    names[i]);
@@ -743,7 +713,7 @@ create_missing(struct ta *t, struct plan *p, size_t n)
 	size_t i, j, cnt = 0;
 	int rc = OF_EXIT_OK;
 
-	nt = xcalloc(n, sizeof(*nt));
+	nt = util_xcalloc(n, sizeof(*nt));
 	for (i = 0; i < n; i++)
 		if (!p[i].exists)
 			nt[cnt++] = create_newtopic(&p[i]);
@@ -819,7 +789,7 @@ create_existing(struct ta *t, struct plan *p, size_t n)
 	size_t i, nexist = 0;
 	int rc = OF_EXIT_OK, r;
 
-	names = xcalloc(n, sizeof(*names));
+	names = util_xcalloc(n, sizeof(*names));
 	for (i = 0; i < n; i++)
 		if (topic_find(t->md, p[i].name) != NULL)
 			names[nexist++] = p[i].name;
@@ -917,7 +887,7 @@ create_settle(struct ta *t, const struct plan *p, size_t n)
 	size_t i, cnt = 0;
 	int answered, rc = OF_EXIT_OK;
 
-	names = xcalloc(n, sizeof(*names));
+	names = util_xcalloc(n, sizeof(*names));
 	for (i = 0; i < n; i++)
 		if (strcmp(p[i].status, "created") == 0)
 			names[cnt++] = p[i].name;
@@ -947,7 +917,7 @@ cmd_create(struct ta *t, int argc, char **argv)
 		repl = t->md->broker_cnt < 3 ? t->md->broker_cnt : 3;
 	if (repl < 1)
 		repl = 1;
-	p = xcalloc(n, sizeof(*p));
+	p = util_xcalloc(n, sizeof(*p));
 	for (i = 0; i < n; i++) {
 		create_want(&p[i], names[i], t->partitions, repl);
 		p[i].status = "failed";	/* unless the broker says otherwise */
@@ -990,7 +960,7 @@ cmd_list(struct ta *t, int argc, char **argv)
 	(void)argc;
 	(void)argv;
 	md = metadata_get(t);
-	tp = xcalloc(md->topic_cnt, sizeof(*tp));
+	tp = util_xcalloc(md->topic_cnt, sizeof(*tp));
 	for (i = 0; i < md->topic_cnt; i++)
 		tp[i] = &md->topics[i];
 	qsort(tp, md->topic_cnt, sizeof(*tp), topic_cmp);
@@ -1027,7 +997,7 @@ describe_partitions(struct out *out, const rd_kafka_metadata_topic_t *mt)
 
 	if (mt->err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		log_warn("%s: %s", mt->topic, rd_kafka_err2str(mt->err));
-	pa = xcalloc(mt->partition_cnt, sizeof(*pa));
+	pa = util_xcalloc(mt->partition_cnt, sizeof(*pa));
 	memcpy(pa, mt->partitions, mt->partition_cnt * sizeof(*pa));
 	qsort(pa, mt->partition_cnt, sizeof(*pa), part_cmp);
 	for (i = 0; i < mt->partition_cnt; i++) {
@@ -1094,7 +1064,7 @@ cmd_describe(struct ta *t, int argc, char **argv)
 	int rc = OF_EXIT_OK, a;
 
 	metadata_get(t);
-	found = xcalloc(argc, sizeof(*found));
+	found = util_xcalloc(argc, sizeof(*found));
 	out_init(&out, pcols, 5, t->json);
 	for (a = 0; a < argc; a++) {
 		for (i = 0; i < n && strcmp(found[i], argv[a]) != 0; i++)
@@ -1139,7 +1109,7 @@ cmd_delete(struct ta *t, int argc, char **argv)
 	int rc = OF_EXIT_OK;
 
 	metadata_get(t);
-	dt = xcalloc(argc, sizeof(*dt));
+	dt = util_xcalloc(argc, sizeof(*dt));
 	for (i = 0; i < (size_t)argc; i++)
 		dt[i] = rd_kafka_DeleteTopic_new(argv[i]);
 	ao = admin_options(t, RD_KAFKA_ADMIN_OP_DELETETOPICS);
@@ -1365,9 +1335,9 @@ lag_all_groups(struct ta *t, size_t *n)
 	for (i = 0; i < nerr; i++)
 		log_warn("list groups: %s", rd_kafka_error_string(errs[i]));
 	gl = rd_kafka_ListConsumerGroups_result_valid(res, n);
-	names = xcalloc(*n, sizeof(*names));
+	names = util_xcalloc(*n, sizeof(*names));
 	for (i = 0; i < *n; i++)
-		names[i] = xstrdup(
+		names[i] = util_xstrdup(
 		    rd_kafka_ConsumerGroupListing_group_id(gl[i]));
 	qsort(names, *n, sizeof(*names), str_cmp);
 	rd_kafka_event_destroy(ev);
@@ -1534,28 +1504,11 @@ find_cmd(struct ta *t, int argc, char **argv)
 	exit(OF_EXIT_USAGE);
 }
 
-/* SIGINT and SIGHUP stay ignored if ignored already (a background job). */
-static void
-signals_init(void)
-{
-	static const int sigs[] = { SIGINT, SIGHUP, SIGTERM };
-	struct sigaction sa, old;
-	size_t i;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-		if (sigs[i] != SIGTERM && sigaction(sigs[i], NULL, &old) == 0 &&
-		    old.sa_handler == SIG_IGN)
-			continue;
-		sigaction(sigs[i], &sa, NULL);
-	}
-}
-
 int
 main(int argc, char **argv)
 {
+	/* Those ignored already stay so (a background job's SIGINT). */
+	static const int stop_signals[] = { SIGINT, SIGHUP, SIGTERM, 0 };
 	struct ta *t = &ta;
 	const struct cmd *c;
 	int rc;
@@ -1568,7 +1521,7 @@ main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	c = find_cmd(t, argc, argv);
-	signals_init();
+	util_signals_catch(stop_signals, 0, NULL);
 	admin_open(t, c->fn == cmd_lag);
 	rc = c->fn(t, argc - 1, argv + 1);
 	ta_exit(t, rc);
