@@ -83,8 +83,12 @@ struct submit {
 };
 
 static char outbuf[65536];		/* stdout's buffer */
-static volatile sig_atomic_t stop;	/* signals received */
-static volatile sig_atomic_t stop_sig;
+/*
+ * No SA_RESTART: a signal interrupts a read that waits for input, so that
+ * SIGINT stops a run reading a terminal or an idle pipe at once.  A second
+ * signal gives up waiting for acknowledgements.
+ */
+static const int stop_signals[] = { SIGINT, SIGTERM, 0 };
 
 static void
 usage(void)
@@ -94,40 +98,6 @@ usage(void)
 	    "[-X name=value]\n"
 	    "           [--log-format format] [--topic-prefix prefix] "
 	    "[file ...]\n", log_progname());
-}
-
-static void
-on_signal(int sig)
-{
-	stop_sig = sig;
-	if (stop < 2)
-		stop++;
-}
-
-/*
- * No SA_RESTART: a signal interrupts a read that waits for input, so that
- * SIGINT stops a run reading a terminal or an idle pipe at once.
- */
-static void
-signals_init(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p;
-
-	if ((p = calloc(n, size)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	return p;
 }
 
 /*
@@ -234,7 +204,7 @@ slot_get(struct submit *s)
 	size_t i;
 
 	if (s->free == NULL) {
-		c = xcalloc(1, sizeof(*c));
+		c = util_xcalloc(1, sizeof(*c));
 		c->next = s->chunks;
 		s->chunks = c;
 		for (i = 0; i < SLOT_CHUNK; i++) {
@@ -399,9 +369,9 @@ submit_file(struct submit *s, const char *path)
 		s->io_error = 1;
 		return;
 	}
-	while (!stop && (st = jsonl_next(r, &line, &len)) != JSONL_EOF) {
+	while (!util_signal_caught() && (st = jsonl_next(r, &line, &len)) != JSONL_EOF) {
 		if (st == JSONL_ERROR) {
-			if (!stop) {
+			if (!util_signal_caught()) {
 				log_error("%s: %s", jsonl_name(r),
 				    jsonl_error(r));
 				s->io_error = 1;
@@ -465,12 +435,12 @@ wait_deliveries(struct submit *s)
 	int64_t deadline, left;
 
 	deadline = util_mono_ms() + s->timeout_ms;
-	while (s->inflight > 0 && stop < 2 &&
+	while (s->inflight > 0 && util_signal_count() < 2 &&
 	    (left = deadline - util_mono_ms()) > 0)
 		kafka_flush(s->p, left < SLICE_MS ? (int)left : SLICE_MS);
 	if (s->inflight == 0)
 		return;
-	s->purged = stop >= 2 ? "when interrupted again" : "by the deadline";
+	s->purged = util_signal_count() >= 2 ? "when interrupted again" : "by the deadline";
 	log_error("%llu event%s not acknowledged %s", (unsigned long long)
 	    s->inflight, s->inflight == 1 ? "" : "s", s->purged);
 	rd_kafka_purge(kafka_producer_rk(s->p),
@@ -576,7 +546,7 @@ main(int argc, char **argv)
 	parse_options(&s, argc, argv);
 	argc -= optind;
 	argv += optind;
-	signals_init();
+	util_signals_catch(stop_signals, 0, NULL);
 	/*
 	 * A receipt or event a line: one write(2) per 64 KiB rather than per
 	 * disk block.  A terminal keeps its line buffering.
@@ -591,9 +561,9 @@ main(int argc, char **argv)
 	}
 	if (argc == 0)
 		submit_file(&s, "-");
-	for (i = 0; i < argc && !stop; i++)
+	for (i = 0; i < argc && !util_signal_caught(); i++)
 		submit_file(&s, argv[i]);
-	if (stop)
+	if (util_signal_caught())
 		log_info("interrupted: reading stopped");
 	if (s.p != NULL)
 		kafka_close(&s);
@@ -603,17 +573,16 @@ main(int argc, char **argv)
 	    (unsigned long long)s.failed);
 
 	rc = status(&s);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		log_error("stdout: %s", strerror(errno));
+	if (util_stdout_flush() == -1)
 		rc = OF_EXIT_FAIL;
-	}
 	cJSON_Delete(s.receipt);
 	slots_free(&s);
 	opt_free(&s.o);
 	/* Interrupted with nothing worse to say: die by the signal. */
-	if (stop && rc != OF_EXIT_FAIL && rc != OF_EXIT_KAFKA) {
-		signal(stop_sig, SIG_DFL);
-		raise(stop_sig);
+	if (util_signal_caught() && rc != OF_EXIT_FAIL &&
+	    rc != OF_EXIT_KAFKA) {
+		signal(util_signal_caught(), SIG_DFL);
+		raise(util_signal_caught());
 	}
 	return rc;
 }
