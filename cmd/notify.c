@@ -1023,11 +1023,9 @@ main(int argc, char **argv)
 		curl_easy_cleanup(n->curl);
 	curl_global_cleanup();
 	OPENSSL_cleanse(n->key, sizeof(n->key));
-	if ((fflush(stdout) == EOF || ferror(stdout)) &&
-	    (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED)) {
-		log_error("standard output: %s", strerror(errno));
+	if ((rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED) &&
+	    util_stdout_flush() == -1)
 		rc = OF_EXIT_FAIL;
-	}
 	opt_free(&n->o);
 	return rc;
 }

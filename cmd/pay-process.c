@@ -773,10 +773,8 @@ main(int argc, char *argv[])
 		curl_global_cleanup();
 	}
 	opt_free(&pp.o);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		log_error("stdout: %s", strerror(errno));
-		if (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED)
-			rc = OF_EXIT_FAIL;
-	}
+	if (util_stdout_flush() == -1 &&
+	    (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))
+		rc = OF_EXIT_FAIL;
 	return rc;
 }

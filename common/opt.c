@@ -102,16 +102,6 @@ usage_exit(struct opt_kafka *o)
 	exit(OF_EXIT_USAGE);
 }
 
-static char *
-xstrdup(const char *s)
-{
-	char *p;
-
-	if ((p = strdup(s)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	return p;
-}
-
 int
 opt_prop_add(struct opt_kafka *o, const char *nv, const char *where)
 {
@@ -125,10 +115,10 @@ opt_prop_add(struct opt_kafka *o, const char *nv, const char *where)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
 	o->props = p;
 	p = &o->props[o->nprops++];
-	p->name = xstrdup(nv);
+	p->name = util_xstrdup(nv);
 	p->name[eq - nv] = '\0';
-	p->value = xstrdup(eq + 1);
-	p->where = xstrdup(where);
+	p->value = util_xstrdup(eq + 1);
+	p->where = util_xstrdup(where);
 	return 0;
 }
 
@@ -206,8 +196,7 @@ opt_common(struct opt_kafka *o, int ch, const char *arg)
 		break;
 	case 'V':
 		printf("%s %s\n", log_progname(), VERSION);
-		exit(fflush(stdout) == 0 && !ferror(stdout) ? OF_EXIT_OK :
-		    OF_EXIT_FAIL);
+		exit(util_stdout_flush() == 0 ? OF_EXIT_OK : OF_EXIT_FAIL);
 	case 'v':
 		log_set_level(++o->verbosity);
 		break;
