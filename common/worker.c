@@ -16,7 +16,6 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
 
 #include "event.h"
 #include "exitcode.h"
@@ -141,14 +140,10 @@ struct dr {
 	enum dr_kind	 kind;
 };
 
-static volatile sig_atomic_t stopping;
+/* The signals that stop a run, in the order worker_run() restores them. */
+static const int stop_signals[] = { SIGINT, SIGTERM, 0 };
 
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stopping = 1;
-}
+static volatile sig_atomic_t stopping;	/* worker_stop() */
 
 void
 worker_stop(void)
@@ -156,24 +151,17 @@ worker_stop(void)
 	stopping = 1;
 }
 
-/* on_signal() for SIGINT and SIGTERM; the handlers before, if asked. */
-static void
-catch_signals(struct sigaction *oint, struct sigaction *oterm)
+/* 0 once worker_stop(), SIGINT or SIGTERM asked the run to end. */
+static int
+running(void)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, oint);
-	sigaction(SIGTERM, &sa, oterm);
+	return !stopping && !util_signal_caught();
 }
 
 void
 worker_catch_signals(void)
 {
-	catch_signals(NULL, NULL);
+	util_signals_catch(stop_signals, SA_RESTART, NULL);
 }
 
 static void
@@ -389,26 +377,14 @@ static int
 add_bytes(cJSON *o, const char *name, const void *buf, size_t len)
 {
 	char b64name[64], *s;
-	int ok;
+	int b64, ok;
 
 	if (buf == NULL)
 		return cJSON_AddNullToObject(o, name) != NULL ? 0 : -1;
-	if (memchr(buf, '\0', len) == NULL &&
-	    jsonl_utf8_check(buf, len, NULL) == 0) {
-		if ((s = malloc(len + 1)) == NULL)
-			return -1;
-		memcpy(s, buf, len);
-		s[len] = '\0';
-		ok = cJSON_AddStringToObject(o, name, s) != NULL;
-		free(s);
-		return ok ? 0 : -1;
-	}
-	if (len > (SIZE_MAX - 1) / 4 * 3 - 3 ||
-	    (s = malloc((len + 2) / 3 * 4 + 1)) == NULL)
+	if ((s = util_json_bytes(buf, len, &b64)) == NULL)
 		return -1;
-	EVP_EncodeBlock((unsigned char *)s, buf, (int)len);
 	snprintf(b64name, sizeof(b64name), "%s_base64", name);
-	ok = cJSON_AddStringToObject(o, b64name, s) != NULL;
+	ok = cJSON_AddStringToObject(o, b64 ? b64name : name, s) != NULL;
 	free(s);
 	return ok ? 0 : -1;
 }
@@ -828,7 +804,7 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 		return;
 	}
 	kafka_consumer_on_revoke(w->c, on_revoke, w);
-	while (w->rc == OF_EXIT_OK && !stopping) {
+	while (w->rc == OF_EXIT_OK && running()) {
 		/* With an idle hook: first what is there, then the hook. */
 		m = kafka_consumer_poll(w->c, w->cf->idle != NULL ? 0 :
 		    WORKER_POLL_MS);
@@ -1117,7 +1093,7 @@ run_pipe(struct worker *w)
 		return;
 	}
 	w->in_name = jsonl_name(rd.r);
-	while (w->rc == OF_EXIT_OK && !stopping) {
+	while (w->rc == OF_EXIT_OK && running()) {
 		now = util_mono_ms();
 		if (w->nheap > 0 && w->heap[0].due_ms <= now)
 			pipe_retry_now(w);
@@ -1283,7 +1259,7 @@ int
 worker_run(const struct worker_config *cf, const struct opt_kafka *o,
     struct worker_stats *st)
 {
-	struct sigaction oint, oterm;
+	struct sigaction old[2];
 	struct worker w;
 	size_t i;
 
@@ -1297,7 +1273,7 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	w.next_tick = util_mono_ms();
 	w.next_report = util_mono_ms() + cf->report_ms;
 
-	catch_signals(&oint, &oterm);
+	util_signals_catch(stop_signals, SA_RESTART, old);
 
 	run(&w, o);
 	if (cf->idle != NULL)
@@ -1319,8 +1295,8 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	free(w.pauses);
 	if (cf->report != NULL)
 		cf->report(cf->ctx, st, 1);
-	sigaction(SIGINT, &oint, NULL);
-	sigaction(SIGTERM, &oterm, NULL);
+	sigaction(stop_signals[0], &old[0], NULL);
+	sigaction(stop_signals[1], &old[1], NULL);
 	/* Like order-submit: input rejected, the valid rest processed. */
 	if (w.rc == OF_EXIT_OK && w.rejected > 0)
 		return OF_EXIT_REJECTED;

@@ -57,7 +57,8 @@
  * a line on standard output.  Lines are flushed one by one.
  *
  * Signals: worker_run() installs handlers for SIGINT and SIGTERM (with
- * SA_RESTART) and restores the previous ones before it returns.  Either
+ * SA_RESTART, by util_signals_catch(), so that one ignored at start stays
+ * ignored) and restores the previous ones before it returns.  Either
  * signal, or worker_stop(), stops taking new input; what is in flight is
  * finished and flushed (at most WORKER_FLUSH_MS), offsets are committed
  * and the group left.  In pipe mode, records still waiting for a retry
