@@ -1,7 +1,8 @@
 # Makefile - builds orderflow's commands, the common library, the tests and
 # the fuzz targets, and installs commands and pages.
 #
-#   make              bin/ with -Wall -Wextra -Werror
+#   make              bin/ with -Wall -Wextra (C11 with GNU extensions)
+#   make WERROR=1     the same with -Werror: CI and development
 #   make SANITIZE=1   the same with AddressSanitizer and UBSan
 #   make check        installs missing packages, builds, runs the whole suite
 #   make demo         installs what is missing, builds, runs the whole flow on a local broker
@@ -9,6 +10,13 @@
 #   make deps         installs the Debian packages (prints the command if not root)
 #   make fuzz         libFuzzer targets in build/fuzz/ (clang)
 #   make install PREFIX=/usr/local DESTDIR=
+#
+# CFLAGS (default -O2 -g), CPPFLAGS, LDFLAGS and LDLIBS are the user's:
+# what is given there is added to what the build cannot do without (the
+# language standard, the include paths, the libraries), never replaces
+# it.  -Werror is opt-in, so that a newer compiler's new warning does not
+# break a user's build.  A package that pkg-config cannot find stops the
+# build with pkg-config's own message; deps, clean and check need none.
 
 VERSION = 0.1.0
 PREFIX = /usr/local
@@ -26,36 +34,56 @@ LIB_OBJ = $(patsubst %.c,build/%.o,$(wildcard common/*.c))
 UNIT = $(patsubst test/unit/%.c,build/test/%,$(wildcard test/unit/*.c))
 FUZZ = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*.c))
 
+# Silent here: deps, clean and check must run before the packages are
+# there.  pkgcheck (below) makes a missing one an error when building.
 PKGS = rdkafka libcjson libcurl libmicrohttpd uuid libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CC = cc
-CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Werror
-CPPFLAGS = -D_GNU_SOURCE -Icommon -DVERSION=\"$(VERSION)\" $(PKG_CFLAGS)
-LDLIBS = $(PKG_LIBS) -ldb -lpthread -lm
-ifeq ($(SANITIZE),1)
-CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
-	-fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+CFLAGS = -O2 -g
+
+WARN = -Wall -Wextra
+ifeq ($(WERROR),1)
+WARN += -Werror
 endif
+OF_CFLAGS = -std=gnu11 $(WARN)
+OF_CPPFLAGS = -D_GNU_SOURCE -Icommon -DVERSION=\"$(VERSION)\" $(PKG_CFLAGS)
+OF_LDFLAGS =
+OF_LDLIBS = $(PKG_LIBS) -ldb -lpthread -lm
+ifeq ($(SANITIZE),1)
+OF_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+OF_LDFLAGS += -fsanitize=address,undefined
+endif
+ALL_CFLAGS = $(OF_CFLAGS) $(CFLAGS)
+ALL_CPPFLAGS = $(OF_CPPFLAGS) $(CPPFLAGS)
+ALL_LDFLAGS = $(OF_LDFLAGS) $(LDFLAGS)
+ALL_LDLIBS = $(OF_LDLIBS) $(LDLIBS)
 
 FUZZCC = clang
-FUZZFLAGS = -std=gnu11 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+FUZZFLAGS = -std=gnu11 -g -O1 $(WARN) -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
 FUZZTIME = 30
 
 all: $(BINS)
 
+# Every package pkg-config knows, or its complaint and the way out.
+pkgcheck:
+	@pkg-config --print-errors --exists $(PKGS) || { \
+	    echo 'make: packages missing: "make deps" installs them' >&2; \
+	    exit 1; }
+
 # Objects are rebuilt whenever the flags change (SANITIZE=1 and back).
-build/flags: FORCE
+build/flags: pkgcheck FORCE
 	@mkdir -p build
-	@echo '$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(LDLIBS)' | \
-	    cmp -s - $@ || echo '$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(LDLIBS)' > $@
+	@echo '$(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) $(ALL_LDFLAGS) $(ALL_LDLIBS)' | \
+	    cmp -s - $@ || \
+	    echo '$(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) $(ALL_LDFLAGS) $(ALL_LDLIBS)' > $@
 
 build/%.o: %.c $(LIB_HDR) build/flags
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(CPPFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJ)
 	rm -f $@
@@ -63,12 +91,12 @@ $(LIB): $(LIB_OBJ)
 
 bin/%: build/cmd/%.o $(LIB)
 	@mkdir -p bin
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(ALL_LDLIBS)
 
 $(UNIT:build/test/%=build/test/unit/%.o): test/unit/unit.h
 
 build/test/%: build/test/unit/%.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB) $(ALL_LDLIBS)
 
 unit: $(UNIT)
 
@@ -93,9 +121,10 @@ bench:
 lint:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN7)
 
-build/fuzz/%: fuzz/%.c $(wildcard common/*.c) $(LIB_HDR)
+build/fuzz/%: fuzz/%.c $(wildcard common/*.c) $(LIB_HDR) | pkgcheck
 	@mkdir -p $(@D)
-	$(FUZZCC) $(FUZZFLAGS) $(CPPFLAGS) -o $@ $< $(wildcard common/*.c) $(LDLIBS)
+	$(FUZZCC) $(FUZZFLAGS) $(ALL_CPPFLAGS) -o $@ $< $(wildcard common/*.c) \
+	    $(ALL_LDLIBS)
 
 fuzz: $(FUZZ)
 
@@ -112,11 +141,11 @@ fuzz-run: $(FUZZ)
 	done
 
 install: all
-	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1 \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANPREFIX)/man1 \
 	    $(DESTDIR)$(MANPREFIX)/man7
-	cp -f $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	cp -f $(MAN1) $(DESTDIR)$(MANPREFIX)/man1/
-	cp -f $(MAN7) $(DESTDIR)$(MANPREFIX)/man7/
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(MAN1) $(DESTDIR)$(MANPREFIX)/man1/
+	install -m 644 $(MAN7) $(DESTDIR)$(MANPREFIX)/man7/
 
 uninstall:
 	rm -f $(BIN:%=$(DESTDIR)$(PREFIX)/bin/%) \
@@ -126,5 +155,6 @@ uninstall:
 clean:
 	rm -rf bin build
 
-.PHONY: all bench check clean demo deps fuzz fuzz-run install lint uninstall unit FORCE
+.PHONY: all bench check clean demo deps fuzz fuzz-run install lint pkgcheck \
+	uninstall unit FORCE
 .PRECIOUS: build/%.o build/test/unit/%.o
