@@ -41,7 +41,6 @@ struct kafka_base {
 struct kafka_producer {
 	struct kafka_base	 base;	/* first: librdkafka's opaque */
 	rd_kafka_t		*rk;
-	uint64_t		 failed;
 };
 
 /* What kafka_produce() hands librdkafka as the message's opaque. */
@@ -583,13 +582,9 @@ dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	(void)rk;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		base_reachable(&p->base);
-	else {
-		p->failed++;
-		if (dr == NULL)
-			log_error("kafka: a message to %s was not "
-			    "delivered: %s", rd_kafka_topic_name(m->rkt),
-			    rd_kafka_err2str(m->err));
-	}
+	else if (dr == NULL)
+		log_error("kafka: a message to %s was not delivered: %s",
+		    rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
 	if (dr != NULL) {
 		dr->cb(dr->opaque, m->err, m->partition,
 		    m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? m->offset : -1);
@@ -673,12 +668,6 @@ kafka_flush(struct kafka_producer *p, int timeout_ms)
 {
 	rd_kafka_flush(p->rk, timeout_ms);
 	return rd_kafka_outq_len(p->rk);
-}
-
-uint64_t
-kafka_producer_failed(const struct kafka_producer *p)
-{
-	return p->failed;
 }
 
 rd_kafka_t *

@@ -85,9 +85,6 @@ int	kafka_poll(struct kafka_producer *, int timeout_ms);
  */
 int	kafka_flush(struct kafka_producer *, int timeout_ms);
 
-/* Messages whose delivery failed so far (their callbacks got an error). */
-uint64_t kafka_producer_failed(const struct kafka_producer *);
-
 /*
  * Destroys the producer.  Messages still queued are purged and their
  * callbacks get RD_KAFKA_RESP_ERR__PURGE_QUEUE: call kafka_flush() first.

@@ -53,12 +53,6 @@ log_level(void)
 	return threshold;
 }
 
-void
-log_set_format(enum log_format f)
-{
-	format = f;
-}
-
 int
 log_set_format_name(const char *name)
 {

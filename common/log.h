@@ -36,7 +36,6 @@ const char	*log_progname(void);
 void		 log_set_level(int level);
 int		 log_level(void);
 int		 log_set_format_name(const char *name);	/* "text" | "json"; -1 if unknown */
-void		 log_set_format(enum log_format);
 
 void		 log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
 		    __attribute__((format(printf, 3, 4)));

@@ -135,8 +135,9 @@ trim(char *s)
 	return s;
 }
 
-void
-opt_props_file(struct opt_kafka *o, const char *path)
+/* Reads a properties file; errors name FILE:LINE and exit 2 (1 if unreadable). */
+static void
+props_file(struct opt_kafka *o, const char *path)
 {
 	FILE *fp;
 	char *line = NULL, *s, where[4096];
@@ -178,7 +179,7 @@ opt_common(struct opt_kafka *o, int ch, const char *arg)
 		o->brokers = arg;
 		break;
 	case 'F':
-		opt_props_file(o, arg);
+		props_file(o, arg);
 		break;
 	case 'G':
 		if (*arg == '\0') {

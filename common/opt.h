@@ -72,9 +72,6 @@ int64_t		opt_duration(const char *opt, const char *arg, int64_t min_ms);
  */
 int	opt_common(struct opt_kafka *, int ch, const char *arg);
 
-/* Reads a properties file; errors name FILE:LINE and exit 2 (1 if unreadable). */
-void	opt_props_file(struct opt_kafka *, const char *path);
-
 /* Adds "name=value" (as -X does); returns -1 if it has no '='. */
 int	opt_prop_add(struct opt_kafka *, const char *nv, const char *where);
 
