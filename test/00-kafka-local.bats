@@ -168,6 +168,8 @@ stderr_has() {
 	run --separate-stderr kl start --fresh
 	assert_success
 	run kcat -L -b "127.0.0.1:$KL_PORT" -t "$topic" -m 5
+	assert_success
+	assert_output --partial "topic \"$topic\" with 0 partitions"
 	refute_output --partial "topic \"$topic\" with 1 partitions"
 	kl stop
 }

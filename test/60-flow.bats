@@ -340,7 +340,7 @@ traceparents_in() {
 
 @test "scripts/flow counts rejected lines, exits 3, and stops at its deadline with exit 1, leaving nothing running" {
 	new_flow 3
-	local w=$BATS_TEST_TMPDIR/w pid
+	local w=$BATS_TEST_TMPDIR/w pid pids
 
 	{
 		head -n 1 "$ROOT/scripts/orders.sample.jsonl"
@@ -362,9 +362,12 @@ traceparents_in() {
 	assert_equal "$(jq -c '[.accepted, .missing, .retried]' <<<"$output")" \
 	    '[1,1,1]'
 	[[ $stderr == *"deadline: 1 of 1 order(s)"* ]]
-	for pid in $(sed -n 's/.*started .* (pid \([0-9]*\))$/\1/p' <<<"$stderr"); do
+	# pay-process and notify, both gone
+	pids=$(sed -n 's/.*started .* (pid \([0-9]*\))$/\1/p' <<<"$stderr")
+	assert_equal "$(wc -w <<<"$pids")" 2
+	for pid in $pids; do
 		run kill -0 "$pid"
-		assert_failure
+		assert_failure 1
 	done
 }
 
