@@ -862,5 +862,5 @@ static const struct unit_test tests[] = {
 int
 main(int argc, char *argv[])
 {
-	return unit_main("jsonl_test", tests, UNIT_NTESTS(tests), argc, argv);
+	return unit_main("jsonl_test", tests, argc, argv);
 }

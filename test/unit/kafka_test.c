@@ -813,5 +813,5 @@ main(int argc, char *argv[])
 	log_init("kafka_test");
 	if ((brokers = getenv("KAFKA_BROKERS")) == NULL || *brokers == '\0')
 		brokers = "127.0.0.1:9092";
-	return unit_main("kafka_test", tests, UNIT_NTESTS(tests), argc, argv);
+	return unit_main("kafka_test", tests, argc, argv);
 }

@@ -279,5 +279,5 @@ static const struct unit_test tests[] = {
 int
 main(int argc, char *argv[])
 {
-	return unit_main("offtrack_test", tests, UNIT_NTESTS(tests), argc, argv);
+	return unit_main("offtrack_test", tests, argc, argv);
 }

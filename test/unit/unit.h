@@ -33,10 +33,13 @@ static int failures;
 	}								\
 } while (0)
 
-#define UNIT_NTESTS(tests)	(sizeof(tests) / sizeof((tests)[0]))
+/* main()'s work, for tests an array of struct unit_test. */
+#define unit_main(prog, tests, argc, argv)				\
+	unit_run((prog), (tests), sizeof(tests) / sizeof((tests)[0]),	\
+	    (argc), (argv))
 
 static int
-unit_main(const char *prog, const struct unit_test *tests, size_t n,
+unit_run(const char *prog, const struct unit_test *tests, size_t n,
     int argc, char *argv[])
 {
 	size_t i;

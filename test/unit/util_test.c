@@ -328,5 +328,5 @@ int
 main(int argc, char *argv[])
 {
 	log_init("util_test");
-	return unit_main("util_test", tests, UNIT_NTESTS(tests), argc, argv);
+	return unit_main("util_test", tests, argc, argv);
 }

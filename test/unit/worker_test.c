@@ -337,5 +337,5 @@ int
 main(int argc, char *argv[])
 {
 	log_init("worker_test");
-	return unit_main("worker_test", tests, UNIT_NTESTS(tests), argc, argv);
+	return unit_main("worker_test", tests, argc, argv);
 }
