@@ -75,11 +75,10 @@ pkgcheck:
 	    exit 1; }
 
 # Objects are rebuilt whenever the flags change (SANITIZE=1 and back).
+FLAGS = $(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) $(ALL_LDFLAGS) $(ALL_LDLIBS)
 build/flags: pkgcheck FORCE
 	@mkdir -p build
-	@echo '$(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) $(ALL_LDFLAGS) $(ALL_LDLIBS)' | \
-	    cmp -s - $@ || \
-	    echo '$(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) $(ALL_LDFLAGS) $(ALL_LDLIBS)' > $@
+	@echo '$(FLAGS)' | cmp -s - $@ || echo '$(FLAGS)' > $@
 
 build/%.o: %.c $(LIB_HDR) build/flags
 	@mkdir -p $(@D)

@@ -369,7 +369,8 @@ submit_file(struct submit *s, const char *path)
 		s->io_error = 1;
 		return;
 	}
-	while (!util_signal_caught() && (st = jsonl_next(r, &line, &len)) != JSONL_EOF) {
+	while (!util_signal_caught() &&
+	    (st = jsonl_next(r, &line, &len)) != JSONL_EOF) {
 		if (st == JSONL_ERROR) {
 			if (!util_signal_caught()) {
 				log_error("%s: %s", jsonl_name(r),
@@ -440,7 +441,8 @@ wait_deliveries(struct submit *s)
 		kafka_flush(s->p, left < SLICE_MS ? (int)left : SLICE_MS);
 	if (s->inflight == 0)
 		return;
-	s->purged = util_signal_count() >= 2 ? "when interrupted again" : "by the deadline";
+	s->purged = util_signal_count() >= 2 ? "when interrupted again" :
+	    "by the deadline";
 	log_error("%llu event%s not acknowledged %s", (unsigned long long)
 	    s->inflight, s->inflight == 1 ? "" : "s", s->purged);
 	rd_kafka_purge(kafka_producer_rk(s->p),

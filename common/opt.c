@@ -135,7 +135,7 @@ trim(char *s)
 	return s;
 }
 
-/* Reads a properties file; errors name FILE:LINE and exit 2 (1 if unreadable). */
+/* Reads -F's file; errors name FILE:LINE and exit 2 (1 if unreadable). */
 static void
 props_file(struct opt_kafka *o, const char *path)
 {
