@@ -23,15 +23,15 @@
 #include "util.h"
 #include "worker_local.h"
 
-enum dr_kind { DR_OUTPUT, DR_RETRY, DR_DLQ };
+enum delivery_kind { DELIVERY_OUTPUT, DELIVERY_RETRY, DELIVERY_DLQ };
 
 /* What a produced record's delivery callback needs. */
-struct dr {
+struct delivery {
 	struct worker	*w;
 	const char	*topic;		/* the input's topic; NULL: no offset */
 	int32_t		 partition;
 	int64_t		 offset;
-	enum dr_kind	 kind;
+	enum delivery_kind kind;
 };
 
 static uint64_t
@@ -134,7 +134,7 @@ delivered(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
     int64_t offset)
 {
 	static const char *const what[] = { "output", "retry", "dead letter" };
-	struct dr *d = opaque;
+	struct delivery *d = opaque;
 	struct worker *w = d->w;
 
 	(void)partition;
@@ -152,9 +152,9 @@ delivered(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
 			    d->offset, rd_kafka_err2str(err));
 		worker_fail(w, OF_EXIT_KAFKA);
 	} else {
-		if (d->kind == DR_RETRY)
+		if (d->kind == DELIVERY_RETRY)
 			w->st->retried++;
-		else if (d->kind == DR_DLQ)
+		else if (d->kind == DELIVERY_DLQ)
 			w->st->dead_lettered++;
 		if (d->topic != NULL && w->c != NULL)
 			kafka_consumer_done(w->c, d->topic, d->partition,
@@ -165,12 +165,12 @@ delivered(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
 
 /* Produces one record for in; h belongs to this function. */
 static int
-produce(struct worker *w, const struct worker_input *in, enum dr_kind kind,
-    const char *topic, const void *key, size_t keylen, const void *value,
-    size_t vlen, rd_kafka_headers_t *h)
+produce(struct worker *w, const struct worker_input *in,
+    enum delivery_kind kind, const char *topic, const void *key,
+    size_t keylen, const void *value, size_t vlen, rd_kafka_headers_t *h)
 {
 	rd_kafka_resp_err_t err;
-	struct dr *d;
+	struct delivery *d;
 
 	if ((d = malloc(sizeof(*d))) == NULL) {
 		rd_kafka_headers_destroy(h);
@@ -346,8 +346,8 @@ route_dead_letter(struct worker *w, const struct worker_input *in,
 		}
 		rd_kafka_headers_destroy(h);
 	} else
-		produce(w, in, DR_DLQ, w->cf->dlq_topic, in->key, in->keylen,
-		    in->value, in->len, h);
+		produce(w, in, DELIVERY_DLQ, w->cf->dlq_topic, in->key,
+		    in->keylen, in->value, in->len, h);
 }
 
 static void
@@ -366,7 +366,7 @@ retry(struct worker *w, const struct worker_input *in,
 	if (w->c != NULL) {
 		h = control_headers(w, in, src, in->attempt + 1,
 		    util_now_ms() + delay, "transient", why);
-		produce(w, in, DR_RETRY, w->cf->retry_topic, in->key,
+		produce(w, in, DELIVERY_RETRY, w->cf->retry_topic, in->key,
 		    in->keylen, in->value, in->len, h);
 		return;
 	}
@@ -415,7 +415,7 @@ emit(struct worker *w, const struct worker_input *in,
 	kafka_header_add_str(h, "content-type", EVENT_CONTENT_TYPE);
 	if (out->traceparent[0] != '\0')
 		kafka_header_add_str(h, "traceparent", out->traceparent);
-	produce(w, in, DR_OUTPUT, w->cf->out_topic, out->key,
+	produce(w, in, DELIVERY_OUTPUT, w->cf->out_topic, out->key,
 	    out->key != NULL ? strlen(out->key) : 0, out->value,
 	    strlen(out->value), h);
 }
