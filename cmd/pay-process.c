@@ -633,8 +633,12 @@ report(void *ctx, const struct worker_stats *st, int final)
 	    pp.duplicates);
 }
 
-int
-main(int argc, char *argv[])
+/*
+ * The options into p and cf, over the defaults main() set; a usage error
+ * exits with OF_EXIT_USAGE.
+ */
+static void
+parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		OPT_COMMON_LONG,
@@ -650,10 +654,82 @@ main(int argc, char *argv[])
 		{ "sync", no_argument, NULL, OPT_SYNC },
 		{ NULL, 0, NULL, 0 }
 	};
+	const char *e;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
+	    longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			cf->input = optarg;
+			break;
+		case 'o':
+			if (strcmp(optarg, "-") != 0)
+				usage_error("-o %s: only - (standard output) "
+				    "is supported", optarg, NULL);
+			cf->output = optarg;
+			break;
+		case OPT_BACKOFF:
+			cf->backoff_ms = opt_duration("--backoff", optarg, 0);
+			break;
+		case OPT_BACKOFF_MAX:
+			cf->backoff_max_ms = opt_duration("--backoff-max",
+			    optarg, 0);
+			break;
+		case OPT_DEDUP_TTL:
+			p->ttl_ms = opt_duration("--dedup-ttl", optarg, 1000);
+			break;
+		case OPT_DLQ:
+			cf->dlq_file = optarg;
+			break;
+		case OPT_GATEWAY:
+			if (strncmp(optarg, "http://", 7) != 0 &&
+			    strncmp(optarg, "https://", 8) != 0)
+				usage_error("--gateway %s", optarg,
+				    "expected an http:// or https:// URL");
+			p->gateway = optarg;
+			break;
+		case OPT_GATEWAY_TIMEOUT:
+			p->gw_timeout_ms = opt_duration("--gateway-timeout",
+			    optarg, 1);
+			break;
+		case OPT_LIMIT:
+			p->limit = util_strtonum(optarg, 0, ORDER_TOTAL_MAX,
+			    &e);
+			if (e != NULL)
+				usage_error("--limit %s", optarg, e);
+			break;
+		case OPT_MAX_ATTEMPTS:
+			cf->max_attempts = (int)util_strtonum(optarg, 1, 100,
+			    &e);
+			if (e != NULL)
+				usage_error("--max-attempts %s", optarg, e);
+			break;
+		case OPT_SYNC:
+			p->store_flags &= ~STORE_NOSYNC;
+			break;
+		default:
+			if (!opt_common(&p->o, ch, optarg)) {
+				usage();
+				exit(OF_EXIT_USAGE);
+			}
+			break;
+		}
+	}
+	if (optind != argc)
+		usage_error("%s: unexpected argument", argv[optind], NULL);
+	if (cf->backoff_max_ms < cf->backoff_ms)
+		usage_error("%s", "--backoff-max is less than --backoff", NULL);
+	if (cf->dlq_file != NULL && cf->output == NULL)
+		usage_error("%s", "--dlq goes with -o -", NULL);
+}
+
+int
+main(int argc, char *argv[])
+{
 	struct worker_config cf;
 	struct worker_stats st;
-	const char *e;
-	int ch, rc, ret;
+	int rc, ret;
 
 	log_init(argv[0]);
 	worker_catch_signals();
@@ -667,69 +743,7 @@ main(int argc, char *argv[])
 	pp.gw_timeout_ms = DEF_GW_TIMEOUT_MS;
 	pp.store_flags = STORE_NOSYNC;
 
-	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
-	    longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'i':
-			cf.input = optarg;
-			break;
-		case 'o':
-			if (strcmp(optarg, "-") != 0)
-				usage_error("-o %s: only - (standard output) "
-				    "is supported", optarg, NULL);
-			cf.output = optarg;
-			break;
-		case OPT_BACKOFF:
-			cf.backoff_ms = opt_duration("--backoff", optarg, 0);
-			break;
-		case OPT_BACKOFF_MAX:
-			cf.backoff_max_ms = opt_duration("--backoff-max",
-			    optarg, 0);
-			break;
-		case OPT_DEDUP_TTL:
-			pp.ttl_ms = opt_duration("--dedup-ttl", optarg, 1000);
-			break;
-		case OPT_DLQ:
-			cf.dlq_file = optarg;
-			break;
-		case OPT_GATEWAY:
-			if (strncmp(optarg, "http://", 7) != 0 &&
-			    strncmp(optarg, "https://", 8) != 0)
-				usage_error("--gateway %s", optarg,
-				    "expected an http:// or https:// URL");
-			pp.gateway = optarg;
-			break;
-		case OPT_GATEWAY_TIMEOUT:
-			pp.gw_timeout_ms = opt_duration("--gateway-timeout",
-			    optarg, 1);
-			break;
-		case OPT_LIMIT:
-			pp.limit = util_strtonum(optarg, 0, ORDER_TOTAL_MAX, &e);
-			if (e != NULL)
-				usage_error("--limit %s", optarg, e);
-			break;
-		case OPT_MAX_ATTEMPTS:
-			cf.max_attempts = (int)util_strtonum(optarg, 1, 100, &e);
-			if (e != NULL)
-				usage_error("--max-attempts %s", optarg, e);
-			break;
-		case OPT_SYNC:
-			pp.store_flags &= ~STORE_NOSYNC;
-			break;
-		default:
-			if (!opt_common(&pp.o, ch, optarg)) {
-				usage();
-				exit(OF_EXIT_USAGE);
-			}
-			break;
-		}
-	}
-	if (optind != argc)
-		usage_error("%s: unexpected argument", argv[optind], NULL);
-	if (cf.backoff_max_ms < cf.backoff_ms)
-		usage_error("%s", "--backoff-max is less than --backoff", NULL);
-	if (cf.dlq_file != NULL && cf.output == NULL)
-		usage_error("%s", "--dlq goes with -o -", NULL);
+	parse_options(&pp, &cf, argc, argv);
 
 	cf.in_topic = opt_topic(&pp.o, "order-created");
 	cf.retry_topic = opt_topic(&pp.o, "order-created-retry");
