@@ -140,10 +140,10 @@ usage_error(const char *fmt, const char *arg, const char *why)
  * to the retry topic, or is tried again after a restart.
  */
 static enum worker_outcome
-store_failed(int err, char *why, size_t whylen)
+store_failed(struct pp *p, int err, char *why, size_t whylen)
 {
 	snprintf(why, whylen, "state: %s", store_strerror(err));
-	(void)upkeep_failed(&pp.up, err, NULL);
+	(void)upkeep_failed(&p->up, err, NULL);
 	return WORKER_TRANSIENT;
 }
 
@@ -153,6 +153,7 @@ struct record {
 	const char	*json;
 	size_t		 len;
 	int64_t		 now_ms;
+	int64_t		 ttl_ms;
 	char		*recorded;	/* a payment recorded before: malloc'd */
 };
 
@@ -168,7 +169,7 @@ record_fn(struct store *s, struct store_txn *t, void *arg)
 	r->recorded = NULL;
 	memset(&rec, 0, sizeof(rec));
 	rec.created_ms = r->now_ms;
-	rec.expires_ms = r->now_ms + pp.ttl_ms;
+	rec.expires_ms = r->now_ms + r->ttl_ms;
 	rec.state = IDEM_PAID;
 	rec.outcome = (void *)(uintptr_t)r->json;
 	rec.outcome_len = r->len;
@@ -188,7 +189,8 @@ record_fn(struct store *s, struct store_txn *t, void *arg)
  */
 
 static void
-simulate(const struct event *ev, int attempt, struct charge *ch)
+simulate(const struct pp *p, const struct event *ev, int attempt,
+    struct charge *ch)
 {
 	const char *pm = ev->order.payment_method;
 	int n;
@@ -197,7 +199,7 @@ simulate(const struct event *ev, int attempt, struct charge *ch)
 		ch->r = CHARGE_DECLINED;
 		snprintf(ch->reason, sizeof(ch->reason), "card_declined");
 	} else if (strncmp(pm, "pm_card_", 8) == 0) {
-		if (ev->order.total > pp.limit) {
+		if (ev->order.total > p->limit) {
 			ch->r = CHARGE_DECLINED;
 			snprintf(ch->reason, sizeof(ch->reason),
 			    "limit_exceeded");
@@ -339,7 +341,7 @@ gateway_status(long code, const struct reply *r, struct charge *ch)
 }
 
 static void
-gateway_charge(const struct event *ev, struct charge *ch)
+gateway_charge(struct pp *p, const struct event *ev, struct charge *ch)
 {
 	struct curl_slist *h = NULL, *n;
 	struct reply *r;
@@ -367,50 +369,50 @@ gateway_charge(const struct event *ev, struct charge *ch)
 		ch->r = CHARGE_TRANSIENT;
 		snprintf(ch->why, sizeof(ch->why), "out of memory");
 	} else {
-		curl_easy_setopt(pp.curl, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(pp.curl, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(pp.curl, CURLOPT_POSTFIELDSIZE,
+		curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE,
 		    (long)strlen(body));
-		curl_easy_setopt(pp.curl, CURLOPT_WRITEDATA, r);
-		res = curl_easy_perform(pp.curl);
+		curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, r);
+		res = curl_easy_perform(p->curl);
 		if (res != CURLE_OK) {
 			ch->r = CHARGE_TRANSIENT;
 			snprintf(ch->why, sizeof(ch->why), "gateway: %s",
 			    r->overflow ? "the reply is too long" :
 			    curl_easy_strerror(res));
 		} else {
-			curl_easy_getinfo(pp.curl, CURLINFO_RESPONSE_CODE,
+			curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE,
 			    &code);
 			gateway_status(code, r, ch);
 		}
 		log_debug("gateway: order %s: HTTP %ld", ev->order.order_id,
 		    code);
 	}
-	curl_easy_setopt(pp.curl, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(h);
 	free(body);
 	free(r);
 }
 
 static void
-gateway_init(void)
+gateway_init(struct pp *p)
 {
 	long connect;
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
-	    (pp.curl = curl_easy_init()) == NULL)
+	    (p->curl = curl_easy_init()) == NULL)
 		log_fatal(OF_EXIT_FAIL, "libcurl: cannot initialise");
-	connect = pp.gw_timeout_ms < GW_CONNECT_MAX_MS ?
-	    (long)pp.gw_timeout_ms : GW_CONNECT_MAX_MS;
-	curl_easy_setopt(pp.curl, CURLOPT_URL, pp.gateway);
-	curl_easy_setopt(pp.curl, CURLOPT_POST, 1L);
-	curl_easy_setopt(pp.curl, CURLOPT_CONNECTTIMEOUT_MS, connect);
-	curl_easy_setopt(pp.curl, CURLOPT_TIMEOUT_MS, (long)pp.gw_timeout_ms);
-	curl_easy_setopt(pp.curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(pp.curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(pp.curl, CURLOPT_USERAGENT,
+	connect = p->gw_timeout_ms < GW_CONNECT_MAX_MS ?
+	    (long)p->gw_timeout_ms : GW_CONNECT_MAX_MS;
+	curl_easy_setopt(p->curl, CURLOPT_URL, p->gateway);
+	curl_easy_setopt(p->curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, connect);
+	curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)p->gw_timeout_ms);
+	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(p->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(p->curl, CURLOPT_USERAGENT,
 	    "orderflow-pay-process/" VERSION);
-	curl_easy_setopt(pp.curl, CURLOPT_WRITEFUNCTION, reply_cb);
+	curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, reply_cb);
 }
 
 /*
@@ -419,8 +421,8 @@ gateway_init(void)
 
 /* The recorded payment again: same event, same id, nothing charged. */
 static enum worker_outcome
-repeat(const struct event *ev, char *json, struct worker_output *out,
-    char *why, size_t whylen)
+repeat(struct pp *p, const struct event *ev, char *json,
+    struct worker_output *out, char *why, size_t whylen)
 {
 	struct event old;
 	struct event_err err;
@@ -448,7 +450,7 @@ repeat(const struct event *ev, char *json, struct worker_output *out,
 		return WORKER_TRANSIENT;
 	}
 	out->value = json;
-	pp.duplicates++;
+	p->duplicates++;
 	return WORKER_DONE;
 }
 
@@ -476,15 +478,15 @@ payment_json(const struct event *ev, const struct charge *ch,
  * -1 with *r set on a store error.
  */
 static int
-paid_before(const struct event *ev, struct worker_output *out, char *why,
-    size_t whylen, enum worker_outcome *r)
+paid_before(struct pp *p, const struct event *ev, struct worker_output *out,
+    char *why, size_t whylen, enum worker_outcome *r)
 {
 	struct store_idem old;
 	int ret;
 
-	ret = store_idem_get(pp.store, NULL, ev->subject, util_now_ms(), &old);
+	ret = store_idem_get(p->store, NULL, ev->subject, util_now_ms(), &old);
 	if (ret == 0 && old.state == IDEM_PAID) {
-		*r = repeat(ev, old.outcome, out, why, whylen);
+		*r = repeat(p, ev, old.outcome, out, why, whylen);
 		return 1;
 	}
 	if (ret == 0) {
@@ -493,7 +495,7 @@ paid_before(const struct event *ev, struct worker_output *out, char *why,
 	}
 	if (ret == STORE_NOTFOUND)
 		return 0;
-	*r = store_failed(ret, why, whylen);
+	*r = store_failed(p, ret, why, whylen);
 	return -1;
 }
 
@@ -504,8 +506,8 @@ paid_before(const struct event *ev, struct worker_output *out, char *why,
  * most orders take a single transaction.
  */
 static enum worker_outcome
-pay(const struct event *ev, int attempt, struct worker_output *out,
-    char *why, size_t whylen)
+pay(struct pp *p, const struct event *ev, int attempt,
+    struct worker_output *out, char *why, size_t whylen)
 {
 	struct record r = { 0 };
 	struct charge ch;
@@ -515,14 +517,14 @@ pay(const struct event *ev, int attempt, struct worker_output *out,
 	int ret;
 
 	memset(&ch, 0, sizeof(ch));
-	if (pp.gateway != NULL) {
-		if (paid_before(ev, out, why, whylen, &wr) != 0)
+	if (p->gateway != NULL) {
+		if (paid_before(p, ev, out, why, whylen, &wr) != 0)
 			return wr;
-		gateway_charge(ev, &ch);
+		gateway_charge(p, ev, &ch);
 	} else {
-		simulate(ev, attempt, &ch);
+		simulate(p, ev, attempt, &ch);
 		if ((ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) &&
-		    paid_before(ev, out, why, whylen, &wr) != 0)
+		    paid_before(p, ev, out, why, whylen, &wr) != 0)
 			return wr;
 	}
 	if (ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) {
@@ -531,6 +533,7 @@ pay(const struct event *ev, int attempt, struct worker_output *out,
 		    WORKER_PERMANENT;
 	}
 	r.now_ms = util_now_ms();
+	r.ttl_ms = p->ttl_ms;
 	json = payment_json(ev, &ch, &payev);
 	if (json == NULL) {
 		snprintf(why, whylen, "cannot build the payment event: %s",
@@ -540,15 +543,15 @@ pay(const struct event *ev, int attempt, struct worker_output *out,
 	r.order_id = ev->subject;
 	r.json = json;
 	r.len = strlen(json);
-	if ((ret = store_run(pp.store, record_fn, &r)) != 0) {
+	if ((ret = store_run(p->store, record_fn, &r)) != 0) {
 		free(json);
 		free(r.recorded);
-		return store_failed(ret, why, whylen);
+		return store_failed(p, ret, why, whylen);
 	}
 	if (r.recorded != NULL) {
 		/* Another event of this order was paid meanwhile. */
 		free(json);
-		return repeat(ev, r.recorded, out, why, whylen);
+		return repeat(p, ev, r.recorded, out, why, whylen);
 	}
 	if ((out->key = strdup(ev->subject)) == NULL) {
 		free(json);
@@ -559,9 +562,9 @@ pay(const struct event *ev, int attempt, struct worker_output *out,
 	snprintf(out->traceparent, sizeof(out->traceparent), "%s",
 	    payev.traceparent);
 	if (ch.r == CHARGE_APPROVED)
-		pp.approved++;
+		p->approved++;
 	else
-		pp.declined++;
+		p->declined++;
 	{
 		struct log_ctx ctx = { ev->id, ev->subject, NULL };
 		char trace[TRACE_ID_LEN + 1];
@@ -582,10 +585,10 @@ handle(void *ctx, const struct worker_input *in, struct worker_output *out,
     char *why, size_t whylen)
 {
 	struct event ev;
+	struct pp *p = ctx;
 	struct event_err err;
 	enum worker_outcome r;
 
-	(void)ctx;
 	if (in->len == 0) {
 		snprintf(why, whylen, "%s value", in->value == NULL ? "null" :
 		    "empty");
@@ -608,7 +611,7 @@ handle(void *ctx, const struct worker_input *in, struct worker_output *out,
 		event_free(&ev);
 		return WORKER_TRANSIENT;
 	}
-	r = pay(&ev, in->attempt, out, why, whylen);
+	r = pay(p, &ev, in->attempt, out, why, whylen);
 	event_free(&ev);
 	return r;
 }
@@ -625,16 +628,21 @@ tick(void *ctx)
 static void
 report(void *ctx, const struct worker_stats *st, int final)
 {
-	(void)ctx;
+	const struct pp *p = ctx;
+
 	log_info("%sprocessed=%" PRIu64 " approved=%" PRIu64 " declined=%"
 	    PRIu64 " retried=%" PRIu64 " dead-lettered=%" PRIu64
 	    " duplicates=%" PRIu64, final ? "summary: " : "", st->processed,
-	    pp.approved, pp.declined, st->retried, st->dead_lettered,
-	    pp.duplicates);
+	    p->approved, p->declined, st->retried, st->dead_lettered,
+	    p->duplicates);
 }
 
-int
-main(int argc, char *argv[])
+/*
+ * The options into p and cf, over the defaults main() set; a usage error
+ * exits with OF_EXIT_USAGE.
+ */
+static void
+parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		OPT_COMMON_LONG,
@@ -650,10 +658,82 @@ main(int argc, char *argv[])
 		{ "sync", no_argument, NULL, OPT_SYNC },
 		{ NULL, 0, NULL, 0 }
 	};
+	const char *e;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
+	    longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			cf->input = optarg;
+			break;
+		case 'o':
+			if (strcmp(optarg, "-") != 0)
+				usage_error("-o %s: only - (standard output) "
+				    "is supported", optarg, NULL);
+			cf->output = optarg;
+			break;
+		case OPT_BACKOFF:
+			cf->backoff_ms = opt_duration("--backoff", optarg, 0);
+			break;
+		case OPT_BACKOFF_MAX:
+			cf->backoff_max_ms = opt_duration("--backoff-max",
+			    optarg, 0);
+			break;
+		case OPT_DEDUP_TTL:
+			p->ttl_ms = opt_duration("--dedup-ttl", optarg, 1000);
+			break;
+		case OPT_DLQ:
+			cf->dlq_file = optarg;
+			break;
+		case OPT_GATEWAY:
+			if (strncmp(optarg, "http://", 7) != 0 &&
+			    strncmp(optarg, "https://", 8) != 0)
+				usage_error("--gateway %s", optarg,
+				    "expected an http:// or https:// URL");
+			p->gateway = optarg;
+			break;
+		case OPT_GATEWAY_TIMEOUT:
+			p->gw_timeout_ms = opt_duration("--gateway-timeout",
+			    optarg, 1);
+			break;
+		case OPT_LIMIT:
+			p->limit = util_strtonum(optarg, 0, ORDER_TOTAL_MAX,
+			    &e);
+			if (e != NULL)
+				usage_error("--limit %s", optarg, e);
+			break;
+		case OPT_MAX_ATTEMPTS:
+			cf->max_attempts = (int)util_strtonum(optarg, 1, 100,
+			    &e);
+			if (e != NULL)
+				usage_error("--max-attempts %s", optarg, e);
+			break;
+		case OPT_SYNC:
+			p->store_flags &= ~STORE_NOSYNC;
+			break;
+		default:
+			if (!opt_common(&p->o, ch, optarg)) {
+				usage();
+				exit(OF_EXIT_USAGE);
+			}
+			break;
+		}
+	}
+	if (optind != argc)
+		usage_error("%s: unexpected argument", argv[optind], NULL);
+	if (cf->backoff_max_ms < cf->backoff_ms)
+		usage_error("%s", "--backoff-max is less than --backoff", NULL);
+	if (cf->dlq_file != NULL && cf->output == NULL)
+		usage_error("%s", "--dlq goes with -o -", NULL);
+}
+
+int
+main(int argc, char *argv[])
+{
 	struct worker_config cf;
 	struct worker_stats st;
-	const char *e;
-	int ch, rc, ret;
+	int rc, ret;
 
 	log_init(argv[0]);
 	worker_catch_signals();
@@ -667,69 +747,7 @@ main(int argc, char *argv[])
 	pp.gw_timeout_ms = DEF_GW_TIMEOUT_MS;
 	pp.store_flags = STORE_NOSYNC;
 
-	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
-	    longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'i':
-			cf.input = optarg;
-			break;
-		case 'o':
-			if (strcmp(optarg, "-") != 0)
-				usage_error("-o %s: only - (standard output) "
-				    "is supported", optarg, NULL);
-			cf.output = optarg;
-			break;
-		case OPT_BACKOFF:
-			cf.backoff_ms = opt_duration("--backoff", optarg, 0);
-			break;
-		case OPT_BACKOFF_MAX:
-			cf.backoff_max_ms = opt_duration("--backoff-max",
-			    optarg, 0);
-			break;
-		case OPT_DEDUP_TTL:
-			pp.ttl_ms = opt_duration("--dedup-ttl", optarg, 1000);
-			break;
-		case OPT_DLQ:
-			cf.dlq_file = optarg;
-			break;
-		case OPT_GATEWAY:
-			if (strncmp(optarg, "http://", 7) != 0 &&
-			    strncmp(optarg, "https://", 8) != 0)
-				usage_error("--gateway %s", optarg,
-				    "expected an http:// or https:// URL");
-			pp.gateway = optarg;
-			break;
-		case OPT_GATEWAY_TIMEOUT:
-			pp.gw_timeout_ms = opt_duration("--gateway-timeout",
-			    optarg, 1);
-			break;
-		case OPT_LIMIT:
-			pp.limit = util_strtonum(optarg, 0, ORDER_TOTAL_MAX, &e);
-			if (e != NULL)
-				usage_error("--limit %s", optarg, e);
-			break;
-		case OPT_MAX_ATTEMPTS:
-			cf.max_attempts = (int)util_strtonum(optarg, 1, 100, &e);
-			if (e != NULL)
-				usage_error("--max-attempts %s", optarg, e);
-			break;
-		case OPT_SYNC:
-			pp.store_flags &= ~STORE_NOSYNC;
-			break;
-		default:
-			if (!opt_common(&pp.o, ch, optarg)) {
-				usage();
-				exit(OF_EXIT_USAGE);
-			}
-			break;
-		}
-	}
-	if (optind != argc)
-		usage_error("%s: unexpected argument", argv[optind], NULL);
-	if (cf.backoff_max_ms < cf.backoff_ms)
-		usage_error("%s", "--backoff-max is less than --backoff", NULL);
-	if (cf.dlq_file != NULL && cf.output == NULL)
-		usage_error("%s", "--dlq goes with -o -", NULL);
+	parse_options(&pp, &cf, argc, argv);
 
 	cf.in_topic = opt_topic(&pp.o, "order-created");
 	cf.retry_topic = opt_topic(&pp.o, "order-created-retry");
@@ -746,7 +764,7 @@ main(int argc, char *argv[])
 		log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
 		    store_strerror(ret));
 	if (pp.gateway != NULL)
-		gateway_init();
+		gateway_init(&pp);
 	upkeep_init(&pp.up, &pp.store, pp.state, pp.store_flags);
 
 	rc = worker_run(&cf, &pp.o, &st);

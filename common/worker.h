@@ -4,7 +4,9 @@
  * mode, signals and graceful shutdown.
  *
  * The command supplies a handler that turns one input event into an
- * outcome; the worker does everything around it.  Where things go:
+ * outcome; the worker does everything around it: worker.c runs it and
+ * reads Kafka, route.h sends each outcome where it goes, pipe.h is pipe
+ * mode.  Where things go:
  *
  *	input	 in_topic and retry_topic, consumed in the command's group
  *		 (input NULL), or JSON lines from a file ("-": stdin)

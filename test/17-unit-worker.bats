@@ -1,10 +1,16 @@
 #!/usr/bin/env bats
-# 17-unit-worker.bats - runs the unit tests of common/worker.c.
+# 17-unit-worker.bats - runs the unit tests of the worker: common/worker.c,
+# route.c and pipe.c.
 
 load test_helper
 
 @test "worker: the backoff schedule, capped, with jitter" {
 	run --separate-stderr "$BUILD/test/worker_test" backoff
+	assert_success
+}
+
+@test "worker: pipe mode's retries come out of their heap due first" {
+	run --separate-stderr "$BUILD/test/worker_test" heap
 	assert_success
 }
 

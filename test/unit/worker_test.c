@@ -1,7 +1,8 @@
 /*
- * worker_test.c - unit tests for common/worker.c: the backoff schedule,
- * and pipe mode (in-process retries, dead letters as JSON lines, the idle
- * hook) driven by a handler that scripts its outcomes.
+ * worker_test.c - unit tests for the worker (common/worker.c, route.c,
+ * pipe.c): the backoff schedule, pipe mode's heap of retries, and pipe
+ * mode (in-process retries, dead letters as JSON lines, the idle hook)
+ * driven by a handler that scripts its outcomes.
  *
  * Usage: worker_test [NAME]; without NAME it lists the tests.
  */
@@ -15,6 +16,7 @@
 #include "exitcode.h"
 #include "log.h"
 #include "opt.h"
+#include "pipe.h"
 #include "util.h"
 #include "worker.h"
 #include "unit.h"
@@ -56,6 +58,39 @@ test_backoff(void)
 	/* No backoff at all. */
 	cf.backoff_ms = 0;
 	CHECK(worker_backoff(&cf, 3) == 0);
+}
+
+/*
+ * The heap of retries: records come out due first, whatever the order
+ * they went in, ties included; what is left is freed.
+ */
+static void
+test_heap(void)
+{
+	struct pipe_retries q = { 0 };
+	struct pipe_retry r;
+	int64_t last = -1;
+	int i, n = 0, inorder = 1;
+
+	for (i = 0; i < 1000; i++) {
+		memset(&r, 0, sizeof(r));
+		r.due_ms = (i * 7919) % 251;
+		r.lineno = i;
+		if ((r.value = strdup("\"x\"")) == NULL)
+			abort();
+		CHECK(pipe_retries_push(&q, &r) == 0);
+	}
+	CHECK(q.n == 1000);
+	while (q.n > 10) {
+		r = pipe_retries_pop(&q);
+		inorder &= r.due_ms >= last;
+		last = r.due_ms;
+		free(r.value);
+		n++;
+	}
+	CHECK(n == 990 && inorder);
+	pipe_retries_free(&q);
+	CHECK(q.n == 0 && q.heap == NULL);
 }
 
 /*
@@ -329,6 +364,7 @@ test_ring(void)
 
 static const struct unit_test tests[] = {
 	{ "backoff", test_backoff },
+	{ "heap", test_heap },
 	{ "pipe", test_pipe },
 	{ "ring", test_ring },
 };

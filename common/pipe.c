@@ -1,0 +1,421 @@
+/*
+ * pipe.c - the worker's pipe mode (pipe.h): a reader thread that hands
+ * JSON lines over through a ring, the heap of records waiting for a
+ * retry, and the loop that takes from both on the worker's thread.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "exitcode.h"
+#include "jsonl.h"
+#include "kafka.h"
+#include "log.h"
+#include "pipe.h"
+#include "route.h"
+#include "util.h"
+#include "worker_local.h"
+
+/*
+ * The reader thread hands lines over through a ring of slots.  Handing
+ * over one line at a time cost two thread wake-ups a line, a quarter of
+ * pay-process's time; the reader now sleeps until the ring is half empty
+ * and refills it.  READER_BYTES bounds the lines it holds.
+ */
+#define READER_SLOTS	64
+#define READER_BYTES	(1024 * 1024)
+
+struct reader_slot {
+	int		 status;	/* enum jsonl_status */
+	char		*line;
+	size_t		 len;
+	long		 lineno;
+	char		 err[256];
+};
+
+struct reader {
+	pthread_t	 th;
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;		/* count or quit changed */
+	struct jsonl	*r;
+	struct reader_slot slots[READER_SLOTS];
+	size_t		 head;		/* the oldest filled slot */
+	size_t		 count;		/* filled slots */
+	size_t		 bytes;		/* of their lines */
+	int		 waiting;	/* the reader waits for room */
+	int		 quit;		/* the worker wants no more */
+};
+
+/*
+ * The heap of records waiting for a retry.
+ */
+
+static void
+heap_swap(struct pipe_retry *a, struct pipe_retry *b)
+{
+	struct pipe_retry t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+int
+pipe_retries_push(struct pipe_retries *q, const struct pipe_retry *r)
+{
+	struct pipe_retry *n;
+	size_t i;
+
+	if (q->n == q->cap) {
+		n = reallocarray(q->heap, q->cap == 0 ? 16 :
+		    q->cap * 2, sizeof(*n));
+		if (n == NULL)
+			return -1;
+		q->heap = n;
+		q->cap = q->cap == 0 ? 16 : q->cap * 2;
+	}
+	i = q->n++;
+	q->heap[i] = *r;
+	for (; i > 0 && q->heap[(i - 1) / 2].due_ms > q->heap[i].due_ms;
+	    i = (i - 1) / 2)
+		heap_swap(&q->heap[(i - 1) / 2], &q->heap[i]);
+	return 0;
+}
+
+struct pipe_retry
+pipe_retries_pop(struct pipe_retries *q)
+{
+	struct pipe_retry top = q->heap[0];
+	size_t i = 0, l, m;
+
+	q->heap[0] = q->heap[--q->n];
+	for (;;) {
+		l = 2 * i + 1;
+		m = i;
+		if (l < q->n && q->heap[l].due_ms < q->heap[m].due_ms)
+			m = l;
+		if (l + 1 < q->n && q->heap[l + 1].due_ms <
+		    q->heap[m].due_ms)
+			m = l + 1;
+		if (m == i)
+			break;
+		heap_swap(&q->heap[i], &q->heap[m]);
+		i = m;
+	}
+	return top;
+}
+
+void
+pipe_retries_free(struct pipe_retries *q)
+{
+	size_t i;
+
+	for (i = 0; i < q->n; i++) {
+		free(q->heap[i].value);
+		free(q->heap[i].why);
+	}
+	free(q->heap);
+	memset(q, 0, sizeof(*q));
+}
+
+/*
+ * The reader and the loop.
+ */
+
+/* Room for one more line: a free slot, and the byte bound not reached. */
+static int
+reader_room(const struct reader *rd)
+{
+	return rd->count == 0 ||
+	    (rd->count < READER_SLOTS && rd->bytes < READER_BYTES);
+}
+
+/* Drained to half, in slots and in bytes: time to wake a waiting reader. */
+static int
+reader_low(const struct reader *rd)
+{
+	return rd->count == 0 || (rd->count <= READER_SLOTS / 2 &&
+	    rd->bytes <= READER_BYTES / 2);
+}
+
+static void *
+reader_main(void *arg)
+{
+	struct reader *rd = arg;
+	struct reader_slot *sl;
+	const char *line;
+	char *copy;
+	size_t len;
+	int st;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	do {
+		/* Cancelled only while it waits for input. */
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		st = jsonl_next(rd->r, &line, &len);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		copy = NULL;
+		if (st == JSONL_LINE && (copy = strndup(line, len)) == NULL)
+			st = JSONL_ERROR;
+		pthread_mutex_lock(&rd->mu);
+		while (!reader_room(rd) && !rd->quit) {
+			rd->waiting = 1;
+			pthread_cond_wait(&rd->cv, &rd->mu);
+		}
+		rd->waiting = 0;
+		if (rd->quit) {
+			pthread_mutex_unlock(&rd->mu);
+			free(copy);
+			break;
+		}
+		sl = &rd->slots[(rd->head + rd->count) % READER_SLOTS];
+		sl->status = st;
+		sl->line = copy;
+		sl->len = len;
+		sl->lineno = jsonl_lineno(rd->r);
+		snprintf(sl->err, sizeof(sl->err), "%s", copy == NULL &&
+		    st == JSONL_ERROR && *jsonl_error(rd->r) == '\0' ?
+		    "out of memory" : jsonl_error(rd->r));
+		if (rd->count++ == 0)
+			pthread_cond_broadcast(&rd->cv);
+		if (copy != NULL)
+			rd->bytes += len;
+		pthread_mutex_unlock(&rd->mu);
+	} while (st != JSONL_EOF && st != JSONL_ERROR);
+	return NULL;
+}
+
+static int
+reader_start(struct reader *rd, const char *path)
+{
+	pthread_condattr_t ca;
+	sigset_t block, old;
+	int e;
+
+	memset(rd, 0, sizeof(*rd));
+	if ((rd->r = jsonl_open_file(path, 0)) == NULL) {
+		log_error("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	pthread_mutex_init(&rd->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rd->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	/* Signals go to the worker's thread, never to the reader. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	e = pthread_create(&rd->th, NULL, reader_main, rd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0) {
+		log_error("pthread_create: %s", strerror(e));
+		jsonl_close(rd->r);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+reader_stop(struct reader *rd, int finished)
+{
+	pthread_mutex_lock(&rd->mu);
+	rd->quit = 1;
+	pthread_cond_broadcast(&rd->cv);
+	pthread_mutex_unlock(&rd->mu);
+	if (!finished)
+		pthread_cancel(rd->th);
+	pthread_join(rd->th, NULL);
+	for (; rd->count > 0; rd->count--) {
+		free(rd->slots[rd->head].line);
+		rd->head = (rd->head + 1) % READER_SLOTS;
+	}
+	jsonl_close(rd->r);
+	pthread_cond_destroy(&rd->cv);
+	pthread_mutex_destroy(&rd->mu);
+}
+
+/*
+ * Waits up to wait_ms for the reader's next slot.  Returns 1 with the
+ * slot's contents (the caller frees *line), 0 on a timeout.  The reader
+ * is woken when the ring has drained to half, not for every slot.
+ */
+static int
+reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
+    size_t *len, long *lineno, char *err, size_t errlen)
+{
+	struct timespec ts = util_time_in(CLOCK_MONOTONIC, wait_ms);
+	struct reader_slot *sl;
+	int got = 0;
+
+	pthread_mutex_lock(&rd->mu);
+	while (rd->count == 0 &&
+	    pthread_cond_timedwait(&rd->cv, &rd->mu, &ts) != ETIMEDOUT)
+		;
+	if (rd->count > 0) {
+		sl = &rd->slots[rd->head];
+		*status = sl->status;
+		*line = sl->line;
+		*len = sl->len;
+		*lineno = sl->lineno;
+		snprintf(err, errlen, "%s", sl->err);
+		if (sl->line != NULL)
+			rd->bytes -= sl->len;
+		sl->line = NULL;
+		rd->head = (rd->head + 1) % READER_SLOTS;
+		rd->count--;
+		got = 1;
+		if (rd->waiting && reader_low(rd))
+			pthread_cond_broadcast(&rd->cv);
+	}
+	pthread_mutex_unlock(&rd->mu);
+	return got;
+}
+
+/*
+ * The reader's next slot as reader_take(), but with an idle hook the hook
+ * runs first when nothing is there at once.
+ */
+static int
+pipe_take(struct worker *w, struct reader *rd, int64_t wait_ms, int *status,
+    char **line, size_t *len, long *lineno, char *err, size_t errlen)
+{
+	if (w->cf->idle != NULL) {
+		if (reader_take(rd, 0, status, line, len, lineno, err, errlen))
+			return 1;
+		w->cf->idle(w->cf->ctx);
+	}
+	return reader_take(rd, wait_ms, status, line, len, lineno, err,
+	    errlen);
+}
+
+static void
+pipe_input(struct worker_input *in, const void *value,
+    size_t len, long lineno, int attempt)
+{
+	memset(in, 0, sizeof(*in));
+	in->value = value;
+	in->len = len;
+	in->attempt = attempt;
+	in->topic = "-";
+	in->partition = -1;
+	in->offset = lineno;
+}
+
+static void
+pipe_retry_now(struct worker *w)
+{
+	struct pipe_retry r = pipe_retries_pop(&w->retries);
+	struct worker_input in;
+
+	pipe_input(&in, r.value, r.len, r.lineno, r.attempt);
+	route_handle(w, &in, NULL);
+	free(r.value);
+	free(r.why);
+}
+
+/* One slot from the reader.  Returns 1 at the end of the input. */
+static int
+pipe_slot(struct worker *w, int status, char *line, size_t len, long lineno,
+    const char *err)
+{
+	struct worker_input in;
+
+	switch (status) {
+	case JSONL_LINE:
+		pipe_input(&in, line, len, lineno, 1);
+		route_handle(w, &in, NULL);
+		free(line);
+		return 0;
+	case JSONL_REJECT:
+		pipe_input(&in, NULL, 0, lineno, 1);
+		w->st->processed++;
+		route_dead_letter(w, &in, NULL, "invalid", err);
+		return 0;
+	case JSONL_ERROR:
+		log_error("%s: %s", w->in_name, err);
+		worker_fail(w, OF_EXIT_FAIL);
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+static void
+nap(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000;
+	nanosleep(&ts, NULL);
+}
+
+/* Stopped with retries waiting: they become dead letters, not lost. */
+static void
+pipe_abandon(struct worker *w)
+{
+	struct worker_input in;
+	struct pipe_retry r;
+	char msg[WHY_MAX + 64];
+
+	while (w->retries.n > 0) {
+		r = pipe_retries_pop(&w->retries);
+		pipe_input(&in, r.value, r.len, r.lineno, r.attempt - 1);
+		snprintf(msg, sizeof(msg), "stopped before attempt %d: %s",
+		    r.attempt, r.why);
+		route_dead_letter(w, &in, NULL, "transient", msg);
+		free(r.value);
+		free(r.why);
+	}
+}
+
+void
+pipe_run(struct worker *w)
+{
+	struct reader rd;
+	int64_t now, wait;
+	size_t len;
+	long lineno;
+	char *line, err[256];
+	int eof = 0, status;
+
+	if (reader_start(&rd, w->cf->input) == -1) {
+		worker_fail(w, OF_EXIT_FAIL);
+		return;
+	}
+	w->in_name = jsonl_name(rd.r);
+	while (w->rc == OF_EXIT_OK && worker_running()) {
+		now = util_mono_ms();
+		if (w->retries.n > 0 && w->retries.heap[0].due_ms <= now)
+			pipe_retry_now(w);
+		else if (eof && w->retries.n == 0)
+			break;
+		else {
+			wait = WORKER_POLL_MS;
+			if (w->retries.n > 0 &&
+			    w->retries.heap[0].due_ms - now < wait)
+				wait = w->retries.heap[0].due_ms - now;
+			if (eof || w->retries.n >= WORKER_PIPE_RETRIES) {
+				if (w->cf->idle != NULL)
+					w->cf->idle(w->cf->ctx);
+				nap(wait);
+			} else if (pipe_take(w, &rd, wait, &status, &line,
+			    &len, &lineno, err, sizeof(err)))
+				eof = pipe_slot(w, status, line, len, lineno,
+				    err);
+		}
+		if (w->p != NULL)
+			kafka_poll(w->p, 0);
+		worker_periodic(w);
+	}
+	if (w->retries.n > 0)
+		pipe_abandon(w);
+	reader_stop(&rd, eof);
+}
