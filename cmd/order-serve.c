@@ -19,7 +19,9 @@
  *   main	signals, the payment-processed consumer (common/payfollow.h),
  *		expiry of old idempotency keys, checkpoints, and the
  *		shutdown sequence.
- * The /metrics page is written by common/metrics.h.
+ * The documents stored for an order are built by common/orderdoc.h, the
+ * idempotency keys in progress kept in common/keyset.h, and the /metrics
+ * page written by common/metrics.h.
  *
  * Durability: an answer 201 is sent only after its batch committed with
  * a synchronous log flush; a record leaves the outbox only after the
@@ -55,9 +57,11 @@
 #include "event.h"
 #include "exitcode.h"
 #include "kafka.h"
+#include "keyset.h"
 #include "log.h"
 #include "metrics.h"
 #include "opt.h"
+#include "orderdoc.h"
 #include "outbox.h"
 #include "payfollow.h"
 #include "store.h"
@@ -82,7 +86,6 @@
  * one, a checkpoint does nothing.  Old log files go at each one.
  */
 #define CHECKPOINT_EVERY_MS	500
-#define KEYSET_BUCKETS		1024
 #define SOURCE			"/orderflow/order-serve"
 
 enum {
@@ -128,21 +131,6 @@ struct req {
 };
 
 /*
- * What POST /orders builds from a valid order, on the HTTP thread, so that
- * the committer only writes.
- */
-struct post {
-	struct order	 ord;
-	struct event	 ev;
-	char		*event_json;
-	char		*outbox;
-	char		*order_json;
-	char		*created;
-	char		*outcome;
-	char		 fp[65];
-};
-
-/*
  * An order waiting for the committer.  Its connection is suspended
  * meanwhile (MHD_suspend_connection), so that the HTTP thread serves its
  * other connections: a pool thread can hold several, and one waiting for
@@ -154,18 +142,7 @@ struct job {
 	int			 status;	/* the answer */
 	char			*body;		/* malloc'd when not 201 */
 	struct MHD_Connection	*conn;
-	struct post		 post;		/* cj's strings point into it */
-};
-
-struct keynode {
-	struct keynode	*next;
-	char		 key[];
-};
-
-/* Idempotency keys of requests in progress: the 409 of CONTRACT. */
-struct keyset {
-	pthread_mutex_t	 mu;
-	struct keynode	*b[KEYSET_BUCKETS];
+	struct orderdoc		 doc;		/* cj's strings point into it */
 };
 
 struct server {
@@ -186,8 +163,7 @@ struct server {
 	struct payfollow	*pf;
 	struct metrics		*metrics;
 	struct MHD_Daemon	*httpd;
-	struct keyset		 keys;
-	atomic_uint_fast64_t	 keys_in_flight;
+	struct keyset		*keys;		/* in progress: 409 */
 	atomic_int		 kafka_failed;	/* the consumer's */
 	atomic_int		 reqs_active;
 	atomic_int		 suspended;	/* connections with a job */
@@ -237,144 +213,6 @@ mono_us(void)
 }
 
 /*
- * The key set.
- */
-
-static unsigned
-key_hash(const char *k)
-{
-	unsigned h = 2166136261u;
-
-	for (; *k != '\0'; k++)
-		h = (h ^ (unsigned char)*k) * 16777619u;
-	return h % KEYSET_BUCKETS;
-}
-
-/* Returns 0 when added, -1 when the key is in progress already. */
-static int
-keyset_add(struct keyset *ks, const char *key)
-{
-	struct keynode *n;
-	unsigned h = key_hash(key);
-	size_t len = strlen(key);
-
-	pthread_mutex_lock(&ks->mu);
-	for (n = ks->b[h]; n != NULL; n = n->next)
-		if (strcmp(n->key, key) == 0) {
-			pthread_mutex_unlock(&ks->mu);
-			return -1;
-		}
-	n = xmalloc(sizeof(*n) + len + 1);
-	memcpy(n->key, key, len + 1);
-	n->next = ks->b[h];
-	ks->b[h] = n;
-	pthread_mutex_unlock(&ks->mu);
-	atomic_fetch_add(&srv.keys_in_flight, 1);
-	return 0;
-}
-
-static void
-keyset_del(struct keyset *ks, const char *key)
-{
-	struct keynode **np, *n;
-
-	pthread_mutex_lock(&ks->mu);
-	for (np = &ks->b[key_hash(key)]; (n = *np) != NULL; np = &n->next)
-		if (strcmp(n->key, key) == 0) {
-			*np = n->next;
-			free(n);
-			atomic_fetch_sub(&srv.keys_in_flight, 1);
-			break;
-		}
-	pthread_mutex_unlock(&ks->mu);
-}
-
-/*
- * JSON helpers (cJSON; the caller frees what they return).
- */
-
-static char *
-json_print(cJSON *o)
-{
-	char *s;
-
-	if (o == NULL || (s = cJSON_PrintUnformatted(o)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	cJSON_Delete(o);
-	return s;
-}
-
-static char *
-json_error(const char *msg, const char *field)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "error", msg);
-	if (field != NULL)
-		cJSON_AddStringToObject(o, "field", field);
-	return json_print(o);
-}
-
-static char *
-json_created(const char *order_id, const char *event_id)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "order_id", order_id);
-	cJSON_AddStringToObject(o, "event_id", event_id);
-	cJSON_AddStringToObject(o, "status", "pending");
-	return json_print(o);
-}
-
-/* The order as stored and as GET /orders/ID shows it. */
-static char *
-json_order(const struct order *ord, const char *event_id, int64_t now_ms)
-{
-	cJSON *o, *items, *it;
-	char ts[40];
-	size_t i;
-
-	util_rfc3339(now_ms, ts, sizeof(ts));
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "order_id", ord->order_id);
-	cJSON_AddStringToObject(o, "status", "pending");
-	cJSON_AddStringToObject(o, "event_id", event_id);
-	cJSON_AddStringToObject(o, "customer_id", ord->customer_id);
-	cJSON_AddStringToObject(o, "email", ord->email);
-	cJSON_AddStringToObject(o, "currency", ord->currency);
-	cJSON_AddNumberToObject(o, "total", (double)ord->total);
-	cJSON_AddStringToObject(o, "payment_method", ord->payment_method);
-	items = cJSON_AddArrayToObject(o, "items");
-	for (i = 0; i < ord->nitems; i++) {
-		it = cJSON_CreateObject();
-		cJSON_AddStringToObject(it, "sku", ord->items[i].sku);
-		cJSON_AddNumberToObject(it, "qty", ord->items[i].qty);
-		cJSON_AddNumberToObject(it, "unit_price",
-		    (double)ord->items[i].unit_price);
-		cJSON_AddItemToArray(items, it);
-	}
-	cJSON_AddStringToObject(o, "created_at", ts);
-	return json_print(o);
-}
-
-/* What a replay of an idempotency key answers, with the body's hash. */
-static char *
-json_outcome(const char *fingerprint, int status, const char *order_id,
-    const char *body)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "fingerprint", fingerprint);
-	cJSON_AddNumberToObject(o, "status", status);
-	cJSON_AddStringToObject(o, "order_id", order_id);
-	cJSON_AddStringToObject(o, "body", body);
-	return json_print(o);
-}
-
-/*
  * Jobs: what the committer found, as an answer.
  */
 
@@ -386,51 +224,32 @@ job_set(struct job *j, int status, char *body)
 	j->body = body;
 }
 
-/* A key already used: the first answer again, or 422 for another body. */
-static void
-job_replay(struct job *j)
-{
-	const cJSON *fp, *st, *body;
-	cJSON *o;
-
-	o = cJSON_ParseWithLength(j->cj.replay, j->cj.replay_len);
-	fp = cJSON_GetObjectItemCaseSensitive(o, "fingerprint");
-	st = cJSON_GetObjectItemCaseSensitive(o, "status");
-	body = cJSON_GetObjectItemCaseSensitive(o, "body");
-	if (!cJSON_IsString(fp) || !cJSON_IsNumber(st) ||
-	    !cJSON_IsString(body))
-		job_set(j, 500, json_error("stored answer unreadable", NULL));
-	else if (strcmp(fp->valuestring, j->post.fp) != 0)
-		job_set(j, 422, json_error("Idempotency-Key already used "
-		    "with a different body", "Idempotency-Key"));
-	else {
-		job_set(j, st->valueint, strdup(body->valuestring));
-		if (j->body == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
-	}
-	cJSON_Delete(o);
-}
-
 /* Sets the answer of a job the committer is done with. */
 static void
 job_result(struct job *j)
 {
+	char *body;
+	int status;
+
 	switch (j->cj.result) {
 	case COMMITTER_STORED:
 		job_set(j, 201, NULL);
 		break;
 	case COMMITTER_REPLAY:
-		job_replay(j);
+		/* A key already used: the first answer again, or 422. */
+		status = orderdoc_replay(j->cj.replay, j->cj.replay_len,
+		    j->doc.fp, &body);
+		job_set(j, status, body);
 		break;
 	case COMMITTER_EXISTS:
-		job_set(j, 409, json_error("an order with this order_id "
+		job_set(j, 409, orderdoc_error("an order with this order_id "
 		    "exists already", "order_id"));
 		break;
 	case COMMITTER_STOPPED:
-		job_set(j, 503, json_error("shutting down", NULL));
+		job_set(j, 503, orderdoc_error("shutting down", NULL));
 		break;
 	default:
-		job_set(j, 503, json_error("the order could not be "
+		job_set(j, 503, orderdoc_error("the order could not be "
 		    "stored; try again", NULL));
 		break;
 	}
@@ -488,7 +307,7 @@ static enum MHD_Result
 respond_error(struct MHD_Connection *conn, struct req *r, int status,
     const char *msg, const char *field)
 {
-	return respond_json(conn, r, status, json_error(msg, field), NULL,
+	return respond_json(conn, r, status, orderdoc_error(msg, field), NULL,
 	    NULL);
 }
 
@@ -580,19 +399,6 @@ valid_idem_key(const char *k)
 	return n > 0;
 }
 
-static int
-hex_sha256(const void *p, size_t len, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen, i;
-
-	if (EVP_Digest(p, len, md, &mdlen, EVP_sha256(), NULL) != 1)
-		return -1;
-	for (i = 0; i < mdlen && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	return 0;
-}
-
 static enum MHD_Result
 get_order(struct server *sv, struct MHD_Connection *conn, struct req *r,
     const char *id)
@@ -654,55 +460,17 @@ get_metrics(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	    "Orders stored by those transactions.", (double)orders);
 	metrics_page_value(&pg, "idempotency_keys_in_flight", "gauge",
 	    "Requests with an Idempotency-Key not answered yet.",
-	    (double)atomic_load(&sv->keys_in_flight));
+	    (double)keyset_count(sv->keys));
 	ret = respond(conn, r, 200, pg.text, "text/plain; version=0.0.4; "
 	    "charset=utf-8", NULL, NULL);
 	free(pg.text);
 	return ret;
 }
 
-static void
-post_free(struct post *p)
-{
-	order_free(&p->ord);
-	event_free(&p->ev);
-	free(p->event_json);
-	free(p->outbox);
-	free(p->order_json);
-	free(p->created);
-	free(p->outcome);
-}
-
-static int
-post_build(struct post *p, struct req *r, int64_t now_ms)
-{
-	size_t elen;
-
-	if (event_order_created(&p->ev, &p->ord, SOURCE,
-	    r->traceparent) == -1 ||
-	    (p->event_json = event_serialize(&p->ev, &elen)) == NULL)
-		return -1;
-	if (asprintf(&p->outbox, "%s\n%s\n%s", p->ord.order_id,
-	    r->traceparent, p->event_json) == -1) {
-		p->outbox = NULL;
-		return -1;
-	}
-	p->order_json = json_order(&p->ord, p->ev.id, now_ms);
-	p->created = json_created(p->ord.order_id, p->ev.id);
-	if (*r->idem_key != '\0') {
-		if (hex_sha256(r->body != NULL ? r->body : "", r->len,
-		    p->fp) == -1)
-			return -1;
-		p->outcome = json_outcome(p->fp, 201, p->ord.order_id,
-		    p->created);
-	}
-	return 0;
-}
-
 /* The answer of a done job; its body, if any, goes with the answer. */
 static enum MHD_Result
 answer_job(struct MHD_Connection *conn, struct req *r, struct job *j,
-    const struct post *p)
+    const struct orderdoc *p)
 {
 	char loc[sizeof("/orders/") + ORDER_ID_MAX], *body;
 	const cJSON *id;
@@ -738,7 +506,7 @@ answer_job(struct MHD_Connection *conn, struct req *r, struct job *j,
 static void
 job_free(struct job *j)
 {
-	post_free(&j->post);
+	orderdoc_free(&j->doc);
 	free(j->cj.replay);
 	free(j->body);
 	free(j);
@@ -754,21 +522,22 @@ post_order(struct server *sv, struct MHD_Connection *conn, struct req *r)
 {
 	struct event_err err;
 	struct job *j;
-	struct post *p;
+	struct orderdoc *p;
 
 	if (r->too_big)
 		return respond_error(conn, r, 413, "the body is larger than "
 		    "64 KiB", NULL);
 	j = xmalloc(sizeof(*j));
 	memset(j, 0, sizeof(*j));
-	p = &j->post;
+	p = &j->doc;
 	if (order_parse(r->body != NULL ? r->body : "", r->len, &p->ord,
 	    &err) == -1) {
 		job_free(j);
 		return respond_error(conn, r, 400, err.msg, err.field);
 	}
 	snprintf(r->order_id, sizeof(r->order_id), "%s", p->ord.order_id);
-	if (post_build(p, r, util_now_ms()) == -1) {
+	if (orderdoc_build(p, SOURCE, r->traceparent, r->body != NULL ?
+	    r->body : "", r->len, *r->idem_key != '\0', util_now_ms()) == -1) {
 		job_free(j);
 		return respond_error(conn, r, 500, "the event could not be "
 		    "built", NULL);
@@ -798,7 +567,7 @@ post_answer(struct server *sv, struct MHD_Connection *conn, struct req *r)
 
 	r->job = NULL;
 	atomic_fetch_sub(&sv->suspended, 1);
-	ret = answer_job(conn, r, j, &j->post);
+	ret = answer_job(conn, r, j, &j->doc);
 	job_free(j);
 	return ret;
 }
@@ -811,17 +580,17 @@ check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	long long n;
 
 	if (r->route != R_HEALTHZ && !authorized(sv, conn))
-		return respond_json(conn, r, 401, json_error("a valid "
+		return respond_json(conn, r, 401, orderdoc_error("a valid "
 		    "Authorization: Bearer token is required", NULL),
 		    "WWW-Authenticate", "Bearer realm=\"order-serve\"");
 	if (r->route == R_OTHER)
 		return respond_error(conn, r, 404, "no such resource", NULL);
 	if (r->route == R_ORDERS && !r->is_post)
-		return respond_json(conn, r, 405, json_error("method not "
+		return respond_json(conn, r, 405, orderdoc_error("method not "
 		    "allowed", NULL), "Allow", "POST");
 	if (r->route != R_ORDERS && strcmp(r->method, "GET") != 0 &&
 	    strcmp(r->method, "HEAD") != 0)
-		return respond_json(conn, r, 405, json_error("method not "
+		return respond_json(conn, r, 405, orderdoc_error("method not "
 		    "allowed", NULL), "Allow", "GET, HEAD");
 	if (r->route != R_ORDERS)
 		return MHD_YES;
@@ -842,7 +611,7 @@ check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
 		if (!valid_idem_key(v))
 			return respond_error(conn, r, 400, "must be 1 to 255 "
 			    "visible ASCII characters", "Idempotency-Key");
-		if (keyset_add(&sv->keys, v) == -1)
+		if (keyset_add(sv->keys, v) == -1)
 			return respond_error(conn, r, 409, "a request with "
 			    "this Idempotency-Key is in progress",
 			    "Idempotency-Key");
@@ -950,7 +719,7 @@ completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		job_free(r->job);
 	}
 	if (r->key_owned)
-		keyset_del(&sv->keys, r->idem_key);
+		keyset_del(sv->keys, r->idem_key);
 	if (*r->order_id != '\0')
 		ctx.order_id = r->order_id;
 	if (*r->traceparent != '\0' && trace_id_of(r->traceparent, trace) == 0)
@@ -1238,7 +1007,7 @@ server_open(struct server *sv)
 	if ((sv->pf = payfollow_open(&sv->o, sv->pay_topic, sv->st, &run, err,
 	    sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
-	pthread_mutex_init(&sv->keys.mu, NULL);
+	sv->keys = keyset_new();
 	sv->metrics = metrics_new("order_serve", route_names, R_COUNT);
 	memset(&cc, 0, sizeof(cc));
 	cc.st = sv->st;
@@ -1331,6 +1100,7 @@ server_close(struct server *sv)
 	outbox_free(sv->ob);
 	committer_free(sv->cm);
 	metrics_free(sv->metrics);
+	keyset_free(sv->keys);
 	opt_free(&sv->o);
 	return code;
 }

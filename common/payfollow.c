@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 
 #include "event.h"
 #include "exitcode.h"
 #include "kafka.h"
 #include "log.h"
+#include "orderdoc.h"
 #include "payfollow.h"
 #include "store.h"
 #include "util.h"
@@ -44,20 +44,12 @@ struct payfollow {
 	struct payments		 p;
 };
 
-static void
-json_set_str(cJSON *o, const char *name, const char *v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, name);
-	cJSON_AddStringToObject(o, name, v);
-}
-
 /* Sets the outcome (again: a replayed event changes nothing new). */
 static int
 payment_apply(struct store *s, struct store_txn *t,
     const struct payment_upd *u, size_t *applied)
 {
-	cJSON *o;
-	char *json;
+	char *json, *paid;
 	int ret;
 
 	if ((ret = store_order_get(s, t, u->order_id, &json)) ==
@@ -65,22 +57,13 @@ payment_apply(struct store *s, struct store_txn *t,
 		return 0;	/* not taken here (order-submit's) */
 	if (ret != 0)
 		return ret;
-	o = cJSON_Parse(json);
+	paid = orderdoc_paid(json, u->status, u->payment_id, u->reason,
+	    u->time);
 	free(json);
-	if (o == NULL)
+	if (paid == NULL)
 		return 0;
-	json_set_str(o, "status", event_pay_status_name(u->status));
-	json_set_str(o, "payment_id", u->payment_id);
-	if (u->status == EVENT_PAY_DECLINED)
-		json_set_str(o, "reason", u->reason);
-	else
-		cJSON_DeleteItemFromObjectCaseSensitive(o, "reason");
-	json_set_str(o, "updated_at", u->time);
-	if ((json = cJSON_PrintUnformatted(o)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	cJSON_Delete(o);
-	ret = store_order_put(s, t, u->order_id, json);
-	free(json);
+	ret = store_order_put(s, t, u->order_id, paid);
+	free(paid);
 	if (ret == 0)
 		(*applied)++;
 	return ret;
