@@ -11,27 +11,17 @@
  *		the committer, which resumes the connection when the job is
  *		done; meanwhile the thread serves its other connections.
  *   committer	the only thread that writes orders, idempotency keys and
- *		the outbox.  It takes every job waiting (up to BATCH_MAX)
- *		and runs them in ONE durable transaction, together with the
- *		deletion of the outbox records the relay got acknowledged and
- *		the reading of the next records for the relay; each order,
- *		its outbox record and its key commit or abort together.
- *		Why not one transaction per request and Berkeley DB's own
- *		group commit: BDB locks btree pages, and every append to the
- *		outbox writes its last page, so concurrent request
- *		transactions wait for each other's log flush one by one
- *		(measured: about 1,000 a second whatever the number of
- *		threads).  One writer batching the requests that arrived
- *		during the previous flush is group commit done one level up:
- *		no lock is held across requests, and the batch grows with
- *		the load.
+ *		the outbox, in one durable transaction per batch of jobs
+ *		(common/committer.h).
  *   relay	owns the idempotent producer: publishes the records the
- *		committer read, in sequence order, keyed by order id; an
- *		acknowledged record goes back to the committer to be deleted;
- *		a failed one is produced again after RETRY_MS.  At most
- *		--max-in-flight records are unacknowledged at once.
- *   main	signals, the payment-processed consumer, expiry of old
- *		idempotency keys, checkpoints, and the shutdown sequence.
+ *		committer read, and hands back those the broker
+ *		acknowledged (common/outbox.h).
+ *   main	signals, the payment-processed consumer (common/payfollow.h),
+ *		expiry of old idempotency keys, checkpoints, and the
+ *		shutdown sequence.
+ * The documents stored for an order are built by common/orderdoc.h, the
+ * idempotency keys in progress kept in common/keyset.h, and the /metrics
+ * page written by common/metrics.h.
  *
  * Durability: an answer 201 is sent only after its batch committed with
  * a synchronous log flush; a record leaves the outbox only after the
@@ -59,16 +49,21 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <librdkafka/rdkafka.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "committer.h"
 #include "event.h"
 #include "exitcode.h"
 #include "kafka.h"
+#include "keyset.h"
 #include "log.h"
+#include "metrics.h"
 #include "opt.h"
+#include "orderdoc.h"
+#include "outbox.h"
+#include "payfollow.h"
 #include "store.h"
 #include "util.h"
 
@@ -81,12 +76,6 @@
 #define BODY_MAX		(64 * 1024)	/* larger: 413 */
 #define DISCARD_MAX		(1024 * 1024)	/* then the connection is cut */
 #define IDEM_KEY_MAX		255
-#define IDEM_TTL_MS		(24LL * 3600 * 1000)
-#define IDEM_DONE		1
-#define BATCH_MAX		1024	/* jobs in one transaction */
-#define SCAN_MAX		512	/* outbox records read per batch */
-#define RETRY_MS		1000	/* a failed delivery: produced again */
-#define CONSUME_BATCH		256
 #define EXPIRE_EVERY_MS		10000
 /*
  * A checkpoint writes the cache's dirty pages and syncs the data files,
@@ -97,7 +86,6 @@
  * one, a checkpoint does nothing.  Old log files go at each one.
  */
 #define CHECKPOINT_EVERY_MS	500
-#define KEYSET_BUCKETS		1024
 #define SOURCE			"/orderflow/order-serve"
 
 enum {
@@ -123,31 +111,6 @@ static const char *const route_names[R_COUNT] = {
 	"/orders", "/orders/{id}", "/healthz", "/metrics", "other"
 };
 
-/* The statuses counted by /metrics; anything else is counted as "other". */
-static const int status_codes[] = {
-	200, 201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 503
-};
-#define NSTATUS	(sizeof(status_codes) / sizeof(status_codes[0]))
-
-/* Latency histogram bounds, in microseconds; +Inf follows. */
-static const uint64_t lat_bounds_us[] = {
-	500, 1000, 2500, 5000, 10000, 20000, 50000, 100000, 250000, 1000000
-};
-#define NBUCKET	(sizeof(lat_bounds_us) / sizeof(lat_bounds_us[0]))
-
-struct metrics {
-	atomic_uint_fast64_t	req[R_COUNT][NSTATUS + 1];
-	atomic_uint_fast64_t	lat[NBUCKET + 1];
-	atomic_uint_fast64_t	lat_sum_us;
-	atomic_uint_fast64_t	published;
-	atomic_uint_fast64_t	delivery_failures;
-	atomic_uint_fast64_t	payments;
-	atomic_uint_fast64_t	batches;
-	atomic_uint_fast64_t	batch_orders;
-	atomic_uint_fast64_t	keys_in_flight;
-	atomic_uint_fast64_t	relay_in_flight;
-};
-
 /* One request, from its headers to its completion (MHD's con_cls). */
 struct req {
 	int64_t		 start_us;
@@ -168,84 +131,18 @@ struct req {
 };
 
 /*
- * What POST /orders builds from a valid order, on the HTTP thread, so that
- * the committer only writes.
- */
-struct post {
-	struct order	 ord;
-	struct event	 ev;
-	char		*event_json;
-	char		*outbox;
-	char		*order_json;
-	char		*created;
-	char		*outcome;
-	char		 fp[65];
-};
-
-/*
  * An order waiting for the committer.  Its connection is suspended
  * meanwhile (MHD_suspend_connection), so that the HTTP thread serves its
  * other connections: a pool thread can hold several, and one waiting for
  * a disk flush must not hold up the others.  The committer resumes it
- * once done is set; the handler, called again, answers and frees it.
+ * once done (job_done()); the handler, called again, answers and frees it.
  */
 struct job {
-	struct job	*next;
-	const char	*idem_key;	/* NULL: none */
-	const char	*order_id;
-	const char	*order_json;
-	const char	*outbox;
-	size_t		 outbox_len;
-	const char	*outcome;	/* what a replay of idem_key answers */
-	const char	*fingerprint;
-	int		 done;
-	int		 status;	/* 201, or replayed, or an error */
-	char		*body;		/* malloc'd when not 201 */
-	struct MHD_Connection *conn;
-	struct post	 post;		/* the strings above point into it */
-};
-
-/* An outbox record on its way to the broker (owned by the relay). */
-struct obrec {
-	struct obrec	*next;
-	uint64_t	 seq;
-	char		*data;		/* "KEY\nTRACEPARENT\nEVENT" */
-	size_t		 len;
-	const char	*key;		/* point into data */
-	const char	*tp;
-	const char	*event;
-	size_t		 event_len;
-	int64_t		 retry_at;	/* monotonic ms; 0: produce now */
-};
-
-/* What the committer shares with the handlers and the relay (under mu). */
-struct committer {
-	pthread_mutex_t	 mu;
-	pthread_cond_t	 cv;		/* the committer has work */
-	pthread_cond_t	 relay_cv;	/* the relay has records */
-	struct job	*jobs;
-	struct job	**jobs_tail;
-	uint64_t	*acked;		/* seqs to delete */
-	size_t		 nacked;
-	size_t		 acked_cap;
-	struct obrec	*hand;		/* read for the relay */
-	struct obrec	**hand_tail;
-	size_t		 relay_room;	/* records the relay can take */
-	uint64_t	 scan_after;	/* last seq read for the relay */
-	int		 scan_dirty;	/* records may exist after scan_after */
-	int		 stop;
-	atomic_int	 failed;	/* a store error it cannot get over */
-};
-
-struct keynode {
-	struct keynode	*next;
-	char		 key[];
-};
-
-/* Idempotency keys of requests in progress: the 409 of CONTRACT. */
-struct keyset {
-	pthread_mutex_t	 mu;
-	struct keynode	*b[KEYSET_BUCKETS];
+	struct committer_job	 cj;		/* first: job_done() */
+	int			 status;	/* the answer */
+	char			*body;		/* malloc'd when not 201 */
+	struct MHD_Connection	*conn;
+	struct orderdoc		 doc;		/* cj's strings point into it */
 };
 
 struct server {
@@ -261,17 +158,13 @@ struct server {
 	unsigned char		 token_md[32];
 	int			 has_token;
 	struct store		*st;
-	struct kafka_producer	*prod;
-	struct kafka_consumer	*cons;
+	struct committer	*cm;
+	struct outbox		*ob;		/* the relay */
+	struct payfollow	*pf;
+	struct metrics		*metrics;
 	struct MHD_Daemon	*httpd;
-	struct committer	 cm;
-	struct keyset		 keys;
-	struct metrics		 m;
-	pthread_t		 committer_thr;
-	pthread_t		 relay_thr;
-	atomic_int		 relay_stop;	/* 1 drain, 2 stop now */
-	atomic_int		 relay_empty;	/* nothing to publish */
-	atomic_int		 kafka_failed;
+	struct keyset		*keys;		/* in progress: 409 */
+	atomic_int		 kafka_failed;	/* the consumer's */
 	atomic_int		 reqs_active;
 	atomic_int		 suspended;	/* connections with a job */
 };
@@ -320,200 +213,8 @@ mono_us(void)
 }
 
 /*
- * The key set.
+ * Jobs: what the committer found, as an answer.
  */
-
-static unsigned
-key_hash(const char *k)
-{
-	unsigned h = 2166136261u;
-
-	for (; *k != '\0'; k++)
-		h = (h ^ (unsigned char)*k) * 16777619u;
-	return h % KEYSET_BUCKETS;
-}
-
-/* Returns 0 when added, -1 when the key is in progress already. */
-static int
-keyset_add(struct keyset *ks, const char *key)
-{
-	struct keynode *n;
-	unsigned h = key_hash(key);
-	size_t len = strlen(key);
-
-	pthread_mutex_lock(&ks->mu);
-	for (n = ks->b[h]; n != NULL; n = n->next)
-		if (strcmp(n->key, key) == 0) {
-			pthread_mutex_unlock(&ks->mu);
-			return -1;
-		}
-	n = xmalloc(sizeof(*n) + len + 1);
-	memcpy(n->key, key, len + 1);
-	n->next = ks->b[h];
-	ks->b[h] = n;
-	pthread_mutex_unlock(&ks->mu);
-	atomic_fetch_add(&srv.m.keys_in_flight, 1);
-	return 0;
-}
-
-static void
-keyset_del(struct keyset *ks, const char *key)
-{
-	struct keynode **np, *n;
-
-	pthread_mutex_lock(&ks->mu);
-	for (np = &ks->b[key_hash(key)]; (n = *np) != NULL; np = &n->next)
-		if (strcmp(n->key, key) == 0) {
-			*np = n->next;
-			free(n);
-			atomic_fetch_sub(&srv.m.keys_in_flight, 1);
-			break;
-		}
-	pthread_mutex_unlock(&ks->mu);
-}
-
-/*
- * JSON helpers (cJSON; the caller frees what they return).
- */
-
-static char *
-json_print(cJSON *o)
-{
-	char *s;
-
-	if (o == NULL || (s = cJSON_PrintUnformatted(o)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	cJSON_Delete(o);
-	return s;
-}
-
-static char *
-json_error(const char *msg, const char *field)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "error", msg);
-	if (field != NULL)
-		cJSON_AddStringToObject(o, "field", field);
-	return json_print(o);
-}
-
-static char *
-json_created(const char *order_id, const char *event_id)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "order_id", order_id);
-	cJSON_AddStringToObject(o, "event_id", event_id);
-	cJSON_AddStringToObject(o, "status", "pending");
-	return json_print(o);
-}
-
-/* The order as stored and as GET /orders/ID shows it. */
-static char *
-json_order(const struct order *ord, const char *event_id, int64_t now_ms)
-{
-	cJSON *o, *items, *it;
-	char ts[40];
-	size_t i;
-
-	util_rfc3339(now_ms, ts, sizeof(ts));
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "order_id", ord->order_id);
-	cJSON_AddStringToObject(o, "status", "pending");
-	cJSON_AddStringToObject(o, "event_id", event_id);
-	cJSON_AddStringToObject(o, "customer_id", ord->customer_id);
-	cJSON_AddStringToObject(o, "email", ord->email);
-	cJSON_AddStringToObject(o, "currency", ord->currency);
-	cJSON_AddNumberToObject(o, "total", (double)ord->total);
-	cJSON_AddStringToObject(o, "payment_method", ord->payment_method);
-	items = cJSON_AddArrayToObject(o, "items");
-	for (i = 0; i < ord->nitems; i++) {
-		it = cJSON_CreateObject();
-		cJSON_AddStringToObject(it, "sku", ord->items[i].sku);
-		cJSON_AddNumberToObject(it, "qty", ord->items[i].qty);
-		cJSON_AddNumberToObject(it, "unit_price",
-		    (double)ord->items[i].unit_price);
-		cJSON_AddItemToArray(items, it);
-	}
-	cJSON_AddStringToObject(o, "created_at", ts);
-	return json_print(o);
-}
-
-/* What a replay of an idempotency key answers, with the body's hash. */
-static char *
-json_outcome(const char *fingerprint, int status, const char *order_id,
-    const char *body)
-{
-	cJSON *o;
-
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "fingerprint", fingerprint);
-	cJSON_AddNumberToObject(o, "status", status);
-	cJSON_AddStringToObject(o, "order_id", order_id);
-	cJSON_AddStringToObject(o, "body", body);
-	return json_print(o);
-}
-
-/*
- * The committer.
- */
-
-/* The arguments and results of one batch transaction. */
-struct batch {
-	struct job	*jobs;
-	uint64_t	*acked;
-	size_t		 nacked;
-	size_t		 scan_want;
-	uint64_t	 scan_from;
-	int64_t		 now_ms;
-	/* results, reset by every attempt */
-	struct obrec	*scanned;
-	struct obrec	**scanned_tail;
-	uint64_t	 scan_last;
-	int		 scan_end;
-	size_t		 appended;
-};
-
-static void
-obrec_free(struct obrec *r)
-{
-	if (r == NULL)
-		return;
-	free(r->data);
-	free(r);
-}
-
-static void
-obrec_list_free(struct obrec *r)
-{
-	struct obrec *next;
-
-	for (; r != NULL; r = next) {
-		next = r->next;
-		obrec_free(r);
-	}
-}
-
-/* Splits "KEY\nTRACEPARENT\nEVENT" in place; -1 when malformed. */
-static int
-obrec_split(struct obrec *r)
-{
-	char *nl1, *nl2;
-
-	if ((nl1 = memchr(r->data, '\n', r->len)) == NULL ||
-	    (nl2 = memchr(nl1 + 1, '\n', r->len - (nl1 + 1 - r->data))) ==
-	    NULL || nl1 == r->data)
-		return -1;
-	*nl1 = *nl2 = '\0';
-	r->key = r->data;
-	r->tp = nl1 + 1;
-	r->event = nl2 + 1;
-	r->event_len = r->len - (nl2 + 1 - r->data);
-	return 0;
-}
 
 static void
 job_set(struct job *j, int status, char *body)
@@ -523,492 +224,49 @@ job_set(struct job *j, int status, char *body)
 	j->body = body;
 }
 
-/* A key already used: the first answer again, or 422 for another body. */
+/* Sets the answer of a job the committer is done with. */
 static void
-job_replay(struct job *j, const struct store_idem *rec)
+job_result(struct job *j)
 {
-	const cJSON *fp, *st, *body;
-	cJSON *o;
+	char *body;
+	int status;
 
-	o = cJSON_ParseWithLength(rec->outcome, rec->outcome_len);
-	fp = cJSON_GetObjectItemCaseSensitive(o, "fingerprint");
-	st = cJSON_GetObjectItemCaseSensitive(o, "status");
-	body = cJSON_GetObjectItemCaseSensitive(o, "body");
-	if (!cJSON_IsString(fp) || !cJSON_IsNumber(st) ||
-	    !cJSON_IsString(body))
-		job_set(j, 500, json_error("stored answer unreadable", NULL));
-	else if (strcmp(fp->valuestring, j->fingerprint) != 0)
-		job_set(j, 422, json_error("Idempotency-Key already used "
-		    "with a different body", "Idempotency-Key"));
-	else {
-		job_set(j, st->valueint, strdup(body->valuestring));
-		if (j->body == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
-	}
-	cJSON_Delete(o);
-}
-
-static int
-batch_job(struct store *s, struct store_txn *t, struct batch *b,
-    struct job *j)
-{
-	struct store_idem rec;
-	uint64_t seq;
-	char *json;
-	int ret;
-
-	job_set(j, 0, NULL);
-	if (j->idem_key != NULL) {
-		ret = store_idem_get(s, t, j->idem_key, b->now_ms, &rec);
-		if (ret == 0) {
-			job_replay(j, &rec);
-			store_idem_free(&rec);
-			return 0;
-		}
-		if (ret != STORE_NOTFOUND)
-			return ret;
-	}
-	if ((ret = store_order_get(s, t, j->order_id, &json)) == 0) {
-		free(json);
-		job_set(j, 409, json_error("an order with this order_id "
+	switch (j->cj.result) {
+	case COMMITTER_STORED:
+		job_set(j, 201, NULL);
+		break;
+	case COMMITTER_REPLAY:
+		/* A key already used: the first answer again, or 422. */
+		status = orderdoc_replay(j->cj.replay, j->cj.replay_len,
+		    j->doc.fp, &body);
+		job_set(j, status, body);
+		break;
+	case COMMITTER_EXISTS:
+		job_set(j, 409, orderdoc_error("an order with this order_id "
 		    "exists already", "order_id"));
-		return 0;
+		break;
+	case COMMITTER_STOPPED:
+		job_set(j, 503, orderdoc_error("shutting down", NULL));
+		break;
+	default:
+		job_set(j, 503, orderdoc_error("the order could not be "
+		    "stored; try again", NULL));
+		break;
 	}
-	if (ret != STORE_NOTFOUND)
-		return ret;
-	if ((ret = store_order_put(s, t, j->order_id, j->order_json)) != 0 ||
-	    (ret = store_outbox_append(s, t, j->outbox, j->outbox_len,
-	    b->now_ms, &seq)) != 0)
-		return ret;
-	if (j->idem_key != NULL) {
-		memset(&rec, 0, sizeof(rec));
-		rec.created_ms = b->now_ms;
-		rec.expires_ms = b->now_ms + IDEM_TTL_MS;
-		rec.state = IDEM_DONE;
-		rec.outcome = (void *)(uintptr_t)j->outcome;
-		rec.outcome_len = strlen(j->outcome);
-		if ((ret = store_idem_put(s, t, j->idem_key, &rec)) != 0)
-			return ret;
-	}
-	j->status = 201;
-	b->appended++;
-	return 0;
 }
 
-/* Reads the records the relay asked for (after this batch's appends). */
-static int
-batch_scan(struct store *s, struct store_txn *t, struct batch *b)
-{
-	struct store_outbox_rec rec;
-	struct obrec *r;
-	uint64_t after = b->scan_from;
-	size_t n;
-	int ret;
-
-	for (n = 0; n < b->scan_want; n++) {
-		if ((ret = store_outbox_first(s, t, after, &rec)) ==
-		    STORE_NOTFOUND) {
-			b->scan_end = 1;
-			return 0;
-		}
-		if (ret != 0)
-			return ret;
-		after = b->scan_last = rec.seq;
-		r = xmalloc(sizeof(*r));
-		memset(r, 0, sizeof(*r));
-		r->seq = rec.seq;
-		r->data = rec.data;
-		r->len = rec.len;
-		if (obrec_split(r) == -1) {
-			log_error("outbox record %" PRIu64 " is malformed; "
-			    "deleted", r->seq);
-			obrec_free(r);
-			if ((ret = store_outbox_del(s, t, after)) != 0)
-				return ret;
-			continue;
-		}
-		*b->scanned_tail = r;
-		b->scanned_tail = &r->next;
-	}
-	return 0;
-}
-
-/* A store_fn: safe to run again after a deadlock (results are reset). */
-static int
-batch_fn(struct store *s, struct store_txn *t, void *arg)
-{
-	struct batch *b = arg;
-	struct job *j;
-	size_t i;
-	int ret;
-
-	obrec_list_free(b->scanned);
-	b->scanned = NULL;
-	b->scanned_tail = &b->scanned;
-	b->scan_last = b->scan_from;
-	b->scan_end = 0;
-	b->appended = 0;
-	for (i = 0; i < b->nacked; i++)
-		if ((ret = store_outbox_del(s, t, b->acked[i])) != 0 &&
-		    ret != STORE_NOTFOUND)
-			return ret;
-	for (j = b->jobs; j != NULL; j = j->next)
-		if ((ret = batch_job(s, t, b, j)) != 0)
-			return ret;
-	if (b->scan_want > 0)
-		return batch_scan(s, t, b);
-	return 0;
-}
-
-static int
-committer_has_work(const struct committer *c)
-{
-	return c->jobs != NULL || c->nacked > 0 ||
-	    (c->relay_room > 0 && c->scan_dirty);
-}
-
-/* Takes what waits (called with mu held). */
+/* The committer's done callback: the job's request is answered next. */
 static void
-batch_take(struct committer *c, struct batch *b)
+job_done(struct committer_job *cj)
 {
-	struct job *j, **jp;
-	size_t n = 0;
+	struct job *j = (struct job *)cj;
 
-	memset(b, 0, sizeof(*b));
-	b->jobs = c->jobs;
-	for (jp = &c->jobs; (j = *jp) != NULL && n < BATCH_MAX; jp = &j->next)
-		n++;
-	c->jobs = *jp;
-	*jp = NULL;
-	if (c->jobs == NULL)
-		c->jobs_tail = &c->jobs;
-	b->acked = c->acked;
-	b->nacked = c->nacked;
-	c->acked = NULL;
-	c->nacked = c->acked_cap = 0;
-	if (c->relay_room > 0 && (c->scan_dirty || b->jobs != NULL))
-		b->scan_want = c->relay_room < SCAN_MAX ? c->relay_room :
-		    SCAN_MAX;
-	b->scan_from = c->scan_after;
-	b->scanned_tail = &b->scanned;
-}
-
-static void
-acked_push(struct committer *c, uint64_t seq)
-{
-	uint64_t *a;
-
-	if (c->nacked == c->acked_cap) {
-		c->acked_cap = c->acked_cap ? c->acked_cap * 2 : 256;
-		if ((a = realloc(c->acked, c->acked_cap * sizeof(*a))) == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
-		c->acked = a;
-	}
-	c->acked[c->nacked++] = seq;
-}
-
-/* Publishes a batch's outcome (called with mu held). */
-static void
-batch_done(struct committer *c, struct batch *b, int ret)
-{
-	struct job *j, *next;
-	size_t i, n = 0;
-
-	if (ret == 0) {
-		if (b->scanned != NULL) {
-			*c->hand_tail = b->scanned;
-			c->hand_tail = b->scanned_tail;
-			for (; b->scanned != NULL; b->scanned =
-			    b->scanned->next)
-				n++;
-			c->relay_room -= n < c->relay_room ? n : c->relay_room;
-			pthread_cond_signal(&c->relay_cv);
-		}
-		c->scan_after = b->scan_last;
-		if (b->scan_want > 0 && b->scan_end)
-			c->scan_dirty = 0;
-		else if (b->appended > 0 || b->scan_want > 0)
-			c->scan_dirty = 1;
-		free(b->acked);
-		atomic_fetch_add(&srv.m.batches, 1);
-		atomic_fetch_add(&srv.m.batch_orders, b->appended);
-	} else {
-		log_error("store: a batch of orders failed: %s",
-		    store_strerror(ret));
-		obrec_list_free(b->scanned);
-		for (i = 0; i < b->nacked; i++)
-			acked_push(c, b->acked[i]);
-		free(b->acked);
-		if (ret == STORE_RUNRECOVERY)
-			atomic_store(&c->failed, 1);
-	}
-	b->scanned = NULL;
-	for (j = b->jobs; j != NULL; j = next) {
-		next = j->next;
-		if (ret != 0)
-			job_set(j, 503, json_error("the order could not be "
-			    "stored; try again", NULL));
-		j->done = 1;
-	}
-}
-
-/* Hands the jobs of a finished batch back to their HTTP threads. */
-static void
-jobs_resume(struct job *j)
-{
-	struct job *next;
-
-	/* Once resumed, a job may be freed at once: next first. */
-	for (; j != NULL; j = next) {
-		next = j->next;
-		MHD_resume_connection(j->conn);
-	}
-}
-
-static void *
-committer_main(void *arg)
-{
-	struct server *sv = arg;
-	struct committer *c = &sv->cm;
-	struct batch b;
-	int ret;
-
-	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		while (!committer_has_work(c) && !c->stop)
-			pthread_cond_wait(&c->cv, &c->mu);
-		if (!committer_has_work(c))
-			break;
-		batch_take(c, &b);
-		pthread_mutex_unlock(&c->mu);
-		b.now_ms = util_now_ms();
-		ret = store_run(sv->st, batch_fn, &b);
-		pthread_mutex_lock(&c->mu);
-		batch_done(c, &b, ret);
-		/* MHD's own locks are never taken under ours. */
-		pthread_mutex_unlock(&c->mu);
-		jobs_resume(b.jobs);
-		/* A store that fails now will fail at once again. */
-		if (ret != 0)
-			util_sleep_ms(100);
-		pthread_mutex_lock(&c->mu);
-	}
-	pthread_mutex_unlock(&c->mu);
-	return NULL;
-}
-
-/*
- * Hands a job to the committer, whose connection the caller suspended;
- * the committer resumes it when its batch is done.  Returns 0, or -1 when
- * the committer takes nothing any more (the job is then done, with a 503,
- * and the caller resumes the connection itself).
- */
-static int
-committer_submit(struct committer *c, struct job *j)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&c->mu);
-	if (c->stop || atomic_load(&c->failed)) {
-		job_set(j, 503, json_error("shutting down", NULL));
-		j->done = 1;
-		ret = -1;
-	} else {
-		j->next = NULL;
-		*c->jobs_tail = j;
-		c->jobs_tail = &j->next;
-		pthread_cond_signal(&c->cv);
-	}
-	pthread_mutex_unlock(&c->mu);
-	return ret;
-}
-
-/*
- * The relay.
- */
-
-struct relay {
-	struct server	*sv;
-	struct obrec	*retry;		/* failed, produced again later */
-	size_t		 in_flight;	/* produced, no delivery report yet */
-	size_t		 waiting;	/* in retry */
-};
-
-struct relay_dr {
-	struct relay	*rl;
-	struct obrec	*rec;
-};
-
-static void
-relay_dr_cb(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
-    int64_t offset)
-{
-	struct relay_dr *d = opaque;
-	struct relay *rl = d->rl;
-	struct obrec *r = d->rec;
-	struct committer *c = &rl->sv->cm;
-
-	(void)partition;
-	(void)offset;
-	free(d);
-	rl->in_flight--;
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		atomic_fetch_add(&rl->sv->m.published, 1);
-		pthread_mutex_lock(&c->mu);
-		acked_push(c, r->seq);
-		pthread_cond_signal(&c->cv);
-		pthread_mutex_unlock(&c->mu);
-		obrec_free(r);
-		return;
-	}
-	atomic_fetch_add(&rl->sv->m.delivery_failures, 1);
-	log_msg(LOG_LEVEL_WARN, &(struct log_ctx){ .order_id = r->key },
-	    "outbox record %" PRIu64 " not delivered: %s; kept, sent again",
-	    r->seq, rd_kafka_err2str(err));
-	r->retry_at = util_mono_ms() + RETRY_MS;
-	r->next = rl->retry;
-	rl->retry = r;
-	rl->waiting++;
-}
-
-/* Produces one record; on an error it waits in the retry list. */
-static void
-relay_produce(struct relay *rl, struct obrec *r)
-{
-	struct server *sv = rl->sv;
-	struct relay_dr *d;
-	rd_kafka_headers_t *h;
-	rd_kafka_resp_err_t err;
-
-	d = xmalloc(sizeof(*d));
-	d->rl = rl;
-	d->rec = r;
-	h = rd_kafka_headers_new(2);
-	kafka_header_add_str(h, "content-type", EVENT_CONTENT_TYPE);
-	if (*r->tp != '\0')
-		kafka_header_add_str(h, "traceparent", r->tp);
-	err = kafka_produce(sv->prod, sv->topic, r->key, strlen(r->key),
-	    r->event, r->event_len, h, relay_dr_cb, d);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		rl->in_flight++;
-		return;
-	}
-	rd_kafka_headers_destroy(h);
-	free(d);
-	atomic_fetch_add(&sv->m.delivery_failures, 1);
-	log_warn("outbox record %" PRIu64 ": %s; sent again later", r->seq,
-	    rd_kafka_err2str(err));
-	r->retry_at = util_mono_ms() + RETRY_MS;
-	r->next = rl->retry;
-	rl->retry = r;
-	rl->waiting++;
-}
-
-static void
-relay_retry_due(struct relay *rl)
-{
-	struct obrec **rp, *r;
-	int64_t now = util_mono_ms();
-
-	for (rp = &rl->retry; (r = *rp) != NULL;) {
-		if (r->retry_at > now) {
-			rp = &r->next;
-			continue;
-		}
-		*rp = r->next;
-		rl->waiting--;
-		relay_produce(rl, r);
-	}
-}
-
-/* Takes the records read for it and says how many more it can take. */
-static struct obrec *
-relay_take(struct relay *rl, int64_t wait_ms)
-{
-	struct committer *c = &rl->sv->cm;
-	struct obrec *list;
-	struct timespec ts;
-	size_t busy, max = (size_t)rl->sv->max_in_flight;
-	int empty;
-
-	pthread_mutex_lock(&c->mu);
-	if (c->hand == NULL && wait_ms > 0) {
-		ts = util_time_in(CLOCK_REALTIME, wait_ms);
-		pthread_cond_timedwait(&c->relay_cv, &c->mu, &ts);
-	}
-	list = c->hand;
-	c->hand = NULL;
-	c->hand_tail = &c->hand;
-	busy = rl->in_flight + rl->waiting;
-	for (struct obrec *r = list; r != NULL; r = r->next)
-		busy++;
-	c->relay_room = busy < max ? max - busy : 0;
-	if (c->relay_room > 0 && c->scan_dirty)
-		pthread_cond_signal(&c->cv);
-	empty = list == NULL && busy == 0 && !c->scan_dirty &&
-	    c->nacked == 0;
-	pthread_mutex_unlock(&c->mu);
-	atomic_store(&rl->sv->relay_empty, empty);
-	atomic_store(&rl->sv->m.relay_in_flight, busy);
-	return list;
-}
-
-static void *
-relay_main(void *arg)
-{
-	struct relay rl = { .sv = arg };
-	struct server *sv = arg;
-	struct obrec *list, *next;
-	char reason[512];
-	int stop;
-
-	while ((stop = atomic_load(&sv->relay_stop)) != 2) {
-		if (stop == 1 && atomic_load(&sv->relay_empty))
-			break;
-		list = relay_take(&rl, rl.in_flight > 0 ? 0 : 50);
-		for (; list != NULL; list = next) {
-			next = list->next;
-			relay_produce(&rl, list);
-		}
-		relay_retry_due(&rl);
-		kafka_poll(sv->prod, rl.in_flight > 0 ? 5 : 0);
-		if (kafka_fatal(kafka_producer_rk(sv->prod), reason,
-		    sizeof(reason))) {
-			log_error("kafka: %s", reason);
-			atomic_store(&sv->kafka_failed, 1);
-			run = 0;
-			break;
-		}
-	}
-	/* What is still unacknowledged stays in the outbox. */
-	if (rl.in_flight > 0)
-		kafka_flush(sv->prod, 1000);
-	kafka_producer_destroy(sv->prod);
-	sv->prod = NULL;
-	obrec_list_free(rl.retry);
-	pthread_mutex_lock(&sv->cm.mu);
-	obrec_list_free(sv->cm.hand);
-	sv->cm.hand = NULL;
-	sv->cm.hand_tail = &sv->cm.hand;
-	sv->cm.relay_room = 0;
-	pthread_mutex_unlock(&sv->cm.mu);
-	return NULL;
+	MHD_resume_connection(j->conn);
 }
 
 /*
  * HTTP.
  */
-
-static int
-status_index(int status)
-{
-	size_t i;
-
-	for (i = 0; i < NSTATUS; i++)
-		if (status_codes[i] == status)
-			return (int)i;
-	return NSTATUS;
-}
 
 static enum MHD_Result
 respond(struct MHD_Connection *conn, struct req *r, int status,
@@ -1049,7 +307,7 @@ static enum MHD_Result
 respond_error(struct MHD_Connection *conn, struct req *r, int status,
     const char *msg, const char *field)
 {
-	return respond_json(conn, r, status, json_error(msg, field), NULL,
+	return respond_json(conn, r, status, orderdoc_error(msg, field), NULL,
 	    NULL);
 }
 
@@ -1141,19 +399,6 @@ valid_idem_key(const char *k)
 	return n > 0;
 }
 
-static int
-hex_sha256(const void *p, size_t len, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen, i;
-
-	if (EVP_Digest(p, len, md, &mdlen, EVP_sha256(), NULL) != 1)
-		return -1;
-	for (i = 0; i < mdlen && i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	return 0;
-}
-
 static enum MHD_Result
 get_order(struct server *sv, struct MHD_Connection *conn, struct req *r,
     const char *id)
@@ -1173,89 +418,12 @@ get_order(struct server *sv, struct MHD_Connection *conn, struct req *r,
 	return respond_json(conn, r, 200, json, NULL, NULL);
 }
 
-static void
-buf_add(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-buf_add(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if ((size_t)n < *cap - *len) {
-			*len += n;
-			return;
-		}
-		*cap = *cap * 2 + n;
-		if ((*buf = realloc(*buf, *cap)) == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
-	}
-}
-
-static void
-metrics_requests(struct server *sv, char **b, size_t *len, size_t *cap)
-{
-	uint64_t v, cum = 0;
-	size_t i, k;
-	char code[8];
-
-	buf_add(b, len, cap, "# HELP order_serve_requests_total HTTP requests "
-	    "answered, by route and status.\n"
-	    "# TYPE order_serve_requests_total counter\n");
-	for (i = 0; i < R_COUNT; i++)
-		for (k = 0; k <= NSTATUS; k++) {
-			if ((v = atomic_load(&sv->m.req[i][k])) == 0)
-				continue;
-			if (k < NSTATUS)
-				snprintf(code, sizeof(code), "%d",
-				    status_codes[k]);
-			else
-				snprintf(code, sizeof(code), "other");
-			buf_add(b, len, cap, "order_serve_requests_total"
-			    "{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
-			    route_names[i], code, v);
-		}
-	buf_add(b, len, cap, "# HELP order_serve_request_duration_seconds "
-	    "Time from a request's headers to its answer.\n"
-	    "# TYPE order_serve_request_duration_seconds histogram\n");
-	for (i = 0; i <= NBUCKET; i++) {
-		cum += atomic_load(&sv->m.lat[i]);
-		if (i < NBUCKET)
-			buf_add(b, len, cap, "order_serve_request_duration_"
-			    "seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-			    lat_bounds_us[i] / 1e6, cum);
-		else
-			buf_add(b, len, cap, "order_serve_request_duration_"
-			    "seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
-	}
-	buf_add(b, len, cap, "order_serve_request_duration_seconds_sum %.6f\n"
-	    "order_serve_request_duration_seconds_count %" PRIu64 "\n",
-	    atomic_load(&sv->m.lat_sum_us) / 1e6, cum);
-}
-
-static void
-metric(char **b, size_t *len, size_t *cap, const char *name,
-    const char *type, const char *help, double v)
-{
-	buf_add(b, len, cap, "# HELP order_serve_%s %s\n"
-	    "# TYPE order_serve_%s %s\norder_serve_%s %.17g\n",
-	    name, help, name, type, name, v);
-}
-
 static enum MHD_Result
 get_metrics(struct server *sv, struct MHD_Connection *conn, struct req *r)
 {
-	size_t len = 0, cap = 8192;
-	uint64_t depth;
+	struct metrics_page pg;
+	uint64_t depth, published, failures, held, batches, orders;
 	int64_t oldest;
-	char *b;
 	double age = 0;
 	enum MHD_Result ret;
 	int err;
@@ -1267,88 +435,48 @@ get_metrics(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	}
 	if (depth > 0 && oldest > 0 && util_now_ms() > oldest)
 		age = (util_now_ms() - oldest) / 1000.0;
-	b = xmalloc(cap);
-	*b = '\0';
-	metrics_requests(sv, &b, &len, &cap);
-	metric(&b, &len, &cap, "outbox_depth", "gauge",
+	metrics_page(sv->metrics, &pg);
+	outbox_stats(sv->ob, &published, &failures, &held);
+	committer_stats(sv->cm, &batches, &orders);
+	metrics_page_value(&pg, "outbox_depth", "gauge",
 	    "Orders stored and not yet acknowledged by the broker.",
 	    (double)depth);
-	metric(&b, &len, &cap, "outbox_oldest_age_seconds", "gauge",
+	metrics_page_value(&pg, "outbox_oldest_age_seconds", "gauge",
 	    "Age of the oldest outbox record (0 when empty).", age);
-	metric(&b, &len, &cap, "delivery_failures_total", "counter",
+	metrics_page_value(&pg, "delivery_failures_total", "counter",
 	    "Outbox records the broker did not acknowledge (each is sent "
-	    "again).", (double)atomic_load(&sv->m.delivery_failures));
-	metric(&b, &len, &cap, "events_published_total", "counter",
-	    "Outbox records acknowledged by the broker.",
-	    (double)atomic_load(&sv->m.published));
-	metric(&b, &len, &cap, "relay_in_flight", "gauge",
+	    "again).", (double)failures);
+	metrics_page_value(&pg, "events_published_total", "counter",
+	    "Outbox records acknowledged by the broker.", (double)published);
+	metrics_page_value(&pg, "relay_in_flight", "gauge",
 	    "Outbox records produced or waiting to be produced again.",
-	    (double)atomic_load(&sv->m.relay_in_flight));
-	metric(&b, &len, &cap, "payments_applied_total", "counter",
+	    (double)held);
+	metrics_page_value(&pg, "payments_applied_total", "counter",
 	    "payment.processed events applied to a stored order.",
-	    (double)atomic_load(&sv->m.payments));
-	metric(&b, &len, &cap, "commit_batches_total", "counter",
-	    "Durable transactions of the committer.",
-	    (double)atomic_load(&sv->m.batches));
-	metric(&b, &len, &cap, "committed_orders_total", "counter",
-	    "Orders stored by those transactions.",
-	    (double)atomic_load(&sv->m.batch_orders));
-	metric(&b, &len, &cap, "idempotency_keys_in_flight", "gauge",
+	    (double)payfollow_applied(sv->pf));
+	metrics_page_value(&pg, "commit_batches_total", "counter",
+	    "Durable transactions of the committer.", (double)batches);
+	metrics_page_value(&pg, "committed_orders_total", "counter",
+	    "Orders stored by those transactions.", (double)orders);
+	metrics_page_value(&pg, "idempotency_keys_in_flight", "gauge",
 	    "Requests with an Idempotency-Key not answered yet.",
-	    (double)atomic_load(&sv->m.keys_in_flight));
-	ret = respond(conn, r, 200, b, "text/plain; version=0.0.4; "
+	    (double)keyset_count(sv->keys));
+	ret = respond(conn, r, 200, pg.text, "text/plain; version=0.0.4; "
 	    "charset=utf-8", NULL, NULL);
-	free(b);
+	free(pg.text);
 	return ret;
-}
-
-static void
-post_free(struct post *p)
-{
-	order_free(&p->ord);
-	event_free(&p->ev);
-	free(p->event_json);
-	free(p->outbox);
-	free(p->order_json);
-	free(p->created);
-	free(p->outcome);
-}
-
-static int
-post_build(struct post *p, struct req *r, int64_t now_ms)
-{
-	size_t elen;
-
-	if (event_order_created(&p->ev, &p->ord, SOURCE,
-	    r->traceparent) == -1 ||
-	    (p->event_json = event_serialize(&p->ev, &elen)) == NULL)
-		return -1;
-	if (asprintf(&p->outbox, "%s\n%s\n%s", p->ord.order_id,
-	    r->traceparent, p->event_json) == -1) {
-		p->outbox = NULL;
-		return -1;
-	}
-	p->order_json = json_order(&p->ord, p->ev.id, now_ms);
-	p->created = json_created(p->ord.order_id, p->ev.id);
-	if (*r->idem_key != '\0') {
-		if (hex_sha256(r->body != NULL ? r->body : "", r->len,
-		    p->fp) == -1)
-			return -1;
-		p->outcome = json_outcome(p->fp, 201, p->ord.order_id,
-		    p->created);
-	}
-	return 0;
 }
 
 /* The answer of a done job; its body, if any, goes with the answer. */
 static enum MHD_Result
 answer_job(struct MHD_Connection *conn, struct req *r, struct job *j,
-    const struct post *p)
+    const struct orderdoc *p)
 {
 	char loc[sizeof("/orders/") + ORDER_ID_MAX], *body;
 	const cJSON *id;
 	cJSON *o;
 
+	job_result(j);
 	if (j->status == 201 && j->body == NULL) {
 		snprintf(loc, sizeof(loc), "/orders/%s", p->ord.order_id);
 		return respond(conn, r, 201, p->created, "application/json",
@@ -1378,7 +506,8 @@ answer_job(struct MHD_Connection *conn, struct req *r, struct job *j,
 static void
 job_free(struct job *j)
 {
-	post_free(&j->post);
+	orderdoc_free(&j->doc);
+	free(j->cj.replay);
 	free(j->body);
 	free(j);
 }
@@ -1393,38 +522,38 @@ post_order(struct server *sv, struct MHD_Connection *conn, struct req *r)
 {
 	struct event_err err;
 	struct job *j;
-	struct post *p;
+	struct orderdoc *p;
 
 	if (r->too_big)
 		return respond_error(conn, r, 413, "the body is larger than "
 		    "64 KiB", NULL);
 	j = xmalloc(sizeof(*j));
 	memset(j, 0, sizeof(*j));
-	p = &j->post;
+	p = &j->doc;
 	if (order_parse(r->body != NULL ? r->body : "", r->len, &p->ord,
 	    &err) == -1) {
 		job_free(j);
 		return respond_error(conn, r, 400, err.msg, err.field);
 	}
 	snprintf(r->order_id, sizeof(r->order_id), "%s", p->ord.order_id);
-	if (post_build(p, r, util_now_ms()) == -1) {
+	if (orderdoc_build(p, SOURCE, r->traceparent, r->body != NULL ?
+	    r->body : "", r->len, *r->idem_key != '\0', util_now_ms()) == -1) {
 		job_free(j);
 		return respond_error(conn, r, 500, "the event could not be "
 		    "built", NULL);
 	}
-	j->idem_key = *r->idem_key != '\0' ? r->idem_key : NULL;
-	j->order_id = p->ord.order_id;
-	j->order_json = p->order_json;
-	j->outbox = p->outbox;
-	j->outbox_len = strlen(p->outbox);
-	j->outcome = p->outcome;
-	j->fingerprint = p->fp;
+	j->cj.idem_key = *r->idem_key != '\0' ? r->idem_key : NULL;
+	j->cj.order_id = p->ord.order_id;
+	j->cj.order_json = p->order_json;
+	j->cj.outbox = p->outbox;
+	j->cj.outbox_len = strlen(p->outbox);
+	j->cj.outcome = p->outcome;
 	j->conn = conn;
 	r->job = j;
 	/* Suspended first: the committer may resume it at once. */
 	atomic_fetch_add(&sv->suspended, 1);
 	MHD_suspend_connection(conn);
-	if (committer_submit(&sv->cm, j) == -1)
+	if (committer_submit(sv->cm, &j->cj) == -1)
 		MHD_resume_connection(conn);
 	return MHD_YES;
 }
@@ -1438,7 +567,7 @@ post_answer(struct server *sv, struct MHD_Connection *conn, struct req *r)
 
 	r->job = NULL;
 	atomic_fetch_sub(&sv->suspended, 1);
-	ret = answer_job(conn, r, j, &j->post);
+	ret = answer_job(conn, r, j, &j->doc);
 	job_free(j);
 	return ret;
 }
@@ -1451,17 +580,17 @@ check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	long long n;
 
 	if (r->route != R_HEALTHZ && !authorized(sv, conn))
-		return respond_json(conn, r, 401, json_error("a valid "
+		return respond_json(conn, r, 401, orderdoc_error("a valid "
 		    "Authorization: Bearer token is required", NULL),
 		    "WWW-Authenticate", "Bearer realm=\"order-serve\"");
 	if (r->route == R_OTHER)
 		return respond_error(conn, r, 404, "no such resource", NULL);
 	if (r->route == R_ORDERS && !r->is_post)
-		return respond_json(conn, r, 405, json_error("method not "
+		return respond_json(conn, r, 405, orderdoc_error("method not "
 		    "allowed", NULL), "Allow", "POST");
 	if (r->route != R_ORDERS && strcmp(r->method, "GET") != 0 &&
 	    strcmp(r->method, "HEAD") != 0)
-		return respond_json(conn, r, 405, json_error("method not "
+		return respond_json(conn, r, 405, orderdoc_error("method not "
 		    "allowed", NULL), "Allow", "GET, HEAD");
 	if (r->route != R_ORDERS)
 		return MHD_YES;
@@ -1482,7 +611,7 @@ check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
 		if (!valid_idem_key(v))
 			return respond_error(conn, r, 400, "must be 1 to 255 "
 			    "visible ASCII characters", "Idempotency-Key");
-		if (keyset_add(&sv->keys, v) == -1)
+		if (keyset_add(sv->keys, v) == -1)
 			return respond_error(conn, r, 409, "a request with "
 			    "this Idempotency-Key is in progress",
 			    "Idempotency-Key");
@@ -1578,7 +707,6 @@ completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	char trace[TRACE_ID_LEN + 1];
 	struct log_ctx ctx = { NULL, NULL, NULL };
 	int64_t us;
-	size_t b;
 
 	(void)conn;
 	if (r == NULL)
@@ -1591,18 +719,13 @@ completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		job_free(r->job);
 	}
 	if (r->key_owned)
-		keyset_del(&sv->keys, r->idem_key);
+		keyset_del(sv->keys, r->idem_key);
 	if (*r->order_id != '\0')
 		ctx.order_id = r->order_id;
 	if (*r->traceparent != '\0' && trace_id_of(r->traceparent, trace) == 0)
 		ctx.trace_id = trace;
 	if (r->status != 0) {
-		atomic_fetch_add(&sv->m.req[r->route][status_index(r->status)],
-		    1);
-		for (b = 0; b < NBUCKET && (uint64_t)us > lat_bounds_us[b]; b++)
-			;
-		atomic_fetch_add(&sv->m.lat[b], 1);
-		atomic_fetch_add(&sv->m.lat_sum_us, (uint64_t)us);
+		metrics_request(sv->metrics, r->route, r->status, us);
 		log_msg(LOG_LEVEL_INFO, &ctx, "%s %s %d %.3fms", r->method,
 		    r->path, r->status, us / 1000.0);
 	} else
@@ -1695,144 +818,6 @@ http_start(struct server *sv)
 	info = MHD_get_daemon_info(sv->httpd, MHD_DAEMON_INFO_BIND_PORT);
 	log_info("listening on %s (port %u), %d threads", sv->listen,
 	    info != NULL ? (unsigned)info->port : 0, sv->threads);
-	return 0;
-}
-
-/*
- * payment-processed: the status of stored orders.
- */
-
-struct payment_upd {
-	char	order_id[ORDER_ID_MAX + 1];
-	char	payment_id[ORDER_ID_MAX + 1];
-	char	reason[EVENT_REASON_MAX + 1];
-	char	time[EVENT_TIME_MAX + 1];
-	enum event_pay_status status;
-};
-
-struct payments {
-	struct payment_upd	 u[CONSUME_BATCH];
-	size_t			 n;
-	size_t			 applied;
-};
-
-static void
-json_set_str(cJSON *o, const char *name, const char *v)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, name);
-	cJSON_AddStringToObject(o, name, v);
-}
-
-/* Sets the outcome (again: a replayed event changes nothing new). */
-static int
-payment_apply(struct store *s, struct store_txn *t,
-    const struct payment_upd *u, size_t *applied)
-{
-	cJSON *o;
-	char *json;
-	int ret;
-
-	if ((ret = store_order_get(s, t, u->order_id, &json)) ==
-	    STORE_NOTFOUND)
-		return 0;	/* not taken here (order-submit's) */
-	if (ret != 0)
-		return ret;
-	o = cJSON_Parse(json);
-	free(json);
-	if (o == NULL)
-		return 0;
-	json_set_str(o, "status", event_pay_status_name(u->status));
-	json_set_str(o, "payment_id", u->payment_id);
-	if (u->status == EVENT_PAY_DECLINED)
-		json_set_str(o, "reason", u->reason);
-	else
-		cJSON_DeleteItemFromObjectCaseSensitive(o, "reason");
-	json_set_str(o, "updated_at", u->time);
-	json = json_print(o);
-	ret = store_order_put(s, t, u->order_id, json);
-	free(json);
-	if (ret == 0)
-		(*applied)++;
-	return ret;
-}
-
-static int
-payments_fn(struct store *s, struct store_txn *t, void *arg)
-{
-	struct payments *p = arg;
-	size_t i;
-	int ret;
-
-	p->applied = 0;
-	for (i = 0; i < p->n; i++)
-		if ((ret = payment_apply(s, t, &p->u[i], &p->applied)) != 0)
-			return ret;
-	return 0;
-}
-
-/* Takes a message into the batch; anything but a payment is passed over. */
-static void
-payment_add(struct payments *p, const rd_kafka_message_t *m)
-{
-	struct event ev;
-	struct event_err err;
-	struct payment_upd *u;
-
-	if (event_parse(m->payload, m->len, &ev, &err) == -1) {
-		log_warn("%s [%d] offset %" PRId64 ": not an event: %s",
-		    rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset,
-		    err.text);
-		event_free(&ev);
-		return;
-	}
-	if (ev.kind == EVENT_PAYMENT_PROCESSED_V1) {
-		u = &p->u[p->n++];
-		snprintf(u->order_id, sizeof(u->order_id), "%s",
-		    ev.payment.order_id);
-		snprintf(u->payment_id, sizeof(u->payment_id), "%s",
-		    ev.payment.payment_id);
-		snprintf(u->reason, sizeof(u->reason), "%s",
-		    ev.payment.reason);
-		snprintf(u->time, sizeof(u->time), "%s", ev.time);
-		u->status = ev.payment.status;
-	}
-	event_free(&ev);
-}
-
-/* Applies one batch of payment events; 0, or -1 on a fatal Kafka error. */
-static int
-consume_once(struct server *sv)
-{
-	static struct payments p;
-	rd_kafka_message_t *msgs[CONSUME_BATCH];
-	char reason[512];
-	size_t n = 0, i;
-	int ret = 0;
-
-	p.n = 0;
-	while (n < CONSUME_BATCH && (msgs[n] =
-	    kafka_consumer_poll(sv->cons, n == 0 ? 100 : 0)) != NULL) {
-		kafka_consumer_track(sv->cons, msgs[n]);
-		payment_add(&p, msgs[n]);
-		n++;
-	}
-	if (n == 0)
-		return kafka_fatal(kafka_consumer_rk(sv->cons), reason,
-		    sizeof(reason)) ? (log_error("kafka: %s", reason), -1) : 0;
-	while (p.n > 0 && (ret = store_run(sv->st, payments_fn, &p)) != 0) {
-		log_error("store: payments: %s", store_strerror(ret));
-		if (!run || ret == STORE_RUNRECOVERY)
-			break;
-		util_sleep_ms(500);
-	}
-	atomic_fetch_add(&sv->m.payments, p.applied);
-	for (i = 0; i < n; i++) {
-		if (p.n == 0 || ret == 0)
-			kafka_consumer_done(sv->cons,
-			    rd_kafka_topic_name(msgs[i]->rkt),
-			    msgs[i]->partition, msgs[i]->offset);
-		rd_kafka_message_destroy(msgs[i]);
-	}
 	return 0;
 }
 
@@ -2005,7 +990,9 @@ lock_state(const char *dir)
 static void
 server_open(struct server *sv)
 {
-	const char *topics[2];
+	struct committer_conf cc;
+	struct outbox_conf oc;
+	struct kafka_producer *prod;
 	char err[512];
 	int ret;
 
@@ -2015,24 +1002,26 @@ server_open(struct server *sv)
 	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o), 0)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&sv->o),
 		    store_strerror(ret));
-	if ((sv->prod = kafka_producer_new(&sv->o, err, sizeof(err))) == NULL)
+	if ((prod = kafka_producer_new(&sv->o, err, sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
-	topics[0] = sv->pay_topic;
-	topics[1] = NULL;
-	if ((sv->cons = kafka_consumer_new(&sv->o, topics, err,
+	if ((sv->pf = payfollow_open(&sv->o, sv->pay_topic, sv->st, &run, err,
 	    sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
-	pthread_mutex_init(&sv->cm.mu, NULL);
-	pthread_cond_init(&sv->cm.cv, NULL);
-	pthread_cond_init(&sv->cm.relay_cv, NULL);
-	pthread_mutex_init(&sv->keys.mu, NULL);
-	sv->cm.jobs_tail = &sv->cm.jobs;
-	sv->cm.hand_tail = &sv->cm.hand;
-	sv->cm.scan_dirty = 1;	/* what a previous run left goes first */
-	sv->cm.relay_room = (size_t)sv->max_in_flight;
+	sv->keys = keyset_new();
+	sv->metrics = metrics_new("order_serve", route_names, R_COUNT);
+	memset(&cc, 0, sizeof(cc));
+	cc.st = sv->st;
+	cc.relay_max = (size_t)sv->max_in_flight;
+	cc.done = job_done;
+	sv->cm = committer_new(&cc);
+	memset(&oc, 0, sizeof(oc));
+	oc.prod = prod;
+	oc.topic = sv->topic;
+	oc.cm = sv->cm;
+	oc.run = &run;
 	signals_block(1);
-	if (pthread_create(&sv->committer_thr, NULL, committer_main, sv) != 0 ||
-	    pthread_create(&sv->relay_thr, NULL, relay_main, sv) != 0)
+	if (committer_start(sv->cm) == -1 ||
+	    (sv->ob = outbox_start(&oc)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "cannot start threads");
 	if (http_start(sv) == -1)
 		exit(OF_EXIT_FAIL);
@@ -2060,6 +1049,13 @@ http_stop(struct server *sv, int64_t deadline)
 		close(lsock);
 }
 
+/* The consumer's or the relay's producer's fatal error. */
+static int
+kafka_failed(struct server *sv)
+{
+	return atomic_load(&sv->kafka_failed) || outbox_failed(sv->ob);
+}
+
 /*
  * SIGTERM: no new connections, requests in progress answered, the outbox
  * published until it is empty or --drain-timeout has passed; what is left
@@ -2076,21 +1072,14 @@ server_close(struct server *sv)
 	log_info("stopping: answering requests in progress, draining the "
 	    "outbox (at most %" PRId64 " ms)", sv->drain_ms);
 	http_stop(sv, deadline);
-	if (kafka_consumer_close(sv->cons) == -1)
-		log_warn("kafka: the last offsets of %s were not committed",
-		    sv->pay_topic);
-	sv->cons = NULL;
-	atomic_store(&sv->relay_stop, 1);
-	while (!atomic_load(&sv->relay_empty) && util_mono_ms() < deadline &&
-	    !atomic_load(&sv->kafka_failed))
+	payfollow_close(sv->pf);
+	sv->pf = NULL;
+	outbox_drain(sv->ob);
+	while (!outbox_idle(sv->ob) && util_mono_ms() < deadline &&
+	    !kafka_failed(sv))
 		util_sleep_ms(20);
-	atomic_store(&sv->relay_stop, 2);
-	pthread_join(sv->relay_thr, NULL);
-	pthread_mutex_lock(&sv->cm.mu);
-	sv->cm.stop = 1;
-	pthread_cond_signal(&sv->cm.cv);
-	pthread_mutex_unlock(&sv->cm.mu);
-	pthread_join(sv->committer_thr, NULL);
+	outbox_stop(sv->ob);
+	committer_stop(sv->cm);
 	if ((ret = store_outbox_stats(sv->st, NULL, &depth, &oldest)) != 0) {
 		log_error("store: outbox: %s", store_strerror(ret));
 		code = OF_EXIT_FAIL;
@@ -2100,15 +1089,18 @@ server_close(struct server *sv)
 		    depth);
 		code = OF_EXIT_KAFKA;
 	}
-	if (atomic_load(&sv->kafka_failed))
+	if (kafka_failed(sv))
 		code = OF_EXIT_KAFKA;
-	if (atomic_load(&sv->cm.failed) && code == OF_EXIT_OK)
+	if (committer_failed(sv->cm) && code == OF_EXIT_OK)
 		code = OF_EXIT_FAIL;
 	if ((ret = store_close(sv->st)) != 0) {
 		log_error("store: close: %s", store_strerror(ret));
 		code = OF_EXIT_FAIL;
 	}
-	free(sv->cm.acked);
+	outbox_free(sv->ob);
+	committer_free(sv->cm);
+	metrics_free(sv->metrics);
+	keyset_free(sv->keys);
 	opt_free(&sv->o);
 	return code;
 }
@@ -2133,11 +1125,11 @@ main(int argc, char **argv)
 	server_open(sv);
 	ckpt_at = util_mono_ms() + CHECKPOINT_EVERY_MS;
 	while (run) {
-		if (consume_once(sv) == -1) {
+		if (payfollow_poll(sv->pf) == -1) {
 			atomic_store(&sv->kafka_failed, 1);
 			break;
 		}
-		if (atomic_load(&sv->cm.failed)) {
+		if (committer_failed(sv->cm)) {
 			log_error("store: a process died inside Berkeley DB; "
 			    "restart to run recovery");
 			break;
