@@ -41,6 +41,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "exitcode.h"
+#include "flow.h"
 #include "kafka.h"
 #include "log.h"
 #include "offtrack.h"
@@ -54,12 +55,6 @@
 #define COMMIT_MS	1000	/* background commits of what is done */
 #define POLL_MS		100
 #define PROGRESS_MS	250	/* redraws of the progress line */
-
-#define H_ATTEMPT	"orderflow.attempt"
-#define H_NOT_BEFORE	"orderflow.not-before"
-#define H_ORIG_TOPIC	"orderflow.original.topic"
-#define H_KIND		"orderflow.error.kind"
-#define H_REPLAYS	"orderflow.replay.count"
 
 enum {
 	OPT_DRY_RUN = OPT_CMD_FIRST,
@@ -146,13 +141,9 @@ struct inflight {
 	int64_t		 offset;
 };
 
-static const char *const dlq_topics[] = {
-	"order-created-dlq", "payment-processed-dlq"
-};
-
 /* Replaced on a replay: a fresh first attempt, due now. */
 static const char *const reset_headers[] = {
-	H_ATTEMPT, H_NOT_BEFORE, H_REPLAYS, NULL
+	FLOW_H_ATTEMPT, FLOW_H_NOT_BEFORE, FLOW_H_REPLAY_COUNT, NULL
 };
 
 static void
@@ -280,8 +271,8 @@ parse_options(struct dr *d, int argc, char **argv)
 		exit(OF_EXIT_USAGE);
 	}
 	if (d->ntopics == 0)
-		for (i = 0; i < sizeof(dlq_topics) / sizeof(dlq_topics[0]); i++)
-			add_topic(d, opt_topic(&d->o, dlq_topics[i]));
+		for (i = 0; i < FLOW_NDLQ; i++)
+			add_topic(d, opt_topic(&d->o, flow_dlq_topics[i]));
 }
 
 /*
@@ -644,7 +635,7 @@ selected(const struct dr *d, const rd_kafka_message_t *m,
 	char kind[64];
 	int64_t ts;
 
-	if (d->kind != NULL && (kafka_header_get_str(h, H_KIND, kind,
+	if (d->kind != NULL && (kafka_header_get_str(h, FLOW_H_ERROR_KIND, kind,
 	    sizeof(kind)) < 0 || strcmp(kind, d->kind) != 0))
 		return 0;
 	if (d->since != INT64_MIN || d->until != INT64_MAX) {
@@ -769,10 +760,10 @@ handle(struct dr *d, const rd_kafka_message_t *m, struct part *pt)
 		count(d, pt->topic, SKIPPED);
 		goto done;
 	}
-	if ((r = kafka_header_get_int64(h, H_REPLAYS, &replays)) == -2) {
+	if ((r = kafka_header_get_int64(h, FLOW_H_REPLAY_COUNT, &replays)) == -2) {
 		log_warn("%s [%d] offset %" PRId64 ": bad %s header: taken "
 		    "as 0", d->topics[pt->topic].name, (int)m->partition,
-		    m->offset, H_REPLAYS);
+		    m->offset, FLOW_H_REPLAY_COUNT);
 		replays = 0;
 	} else if (r == -1 || replays < 0)
 		replays = 0;
@@ -785,18 +776,18 @@ handle(struct dr *d, const rd_kafka_message_t *m, struct part *pt)
 	}
 	target = d->to;
 	if (target == NULL) {
-		if (kafka_header_get_str(h, H_ORIG_TOPIC, orig,
+		if (kafka_header_get_str(h, FLOW_H_ORIG_TOPIC, orig,
 		    sizeof(orig)) <= 0) {
 			count(d, pt->topic, SKIPPED);
 			log_warn("%s [%d] offset %" PRId64 ": no %s header "
 			    "and no --to: skipped", d->topics[pt->topic].name,
-			    (int)m->partition, m->offset, H_ORIG_TOPIC);
+			    (int)m->partition, m->offset, FLOW_H_ORIG_TOPIC);
 			goto done;
 		}
 		target = orig;
 	}
 	hdrs = kafka_headers_copy_except(h, reset_headers);
-	kafka_header_add_int64(hdrs, H_REPLAYS, replays + 1);
+	kafka_header_add_int64(hdrs, FLOW_H_REPLAY_COUNT, replays + 1);
 	d->started++;
 	if (d->dry_run) {
 		print_record(m, target, hdrs);

@@ -49,6 +49,7 @@
 
 #include "event.h"
 #include "exitcode.h"
+#include "flow.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
@@ -981,9 +982,9 @@ main(int argc, char **argv)
 	upkeep_init(&n->up, &n->st, opt_state_dir(&n->o), STORE_NOSYNC);
 
 	memset(&wc, 0, sizeof(wc));
-	wc.in_topic = opt_topic(&n->o, "payment-processed");
-	wc.retry_topic = opt_topic(&n->o, "payment-processed-retry");
-	wc.dlq_topic = opt_topic(&n->o, "payment-processed-dlq");
+	wc.in_topic = opt_topic(&n->o, FLOW_TOPIC_PAYMENTS);
+	wc.retry_topic = opt_topic(&n->o, FLOW_TOPIC_PAYMENTS_RETRY);
+	wc.dlq_topic = opt_topic(&n->o, FLOW_TOPIC_PAYMENTS_DLQ);
 	wc.input = n->input;
 	/* Pipe mode: dead letters to --dlq (no output is ever emitted). */
 	wc.output = n->input != NULL ? "-" : NULL;

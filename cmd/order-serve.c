@@ -56,6 +56,7 @@
 #include "committer.h"
 #include "event.h"
 #include "exitcode.h"
+#include "flow.h"
 #include "kafka.h"
 #include "keyset.h"
 #include "log.h"
@@ -284,7 +285,7 @@ respond(struct MHD_Connection *conn, struct req *r, int status,
 	if (hname != NULL)
 		MHD_add_response_header(resp, hname, hval);
 	if (*r->traceparent != '\0')
-		MHD_add_response_header(resp, "traceparent", r->traceparent);
+		MHD_add_response_header(resp, FLOW_H_TRACEPARENT, r->traceparent);
 	ret = MHD_queue_response(conn, (unsigned int)status, resp);
 	MHD_destroy_response(resp);
 	if (ret == MHD_YES)
@@ -603,7 +604,7 @@ check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
 			return respond_error(conn, r, 413, "the body is larger "
 			    "than 64 KiB", NULL);
 	}
-	if ((v = header(conn, "traceparent")) != NULL && trace_valid(v))
+	if ((v = header(conn, FLOW_H_TRACEPARENT)) != NULL && trace_valid(v))
 		snprintf(r->traceparent, sizeof(r->traceparent), "%s", v);
 	else
 		trace_generate(r->traceparent);
@@ -996,8 +997,8 @@ server_open(struct server *sv)
 	char err[512];
 	int ret;
 
-	sv->topic = opt_topic(&sv->o, "order-created");
-	sv->pay_topic = opt_topic(&sv->o, "payment-processed");
+	sv->topic = opt_topic(&sv->o, FLOW_TOPIC_ORDERS);
+	sv->pay_topic = opt_topic(&sv->o, FLOW_TOPIC_PAYMENTS);
 	lock_state(opt_state_dir(&sv->o));
 	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o), 0)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&sv->o),

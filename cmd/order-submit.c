@@ -31,6 +31,7 @@
 
 #include "event.h"
 #include "exitcode.h"
+#include "flow.h"
 #include "jsonl.h"
 #include "kafka.h"
 #include "log.h"
@@ -299,9 +300,7 @@ produce(struct submit *s, const struct event *ev, const char *value,
 		receipt_error(ev->subject, ev->id, s->down);
 		return;
 	}
-	if ((hdrs = rd_kafka_headers_new(2)) == NULL ||
-	    kafka_header_add_str(hdrs, "content-type", EVENT_CONTENT_TYPE) ||
-	    kafka_header_add_str(hdrs, "traceparent", ev->traceparent))
+	if ((hdrs = flow_headers_new(ev->traceparent)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
 	sl = slot_get(s);
 	memcpy(sl->order_id, ev->subject, sizeof(sl->order_id));
@@ -556,7 +555,7 @@ main(int argc, char **argv)
 	if (!isatty(STDOUT_FILENO))
 		(void)setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
 
-	s.topic = opt_topic(&s.o, "order-created");
+	s.topic = opt_topic(&s.o, FLOW_TOPIC_ORDERS);
 	if (!s.pipe) {
 		receipt_init(&s);
 		producer_open(&s);

@@ -27,6 +27,7 @@
 
 #include "event.h"
 #include "exitcode.h"
+#include "flow.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
@@ -749,10 +750,10 @@ main(int argc, char *argv[])
 
 	parse_options(&pp, &cf, argc, argv);
 
-	cf.in_topic = opt_topic(&pp.o, "order-created");
-	cf.retry_topic = opt_topic(&pp.o, "order-created-retry");
-	cf.dlq_topic = opt_topic(&pp.o, "order-created-dlq");
-	cf.out_topic = opt_topic(&pp.o, "payment-processed");
+	cf.in_topic = opt_topic(&pp.o, FLOW_TOPIC_ORDERS);
+	cf.retry_topic = opt_topic(&pp.o, FLOW_TOPIC_ORDERS_RETRY);
+	cf.dlq_topic = opt_topic(&pp.o, FLOW_TOPIC_ORDERS_DLQ);
+	cf.out_topic = opt_topic(&pp.o, FLOW_TOPIC_PAYMENTS);
 	cf.report_ms = pp.o.verbosity > LOG_LEVEL_INFO ? REPORT_MS : 0;
 	cf.handle = handle;
 	cf.ctx = &pp;

@@ -20,6 +20,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "exitcode.h"
+#include "flow.h"
 #include "kafka.h"
 #include "log.h"
 #include "opt.h"
@@ -90,27 +91,22 @@ struct out {
 	size_t			 nrows;
 };
 
-static const char *const flow_topics[] = {
-	"order-created", "order-created-retry", "order-created-dlq",
-	"payment-processed", "payment-processed-retry", "payment-processed-dlq"
-};
-
 static struct ta ta;
 
-/* The topics to work on: -t's, else the six of CONTRACT under the prefix. */
+/* The topics to work on: -t's, else the six of the flow under the prefix. */
 static const char *const *
 topic_names(struct ta *t, size_t *n)
 {
-	static const char *prefixed[6];
+	static const char *prefixed[FLOW_NTOPICS];
 	size_t i;
 
 	if (t->ntopics != 0) {
 		*n = t->ntopics;
 		return t->topics;
 	}
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < FLOW_NTOPICS; i++)
 		prefixed[i] = opt_topic(&t->o, flow_topics[i]);
-	*n = 6;
+	*n = FLOW_NTOPICS;
 	return prefixed;
 }
 static int tables_printed;
@@ -304,14 +300,6 @@ topic_find(const rd_kafka_metadata_t *md, const char *name)
 		if (strcmp(md->topics[i].topic, name) == 0)
 			return &md->topics[i];
 	return NULL;
-}
-
-static int
-is_dlq(const char *name)
-{
-	size_t n = strlen(name);
-
-	return n >= 4 && strcmp(name + n - 4, "-dlq") == 0;
 }
 
 static rd_kafka_AdminOptions_t *
@@ -675,7 +663,7 @@ create_want(struct plan *w, const char *name, long long parts, long long repl)
 	w->parts = parts;
 	w->repl = repl;
 	fmt_ll(w->minisr, sizeof(w->minisr), repl < 2 ? repl : 2);
-	if (is_dlq(name))
+	if (flow_is_dlq(name))
 		snprintf(w->retention, sizeof(w->retention), "%s",
 		    DLQ_RETENTION);
 }

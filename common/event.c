@@ -26,6 +26,7 @@
 #include <uuid/uuid.h>
 
 #include "event.h"
+#include "flow.h"
 #include "jsonmem.h"
 #include "util.h"
 
@@ -737,7 +738,7 @@ envelope(const cJSON *root, struct event *ev, struct event_err *err)
 	    (v->valuestring[16] != '\0' && v->valuestring[16] != ';')))
 		return errf(err, "", "datacontenttype",
 		    "must be \"application/json\"");
-	if (member(root, "", "traceparent", &v, err) == -1)
+	if (member(root, "", FLOW_H_TRACEPARENT, &v, err) == -1)
 		return -1;
 	if (cJSON_IsString(v) && trace_valid(v->valuestring))
 		strcpy(ev->traceparent, v->valuestring);
@@ -1047,7 +1048,7 @@ event_serialize(const struct event *ev, size_t *lenp)
 	put_str(root, "time", ev->time, &fail);
 	put_str(root, "datacontenttype", EVENT_DATA_CONTENT_TYPE, &fail);
 	if (ev->traceparent[0] != '\0')
-		put_str(root, "traceparent", ev->traceparent, &fail);
+		put_str(root, FLOW_H_TRACEPARENT, ev->traceparent, &fail);
 	put_data(root, ev, &fail);
 	if (!fail)
 		s = print(root, &len);

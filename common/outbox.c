@@ -15,6 +15,7 @@
 #include "committer.h"
 #include "event.h"
 #include "exitcode.h"
+#include "flow.h"
 #include "kafka.h"
 #include "log.h"
 #include "outbox.h"
@@ -88,10 +89,8 @@ relay_produce(struct outbox *ob, struct committer_rec *r)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
 	d->ob = ob;
 	d->rec = r;
-	h = rd_kafka_headers_new(2);
-	kafka_header_add_str(h, "content-type", EVENT_CONTENT_TYPE);
-	if (*r->tp != '\0')
-		kafka_header_add_str(h, "traceparent", r->tp);
+	if ((h = flow_headers_new(r->tp)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
 	err = kafka_produce(ob->conf.prod, ob->conf.topic, r->key,
 	    strlen(r->key), r->event, r->event_len, h, relay_dr_cb, d);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -14,6 +14,7 @@
 
 #include "event.h"
 #include "exitcode.h"
+#include "flow.h"
 #include "jsonl.h"
 #include "kafka.h"
 #include "log.h"
@@ -204,29 +205,29 @@ control_headers(const struct worker *w, const struct worker_input *in,
     const rd_kafka_headers_t *src, int attempt, int64_t not_before,
     const char *kind, const char *why)
 {
-	static const char *const drop_all[] = { HDR_ATTEMPT, HDR_NOT_BEFORE,
-	    HDR_KIND, HDR_MESSAGE, HDR_ORIG_TOPIC, HDR_ORIG_PARTITION,
-	    HDR_ORIG_OFFSET, NULL };
-	static const char *const drop_ctl[] = { HDR_ATTEMPT, HDR_NOT_BEFORE,
-	    HDR_KIND, HDR_MESSAGE, NULL };
+	static const char *const drop_all[] = { FLOW_H_ATTEMPT, FLOW_H_NOT_BEFORE,
+	    FLOW_H_ERROR_KIND, FLOW_H_ERROR_MESSAGE, FLOW_H_ORIG_TOPIC, FLOW_H_ORIG_PARTITION,
+	    FLOW_H_ORIG_OFFSET, NULL };
+	static const char *const drop_ctl[] = { FLOW_H_ATTEMPT, FLOW_H_NOT_BEFORE,
+	    FLOW_H_ERROR_KIND, FLOW_H_ERROR_MESSAGE, NULL };
 	rd_kafka_headers_t *h;
 	char buf[1];
 	int keep;
 
 	keep = src != NULL && in->partition >= 0 &&
 	    strcmp(in->topic, w->cf->retry_topic) == 0 &&
-	    kafka_header_get_str(src, HDR_ORIG_TOPIC, buf, sizeof(buf)) != -1;
+	    kafka_header_get_str(src, FLOW_H_ORIG_TOPIC, buf, sizeof(buf)) != -1;
 	h = kafka_headers_copy_except(src, keep ? drop_ctl : drop_all);
-	kafka_header_add_int64(h, HDR_ATTEMPT, attempt);
+	kafka_header_add_int64(h, FLOW_H_ATTEMPT, attempt);
 	if (not_before > 0)
-		kafka_header_add_int64(h, HDR_NOT_BEFORE, not_before);
+		kafka_header_add_int64(h, FLOW_H_NOT_BEFORE, not_before);
 	if (!keep) {
-		kafka_header_add_str(h, HDR_ORIG_TOPIC, in->topic);
-		kafka_header_add_int64(h, HDR_ORIG_PARTITION, in->partition);
-		kafka_header_add_int64(h, HDR_ORIG_OFFSET, in->offset);
+		kafka_header_add_str(h, FLOW_H_ORIG_TOPIC, in->topic);
+		kafka_header_add_int64(h, FLOW_H_ORIG_PARTITION, in->partition);
+		kafka_header_add_int64(h, FLOW_H_ORIG_OFFSET, in->offset);
 	}
-	kafka_header_add_str(h, HDR_KIND, kind);
-	kafka_header_add_str(h, HDR_MESSAGE, why);
+	kafka_header_add_str(h, FLOW_H_ERROR_KIND, kind);
+	kafka_header_add_str(h, FLOW_H_ERROR_MESSAGE, why);
 	return h;
 }
 
@@ -398,10 +399,11 @@ emit(struct worker *w, const struct worker_input *in,
 		worker_fail(w, OF_EXIT_FAIL);
 		return;
 	}
-	h = rd_kafka_headers_new(2);
-	kafka_header_add_str(h, "content-type", EVENT_CONTENT_TYPE);
-	if (out->traceparent[0] != '\0')
-		kafka_header_add_str(h, "traceparent", out->traceparent);
+	if ((h = flow_headers_new(out->traceparent)) == NULL) {
+		log_error("out of memory");
+		worker_fail(w, OF_EXIT_FAIL);
+		return;
+	}
 	produce(w, in, DELIVERY_OUTPUT, w->cf->out_topic, out->key,
 	    out->key != NULL ? strlen(out->key) : 0, out->value,
 	    strlen(out->value), h);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "exitcode.h"
+#include "flow.h"
 #include "kafka.h"
 #include "log.h"
 #include "pipe.h"
@@ -186,7 +187,7 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	topic = rd_kafka_topic_name(m->rkt);
 	h = kafka_msg_headers(m);
 	from_retry = strcmp(topic, w->cf->retry_topic) == 0;
-	if (from_retry && kafka_header_get_int64(h, HDR_NOT_BEFORE, &v) == 0 &&
+	if (from_retry && kafka_header_get_int64(h, FLOW_H_NOT_BEFORE, &v) == 0 &&
 	    v > util_now_ms() && pause_until(w, w->cf->retry_topic,
 	    m->partition, m->offset, v) == 0)
 		return;
@@ -201,13 +202,13 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	in.key = m->key;
 	in.keylen = m->key != NULL ? m->key_len : 0;
 	in.attempt = 1;
-	if (kafka_header_get_int64(h, HDR_ATTEMPT, &v) == 0 && v >= 1 &&
+	if (kafka_header_get_int64(h, FLOW_H_ATTEMPT, &v) == 0 && v >= 1 &&
 	    v <= ATTEMPT_MAX)
 		in.attempt = (int)v;
 	in.topic = from_retry ? w->cf->retry_topic : w->cf->in_topic;
 	in.partition = m->partition;
 	in.offset = m->offset;
-	if (kafka_header_get_str(h, "traceparent", tp, sizeof(tp)) >= 0)
+	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, tp, sizeof(tp)) >= 0)
 		in.traceparent = tp;
 	route_handle(w, &in, h);
 }

@@ -15,19 +15,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "flow.h"
 #include "kafka.h"
 #include "pipe.h"
 #include "worker.h"
 
 #define WHY_MAX			512	/* a handler's why, with its NUL */
-
-#define HDR_ATTEMPT		"orderflow.attempt"
-#define HDR_NOT_BEFORE		"orderflow.not-before"
-#define HDR_ORIG_TOPIC		"orderflow.original.topic"
-#define HDR_ORIG_PARTITION	"orderflow.original.partition"
-#define HDR_ORIG_OFFSET		"orderflow.original.offset"
-#define HDR_KIND		"orderflow.error.kind"
-#define HDR_MESSAGE		"orderflow.error.message"
 
 struct pause;
 
