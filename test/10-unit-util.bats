@@ -38,6 +38,11 @@ load test_helper
 	assert_success
 }
 
+@test "util: util_xmalloc: usable, 0 bytes not NULL, exit 1 without memory" {
+	run --separate-stderr "$BUILD/test/util_test" xmalloc
+	assert_success
+}
+
 @test "util: util_stdout_flush reports a write that failed, earlier or at the flush" {
 	[ -w /dev/full ] || fail "no /dev/full"
 	run --separate-stderr "$BUILD/test/util_test" stdout
