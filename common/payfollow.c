@@ -11,7 +11,6 @@
 #include <librdkafka/rdkafka.h>
 
 #include "event.h"
-#include "exitcode.h"
 #include "kafka.h"
 #include "log.h"
 #include "orderdoc.h"
@@ -119,8 +118,7 @@ payfollow_open(const struct opt_kafka *o, const char *topic,
 	struct payfollow *pf;
 	const char *topics[2];
 
-	if ((pf = calloc(1, sizeof(*pf))) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	pf = util_xcalloc(1, sizeof(*pf));
 	topics[0] = topic;
 	topics[1] = NULL;
 	if ((pf->cons = kafka_consumer_new(o, topics, err, errlen)) == NULL) {
