@@ -157,7 +157,7 @@ relay_main(void *arg)
 		    sizeof(reason))) {
 			log_error("kafka: %s", reason);
 			atomic_store(&ob->failed, 1);
-			*ob->conf.run = 0;
+			ob->conf.fatal();
 			break;
 		}
 	}

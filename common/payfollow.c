@@ -38,7 +38,7 @@ struct payfollow {
 	struct kafka_consumer	*cons;
 	const char		*topic;
 	struct store		*st;
-	volatile sig_atomic_t	*run;
+	int			(*running)(void);
 	atomic_uint_fast64_t	 applied;
 	struct payments		 p;
 };
@@ -113,7 +113,7 @@ payment_add(struct payments *p, const rd_kafka_message_t *m)
 
 struct payfollow *
 payfollow_open(const struct opt_kafka *o, const char *topic,
-    struct store *st, volatile sig_atomic_t *run, char *err, size_t errlen)
+    struct store *st, int (*running)(void), char *err, size_t errlen)
 {
 	struct payfollow *pf;
 	const char *topics[2];
@@ -127,7 +127,7 @@ payfollow_open(const struct opt_kafka *o, const char *topic,
 	}
 	pf->topic = topic;
 	pf->st = st;
-	pf->run = run;
+	pf->running = running;
 	return pf;
 }
 
@@ -152,7 +152,7 @@ payfollow_poll(struct payfollow *pf)
 		    sizeof(reason)) ? (log_error("kafka: %s", reason), -1) : 0;
 	while (p->n > 0 && (ret = store_run(pf->st, payments_fn, p)) != 0) {
 		log_error("store: payments: %s", store_strerror(ret));
-		if (!*pf->run || ret == STORE_RUNRECOVERY)
+		if (!pf->running() || ret == STORE_RUNRECOVERY)
 			break;
 		util_sleep_ms(500);
 	}
