@@ -140,7 +140,9 @@ payfollow_poll(struct payfollow *pf)
 	size_t n = 0, i;
 	int ret = 0;
 
+	/* A batch without payments runs no transaction to reset applied. */
 	p->n = 0;
+	p->applied = 0;
 	while (n < CONSUME_BATCH && (msgs[n] =
 	    kafka_consumer_poll(pf->cons, n == 0 ? 100 : 0)) != NULL) {
 		kafka_consumer_track(pf->cons, msgs[n]);
