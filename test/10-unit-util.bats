@@ -62,6 +62,6 @@ load test_helper
 @test "util: the tests listed are the tests run here" {
 	run --separate-stderr "$BUILD/test/util_test"
 	assert_success
-	assert_output "$(printf '%s\n' alloc stdout signals jsonbytes strtonum \
-	    duration rfc3339 time lock i64toa)"
+	assert_output "$(printf '%s\n' alloc xmalloc stdout signals jsonbytes \
+	    strtonum duration rfc3339 time lock i64toa)"
 }
