@@ -535,8 +535,7 @@ post_order(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	if (r->too_big)
 		return respond_error(conn, r, 413, "the body is larger than "
 		    "64 KiB", NULL);
-	j = util_xmalloc(sizeof(*j));
-	memset(j, 0, sizeof(*j));
+	j = util_xcalloc(1, sizeof(*j));
 	p = &j->doc;
 	if (order_parse(r->body != NULL ? r->body : "", r->len, &p->ord,
 	    &err) == -1) {
@@ -655,8 +654,7 @@ req_new(struct MHD_Connection *conn, const char *url, const char *method)
 	struct req *r;
 
 	(void)conn;
-	r = util_xmalloc(sizeof(*r));
-	memset(r, 0, sizeof(*r));
+	r = util_xcalloc(1, sizeof(*r));
 	r->start_us = mono_us();
 	r->route = route_of(url);
 	r->is_post = strcmp(method, "POST") == 0;
@@ -1006,8 +1004,8 @@ server_open(struct server *sv)
 		    store_strerror(ret));
 	if ((prod = kafka_producer_new(&sv->o, err, sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
-	if ((sv->pf = payfollow_open(&sv->o, sv->pay_topic, sv->st, serve_running, err,
-	    sizeof(err))) == NULL)
+	if ((sv->pf = payfollow_open(&sv->o, sv->pay_topic, sv->st,
+	    serve_running, err, sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
 	sv->keys = keyset_new();
 	sv->metrics = metrics_new("order_serve", route_names, R_COUNT);

@@ -22,7 +22,8 @@
 #include "util.h"
 
 #define SOURCE		"/orderflow/order-serve"
-#define TRACEPARENT	"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+#define TRACEPARENT	\
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 #define NOW_MS		1795687200123LL	/* 2026-11-26T10:00:00.123Z */
 
 static const char good[] =
