@@ -1349,7 +1349,7 @@ kafka_consumer_close(struct kafka_consumer *c)
 				kafka_abandoned[i] = c->rk;
 				break;
 			}
-		consumer_free(c);
+		/* c stays too: it is the opaque the handle's threads read. */
 		return 0;
 	}
 	/* With no broker a synchronous commit could only wait. */

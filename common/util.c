@@ -328,6 +328,16 @@ util_i64toa(int64_t v, char buf[UTIL_I64_LEN + 1])
 }
 
 void *
+util_xmalloc(size_t size)
+{
+	void *p;
+
+	if ((p = malloc(size == 0 ? 1 : size)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+	return p;
+}
+
+void *
 util_xcalloc(size_t n, size_t size)
 {
 	void *p;

@@ -176,6 +176,13 @@ huge_calloc(void)
 	util_xcalloc(SIZE_MAX / 2, 4);
 }
 
+static void
+huge_malloc(void)
+{
+	quiet();
+	util_xmalloc(SIZE_MAX - 4096);
+}
+
 /* Unbuffered: the write fails at once, and the flush finds nothing. */
 static void
 full_stdout(void)
@@ -225,6 +232,26 @@ test_alloc(void)
 	CHECK(s != NULL && *s == '\0');
 	free(s);
 	CHECK(in_child(huge_calloc) == OF_EXIT_FAIL);
+}
+
+/* Usable to its last byte, 0 bytes a pointer of its own; none: exit 1. */
+static void
+test_xmalloc(void)
+{
+	unsigned char *p, *q;
+	size_t i;
+
+	p = util_xmalloc(1 << 20);
+	memset(p, 0xa5, 1 << 20);
+	for (i = 0; i < 1 << 20 && p[i] == 0xa5; i++)
+		;
+	CHECK(i == 1 << 20);
+	q = util_xmalloc(0);
+	CHECK(q != NULL && q != p);
+	*q = 1;
+	free(p);
+	free(q);
+	CHECK(in_child(huge_malloc) == OF_EXIT_FAIL);
 }
 
 /* A write that failed, earlier or at the flush, is reported. */
@@ -313,6 +340,7 @@ test_jsonbytes(void)
 
 static const struct unit_test tests[] = {
 	{ "alloc", test_alloc },
+	{ "xmalloc", test_xmalloc },
 	{ "stdout", test_stdout },
 	{ "signals", test_signals },
 	{ "jsonbytes", test_jsonbytes },
