@@ -968,6 +968,8 @@ main(int argc, char **argv)
 	n->timeout_ms = DEF_TIMEOUT_MS;
 	parse_options(n, argc, argv);
 	std_fds(n);
+	opt_lock_state(&n->o);
+	opt_static_member(&n->o);
 
 	/* A command that quits early, a webhook that hangs up: EPIPE. */
 	signal(SIGPIPE, SIG_IGN);

@@ -85,6 +85,13 @@ static const char *const producer_defaults[] = {
 	NULL
 };
 
+/*
+ * session.timeout.ms is short: a member gone for good (killed, its host
+ * down) loses its partitions within 10 s instead of librdkafka's 45 s.
+ * The broker's group.min.session.timeout.ms (6 s by default) bounds it
+ * from below; heartbeats every 3 s (librdkafka's default) leave room for
+ * two lost ones.
+ */
 static const char *const consumer_defaults[] = {
 	"log.connection.close", "false",
 	"partition.assignment.strategy", "cooperative-sticky",
@@ -92,6 +99,7 @@ static const char *const consumer_defaults[] = {
 	"enable.auto.commit", "true",
 	"enable.auto.offset.store", "false",
 	"auto.commit.interval.ms", "1000",
+	"session.timeout.ms", "10000",
 	NULL
 };
 
@@ -1086,6 +1094,8 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 	struct kafka_consumer *c;
 	rd_kafka_conf_t *conf;
 	char kerr[512];
+	const char *const member[] = { "group.instance.id", o->instance,
+	    NULL };
 
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->track = offtrack_new()) == NULL) {
@@ -1094,8 +1104,8 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 		return NULL;
 	}
 	base_init(&c->base);
-	if ((conf = conf_new(o, &c->base, consumer_defaults, NULL, err,
-	    errlen)) == NULL) {
+	if ((conf = conf_new(o, &c->base, consumer_defaults,
+	    o->instance != NULL ? member : NULL, err, errlen)) == NULL) {
 		consumer_free(c);
 		return NULL;
 	}
