@@ -227,6 +227,46 @@ duplicate_seen() {
 	[ "$(jq -r .notification_id "$OUT")" = "$first" ]
 }
 
+@test "notify: restarted after SIGKILL on its state, it consumes again within 15 s" {
+	new_flow
+	GROUP=$(unique_name notify)
+	# Longer than the bound: only static membership can meet it.
+	kx=(-X session.timeout.ms=30000)
+	produce payment-processed "$(payment_event o-2101 approved 100)"
+	start_notify "${kx[@]}"
+	await 60 has_lines "$OUT" 1
+	kill -KILL "$NOTIFY_PID"
+	wait "$NOTIFY_PID" || true
+	t0=$(date +%s%3N)
+	start_notify "${kx[@]}"
+	produce payment-processed "$(payment_event o-2102 approved 100)"
+	await 15 has_lines "$OUT" 1
+	took=$(($(date +%s%3N) - t0))
+	echo "restart to first notification: $took ms"
+	[ "$took" -lt 15000 ]
+	stop_notify
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .order_id "$OUT")" = o-2102 ]
+}
+
+@test "notify: a second process on one state directory exits 5" {
+	new_flow
+	GROUP=$(unique_name notify)
+	start_notify
+	await 30 grep -q 'assigned' "$ERR"
+	msg="notify: $ORDERFLOW_STATE/notify: another notify uses this state directory"
+	run --separate-stderr notify --state "$ORDERFLOW_STATE/notify" -G "$GROUP"
+	[ "$status" -eq 5 ]
+	[ "$stderr" = "$msg" ]
+	run --separate-stderr notify --state "$ORDERFLOW_STATE/notify" -i - \
+	    <<<"$(payment_event o-2201 approved 100)"
+	[ "$status" -eq 5 ]
+	[ "$stderr" = "$msg" ]
+	[ -z "$output" ]
+	stop_notify
+	[ "$status" -eq 0 ]
+}
+
 @test "notify: --webhook POSTs the notification with a valid Standard Webhooks signature" {
 	new_flow
 	GROUP=$(unique_name notify)
