@@ -968,8 +968,6 @@ main(int argc, char **argv)
 	n->timeout_ms = DEF_TIMEOUT_MS;
 	parse_options(n, argc, argv);
 	std_fds(n);
-	opt_lock_state(&n->o);
-	opt_static_member(&n->o);
 
 	/* A command that quits early, a webhook that hangs up: EPIPE. */
 	signal(SIGPIPE, SIG_IGN);
@@ -977,6 +975,8 @@ main(int argc, char **argv)
 		log_fatal(OF_EXIT_FAIL, "curl_global_init failed");
 	if (n->sink == SINK_WEBHOOK)
 		webhook_init(n);
+	opt_lock_state(&n->o);
+	opt_static_member(&n->o);
 	if ((r = store_open(&n->st, opt_state_dir(&n->o),
 	    STORE_NOSYNC)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
