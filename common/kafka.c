@@ -72,13 +72,16 @@ struct kafka_consumer {
  * small (librdkafka's default is 1 GiB): 2 MiB holds thousands of events,
  * far more than a few milliseconds of acks=all round trips need, and
  * keeps a producing command under 32 MiB resident.  16 MiB cost
- * order-submit 35 MiB more at the same throughput (make bench).
+ * order-submit 35 MiB more at the same throughput (make bench).  No
+ * linger: each hop of the flow waited for it, and under load messages
+ * still go out in batches: those queued while requests are in flight
+ * (scripts/bench.d/FINDINGS.md, end to end).
  */
 static const char *const producer_defaults[] = {
 	"log.connection.close", "false",
 	"enable.idempotence", "true",
 	"acks", "all",
-	"linger.ms", "5",
+	"linger.ms", "0",
 	"queue.buffering.max.kbytes", "2048",
 	"queue.buffering.max.messages", "100000",
 	"partitioner", "murmur2_random",
