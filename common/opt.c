@@ -1,5 +1,7 @@
 /*
- * opt.c - the common options of CONTRACT and librdkafka property files.
+ * opt.c - the common options of CONTRACT and librdkafka property files,
+ * and what follows from --state: the state directory's lock and the
+ * group.instance.id derived from it.
  */
 #include <ctype.h>
 #include <errno.h>

@@ -8,7 +8,9 @@
  * --topic-prefix PREFIX (default $ORDERFLOW_TOPIC_PREFIX) puts PREFIX in
  * front of every topic name of CONTRACT the command reads or writes.
  * -X and -F properties are kept in the order given and applied in that
- * order by opt_apply(), after bootstrap.servers from -b.
+ * order by opt_apply(), after bootstrap.servers from -b.  --state names
+ * the state directory, which one process uses at a time
+ * (opt_lock_state()).
  */
 #ifndef OF_OPT_H
 #define OF_OPT_H
