@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include "exitcode.h"
 #include "log.h"
@@ -94,26 +93,15 @@ test_instance(void)
 
 static const char *lock_dir;
 
-/* A child takes lock_dir's lock: its exit status (0: it got it). */
-static int
-lock_in_child(void)
+/* In a child process: lock_dir's lock, or exit OF_EXIT_BUSY. */
+static void
+lock_child(void)
 {
 	struct opt_kafka o;
-	pid_t pid;
-	int st;
 
-	fflush(NULL);
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid == 0) {
-		opt_init(&o, usage);
-		o.state = lock_dir;
-		opt_lock_state(&o);
-		_exit(0);
-	}
-	if (waitpid(pid, &st, 0) == -1)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	opt_init(&o, usage);
+	o.state = lock_dir;
+	opt_lock_state(&o);
 }
 
 /* The lock: created with its directory, exclusive, released at exit. */
@@ -127,16 +115,16 @@ test_lock(void)
 	snprintf(sub, sizeof(sub), "%s/a/b", dir);
 	lock_dir = sub;
 	/* Free while nobody holds it, also right after a holder exited. */
-	CHECK(lock_in_child() == 0);
-	CHECK(lock_in_child() == 0);
+	CHECK(unit_in_child(lock_child) == 0);
+	CHECK(unit_in_child(lock_child) == 0);
 	opt_init(&o, usage);
 	o.state = sub;
 	opt_lock_state(&o);
 	snprintf(path, sizeof(path), "%s/lock", sub);
 	CHECK(access(path, F_OK) == 0);
-	CHECK(lock_in_child() == OF_EXIT_BUSY);
+	CHECK(unit_in_child(lock_child) == OF_EXIT_BUSY);
 	lock_dir = dir;
-	CHECK(lock_in_child() == 0);
+	CHECK(unit_in_child(lock_child) == 0);
 	opt_free(&o);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/lock", dir);
