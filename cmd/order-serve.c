@@ -964,29 +964,6 @@ signals_block(int block)
 	pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
-/*
- * One order-serve per state directory: two would both publish the outbox
- * and each keep only its own view of it.  The lock is held until exit,
- * however the process ends, so a restart after SIGKILL finds it free.
- */
-static void
-lock_state(const char *dir)
-{
-	char path[PATH_MAX];
-
-	if (util_mkdir_p(dir, 0700) == -1)
-		log_fatal(OF_EXIT_FAIL, "%s: %s", dir, strerror(errno));
-	if ((size_t)snprintf(path, sizeof(path), "%s/lock", dir) >=
-	    sizeof(path))
-		log_fatal(OF_EXIT_FAIL, "%s: path too long", dir);
-	if (util_lock(path) == -1) {
-		if (errno == EWOULDBLOCK)
-			log_fatal(OF_EXIT_BUSY, "%s: another order-serve uses "
-			    "this state directory", dir);
-		log_fatal(OF_EXIT_FAIL, "%s: %s", path, strerror(errno));
-	}
-}
-
 static void
 server_open(struct server *sv)
 {
@@ -998,7 +975,8 @@ server_open(struct server *sv)
 
 	sv->topic = opt_topic(&sv->o, FLOW_TOPIC_ORDERS);
 	sv->pay_topic = opt_topic(&sv->o, FLOW_TOPIC_PAYMENTS);
-	lock_state(opt_state_dir(&sv->o));
+	/* Two would both publish the outbox, each with its own view. */
+	opt_lock_state(&sv->o);
 	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o), 0)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&sv->o),
 		    store_strerror(ret));

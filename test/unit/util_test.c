@@ -142,25 +142,6 @@ test_lock(void)
 	rmdir(dir);
 }
 
-/* Runs fn in a child; returns its exit status, or 128 + the signal. */
-static int
-in_child(void (*fn)(void))
-{
-	pid_t pid;
-	int st;
-
-	fflush(NULL);
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid == 0) {
-		fn();
-		_exit(0);
-	}
-	if (waitpid(pid, &st, 0) == -1)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* The messages of a child that fails on purpose are not the test's. */
 static void
 quiet(void)
@@ -231,7 +212,7 @@ test_alloc(void)
 	s = util_xstrdup("");
 	CHECK(s != NULL && *s == '\0');
 	free(s);
-	CHECK(in_child(huge_calloc) == OF_EXIT_FAIL);
+	CHECK(unit_in_child(huge_calloc) == OF_EXIT_FAIL);
 }
 
 /* Usable to its last byte, 0 bytes a pointer of its own; none: exit 1. */
@@ -251,7 +232,7 @@ test_xmalloc(void)
 	*q = 1;
 	free(p);
 	free(q);
-	CHECK(in_child(huge_malloc) == OF_EXIT_FAIL);
+	CHECK(unit_in_child(huge_malloc) == OF_EXIT_FAIL);
 }
 
 /* A write that failed, earlier or at the flush, is reported. */
@@ -259,8 +240,8 @@ static void
 test_stdout(void)
 {
 	CHECK(util_stdout_flush() == 0);
-	CHECK(in_child(full_stdout) == 0);
-	CHECK(in_child(full_stdout_at_flush) == 0);
+	CHECK(unit_in_child(full_stdout) == 0);
+	CHECK(unit_in_child(full_stdout_at_flush) == 0);
 }
 
 static const int stop_sigs[] = { SIGINT, SIGTERM, SIGHUP, 0 };
@@ -306,7 +287,7 @@ signals_child(void)
 static void
 test_signals(void)
 {
-	CHECK(in_child(signals_child) == 128 + SIGHUP);
+	CHECK(unit_in_child(signals_child) == 128 + SIGHUP);
 }
 
 /* One case of util_json_bytes(): what comes out and whether as base64. */
