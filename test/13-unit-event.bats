@@ -17,8 +17,8 @@ event() {
 	run --separate-stderr "$BUILD/test/event_test"
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
-	    nesting generated sameid derive amount upcast types envelope \
-	    payment format trace jsonmem)"
+	    nesting generated sameid derive derive_libuuid amount upcast types \
+	    envelope payment format trace jsonmem)"
 }
 
 @test "event: a valid order parsed, total computed" {
@@ -59,6 +59,10 @@ event() {
 
 @test "event: derived ids stable, distinct per purpose and cause" {
 	event derive
+}
+
+@test "event: derived ids equal libuuid's name-based UUIDs" {
+	event derive_libuuid
 }
 
 @test "event: v1 amounts into minor units exactly, malformed ones rejected" {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <uuid/uuid.h>
 
 #include "event.h"
 #include "jsonmem.h"
@@ -524,6 +525,48 @@ test_derive(void)
 	CHECK(strcmp(a, b) != 0 && a[14] == '4');
 }
 
+/*
+ * event_derive_id() against libuuid's uuid_generate_sha1() in the same
+ * namespace, for causes of every length (one to three SHA-1 blocks) and
+ * every purpose: the ids the commands derived before must not change.
+ */
+static void
+test_derive_libuuid(void)
+{
+	static const uuid_t ns = {
+		0x76, 0xd3, 0x21, 0x67, 0x2e, 0xc2, 0x4e, 0x98,
+		0xa2, 0x03, 0x30, 0x97, 0xcf, 0x8d, 0x41, 0xda
+	};
+	static const char *purposes[] = { EVENT_PURPOSE_ORDER,
+	    EVENT_PURPOSE_PAYMENT, EVENT_PURPOSE_PAYMENT_ID,
+	    EVENT_PURPOSE_NOTIFY, "x" };
+	char name[64 + 1 + EVENT_ID_MAX], cause[256];
+	char got[EVENT_UUID_LEN + 1], want[EVENT_UUID_LEN + 1];
+	size_t i, len, plen;
+	uuid_t u;
+
+	for (i = 0; i < sizeof(purposes) / sizeof(purposes[0]); i++) {
+		for (len = 1; len <= EVENT_ID_MAX; len++) {
+			snprintf(cause, sizeof(cause), "%zu-%s", len * 7919,
+			    "0123456789abcdefghijklmnopqrstuvwxyz0123456789"
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghij"
+			    "klmnopqrstuvwxyz-_.:0123456789ABCDEFGHIJKLMN");
+			cause[len] = '\0';
+			plen = strlen(purposes[i]);
+			memcpy(name, purposes[i], plen + 1);
+			memcpy(name + plen + 1, cause, len);
+			uuid_generate_sha1(u, ns, name, plen + 1 + len);
+			uuid_unparse_lower(u, want);
+			CHECK(event_derive_id(cause, purposes[i], got) == 0);
+			if (strcmp(got, want) != 0) {
+				fprintf(stderr, "%s %s: %s, libuuid %s\n",
+				    purposes[i], cause, got, want);
+				CHECK(strcmp(got, want) == 0);
+			}
+		}
+	}
+}
+
 static void
 test_amount(void)
 {
@@ -1029,6 +1072,7 @@ static const struct unit_test tests[] = {
 	{ "generated", test_generated },
 	{ "sameid", test_sameid },
 	{ "derive", test_derive },
+	{ "derive_libuuid", test_derive_libuuid },
 	{ "amount", test_amount },
 	{ "upcast", test_upcast },
 	{ "types", test_types },
