@@ -852,6 +852,174 @@ test_payment(void)
 	order_free(&o);
 }
 
+/*
+ * The text cJSON_PrintUnformatted() makes of an event, members in the
+ * order event_serialize() writes them: what it wrote when it built a
+ * cJSON tree, which its text must stay equal to, byte for byte.
+ */
+static void
+ref_int(cJSON *o, const char *name, int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	cJSON_AddRawToObject(o, name, buf);
+}
+
+static char *
+ref_serialize(const struct event *ev)
+{
+	const struct event_payment *p = &ev->payment;
+	const struct order *o = &ev->order;
+	cJSON *root, *d, *items, *it;
+	char amount[32], *s;
+	size_t i;
+
+	root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "specversion", "1.0");
+	cJSON_AddStringToObject(root, "id", ev->id);
+	cJSON_AddStringToObject(root, "source", ev->source);
+	cJSON_AddStringToObject(root, "type", event_kind_type(ev->kind));
+	cJSON_AddStringToObject(root, "subject", ev->subject);
+	cJSON_AddStringToObject(root, "time", ev->time);
+	cJSON_AddStringToObject(root, "datacontenttype", "application/json");
+	if (ev->traceparent[0] != '\0')
+		cJSON_AddStringToObject(root, "traceparent", ev->traceparent);
+	d = cJSON_AddObjectToObject(root, "data");
+	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
+		cJSON_AddStringToObject(d, "order_id", p->order_id);
+		cJSON_AddStringToObject(d, "payment_id", p->payment_id);
+		cJSON_AddStringToObject(d, "status",
+		    event_pay_status_name(p->status));
+		ref_int(d, "amount", p->amount);
+		cJSON_AddStringToObject(d, "currency", p->currency);
+		if (p->status == EVENT_PAY_DECLINED)
+			cJSON_AddStringToObject(d, "reason", p->reason);
+		cJSON_AddStringToObject(d, "customer_id", p->customer_id);
+		cJSON_AddStringToObject(d, "email", p->email);
+		if (p->payment_method[0] != '\0')
+			cJSON_AddStringToObject(d, "payment_method",
+			    p->payment_method);
+	} else {
+		cJSON_AddStringToObject(d, "order_id", o->order_id);
+		cJSON_AddStringToObject(d, "customer_id", o->customer_id);
+		cJSON_AddStringToObject(d, "email", o->email);
+		cJSON_AddStringToObject(d, "currency", o->currency);
+		if (ev->kind == EVENT_ORDER_CREATED_V1) {
+			event_format_money(o->total, o->currency, amount,
+			    sizeof(amount));
+			cJSON_AddStringToObject(d, "amount", amount);
+		} else {
+			items = cJSON_AddArrayToObject(d, "items");
+			for (i = 0; i < o->nitems; i++) {
+				it = cJSON_CreateObject();
+				cJSON_AddItemToArray(items, it);
+				cJSON_AddStringToObject(it, "sku",
+				    o->items[i].sku);
+				ref_int(it, "qty", o->items[i].qty);
+				ref_int(it, "unit_price",
+				    o->items[i].unit_price);
+			}
+			ref_int(d, "total", o->total);
+		}
+		cJSON_AddStringToObject(d, "payment_method", o->payment_method);
+	}
+	s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return s;
+}
+
+/* event_serialize(ev) is ref_serialize(ev), byte for byte. */
+static void
+same_text(const struct event *ev)
+{
+	char *got, *want;
+	size_t len;
+
+	got = event_serialize(ev, &len);
+	want = ref_serialize(ev);
+	CHECK(got != NULL && want != NULL);
+	if (got != NULL && want != NULL && (strcmp(got, want) != 0 ||
+	    len != strlen(want))) {
+		fprintf(stderr, "serialised:\n%s\ncJSON:\n%s\n", got, want);
+		CHECK(0);
+	}
+	free(got);
+	cJSON_free(want);
+}
+
+/*
+ * Events of every kind and shape, with every byte from 1 to 255 in
+ * their strings (the rules allow fewer, the text must not care), as
+ * cJSON wrote them.
+ */
+static void
+test_serialize_cjson(void)
+{
+	struct order o;
+	struct event cause, ev;
+	char odd[256];
+	int i, c, n;
+
+	for (i = 0; i < 255; i++)
+		odd[i] = (char)(i + 1);
+	odd[255] = '\0';
+	CHECK(order_parse(good, strlen(good), &o, NULL) == 0);
+	for (i = 0; i < 400; i++) {
+		n = i % 7;
+		CHECK(event_order_created(&cause, &o, "/orderflow/order-submit",
+		    NULL) == 0);
+		if (n == 1)
+			cause.traceparent[0] = '\0';
+		if (n == 2) {
+			free(cause.order.items);
+			cause.order.nitems = (size_t)(i % ORDER_ITEMS_MAX) + 1;
+			cause.order.items = calloc(cause.order.nitems,
+			    sizeof(*cause.order.items));
+			for (c = 0; c < (int)cause.order.nitems; c++) {
+				snprintf(cause.order.items[c].sku,
+				    sizeof(cause.order.items[c].sku),
+				    "SKU-\"%d\\", c * i);
+				cause.order.items[c].qty = c + 1;
+				cause.order.items[c].unit_price =
+				    (int64_t)c * 99991 % ORDER_PRICE_MAX;
+			}
+			cause.order.total = ORDER_TOTAL_MAX - i;
+		}
+		if (n == 3) {
+			cause.kind = EVENT_ORDER_CREATED_V1;
+			cause.order.total = -i * 12345;
+		}
+		if (n == 4) {
+			/* every byte but NUL, a window of it at a time */
+			snprintf(cause.order.customer_id,
+			    sizeof(cause.order.customer_id), "%s",
+			    odd + (i * 37) % 128);
+			memcpy(cause.order.email, odd,
+			    sizeof(cause.order.email) - 1);
+			cause.order.email[sizeof(cause.order.email) - 1] = '\0';
+			snprintf(cause.source, sizeof(cause.source), "%s",
+			    odd + 128);
+		}
+		same_text(&cause);
+		CHECK(event_payment_processed(&ev, &cause, i % 2 ?
+		    EVENT_PAY_DECLINED : EVENT_PAY_APPROVED,
+		    "card \"declined\" \\ by issuer", i % 3 ? NULL : "p-given",
+		    "/orderflow/pay-process") == 0);
+		if (n == 5)
+			ev.payment.payment_method[0] = '\0';
+		if (n == 6)
+			ev.payment.amount = INT64_MIN + i;
+		if (n == 4)
+			snprintf(ev.payment.reason, sizeof(ev.payment.reason),
+			    "%s", odd + (i % 200));
+		same_text(&ev);
+		event_free(&ev);
+		event_free(&cause);
+	}
+	order_free(&o);
+}
+
 static void
 test_format(void)
 {
@@ -1078,6 +1246,7 @@ static const struct unit_test tests[] = {
 	{ "types", test_types },
 	{ "envelope", test_envelope },
 	{ "payment", test_payment },
+	{ "serialize_cjson", test_serialize_cjson },
 	{ "format", test_format },
 	{ "trace", test_trace },
 	{ "jsonmem", test_jsonmem },
