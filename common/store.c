@@ -14,14 +14,16 @@
  *   outcome.db	 heap: idem.db's long outcomes
  *   orders.db	 btree: order id -> JSON text
  *   outbox.db	 btree: big-endian seq -> appended_ms, data
- *   meta.db	 btree holding the outbox's DB_SEQUENCE, the generation
- *		 width and each slot's newest generation
+ *   meta.db	 btree holding the outbox's DB_SEQUENCE
+ *   idem-gen.db btree: the generation width and each slot's newest
+ *		 generation, apart from meta.db so that emptying a slot,
+ *		 which holds them locked, never holds up the outbox
  * Numbers are stored big-endian, signed ones with the sign bit flipped,
  * so that byte order (BDB's default comparison) is numeric order.
  *
  * Idempotency records expire by generation.  Time is cut into periods
  * of 2^w ms, w chosen once per store from the first record's TTL (its
- * power of two at or above, at least 2^16 ms) and kept in meta.db.  A
+ * power of two at or above, at least 2^16 ms) and kept in idem-gen.db.  A
  * record goes to the slot (generation mod 3) of its expiry's period,
  * which is now's or the next one when the TTL fits the width; a slot
  * whose newest period has ended holds only expired records, and expiry
@@ -118,8 +120,8 @@ _Static_assert(STORE_NOSYNC == STOREENV_NOSYNC, "STORE_NOSYNC");
 #define GEN_WIDTH_MIN	16	/* a generation: 2^16 ms (65 s) ... */
 #define GEN_WIDTH_MAX	36	/* ... to 2^36 ms (2.2 years) */
 #define GEN_PAGESIZE	16384	/* a slot's pages hold ~25 records */
-#define GEN_WIDTH_KEY	"idem.gen.width"	/* meta.db: u32 */
-#define GEN_SLOT_KEY	"idem.gen.slot."	/* + N: its newest generation */
+#define GEN_WIDTH_KEY	"width"		/* idem-gen.db: u32 */
+#define GEN_SLOT_KEY	"slot."		/* + N: its newest generation */
 
 /* An idempotency table and the heap of its long outcomes, if any. */
 struct itab {
@@ -137,6 +139,7 @@ struct store {
 	DB		*orders;
 	DB		*outbox;
 	DB		*meta;
+	DB		*gens;		/* the width, each slot's generation */
 	DB_SEQUENCE	*seq;
 };
 
@@ -364,9 +367,11 @@ tables_close(struct store *s)
 		(void)s->outbox->close(s->outbox, 0);
 	if (s->meta != NULL)
 		(void)s->meta->close(s->meta, 0);
+	if (s->gens != NULL)
+		(void)s->gens->close(s->gens, 0);
 	s->seq = NULL;
 	s->lng.db = s->idem_exp = s->lng.heap = NULL;
-	s->orders = s->outbox = s->meta = NULL;
+	s->orders = s->outbox = s->meta = s->gens = NULL;
 }
 
 /* The generation slots, idem-gN.db: outcomes inline (see the top). */
@@ -402,6 +407,7 @@ tables_open(struct store *s)
 	    (ret = db_open(e, &s->orders, "orders.db", DB_BTREE, 0)) != 0 ||
 	    (ret = db_open(e, &s->outbox, "outbox.db", DB_BTREE, 0)) != 0 ||
 	    (ret = db_open(e, &s->meta, "meta.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(e, &s->gens, "idem-gen.db", DB_BTREE, 0)) != 0 ||
 	    (ret = seq_open(s)) != 0)
 		tables_close(s);
 	return ret;
@@ -769,7 +775,7 @@ idem_write(const struct itab *it, struct store_txn *t, const char *key,
  * A time's generation is its 2^width ms period: the top bits of the
  * time in byte order (sign flipped).  The width is the store's, set
  * once, from the first record put that fits (see gen_place()), and kept
- * in meta.db.
+ * in idem-gen.db.
  */
 
 static uint64_t
@@ -778,7 +784,7 @@ gen_of(const struct store *s, int64_t ms)
 	return ((uint64_t)ms ^ (UINT64_C(1) << 63)) >> s->gen_width;
 }
 
-/* The width, read from meta.db (another process may have set it). */
+/* The width, read from idem-gen.db (another process may have set it). */
 static int
 gen_width_load(struct store *s)
 {
@@ -793,7 +799,7 @@ gen_width_load(struct store *s)
 	d.data = v;
 	d.ulen = sizeof(v);
 	d.flags = DB_DBT_USERMEM;
-	ret = s->meta->get(s->meta, NULL, &k, &d, DB_READ_COMMITTED);
+	ret = s->gens->get(s->gens, NULL, &k, &d, DB_READ_COMMITTED);
 	if (ret == DB_NOTFOUND)
 		return 0;
 	if (ret != 0)
@@ -817,7 +823,7 @@ gen_width_set_fn(struct store *s, struct store_txn *t, void *arg)
 	put_u32(v, (uint32_t)o->seq);
 	dbt_in(&k, GEN_WIDTH_KEY, strlen(GEN_WIDTH_KEY));
 	dbt_in(&d, v, sizeof(v));
-	ret = s->meta->put(s->meta, dbtxn(t), &k, &d, DB_NOOVERWRITE);
+	ret = s->gens->put(s->gens, dbtxn(t), &k, &d, DB_NOOVERWRITE);
 	return ret == DB_KEYEXIST ? 0 : ret;
 }
 
@@ -837,7 +843,7 @@ gen_slot_get(struct store *s, struct store_txn *t, int i, u_int32_t flags,
 	d.data = v;
 	d.ulen = sizeof(v);
 	d.flags = DB_DBT_USERMEM;
-	if ((ret = s->meta->get(s->meta, dbtxn(t), &k, &d, flags)) != 0)
+	if ((ret = s->gens->get(s->gens, dbtxn(t), &k, &d, flags)) != 0)
 		return ret;
 	if (d.size != sizeof(v))
 		return EBADMSG;
@@ -865,7 +871,7 @@ gen_slot_set_fn(struct store *s, struct store_txn *t, void *arg)
 	put_u64(v, o->seq);
 	dbt_in(&k, key, strlen(key));
 	dbt_in(&d, v, sizeof(v));
-	return s->meta->put(s->meta, dbtxn(t), &k, &d, 0);
+	return s->gens->put(s->gens, dbtxn(t), &k, &d, 0);
 }
 
 /*
@@ -1193,7 +1199,7 @@ expire_slots(struct store *s, struct store_txn *t, struct op *o)
 			return ret;
 		snprintf(key, sizeof(key), "%s%d", GEN_SLOT_KEY, i);
 		dbt_in(&k, key, strlen(key));
-		if ((ret = s->meta->del(s->meta, dbtxn(t), &k, 0)) != 0)
+		if ((ret = s->gens->del(s->gens, dbtxn(t), &k, 0)) != 0)
 			return ret;
 		__atomic_store_n(&s->gen_ready[i], 0, __ATOMIC_RELEASE);
 		*o->np += n;
