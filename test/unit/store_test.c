@@ -575,6 +575,12 @@ test_legacy(void)
 	CHECK(r.created_ms == 6 && r.state == 1 && strcmp(r.outcome, "{}") == 0);
 	store_idem_free(&r);
 	CHECK(store_idem_get(s, NULL, "old", 1000, &r) == STORE_NOTFOUND);
+	/* put_new sees an old record, though new ones go to the slots. */
+	r = idem("new", 10, 500, 2);
+	CHECK(store_idem_put_new(s, NULL, "old-short", &r, 10, NULL) ==
+	    STORE_EXISTS);
+	OK(store_idem_put_new(s, NULL, "new", &r, 10, NULL));
+	CHECK(live_in(s, "new", 20, 2) && live_in(s, "old-short", 20, 1));
 	/* Overwritten in the new format, and deleted. */
 	r = idem(big, 7, 2000, 1);
 	OK(store_idem_put(s, NULL, "old", &r));
