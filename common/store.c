@@ -1017,15 +1017,13 @@ store_idem_get(struct store *s, struct store_txn *t, const char *key,
  * that is not NULL; any other is deleted, and 0 returned.
  */
 static int
-idem_displace(struct store *s, struct store_txn *t, const struct itab *it,
-    struct op *o)
+idem_displace(struct store_txn *t, const struct itab *it, struct op *o)
 {
 	struct store_idem old;
 	DB_HEAP_RID rid;
 	DBT k, d;
 	int ret;
 
-	(void)s;
 	if ((ret = idem_raw(it, t, o->key, DB_RMW, &d)) != 0)
 		return ret == DB_NOTFOUND ? 0 : ret;
 	ret = idem_decode(&d, &old, &rid);
@@ -1068,12 +1066,12 @@ idem_put_fn(struct store *s, struct store_txn *t, void *arg)
 	n = gen_tables(s, now, tabs);
 	for (i = 0; i < n; i++)
 		if (tabs[i] != to &&
-		    (ret = idem_displace(s, t, tabs[i], o)) != 0)
+		    (ret = idem_displace(t, tabs[i], o)) != 0)
 			return ret;
 	ret = idem_write(to, t, o->key, o->in, DB_NOOVERWRITE);
 	if (ret != DB_KEYEXIST)
 		return ret;
-	if ((ret = idem_displace(s, t, to, o)) != 0)
+	if ((ret = idem_displace(t, to, o)) != 0)
 		return ret;
 	return idem_write(to, t, o->key, o->in, 0);
 }
