@@ -1358,29 +1358,37 @@ trace_generate(char out[TRACEPARENT_LEN + 1])
 	memcpy(out + 52, "-01", 4);
 }
 
+/* Lower-case hex digits. */
+static const unsigned char lower_hex[256] = {
+	['0' ... '9'] = 1, ['a' ... 'f'] = 1
+};
+
+/* Whether s[from..to) is lower-case hex, and not all zeros. */
+static int
+hex_nonzero(const char *s, int from, int to)
+{
+	int i, nz = 0;
+
+	for (i = from; i < to; i++) {
+		if (!lower_hex[(unsigned char)s[i]])
+			return 0;
+		nz |= s[i] != '0';
+	}
+	return nz;
+}
+
 int
 trace_valid(const char *s)
 {
-	size_t i;
-	int tz = 1, sz = 1;
-
-	if (s == NULL || strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN)
+	if (s == NULL || strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN ||
+	    s[2] != '-' || s[35] != '-' || s[52] != '-')
 		return 0;
-	for (i = 0; i < TRACEPARENT_LEN; i++) {
-		if (i == 2 || i == 35 || i == 52) {
-			if (s[i] != '-')
-				return 0;
-			continue;
-		}
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-		if (i > 2 && i < 35 && s[i] != '0')
-			tz = 0;
-		if (i > 35 && i < 52 && s[i] != '0')
-			sz = 0;
-	}
-	return !(s[0] == 'f' && s[1] == 'f') && !tz && !sz;
+	if (!lower_hex[(unsigned char)s[0]] ||
+	    !lower_hex[(unsigned char)s[1]] || (s[0] == 'f' && s[1] == 'f') ||
+	    !lower_hex[(unsigned char)s[53]] ||
+	    !lower_hex[(unsigned char)s[54]])
+		return 0;
+	return hex_nonzero(s, 3, 35) && hex_nonzero(s, 36, 52);
 }
 
 int
