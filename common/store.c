@@ -27,7 +27,9 @@
  * record goes to the slot (generation mod 3) of its expiry's period,
  * which is now's or the next one when the TTL fits the width; a slot
  * whose newest period has ended holds only expired records, and expiry
- * empties it whole (DB->truncate: its pages are freed and reused).  So
+ * empties it whole (DB->truncate: its pages are freed and reused) in
+ * the period after, when it is the one slot neither now's nor the
+ * next's.  So
  * an insert costs one put, where an expiry index cost a second one (a
  * quarter of a payment's instructions), and expiry costs nothing per
  * record.  A lookup tries now's slot, the next one and idem.db: a key
@@ -1170,8 +1172,11 @@ expire_walk(struct store *s, struct store_txn *t, struct op *o, DBC *c)
 }
 
 /*
- * Empties every slot whose newest generation has ended by now (so all
- * its records have expired), adding how many records it held to *o->np.
+ * Empties the slot outside now's window (now's generation and the next)
+ * if its newest generation has ended (so all its records have expired),
+ * adding how many records it held to *o->np.  A slot in the window is
+ * left alone even when it holds only expired records: lookups use it,
+ * and DB->truncate() fails on a handle another thread has a cursor on.
  */
 static int
 expire_slots(struct store *s, struct store_txn *t, struct op *o)
@@ -1185,6 +1190,9 @@ expire_slots(struct store *s, struct store_txn *t, struct op *o)
 	if ((ret = gen_width_load(s)) != 0 || s->gen_width == 0)
 		return ret;
 	for (i = 0; i < IDEM_GENS; i++) {
+		if ((uint64_t)i == gen_of(s, o->now_ms) % IDEM_GENS ||
+		    (uint64_t)i == (gen_of(s, o->now_ms) + 1) % IDEM_GENS)
+			continue;
 		ret = gen_slot_get(s, t, i, DB_RMW, &g);
 		if (ret == DB_NOTFOUND)
 			continue;

@@ -494,8 +494,11 @@ test_generations(void)
 			}
 		}
 	}
-	OK(store_idem_expire(s, NULL, now + 3 * GEN, 100000, &n));
-	total += n;
+	/* Each slot in turn leaves now's window, and is emptied. */
+	for (i = 1; i <= 6; i++) {
+		OK(store_idem_expire(s, NULL, now + i * GEN, 100000, &n));
+		total += n;
+	}
 	CHECK(total == 3000 + 1);	/* and "c" */
 	OK(store_close(s));
 	rm_tree(tmpdir);
@@ -1179,7 +1182,10 @@ fake_clock(void)
 static void
 put_expired(struct store *s, const char *prefix, int n, int in_index)
 {
-	struct store_idem r = idem("outcome", 1, in_index ? LONG : 2, 1);
+	/* Four generations back: the slot outside now's window. */
+	int64_t at = util_now_ms() - 4 * GEN;
+	struct store_idem r = in_index ? idem("outcome", 1, LONG, 1) :
+	    idem("outcome", at, at + 1, 1);
 	char key[64];
 	int i;
 
