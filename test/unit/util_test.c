@@ -101,6 +101,26 @@ test_rfc3339(void)
 	CHECK(util_rfc3339_parse("2026-13-26T10:00:00Z") == -1);
 	CHECK(util_rfc3339_parse("2026-11-26T10:00:00") == -1);
 	CHECK(util_rfc3339_parse("2026-11-26T10:00:00Zjunk") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26t10:00:00.123456z") ==
+	    1795687200123LL);
+	CHECK(util_rfc3339_parse("2026-11-26 10:00:00Z") == 1795687200000LL);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00.Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T24:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:60:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-32T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-00-26T10:00:00Z") == -1);
+	/* fields of exactly their digits: no sign, space or short field */
+	CHECK(util_rfc3339_parse("+026-11-26T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-+1-26T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11- 6T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T1:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+1:00") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+01:0") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+01:00x") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+24:00") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+01-00") == -1);
+	CHECK(util_rfc3339_parse("2026-11-2") == -1);
+	CHECK(util_rfc3339_parse("") == -1);
 	util_rfc3339(1795687200123LL, buf, sizeof(buf));
 	CHECK(strcmp(buf, "2026-11-26T10:00:00.123Z") == 0);
 	t = util_rfc3339_parse(buf);
