@@ -123,7 +123,7 @@ int		 store_run(struct store *, store_fn *fn, void *arg);
  * an unexpired record exists: then it returns STORE_EXISTS and, when old
  * is not NULL, fills it in.  put takes the record's created_ms for now.
  * A record lives at least until its expires_ms and at most about two
- * periods longer: the store's generation period (store.c), the TTL of
+ * periods longer: the store's generation period (storeidem.c), the TTL of
  * the first record put rounded up to a power of two ms, at least 65 s.  del
  * returns STORE_NOTFOUND when absent.  expire, in one transaction,
  * deletes at most max records of a TTL no generation holds, one by one,
