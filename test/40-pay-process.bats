@@ -380,7 +380,11 @@ at_least() {
 	echo "restart to first payment: $took ms"
 	[ "$took" -lt 15000 ]
 	stop_pp "${PP_PIDS[1]}"
-	[ "$(payments | jq -r .order_id | sort | tr '\n' ' ')" = "o-after o-before " ]
+	# o-before's offset may not have been committed before the kill: then
+	# it is redelivered and its stored outcome emitted again, with the
+	# same event id (at least once, one effect).
+	[ "$(payments | jq -r .order_id | sort -u | tr '\n' ' ')" = "o-after o-before " ]
+	[ "$(payments | jq -r '"\(.order_id) \(.id)"' | sort -u | wc -l)" -eq 2 ]
 }
 
 @test "pay-process: a second process on one state directory exits 5" {
