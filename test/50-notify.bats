@@ -254,7 +254,9 @@ duplicate_seen() {
 	new_flow 6
 	GROUP=$(unique_name notify)
 	n=1000
-	kx=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
+	# A session longer than the restart takes, however slow the machine:
+	# the killed instance's partitions wait for it, not for the other.
+	kx=(-X session.timeout.ms=30000 -X heartbeat.interval.ms=1000)
 	# payments FROM TO: events for orders o-FROM .. o-(TO-1).
 	payments() {
 		jq -rn --argjson from "$1" --argjson to "$2" --arg run "$RANDOM$RANDOM" \
@@ -286,11 +288,11 @@ duplicate_seen() {
 	wait_until 60 at_least_notified $((n / 4))
 	kill -KILL "$OTHER_PID"
 	wait "$OTHER_PID" || true
-	# The second half comes after the kill; the restarted instance, on
-	# its state, takes its partitions back and has its share to do.
-	payments $((n / 2)) "$n"
+	# The restarted instance, on its state, takes its partitions back
+	# and has its share of the second half to do.
 	start_one a 2
 	OTHER_PID=$!
+	payments $((n / 2)) "$n"
 	wait_until 120 at_least_notified "$n"
 	[ -s "$BATS_TEST_TMPDIR/notes.a.2" ]
 	for p in "$OTHER_PID" "$NOTIFY_PID"; do
