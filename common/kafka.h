@@ -227,6 +227,14 @@ int	kafka_consumer_resume(struct kafka_consumer *, const char *topic,
 	    int32_t partition);
 
 /*
+ * Stops (hold 1) and restarts (hold 0) fetching every assigned partition,
+ * including those assigned while held: the bound of the records a worker
+ * holds at once.  Resuming also resumes partitions paused one by one;
+ * the caller pauses those again.  Returns 0 or -1 (logged).
+ */
+int	kafka_consumer_hold(struct kafka_consumer *, int hold);
+
+/*
  * The partition will be consumed from offset again (usually the offset of
  * a record received but not processed yet, together with pause).  The
  * tracker is rewound first, so nothing at or above offset is committed

@@ -313,7 +313,7 @@ pipe_retry_now(struct worker *w)
 	struct worker_input in;
 
 	pipe_input(&in, r.value, r.len, r.lineno, r.attempt);
-	route_handle(w, &in, NULL);
+	inflight_submit(w, &in, NULL);
 	free(r.value);
 	free(r.why);
 }
@@ -328,7 +328,7 @@ pipe_slot(struct worker *w, int status, char *line, size_t len, long lineno,
 	switch (status) {
 	case JSONL_LINE:
 		pipe_input(&in, line, len, lineno, 1);
-		route_handle(w, &in, NULL);
+		inflight_submit(w, &in, NULL);
 		free(line);
 		return 0;
 	case JSONL_REJECT:
@@ -384,7 +384,7 @@ pipe_run(struct worker *w)
 	size_t len;
 	long lineno;
 	char *line, err[256];
-	int eof = 0, status;
+	int busy, eof = 0, status;
 
 	if (reader_start(&rd, w->cf->input) == -1) {
 		worker_fail(w, OF_EXIT_FAIL);
@@ -393,28 +393,40 @@ pipe_run(struct worker *w)
 	w->in_name = jsonl_name(rd.r);
 	while (w->rc == OF_EXIT_OK && worker_running()) {
 		now = util_mono_ms();
+		busy = inflight_busy(w);
 		if (w->retries.n > 0 && w->retries.heap[0].due_ms <= now)
 			pipe_retry_now(w);
-		else if (eof && w->retries.n == 0)
+		else if (eof && w->retries.n == 0 && inflight_held(w) == 0)
 			break;
 		else {
 			wait = WORKER_POLL_MS;
 			if (w->retries.n > 0 &&
 			    w->retries.heap[0].due_ms - now < wait)
 				wait = w->retries.heap[0].due_ms - now;
-			if (eof || w->retries.n >= WORKER_PIPE_RETRIES) {
+			if (busy && wait > WORKER_PUMP_MS)
+				wait = WORKER_PUMP_MS;
+			if (eof || w->retries.n >= WORKER_PIPE_RETRIES ||
+			    inflight_full(w)) {
 				if (w->cf->idle != NULL)
 					w->cf->idle(w->cf->ctx);
-				nap(wait);
-			} else if (pipe_take(w, &rd, wait, &status, &line,
-			    &len, &lineno, err, sizeof(err)))
+				if (busy)
+					inflight_run(w, (int)wait);
+				else
+					nap(wait);
+			} else if (pipe_take(w, &rd, busy ? 0 : wait, &status,
+			    &line, &len, &lineno, err, sizeof(err)))
 				eof = pipe_slot(w, status, line, len, lineno,
 				    err);
+			else if (busy)
+				inflight_run(w, (int)wait);
 		}
+		inflight_run(w, 0);
 		if (w->p != NULL)
 			kafka_poll(w->p, 0);
 		worker_periodic(w);
 	}
+	/* Stopped: what is in flight ends first, its retries then abandoned. */
+	inflight_drain(w, util_mono_ms() + WORKER_FLUSH_MS);
 	if (w->retries.n > 0)
 		pipe_abandon(w);
 	reader_stop(&rd, eof);

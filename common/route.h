@@ -32,6 +32,14 @@ void	route_handle(struct worker *, const struct worker_input *in,
 	    const rd_kafka_headers_t *src);
 
 /*
+ * Sends the outcome r of in where it goes, as route_handle() does with a
+ * handler's: out (may be NULL) is freed, why is the failure's message.
+ */
+void	route_outcome(struct worker *, const struct worker_input *in,
+	    const rd_kafka_headers_t *src, enum worker_outcome r,
+	    struct worker_output *out, const char *why);
+
+/*
  * Sends in to the dead letters with kind ("invalid", "permanent",
  * "exhausted" or "transient") and why as orderflow.error.kind and
  * .message.  An invalid input in pipe mode counts as rejected (worker_run()

@@ -79,12 +79,17 @@
 #define WORKER_POLL_MS		100	/* longest wait of the loop */
 #define WORKER_FLUSH_MS		30000	/* shutdown: wait for acknowledgements */
 #define WORKER_PIPE_RETRIES	10000	/* pipe mode: records waiting at once */
+#define WORKER_RETRY_WAITING	10000	/* Kafka: retries held until due */
+#define WORKER_CONCURRENCY	256	/* default records in flight */
+#define WORKER_CONCURRENCY_MAX	65536
+#define WORKER_PUMP_MS		5	/* longest wait on calls in flight */
 
 enum worker_outcome {
 	WORKER_DONE,		/* handled; *out may hold an output event */
 	WORKER_TRANSIENT,	/* failed, may succeed later: retry */
 	WORKER_PERMANENT,	/* failed, never succeeds: DLQ "permanent" */
-	WORKER_INVALID		/* not a valid event: DLQ "invalid" */
+	WORKER_INVALID,		/* not a valid event: DLQ "invalid" */
+	WORKER_PENDING		/* start only: worker_complete() follows */
 };
 
 /* One input event, as read from Kafka or from a line of the input. */
@@ -121,6 +126,29 @@ typedef enum worker_outcome worker_handle_fn(void *ctx,
 	    char *why, size_t whylen);
 
 /*
+ * Asynchronous handling, for effects that wait (an HTTP call, a child
+ * process): the command gives a start function instead of a handler.
+ * start either finishes at once (any outcome but WORKER_PENDING, as a
+ * handler would) or begins the effect, keeps job and returns
+ * WORKER_PENDING; the command then calls worker_complete(job, ...) from
+ * its pump once the effect ended.  in is valid until then; the command
+ * keeps what else it needs.  Called on the worker's thread only.
+ */
+struct worker_job;
+
+typedef enum worker_outcome worker_start_fn(void *ctx,
+	    struct worker_job *job, const struct worker_input *in,
+	    struct worker_output *out, char *why, size_t whylen);
+
+/*
+ * The outcome of a job whose start returned WORKER_PENDING, as a handler
+ * returns it: out (may be NULL) is the worker's to free, why is the
+ * failure's message.  job is gone afterwards.  Only from the pump.
+ */
+void	worker_complete(struct worker_job *job, enum worker_outcome,
+	    struct worker_output *out, const char *why);
+
+/*
  * Counters.  retried, dead_lettered and failed count records the broker
  * acknowledged (or lines written) and records it refused.
  */
@@ -144,7 +172,19 @@ struct worker_config {
 	int64_t		 backoff_ms;	/* first retry's delay */
 	int64_t		 backoff_max_ms; /* cap of the delay */
 	int64_t		 report_ms;	/* period of the -v counters line; 0: none */
-	worker_handle_fn *handle;
+	worker_handle_fn *handle;	/* one at a time, or: */
+	/*
+	 * start, with up to concurrency records in flight (held in order
+	 * behind their key or started); NULL: handle, one at a time.
+	 */
+	worker_start_fn	*start;
+	int		 concurrency;	/* 1..WORKER_CONCURRENCY_MAX */
+	/*
+	 * With start: moves the effects in flight on, waiting at most
+	 * wait_ms for one to end, and calls worker_complete() for those
+	 * that ended.  Called often while any is pending.
+	 */
+	void		(*pump)(void *ctx, int wait_ms);
 	void		*ctx;
 	/*
 	 * Called every report_ms (with -v) with final 0, and once when
