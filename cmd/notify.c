@@ -23,8 +23,12 @@
  * since the last flush, which is never more than FLUSH_MAX records or
  * longer than it takes to handle what was waiting.
  *
- * A delivery blocks the worker's thread for at most --timeout: Kafka's
- * max.poll.interval.ms (5 minutes by default) is far above it.
+ * --webhook and --exec deliver up to --concurrency notifications at once
+ * (worker.h's start and pump): requests through httpq.h, commands as
+ * child processes watched from the pump.  The worker never has two
+ * events of one order in flight, and each is recorded when its delivery
+ * ended, so a crash repeats at most the deliveries in flight, each with
+ * its notification id.  Standard output stays one at a time.
  */
 #include <sys/stat.h>
 #include <sys/types.h>

@@ -11,6 +11,12 @@
  * A crash between the charge and the record charges again only through
  * the gateway, with the same Idempotency-Key (the order id), which the
  * gateway answers with the first charge's outcome.
+ *
+ * The simulator answers in microseconds: one order at a time (worker.h's
+ * handler).  A gateway's calls go through httpq.h, up to --concurrency at
+ * once (worker.h's start and pump); the worker never has two events of
+ * one order in flight, so two calls with one Idempotency-Key never
+ * overlap, and a crash repeats at most the calls in flight.
  */
 #include <sys/stat.h>
 

@@ -32,14 +32,26 @@
  *   letter's orderflow.attempt is the attempt that failed.
  *   The input's offset is done once the retry or DLQ record is
  *   acknowledged.  A retry record whose orderflow.not-before is in the
- *   future pauses its partition, which is sought back to that record and
- *   resumed when it is due; other partitions keep flowing; the loop polls
- *   with timeouts of at most 100 ms and never sleeps, so a long backoff
- *   never costs the group membership.  Records behind a paused one in its
- *   partition wait with it (orderflow(7), "Retries and the DLQ").
+ *   future waits in memory (at most WORKER_RETRY_WAITING) until it is
+ *   due, its offset pending, while the records behind it go on; with
+ *   that many waiting, its partition is paused instead, sought back to
+ *   that record and resumed when it is due.  The loop polls with
+ *   timeouts of at most 100 ms and never sleeps, so a long backoff never
+ *   costs the group membership (orderflow(7), "Retries and the DLQ").
  *   An output the broker did not acknowledge stops the worker (its offset
  *   is never committed, so the record is handled again by the next run)
  *   and worker_run() returns OF_EXIT_KAFKA.
+ *
+ * Concurrency (with a start function instead of a handler): up to
+ * concurrency records are held at once, from any partitions.  Records
+ * with the same key (the Kafka key; without one, the partition; in pipe
+ * mode the event's subject) are started strictly one after another, in
+ * the order they were read, each once the one before completed; other
+ * keys run side by side.  While concurrency records are held, fetching
+ * pauses (pipe mode: reading), and resumes once a quarter are done.
+ * Offsets are done as above, so the commit point never passes a record
+ * in flight.  The loop waits on the effects in flight through the pump
+ * (at most WORKER_PUMP_MS at a time) instead of in the consumer.
  *
  * Pipe mode (input a file, "-" for stdin): events are read as JSON lines
  * (jsonl.h) by a reader thread, so retries come due while the input is
@@ -62,7 +74,8 @@
  * SA_RESTART, by util_signals_catch(), so that one ignored at start stays
  * ignored) and restores the previous ones before it returns.  Either
  * signal, or worker_stop(), stops taking new input; what is in flight is
- * finished and flushed (at most WORKER_FLUSH_MS), offsets are committed
+ * finished (records held behind a key included) and flushed (at most
+ * WORKER_FLUSH_MS each), offsets are committed
  * and the group left.  In pipe mode, records still waiting for a retry
  * then become dead letters of kind "transient" (message "stopped before
  * attempt N: ..."), so nothing is lost.
@@ -119,7 +132,7 @@ struct worker_output {
 /*
  * Handles one input.  On any outcome but WORKER_DONE, why holds a
  * message for the orderflow.error.message header (and the log).  Called
- * on the worker's thread only; never concurrently.
+ * on the worker's thread only, for one input at a time.
  */
 typedef enum worker_outcome worker_handle_fn(void *ctx,
 	    const struct worker_input *in, struct worker_output *out,

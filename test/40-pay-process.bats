@@ -71,6 +71,40 @@ payments() {
 	    tp_header: .headers.traceparent, source: $e.source}'
 }
 
+# many_orders FROM TO [PREFIX]: orders PREFIX-FROM .. PREFIX-(TO-1)
+# (PREFIX "o" by default), one in 7 declined by the simulator, in one go.
+many_orders() {
+	jq -rn --argjson from "$1" --argjson to "$2" --arg tp "$TP" \
+	    --arg p "${3:-o}" --arg run "$RANDOM$RANDOM" '
+	    range($from; $to) | "\($p)-\(.)" as $o |
+	    (if . % 7 == 0 then "pm_card_declined" else "pm_card_visa" end) as $pm |
+	    "\($o)|" + ({specversion: "1.0", id: "e-\($run)-\(.)",
+	    source: "/test", type: "order.created.v2", subject: $o,
+	    time: "2026-01-01T00:00:00Z", traceparent: $tp,
+	    data: {order_id: $o, customer_id: "c-1",
+	    email: "a@example.com", currency: "EUR",
+	    items: [{sku: "S", qty: 1, unit_price: 100}], total: 100,
+	    payment_method: $pm}} | tojson)' | produce order-created
+}
+
+# start_gw FAILS [DELAY_MS [HANG_PREFIX]]: the fake gateway; sets GW_URL.
+start_gw() {
+	"$ROOT/test/fixtures/fake-gateway.py" "$BATS_TEST_TMPDIR/port" \
+	    "$BATS_TEST_TMPDIR/gw.log" "$@" &
+	GW_PID=$!
+	wait_until 10 test -s "$BATS_TEST_TMPDIR/port"
+	GW_URL="http://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/port")/payments"
+}
+
+# overlaps: calls in the gateway's log that began before the previous
+# call with the same Idempotency-Key had ended.
+overlaps() {
+	jq -s 'map(select(.end != null)) | group_by(.idempotency_key) |
+	    map(sort_by(.start) | . as $a | [range(1; length)] |
+	    map(select($a[. - 1].end > $a[.].start))) | flatten | length' \
+	    "$BATS_TEST_TMPDIR/gw.log"
+}
+
 # at_least N TOPIC: TOPIC holds N records or more.
 at_least() {
 	[ "$(records "$2" | wc -l)" -ge "$1" ]
@@ -301,28 +335,14 @@ at_least() {
 	kx=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
 	# A wedged survivor (below) ends sooner than the default 30 s.
 	export ORDERFLOW_STORE_STALL_MS=10000
-	# orders FROM TO: orders o-FROM .. o-(TO-1), one in 7 declined.
-	orders() {
-		jq -rn --argjson from "$1" --argjson to "$2" --arg tp "$TP" \
-		    --arg run "$RANDOM$RANDOM" '
-		    range($from; $to) | "o-\(.)" as $o |
-		    (if . % 7 == 0 then "pm_card_declined" else "pm_card_visa" end) as $pm |
-		    "\($o)|" + ({specversion: "1.0", id: "e-\($run)-\(.)",
-		    source: "/test", type: "order.created.v2", subject: $o,
-		    time: "2026-01-01T00:00:00Z", traceparent: $tp,
-		    data: {order_id: $o, customer_id: "c-1",
-		    email: "a@example.com", currency: "EUR",
-		    items: [{sku: "S", qty: 1, unit_price: 100}], total: 100,
-		    payment_method: $pm}} | tojson)' | produce order-created
-	}
-	orders 0 $((n / 2))
+	many_orders 0 $((n / 2))
 	start_pp "${kx[@]}"
 	start_pp "${kx[@]}"
 	# Killed while it works: the second half comes after.
 	wait_until 60 at_least $((n / 4)) payment-processed
 	kill -KILL "${PP_PIDS[0]}"
 	wait "${PP_PIDS[0]}" || true
-	orders $((n / 2)) "$n"
+	many_orders $((n / 2)) "$n"
 	start_pp "${kx[@]}"
 	distinct() {
 		[ "$(payments | jq -r .order_id | sort -u | wc -l)" -ge "$n" ]
@@ -367,12 +387,8 @@ at_least() {
 
 @test "pay-process: --gateway, 503 twice then 200, one Idempotency-Key" {
 	new_flow
-	"$ROOT/test/fixtures/fake-gateway.py" "$BATS_TEST_TMPDIR/port" \
-	    "$BATS_TEST_TMPDIR/gw.log" 2 &
-	GW_PID=$!
-	wait_until 10 test -s "$BATS_TEST_TMPDIR/port"
-	port=$(cat "$BATS_TEST_TMPDIR/port")
-	start_pp --backoff 100ms --gateway "http://127.0.0.1:$port/payments"
+	start_gw 2
+	start_pp --backoff 100ms --gateway "$GW_URL"
 	order o-gw-1 pm_card_visa 4200
 	wait_until 30 at_least 1 payment-processed
 	stop_pp "${PP_PIDS[0]}"
@@ -435,4 +451,83 @@ p-visa approved" ]
 	grep '^{' "$BATS_TEST_TMPDIR/err" | jq -e 'select(.key == null and
 	    .headers["orderflow.error.kind"] == "permanent" and
 	    (.value | fromjson | .data.order_id) == "s-2")'
+}
+
+@test "pay-process: 2,000 orders at --concurrency 256, a 100 ms gateway: each paid once, one call per key at a time" {
+	new_flow 6
+	n=2000
+	start_gw 0 100
+	many_orders 0 "$n"
+	# A second event for 200 of them: it waits for the first and finds
+	# the payment recorded, so it never reaches the gateway.
+	many_orders 0 200
+	start_pp --concurrency 256 --gateway "$GW_URL"
+	distinct() {
+		[ "$(payments | jq -r .order_id | sort -u | wc -l)" -ge "$n" ]
+	}
+	wait_until 120 distinct
+	wait_until 30 at_least $((n + 200)) payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -eq "$n" ]
+	[ "$(jq -r .idempotency_key "$BATS_TEST_TMPDIR/gw.log" | sort -u |
+	    wc -l)" -eq "$n" ]
+	[ "$(overlaps)" -eq 0 ]
+	run --separate-stderr payments
+	[ "${#lines[@]}" -eq $((n + 200)) ]
+	# One payment per order: a repeat carries the same event id.
+	[ "$(jq -r '"\(.order_id) \(.id)"' <<<"$output" | sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -r 'select(.status == "approved") | .payment_id' <<<"$output" |
+	    grep -vc '^gw-')" -eq 0 ]
+	grep -q "summary: processed=$((n + 200)) approved=$n declined=0 .* duplicates=200" \
+	    "$BATS_TEST_TMPDIR/pp.log"
+	[ -z "$(records order-created-dlq)" ]
+	[ -z "$(records order-created-retry)" ]
+}
+
+@test "pay-process: a gateway that never answers some orders: the others flow, those retry after the timeout" {
+	new_flow 3
+	start_gw 0 0 o-hang
+	many_orders 0 5 o-hang
+	many_orders 0 300
+	start_pp --gateway "$GW_URL" --gateway-timeout 5s --backoff 30s
+	started=$SECONDS
+	wait_until 60 at_least 300 payment-processed
+	# All paid while the stuck calls were still waiting for an answer.
+	[ -z "$(records order-created-retry)" ] ||
+	    [ "$((SECONDS - started))" -ge 5 ]
+	wait_until 60 at_least 5 order-created-retry
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(records order-created-retry | jq -r .key | sort -u | tr '\n' ' ')" = \
+	    "o-hang-0 o-hang-1 o-hang-2 o-hang-3 o-hang-4 " ]
+	records order-created-retry | jq -e -s 'all(.headers["orderflow.error.message"] |
+	    test("gateway: .*[Tt]imeout|timed out"))'
+	[ -z "$(payments | jq -r 'select(.order_id | startswith("o-hang"))')" ]
+	[ "$(jq -s 'map(select(.status == null)) | length' \
+	    "$BATS_TEST_TMPDIR/gw.log")" -eq 5 ]
+}
+
+@test "pay-process: a retry due in 30 s does not hold back the records behind it in its partition" {
+	new_flow 1
+	now=$(date +%s%3N)
+	{
+		printf 'o-late|%s\n' "$(mkev o-late pm_card_visa)"
+		printf 'o-next|%s\n' "$(mkev o-next pm_card_visa)"
+	} | kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" -p 0 \
+	    -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$((now + 30000))"
+	# Behind it in the same partition: one due already.
+	printf 'o-due|%s\n' "$(mkev o-due pm_card_visa)" |
+	    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" -p 0 \
+	    -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$((now - 1000))"
+	order o-main pm_card_visa
+	start_pp
+	wait_until 15 at_least 2 payment-processed
+	[ "$(($(date +%s%3N) - now))" -lt 25000 ]
+	run --separate-stderr payments
+	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = "o-due o-main " ]
+	# The late ones' offsets hold the commit point back.
+	run topic-admin -J lag "$GROUP"
+	assert_success
+	[ "$(jq -r --arg t "${PREFIX}order-created-retry" \
+	    'select(.topic == $t and .partition == 0) | .committed' <<<"$output")" -le 0 ]
+	stop_pp "${PP_PIDS[0]}"
 }
