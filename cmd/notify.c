@@ -72,7 +72,6 @@
 #define SECRET_MAX		1024	/* bytes of a secret file */
 #define WHSEC_PREFIX		"whsec_"	/* Standard Webhooks' form */
 #define REPORT_MS		10000	/* the -v counters line */
-#define REPLY_MAX		65536	/* a webhook's answer, discarded */
 #define IDEM_PREFIX		"notified:"
 #define FLUSH_MAX		64	/* records between two log flushes */
 #define CHANNEL			"email"	/* what the notification is */
@@ -942,7 +941,6 @@ secret_load(struct notify *n)
 static void
 webhook_init(struct notify *n)
 {
-	struct httpq_config hc;
 	CURLU *u;
 	char *scheme = NULL;
 	int ok;
@@ -957,14 +955,9 @@ webhook_init(struct notify *n)
 	if (!ok)
 		usage_error("--webhook: %s", "not an http or https URL");
 	secret_load(n);
-	memset(&hc, 0, sizeof(hc));
-	hc.url = n->url;
-	hc.timeout_ms = (long)n->timeout_ms;
-	hc.connect_timeout_ms = CONNECT_TIMEOUT_MS;
-	hc.user_agent = "orderflow-notify/" VERSION;
-	hc.reply_max = REPLY_MAX;
-	hc.max_conns = n->concurrency;
-	if ((n->hq = httpq_new(&hc)) == NULL)
+	n->hq = httpq_new(n->url, (long)n->timeout_ms, CONNECT_TIMEOUT_MS,
+	    "orderflow-notify/" VERSION, n->concurrency);
+	if (n->hq == NULL)
 		log_fatal(OF_EXIT_FAIL, "libcurl: cannot initialise");
 }
 

@@ -50,7 +50,6 @@
 #define DEF_TTL_MS		(7LL * 24 * 3600 * 1000)
 #define DEF_GW_TIMEOUT_MS	10000
 #define GW_CONNECT_MAX_MS	3000
-#define GW_REPLY_MAX		65536
 #define REPORT_MS		10000
 
 /* The state of an idempotency record. */
@@ -393,17 +392,10 @@ gateway_result(const struct event *ev, const struct httpq_result *r,
 static void
 gateway_init(struct pp *p)
 {
-	struct httpq_config hc;
-
-	memset(&hc, 0, sizeof(hc));
-	hc.url = p->gateway;
-	hc.timeout_ms = (long)p->gw_timeout_ms;
-	hc.connect_timeout_ms = GW_CONNECT_MAX_MS;
-	hc.user_agent = "orderflow-pay-process/" VERSION;
-	hc.reply_max = GW_REPLY_MAX;
-	hc.max_conns = p->concurrency;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
-	    (p->hq = httpq_new(&hc)) == NULL)
+	    (p->hq = httpq_new(p->gateway, (long)p->gw_timeout_ms,
+	    GW_CONNECT_MAX_MS, "orderflow-pay-process/" VERSION,
+	    p->concurrency)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "libcurl: cannot initialise");
 }
 

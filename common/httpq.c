@@ -29,6 +29,14 @@ struct httpq_call {
 	char		 err[CURL_ERROR_SIZE];
 };
 
+struct httpq_config {
+	char		*url;
+	long		 timeout_ms;
+	long		 connect_timeout_ms;
+	char		*user_agent;
+	long		 max_conns;
+};
+
 struct httpq {
 	CURLM		*multi;
 	struct httpq_config cf;
@@ -45,7 +53,7 @@ httpq_write(char *data, size_t size, size_t n, void *arg)
 	size_t len = size * n, cap;
 	char *r;
 
-	if (len > c->q->cf.reply_max - c->len) {
+	if (len > HTTPQ_REPLY_MAX - c->len) {
 		c->overflow = 1;
 		return 0;
 	}
@@ -65,18 +73,23 @@ httpq_write(char *data, size_t size, size_t n, void *arg)
 }
 
 struct httpq *
-httpq_new(const struct httpq_config *cf)
+httpq_new(const char *url, long timeout_ms, long connect_timeout_ms,
+    const char *user_agent, long max_conns)
 {
 	struct httpq *q;
 
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return NULL;
-	q->cf = *cf;
-	if (q->cf.connect_timeout_ms > q->cf.timeout_ms)
-		q->cf.connect_timeout_ms = q->cf.timeout_ms;
-	if (q->cf.max_conns < 1)
-		q->cf.max_conns = 1;
-	if ((q->multi = curl_multi_init()) == NULL) {
+	q->cf.url = strdup(url);
+	q->cf.user_agent = strdup(user_agent != NULL ? user_agent : "");
+	q->cf.timeout_ms = timeout_ms;
+	q->cf.connect_timeout_ms = connect_timeout_ms < timeout_ms ?
+	    connect_timeout_ms : timeout_ms;
+	q->cf.max_conns = max_conns > 1 ? max_conns : 1;
+	if (q->cf.url == NULL || q->cf.user_agent == NULL ||
+	    (q->multi = curl_multi_init()) == NULL) {
+		free(q->cf.url);
+		free(q->cf.user_agent);
 		free(q);
 		return NULL;
 	}
@@ -111,6 +124,8 @@ httpq_free(struct httpq *q)
 		httpq_call_free(c);
 	}
 	curl_multi_cleanup(q->multi);
+	free(q->cf.url);
+	free(q->cf.user_agent);
 	free(q);
 }
 
@@ -139,7 +154,7 @@ httpq_take(struct httpq *q)
 	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, q->cf.timeout_ms);
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS,
 	    q->cf.connect_timeout_ms);
-	if (q->cf.user_agent != NULL)
+	if (*q->cf.user_agent != '\0')
 		curl_easy_setopt(c->easy, CURLOPT_USERAGENT, q->cf.user_agent);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, httpq_write);
 	curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);

@@ -22,14 +22,7 @@
 
 struct httpq;
 
-struct httpq_config {
-	const char	*url;
-	long		 timeout_ms;	/* a whole call */
-	long		 connect_timeout_ms; /* capped at timeout_ms */
-	const char	*user_agent;
-	size_t		 reply_max;	/* longer replies fail the call */
-	long		 max_conns;	/* connections kept open at once */
-};
+#define HTTPQ_REPLY_MAX	65536	/* a longer reply fails its call */
 
 /* How a call ended, for its done callback. */
 struct httpq_result {
@@ -43,8 +36,15 @@ struct httpq_result {
 /* Called from httpq_run() once per call, which is then forgotten. */
 typedef void httpq_done_fn(void *arg, const struct httpq_result *);
 
-/* Returns NULL when out of memory or when libcurl refuses the setup. */
-struct httpq	*httpq_new(const struct httpq_config *);
+/*
+ * A queue of calls to url, each taking at most timeout_ms, of which
+ * connecting at most connect_timeout_ms (capped at timeout_ms), keeping
+ * up to max_conns connections open for the next calls.  Returns NULL
+ * when out of memory or when libcurl refuses the setup.
+ */
+struct httpq	*httpq_new(const char *url, long timeout_ms,
+		    long connect_timeout_ms, const char *user_agent,
+		    long max_conns);
 
 /*
  * Frees the queue.  Calls still in flight are abandoned without their

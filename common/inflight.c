@@ -25,6 +25,7 @@
 #include "keyq.h"
 #include "log.h"
 #include "route.h"
+#include "timerheap.h"
 #include "util.h"
 #include "worker.h"
 #include "worker_local.h"
@@ -35,7 +36,6 @@ struct worker_job {
 	struct worker_input	 in;		/* points into data */
 	rd_kafka_headers_t	*hdrs;		/* a copy, or NULL */
 	size_t			 keylen;	/* the ordering key's */
-	int64_t			 due_ms;	/* held retries: epoch ms */
 	char			 tp[64];
 	char			 data[];	/* value, NUL, key, NUL, key */
 };
@@ -159,18 +159,25 @@ job_enqueue(struct worker *w, struct worker_job *j)
 	}
 }
 
-/* The outcome goes where it goes; the key's next job becomes ready. */
+/* The key's next job becomes ready; j is gone. */
 static void
-job_finish(struct worker_job *j, enum worker_outcome r,
-    struct worker_output *out, const char *why)
+job_next(struct worker *w, struct worker_job *j)
 {
-	struct worker *w = j->w;
 	struct worker_job *next;
 
-	route_outcome(w, &j->in, j->hdrs, r, out, why);
 	if ((next = keyq_done(w->kq, job_key(j), j->keylen)) != NULL)
 		ready_push(w, next);
 	job_free(j);
+}
+
+static void
+job_start(struct worker *w, struct worker_job *j)
+{
+	if (route_handle(w, &j->in, j->hdrs, w->cf->start != NULL ? j :
+	    NULL) == WORKER_PENDING)
+		w->pending++;
+	else
+		job_next(w, j);
 }
 
 void
@@ -182,28 +189,8 @@ worker_complete(struct worker_job *j, enum worker_outcome r,
 		r = WORKER_TRANSIENT;
 		why = "worker: pending given as an outcome";
 	}
-	job_finish(j, r, out, why);
-}
-
-static void
-job_start(struct worker *w, struct worker_job *j)
-{
-	struct worker_output out;
-	enum worker_outcome r;
-	char why[WHY_MAX];
-
-	memset(&out, 0, sizeof(out));
-	why[0] = '\0';
-	w->st->processed++;
-	if (w->cf->start != NULL)
-		r = w->cf->start(w->cf->ctx, j, &j->in, &out, why,
-		    sizeof(why));
-	else
-		r = w->cf->handle(w->cf->ctx, &j->in, &out, why, sizeof(why));
-	if (r == WORKER_PENDING)
-		w->pending++;
-	else
-		job_finish(j, r, &out, why);
+	route_outcome(j->w, &j->in, j->hdrs, r, out, why);
+	job_next(j->w, j);
 }
 
 static void
@@ -216,64 +203,6 @@ ready_run(struct worker *w)
 			w->ready_tail = NULL;
 		job_start(w, j);
 	}
-}
-
-/*
- * The heap of held retries.
- */
-
-static void
-heap_swap(struct worker_job **a, struct worker_job **b)
-{
-	struct worker_job *t = *a;
-
-	*a = *b;
-	*b = t;
-}
-
-static int
-heap_push(struct job_heap *q, struct worker_job *j)
-{
-	struct worker_job **n;
-	size_t i;
-
-	if (q->n == q->cap) {
-		n = reallocarray(q->heap, q->cap == 0 ? 16 : q->cap * 2,
-		    sizeof(*n));
-		if (n == NULL)
-			return -1;
-		q->heap = n;
-		q->cap = q->cap == 0 ? 16 : q->cap * 2;
-	}
-	i = q->n++;
-	q->heap[i] = j;
-	for (; i > 0 && q->heap[(i - 1) / 2]->due_ms > q->heap[i]->due_ms;
-	    i = (i - 1) / 2)
-		heap_swap(&q->heap[(i - 1) / 2], &q->heap[i]);
-	return 0;
-}
-
-static struct worker_job *
-heap_pop(struct job_heap *q)
-{
-	struct worker_job *top = q->heap[0];
-	size_t i = 0, l, m;
-
-	q->heap[0] = q->heap[--q->n];
-	for (;;) {
-		l = 2 * i + 1;
-		m = i;
-		if (l < q->n && q->heap[l]->due_ms < q->heap[m]->due_ms)
-			m = l;
-		if (l + 1 < q->n && q->heap[l + 1]->due_ms <
-		    q->heap[m]->due_ms)
-			m = l + 1;
-		if (m == i)
-			break;
-		heap_swap(&q->heap[i], &q->heap[m]);
-		i = m;
-	}
-	return top;
 }
 
 /*
@@ -290,9 +219,8 @@ void
 inflight_free(struct worker *w)
 {
 	while (w->timers.n > 0)
-		job_free(heap_pop(&w->timers));
-	free(w->timers.heap);
-	memset(&w->timers, 0, sizeof(w->timers));
+		job_free(timerheap_pop(&w->timers));
+	timerheap_free(&w->timers);
 	/* Jobs still held belong to calls abandoned at the deadline. */
 	keyq_free(w->kq);
 	w->kq = NULL;
@@ -306,7 +234,7 @@ inflight_submit(struct worker *w, const struct worker_input *in,
 
 	/* One at a time: nothing is ever held, no copy is needed. */
 	if (w->cf->start == NULL && keyq_items(w->kq) == 0) {
-		route_handle(w, in, src);
+		route_handle(w, in, src, NULL);
 		return;
 	}
 	if ((j = job_new(w, in, src)) == NULL) {
@@ -327,8 +255,7 @@ inflight_hold(struct worker *w, const struct worker_input *in,
 		return -1;
 	if ((j = job_new(w, in, src)) == NULL)
 		return -1;
-	j->due_ms = due_ms;
-	if (heap_push(&w->timers, j) == -1) {
+	if (timerheap_push(&w->timers, due_ms, j) == -1) {
 		job_free(j);
 		return -1;
 	}
@@ -347,8 +274,8 @@ inflight_run(struct worker *w, int wait_ms)
 		return;
 	if (w->timers.n > 0) {
 		now = util_now_ms();
-		while (w->timers.n > 0 && w->timers.heap[0]->due_ms <= now)
-			job_enqueue(w, heap_pop(&w->timers));
+		while (timerheap_next(&w->timers) <= now)
+			job_enqueue(w, timerheap_pop(&w->timers));
 	}
 	ready_run(w);
 	if (w->pending > 0 && w->cf->pump != NULL)
@@ -362,7 +289,7 @@ inflight_drain(struct worker *w, int64_t deadline)
 	if (w->kq == NULL)
 		return;
 	while (w->timers.n > 0)
-		job_free(heap_pop(&w->timers));
+		job_free(timerheap_pop(&w->timers));
 	while (keyq_items(w->kq) > 0 && util_mono_ms() < deadline) {
 		inflight_run(w, WORKER_PUMP_MS);
 		if (w->p != NULL)
@@ -397,5 +324,5 @@ inflight_busy(const struct worker *w)
 int64_t
 inflight_next_due(const struct worker *w)
 {
-	return w->timers.n > 0 ? w->timers.heap[0]->due_ms : INT64_MAX;
+	return timerheap_next(&w->timers);
 }

@@ -449,9 +449,9 @@ route_outcome(struct worker *w, const struct worker_input *in,
 	}
 }
 
-void
+enum worker_outcome
 route_handle(struct worker *w, const struct worker_input *in,
-    const rd_kafka_headers_t *src)
+    const rd_kafka_headers_t *src, struct worker_job *job)
 {
 	struct worker_output out;
 	enum worker_outcome r;
@@ -460,6 +460,11 @@ route_handle(struct worker *w, const struct worker_input *in,
 	memset(&out, 0, sizeof(out));
 	why[0] = '\0';
 	w->st->processed++;
-	r = w->cf->handle(w->cf->ctx, in, &out, why, sizeof(why));
-	route_outcome(w, in, src, r, &out, why);
+	if (job != NULL)
+		r = w->cf->start(w->cf->ctx, job, in, &out, why, sizeof(why));
+	else
+		r = w->cf->handle(w->cf->ctx, in, &out, why, sizeof(why));
+	if (r != WORKER_PENDING)
+		route_outcome(w, in, src, r, &out, why);
+	return r;
 }

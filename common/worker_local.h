@@ -25,13 +25,6 @@
 struct pause;
 struct keyq;
 
-/* Kafka mode: retry records held until due, a min-heap on due_ms. */
-struct job_heap {
-	struct worker_job	**heap;
-	size_t			 n;
-	size_t			 cap;
-};
-
 struct worker {
 	const struct worker_config *cf;
 	struct worker_stats	*st;
@@ -50,7 +43,7 @@ struct worker {
 	struct keyq		*kq;		/* jobs by key: running, held */
 	struct worker_job	*ready;		/* to start, in order */
 	struct worker_job	*ready_tail;
-	struct job_heap		 timers;	/* Kafka: retries not due */
+	struct timerheap	 timers;	/* Kafka: retries not due (epoch) */
 	size_t			 pending;	/* started, not complete */
 	int			 holding;	/* fetching paused: full */
 };

@@ -80,8 +80,8 @@ test_heap(void)
 			abort();
 		CHECK(pipe_retries_push(&q, &r) == 0);
 	}
-	CHECK(q.n == 1000);
-	while (q.n > 10) {
+	CHECK(q.t.n == 1000);
+	while (q.t.n > 10) {
 		r = pipe_retries_pop(&q);
 		inorder &= r.due_ms >= last;
 		last = r.due_ms;
@@ -90,7 +90,7 @@ test_heap(void)
 	}
 	CHECK(n == 990 && inorder);
 	pipe_retries_free(&q);
-	CHECK(q.n == 0 && q.heap == NULL);
+	CHECK(q.t.n == 0 && q.t.h == NULL);
 }
 
 /*
