@@ -524,10 +524,11 @@ p-visa approved" ]
 	[ "$(($(date +%s%3N) - now))" -lt 25000 ]
 	run --separate-stderr payments
 	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = "o-due o-main " ]
-	# The late ones' offsets hold the commit point back.
+	stop_pp "${PP_PIDS[0]}"
+	# The late ones' offsets held the commit point back, even at exit.
 	run topic-admin -J lag "$GROUP"
 	assert_success
-	[ "$(jq -r --arg t "${PREFIX}order-created-retry" \
-	    'select(.topic == $t and .partition == 0) | .committed' <<<"$output")" -le 0 ]
-	stop_pp "${PP_PIDS[0]}"
+	[ "$(jq -s --arg t "${PREFIX}order-created-retry" \
+	    'map(select(.topic == $t and .partition == 0) | .committed // -1) |
+	    max // -1' <<<"$output")" -le 0 ]
 }
