@@ -1187,6 +1187,13 @@ kafka_consumer_pending(const struct kafka_consumer *c)
 	return offtrack_pending(c->track);
 }
 
+size_t
+kafka_consumer_window(const struct kafka_consumer *c, const char *topic,
+    int32_t partition)
+{
+	return offtrack_partition_window(c->track, topic, partition);
+}
+
 void
 kafka_consumer_on_revoke(struct kafka_consumer *c, void (*fn)(void *),
     void *opaque)

@@ -209,6 +209,10 @@ int	kafka_consumer_done(struct kafka_consumer *, const char *topic,
 /* Records tracked and not done yet, over every partition. */
 size_t	kafka_consumer_pending(const struct kafka_consumer *);
 
+/* The tracker's window of one partition: offtrack_partition_window(). */
+size_t	kafka_consumer_window(const struct kafka_consumer *,
+	    const char *topic, int32_t partition);
+
 /*
  * Called on revocation before the revoked partitions' offsets are
  * committed, so the caller can flush its producer (kafka_flush()) and let

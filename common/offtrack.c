@@ -295,6 +295,16 @@ offtrack_partition_pending(const struct offtrack *t, const char *topic,
 }
 
 size_t
+offtrack_partition_window(const struct offtrack *t, const char *topic,
+    int32_t partition)
+{
+	const struct ot_part *p;
+
+	p = part_find(t, topic, partition);
+	return p == NULL ? 0 : p->len;
+}
+
+size_t
 offtrack_pending(const struct offtrack *t)
 {
 	return t->npending;

@@ -53,11 +53,14 @@ static struct opt_prop producer_props[] = {
 	{ "queue.buffering.max.kbytes", "2048", "worker default" }
 };
 
-/* A retry-topic partition paused until its first record is due. */
+/*
+ * A partition paused until its first record is due (a retry), or, with
+ * due_ms INT64_MAX, until its window of unfinished records shrank.
+ */
 struct pause {
 	const char	*topic;
 	int32_t		 partition;
-	int64_t		 offset;
+	int64_t		 offset;	/* the retry's; -1 */
 	int64_t		 due_ms;	/* epoch ms */
 };
 
@@ -113,6 +116,32 @@ worker_periodic(struct worker *w)
  */
 
 /*
+ * The entry of a paused partition, added when missing (a realloc, under
+ * which the partition is resumed and NULL returned).
+ */
+static struct pause *
+pause_entry(struct worker *w, const char *topic, int32_t partition)
+{
+	struct pause *p;
+	size_t i;
+
+	for (i = 0; i < w->npauses; i++)
+		if (w->pauses[i].partition == partition &&
+		    strcmp(w->pauses[i].topic, topic) == 0)
+			return &w->pauses[i];
+	p = realloc(w->pauses, (w->npauses + 1) * sizeof(*p));
+	if (p == NULL) {
+		kafka_consumer_resume(w->c, topic, partition);
+		return NULL;
+	}
+	w->pauses = p;
+	p = &w->pauses[w->npauses++];
+	p->topic = topic;
+	p->partition = partition;
+	return p;
+}
+
+/*
  * The record at offset is not due before due_ms: its partition stops
  * there.  Returns 0, or -1 when the partition could not be paused (the
  * record is then handled now: early rather than never).
@@ -122,7 +151,6 @@ pause_until(struct worker *w, const char *topic, int32_t partition,
     int64_t offset, int64_t due_ms)
 {
 	struct pause *p;
-	size_t i;
 
 	if (kafka_consumer_pause(w->c, topic, partition) == -1)
 		return -1;
@@ -130,47 +158,65 @@ pause_until(struct worker *w, const char *topic, int32_t partition,
 		kafka_consumer_resume(w->c, topic, partition);
 		return -1;
 	}
-	for (i = 0; i < w->npauses; i++)
-		if (w->pauses[i].partition == partition &&
-		    strcmp(w->pauses[i].topic, topic) == 0)
-			break;
-	if (i == w->npauses) {
-		p = realloc(w->pauses, (w->npauses + 1) * sizeof(*p));
-		if (p == NULL) {
-			kafka_consumer_resume(w->c, topic, partition);
-			return -1;
-		}
-		w->pauses = p;
-		w->npauses++;
-	}
-	w->pauses[i].topic = topic;
-	w->pauses[i].partition = partition;
-	w->pauses[i].offset = offset;
-	w->pauses[i].due_ms = due_ms;
+	if ((p = pause_entry(w, topic, partition)) == NULL)
+		return -1;
+	p->offset = offset;
+	p->due_ms = due_ms;
 	log_debug("%s [%d]: offset %" PRId64 " is due in %" PRId64 " ms: "
 	    "partition paused", topic, (int)partition, offset,
 	    due_ms - util_now_ms());
 	return 0;
 }
 
-/* Resumes the partitions whose record came due (or was revoked since). */
+/*
+ * Bounded memory per partition: one whose window of unfinished records
+ * (a record in flight or waiting, and every later one) reached
+ * WORKER_WINDOW_MAX stops fetching until the window is down to half.
+ */
+static void
+pause_window(struct worker *w, const char *topic, int32_t partition)
+{
+	struct pause *p;
+	size_t i;
+
+	if (kafka_consumer_window(w->c, topic, partition) < WORKER_WINDOW_MAX)
+		return;
+	for (i = 0; i < w->npauses; i++)
+		if (w->pauses[i].partition == partition &&
+		    strcmp(w->pauses[i].topic, topic) == 0)
+			return;
+	if (kafka_consumer_pause(w->c, topic, partition) == -1 ||
+	    (p = pause_entry(w, topic, partition)) == NULL)
+		return;
+	p->offset = -1;
+	p->due_ms = INT64_MAX;
+	log_debug("%s [%d]: %d records unfinished: partition paused", topic,
+	    (int)partition, WORKER_WINDOW_MAX);
+}
+
+/*
+ * Resumes the partitions whose record came due (or was revoked since),
+ * and those whose window shrank to half.
+ */
 static void
 resume_due(struct worker *w)
 {
 	int64_t now = util_now_ms();
+	struct pause *p;
 	size_t i;
 
 	for (i = 0; i < w->npauses;) {
-		if (w->pauses[i].due_ms > now) {
+		p = &w->pauses[i];
+		if (p->due_ms == INT64_MAX ? kafka_consumer_window(w->c,
+		    p->topic, p->partition) > WORKER_WINDOW_MAX / 2 :
+		    p->due_ms > now) {
 			i++;
 			continue;
 		}
 		log_debug("%s [%d]: offset %" PRId64 " is due: partition "
-		    "resumed", w->pauses[i].topic, (int)w->pauses[i].partition,
-		    w->pauses[i].offset);
-		kafka_consumer_resume(w->c, w->pauses[i].topic,
-		    w->pauses[i].partition);
-		w->pauses[i] = w->pauses[--w->npauses];
+		    "resumed", p->topic, (int)p->partition, p->offset);
+		kafka_consumer_resume(w->c, p->topic, p->partition);
+		*p = w->pauses[--w->npauses];
 	}
 }
 
@@ -209,8 +255,10 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	if (from_retry && kafka_header_get_int64(h, FLOW_H_NOT_BEFORE,
 	    &v) == 0 && v > util_now_ms()) {
 		if (kafka_consumer_track(w->c, m) == 0 &&
-		    inflight_hold(w, &in, h, v) == 0)
+		    inflight_hold(w, &in, h, v) == 0) {
+			pause_window(w, in.topic, in.partition);
 			return;
+		}
 		if (pause_until(w, w->cf->retry_topic, m->partition,
 		    m->offset, v) == 0)
 			return;
@@ -221,6 +269,7 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 		return;
 	}
 	inflight_submit(w, &in, h);
+	pause_window(w, in.topic, in.partition);
 }
 
 /* Before revoked partitions commit: let outputs in flight be done. */
@@ -264,7 +313,7 @@ hold(struct worker *w)
 			log_debug("%zu records in flight: fetching paused",
 			    held);
 		}
-	} else if (w->holding && held <= n - n / 4) {
+	} else if (w->holding && held <= n - (n >= 4 ? n / 4 : 1)) {
 		if (kafka_consumer_hold(w->c, 0) == 0) {
 			w->holding = 0;
 			for (i = 0; i < w->npauses; i++)

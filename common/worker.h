@@ -48,7 +48,10 @@
  * mode the event's subject) are started strictly one after another, in
  * the order they were read, each once the one before completed; other
  * keys run side by side.  While concurrency records are held, fetching
- * pauses (pipe mode: reading), and resumes once a quarter are done.
+ * pauses (pipe mode: reading), and resumes once a quarter are done; a
+ * partition whose window of unfinished records (from the oldest one not
+ * done to the newest read) reaches WORKER_WINDOW_MAX pauses alone until
+ * it is down to half.
  * Offsets are done as above, so the commit point never passes a record
  * in flight.  The loop waits on the effects in flight through the pump
  * (at most WORKER_PUMP_MS at a time) instead of in the consumer.
@@ -96,6 +99,7 @@
 #define WORKER_CONCURRENCY	256	/* default records in flight */
 #define WORKER_CONCURRENCY_MAX	65536
 #define WORKER_PUMP_MS		5	/* longest wait on calls in flight */
+#define WORKER_WINDOW_MAX	20000	/* Kafka: a partition's unfinished */
 
 enum worker_outcome {
 	WORKER_DONE,		/* handled; *out may hold an output event */
