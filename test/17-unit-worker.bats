@@ -23,3 +23,8 @@ load test_helper
 	run --separate-stderr "$BUILD/test/worker_test" ring
 	assert_success
 }
+
+@test "worker: records in flight at once, one per key at a time, in order" {
+	run --separate-stderr "$BUILD/test/worker_test" async
+	assert_success
+}
