@@ -91,7 +91,7 @@ struct topic {
 
 /* One partition of a dead-letter topic and this run's share of it. */
 struct part {
-	size_t		 topic;		/* index in dr.topics */
+	size_t		 topic;		/* index in run.topics */
 	int32_t		 partition;
 	int64_t		 start;		/* the first offset to look at */
 	int64_t		 end;		/* the high watermark at start: stop */
@@ -99,7 +99,8 @@ struct part {
 	int		 done;		/* every record below end was seen */
 };
 
-struct dr {
+/* One run of the command: its options, Kafka handles, partitions, counts. */
+struct run {
 	struct opt_kafka	 o;
 	rd_kafka_t		*rk;		/* the consumer */
 	struct offtrack		*track;		/* what may be committed */
@@ -135,7 +136,7 @@ struct dr {
 
 /* The opaque of one replay's delivery callback. */
 struct inflight {
-	struct dr	*d;
+	struct run	*run;
 	size_t		 topic;
 	int32_t		 partition;
 	int64_t		 offset;
@@ -175,23 +176,23 @@ when(const char *opt, const char *arg)
 }
 
 static void
-add_topic(struct dr *d, const char *name)
+add_topic(struct run *run, const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < d->ntopics; i++)
-		if (strcmp(d->topics[i].name, name) == 0)
+	for (i = 0; i < run->ntopics; i++)
+		if (strcmp(run->topics[i].name, name) == 0)
 			return;
-	d->topics = reallocarray(d->topics, d->ntopics + 1,
-	    sizeof(*d->topics));
-	if (d->topics == NULL)
+	run->topics = reallocarray(run->topics, run->ntopics + 1,
+	    sizeof(*run->topics));
+	if (run->topics == NULL)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
-	memset(&d->topics[d->ntopics], 0, sizeof(*d->topics));
-	d->topics[d->ntopics++].name = name;
+	memset(&run->topics[run->ntopics], 0, sizeof(*run->topics));
+	run->topics[run->ntopics++].name = name;
 }
 
 static void
-parse_options(struct dr *d, int argc, char **argv)
+parse_options(struct run *run, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
@@ -213,41 +214,41 @@ parse_options(struct dr *d, int argc, char **argv)
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'l':
-			d->lockfile = optarg;
+			run->lockfile = optarg;
 			break;
 		case 't':
-			add_topic(d, optarg);
+			add_topic(run, optarg);
 			break;
 		case OPT_DRY_RUN:
-			d->dry_run = 1;
+			run->dry_run = 1;
 			break;
 		case OPT_KIND:
-			d->kind = optarg;
+			run->kind = optarg;
 			break;
 		case OPT_MAX:
-			d->max = opt_number("--max", optarg, 1, 1000000000);
+			run->max = opt_number("--max", optarg, 1, 1000000000);
 			break;
 		case OPT_MAX_REPLAYS:
-			d->max_replays = opt_number("--max-replays", optarg, 1,
-			    1000000);
+			run->max_replays = opt_number("--max-replays", optarg,
+			    1, 1000000);
 			break;
 		case OPT_RATE:
-			d->rate = opt_number("--rate", optarg, 1, 1000000);
+			run->rate = opt_number("--rate", optarg, 1, 1000000);
 			break;
 		case OPT_SINCE:
-			d->since = when("--since", optarg);
+			run->since = when("--since", optarg);
 			break;
 		case OPT_TO:
-			d->to = optarg;
+			run->to = optarg;
 			break;
 		case OPT_TYPE:
-			d->type = optarg;
+			run->type = optarg;
 			break;
 		case OPT_UNTIL:
-			d->until = when("--until", optarg);
+			run->until = when("--until", optarg);
 			break;
 		default:
-			if (!opt_common(&d->o, ch, optarg)) {
+			if (!opt_common(&run->o, ch, optarg)) {
 				usage();
 				exit(OF_EXIT_USAGE);
 			}
@@ -259,20 +260,20 @@ parse_options(struct dr *d, int argc, char **argv)
 		usage();
 		exit(OF_EXIT_USAGE);
 	}
-	if (d->since > d->until) {
+	if (run->since > run->until) {
 		log_error("--since is after --until: nothing could match");
 		usage();
 		exit(OF_EXIT_USAGE);
 	}
-	if ((d->to != NULL && *d->to == '\0') ||
-	    (d->lockfile != NULL && *d->lockfile == '\0')) {
+	if ((run->to != NULL && *run->to == '\0') ||
+	    (run->lockfile != NULL && *run->lockfile == '\0')) {
 		log_error("--to and -l take a non-empty name");
 		usage();
 		exit(OF_EXIT_USAGE);
 	}
-	if (d->ntopics == 0)
+	if (run->ntopics == 0)
 		for (i = 0; i < FLOW_NDLQ; i++)
-			add_topic(d, opt_topic(&d->o, flow_dlq_topics[i]));
+			add_topic(run, opt_topic(&run->o, flow_dlq_topics[i]));
 }
 
 /*
@@ -281,54 +282,56 @@ parse_options(struct dr *d, int argc, char **argv)
  * when another run holds it.
  */
 static int
-lock(struct dr *d)
+lock(struct run *run)
 {
 	static char def[PATH_MAX];
 	int fd;
 
-	if (d->lockfile == NULL) {
-		snprintf(def, sizeof(def), "%s/lock", opt_state_dir(&d->o));
-		d->lockfile = def;
-		if (util_mkdir_p(opt_state_dir(&d->o), 0700) == -1)
-			log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&d->o),
-			    strerror(errno));
+	if (run->lockfile == NULL) {
+		snprintf(def, sizeof(def), "%s/lock", opt_state_dir(&run->o));
+		run->lockfile = def;
+		if (util_mkdir_p(opt_state_dir(&run->o), 0700) == -1)
+			log_fatal(OF_EXIT_FAIL, "%s: %s",
+			    opt_state_dir(&run->o), strerror(errno));
 	}
-	if ((fd = util_lock(d->lockfile)) == -1) {
+	if ((fd = util_lock(run->lockfile)) == -1) {
 		if (errno == EWOULDBLOCK)
 			log_fatal(OF_EXIT_BUSY, "%s: another run holds the lock",
-			    d->lockfile);
-		log_fatal(OF_EXIT_FAIL, "%s: %s", d->lockfile, strerror(errno));
+			    run->lockfile);
+		log_fatal(OF_EXIT_FAIL, "%s: %s", run->lockfile,
+		    strerror(errno));
 	}
 	return fd;
 }
 
 static size_t
-topic_index(const struct dr *d, const char *name)
+topic_index(const struct run *run, const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < d->ntopics; i++)
-		if (strcmp(d->topics[i].name, name) == 0)
+	for (i = 0; i < run->ntopics; i++)
+		if (strcmp(run->topics[i].name, name) == 0)
 			return i;
 	return (size_t)-1;
 }
 
 static struct part *
-part_find(struct dr *d, const char *topic, int32_t partition)
+part_find(struct run *run, const char *topic, int32_t partition)
 {
 	size_t i, t;
 
-	if ((t = topic_index(d, topic)) == (size_t)-1)
+	if ((t = topic_index(run, topic)) == (size_t)-1)
 		return NULL;
-	for (i = 0; i < d->nparts; i++)
-		if (d->parts[i].topic == t && d->parts[i].partition == partition)
-			return &d->parts[i];
+	for (i = 0; i < run->nparts; i++)
+		if (run->parts[i].topic == t &&
+		    run->parts[i].partition == partition)
+			return &run->parts[i];
 	return NULL;
 }
 
 /* The partitions of every topic; a topic that does not exist is an error. */
 static int
-plan_parts(struct dr *d, rd_kafka_t *rk)
+plan_parts(struct run *run, rd_kafka_t *rk)
 {
 	const struct rd_kafka_metadata *md;
 	const struct rd_kafka_metadata_topic *mt;
@@ -342,23 +345,24 @@ plan_parts(struct dr *d, rd_kafka_t *rk)
 		return OF_EXIT_KAFKA;
 	}
 	for (j = 0; j < md->topic_cnt; j++)
-		if (topic_index(d, md->topics[j].topic) != (size_t)-1)
+		if (topic_index(run, md->topics[j].topic) != (size_t)-1)
 			n += md->topics[j].partition_cnt;
-	d->parts = util_xcalloc(n, sizeof(*d->parts));
-	for (i = 0; i < d->ntopics; i++) {
+	run->parts = util_xcalloc(n, sizeof(*run->parts));
+	for (i = 0; i < run->ntopics; i++) {
 		for (j = 0, mt = NULL; j < md->topic_cnt && mt == NULL; j++)
-			if (strcmp(md->topics[j].topic, d->topics[i].name) == 0)
+			if (strcmp(md->topics[j].topic,
+			    run->topics[i].name) == 0)
 				mt = &md->topics[j];
 		if (mt == NULL || mt->err != RD_KAFKA_RESP_ERR_NO_ERROR ||
 		    mt->partition_cnt == 0) {
-			log_error("%s: %s", d->topics[i].name, mt == NULL ?
+			log_error("%s: %s", run->topics[i].name, mt == NULL ?
 			    "no such topic" : rd_kafka_err2str(mt->err));
 			missing++;
 			continue;
 		}
 		for (k = 0; k < mt->partition_cnt; k++) {
-			d->parts[d->nparts].topic = i;
-			d->parts[d->nparts++].partition =
+			run->parts[run->nparts].topic = i;
+			run->parts[run->nparts++].partition =
 			    mt->partitions[k].id;
 		}
 	}
@@ -372,9 +376,9 @@ plan_parts(struct dr *d, rd_kafka_t *rk)
  * to the high watermark now.
  */
 static int
-plan(struct dr *d)
+plan(struct run *run)
 {
-	rd_kafka_t *rk = d->rk;
+	rd_kafka_t *rk = run->rk;
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_resp_err_t err;
 	struct part *pt;
@@ -382,28 +386,29 @@ plan(struct dr *d)
 	size_t i;
 	int rc;
 
-	if ((rc = plan_parts(d, rk)) != OF_EXIT_OK)
+	if ((rc = plan_parts(run, rk)) != OF_EXIT_OK)
 		return rc;
-	l = rd_kafka_topic_partition_list_new((int)d->nparts);
-	for (i = 0; i < d->nparts; i++)
+	l = rd_kafka_topic_partition_list_new((int)run->nparts);
+	for (i = 0; i < run->nparts; i++)
 		rd_kafka_topic_partition_list_add(l,
-		    d->topics[d->parts[i].topic].name, d->parts[i].partition);
+		    run->topics[run->parts[i].topic].name,
+		    run->parts[i].partition);
 	if ((err = kafka_committed(rk, l, REQUEST_MS)) !=
 	    RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_error("cannot read the offsets of group %s: %s",
-		    d->o.group, rd_kafka_err2str(err));
+		    run->o.group, rd_kafka_err2str(err));
 		rd_kafka_topic_partition_list_destroy(l);
 		return OF_EXIT_KAFKA;
 	}
-	for (i = 0; i < d->nparts; i++) {
-		pt = &d->parts[i];
+	for (i = 0; i < run->nparts; i++) {
+		pt = &run->parts[i];
 		committed = l->elems[i].offset;	/* < 0: none */
 		err = rd_kafka_query_watermark_offsets(rk,
-		    d->topics[pt->topic].name, pt->partition, &lo, &hi,
+		    run->topics[pt->topic].name, pt->partition, &lo, &hi,
 		    REQUEST_MS);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			log_error("%s [%d]: cannot read the watermarks: %s",
-			    d->topics[pt->topic].name, (int)pt->partition,
+			    run->topics[pt->topic].name, (int)pt->partition,
 			    rd_kafka_err2str(err));
 			rd_kafka_topic_partition_list_destroy(l);
 			return OF_EXIT_KAFKA;
@@ -413,9 +418,9 @@ plan(struct dr *d)
 		pt->end = hi;
 		pt->done = pt->start >= pt->end;
 		if (!pt->done)
-			d->work += pt->end - pt->start;
+			run->work += pt->end - pt->start;
 		log_debug("%s [%d]: offsets %" PRId64 " to %" PRId64,
-		    d->topics[pt->topic].name, (int)pt->partition, pt->start,
+		    run->topics[pt->topic].name, (int)pt->partition, pt->start,
 		    pt->end);
 	}
 	rd_kafka_topic_partition_list_destroy(l);
@@ -423,46 +428,47 @@ plan(struct dr *d)
 }
 
 static int
-all_done(const struct dr *d)
+all_done(const struct run *run)
 {
 	size_t i;
 
-	for (i = 0; i < d->nparts; i++)
-		if (!d->parts[i].done)
+	for (i = 0; i < run->nparts; i++)
+		if (!run->parts[i].done)
 			return 0;
 	return 1;
 }
 
 /* Stops fetching a finished partition: what comes after is the next run's. */
 static void
-part_finish(struct dr *d, struct part *pt)
+part_finish(struct run *run, struct part *pt)
 {
 	rd_kafka_topic_partition_list_t *l;
 
 	if (pt->done)
 		return;
 	pt->done = 1;
-	l = kafka_one_partition(d->topics[pt->topic].name, pt->partition,
+	l = kafka_one_partition(run->topics[pt->topic].name, pt->partition,
 	    RD_KAFKA_OFFSET_INVALID);
-	rd_kafka_pause_partitions(d->rk, l);
+	rd_kafka_pause_partitions(run->rk, l);
 	rd_kafka_topic_partition_list_destroy(l);
 }
 
 /* Consumes every partition with work from its start offset. */
 static int
-assign(struct dr *d)
+assign(struct run *run)
 {
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_resp_err_t err;
 	size_t i;
 
-	l = rd_kafka_topic_partition_list_new((int)d->nparts);
-	for (i = 0; i < d->nparts; i++)
-		if (!d->parts[i].done)
+	l = rd_kafka_topic_partition_list_new((int)run->nparts);
+	for (i = 0; i < run->nparts; i++)
+		if (!run->parts[i].done)
 			rd_kafka_topic_partition_list_add(l,
-			    d->topics[d->parts[i].topic].name,
-			    d->parts[i].partition)->offset = d->parts[i].start;
-	err = rd_kafka_assign(d->rk, l);
+			    run->topics[run->parts[i].topic].name,
+			    run->parts[i].partition)->offset =
+			    run->parts[i].start;
+	err = rd_kafka_assign(run->rk, l);
 	rd_kafka_topic_partition_list_destroy(l);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_error("kafka: assign: %s", rd_kafka_err2str(err));
@@ -478,7 +484,7 @@ assign(struct dr *d)
  * Returns 0 or -1 (logged).
  */
 static int
-commit(struct dr *d, int sync)
+commit(struct run *run, int sync)
 {
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_resp_err_t err;
@@ -487,15 +493,15 @@ commit(struct dr *d, int sync)
 	size_t i;
 	int j;
 
-	l = rd_kafka_topic_partition_list_new((int)d->nparts);
-	for (i = 0; i < d->nparts; i++) {
-		pt = &d->parts[i];
-		if (offtrack_committable(d->track, d->topics[pt->topic].name,
-		    pt->partition, &next) &&
+	l = rd_kafka_topic_partition_list_new((int)run->nparts);
+	for (i = 0; i < run->nparts; i++) {
+		pt = &run->parts[i];
+		if (offtrack_committable(run->track,
+		    run->topics[pt->topic].name, pt->partition, &next) &&
 		    next > (sync ? pt->start : pt->sent)) {
 			rd_kafka_topic_partition_list_add(l,
-			    d->topics[pt->topic].name, pt->partition)->offset =
-			    next;
+			    run->topics[pt->topic].name,
+			    pt->partition)->offset = next;
 			pt->sent = next;
 		}
 	}
@@ -503,14 +509,14 @@ commit(struct dr *d, int sync)
 		rd_kafka_topic_partition_list_destroy(l);
 		return 0;
 	}
-	err = rd_kafka_commit(d->rk, l, !sync);
+	err = rd_kafka_commit(run->rk, l, !sync);
 	for (j = 0; sync && err == RD_KAFKA_RESP_ERR_NO_ERROR && j < l->cnt;
 	    j++)
 		err = l->elems[j].err;
 	rd_kafka_topic_partition_list_destroy(l);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_error("kafka: cannot commit the offsets of group %s: %s",
-		    d->o.group, rd_kafka_err2str(err));
+		    run->o.group, rd_kafka_err2str(err));
 		return -1;
 	}
 	return 0;
@@ -629,30 +635,30 @@ type_matches(const char *want, const rd_kafka_message_t *m)
 
 /* Whether the record passes --kind, --type, --since and --until. */
 static int
-selected(const struct dr *d, const rd_kafka_message_t *m,
+selected(const struct run *run, const rd_kafka_message_t *m,
     const rd_kafka_headers_t *h)
 {
 	char kind[64];
 	int64_t ts;
 
-	if (d->kind != NULL && (kafka_header_get_str(h, FLOW_H_ERROR_KIND, kind,
-	    sizeof(kind)) < 0 || strcmp(kind, d->kind) != 0))
+	if (run->kind != NULL && (kafka_header_get_str(h, FLOW_H_ERROR_KIND,
+	    kind, sizeof(kind)) < 0 || strcmp(kind, run->kind) != 0))
 		return 0;
-	if (d->since != INT64_MIN || d->until != INT64_MAX) {
+	if (run->since != INT64_MIN || run->until != INT64_MAX) {
 		ts = rd_kafka_message_timestamp(m, NULL);
-		if (ts < 0 || ts < d->since || ts >= d->until)
+		if (ts < 0 || ts < run->since || ts >= run->until)
 			return 0;
 	}
-	if (d->type != NULL && !type_matches(d->type, m))
+	if (run->type != NULL && !type_matches(run->type, m))
 		return 0;
 	return 1;
 }
 
 static void
-count(struct dr *d, size_t topic, enum outcome what)
+count(struct run *run, size_t topic, enum outcome what)
 {
-	d->topics[topic].n.n[what]++;
-	d->total.n[what]++;
+	run->topics[topic].n.n[what]++;
+	run->total.n[what]++;
 }
 
 /*
@@ -665,17 +671,17 @@ delivered(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
     int64_t offset)
 {
 	struct inflight *f = opaque;
-	struct dr *d = f->d;
-	const char *topic = d->topics[f->topic].name;
+	struct run *run = f->run;
+	const char *topic = run->topics[f->topic].name;
 
 	(void)partition;
 	(void)offset;
-	d->activity = util_mono_ms();
+	run->activity = util_mono_ms();
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		count(d, f->topic, REPLAYED);
-		offtrack_done(d->track, topic, f->partition, f->offset);
+		count(run, f->topic, REPLAYED);
+		offtrack_done(run->track, topic, f->partition, f->offset);
 	} else {
-		count(d, f->topic, FAILED);
+		count(run, f->topic, FAILED);
 		log_error("%s [%d] offset %" PRId64 ": replay not acknowledged:"
 		    " %s", topic, (int)f->partition, f->offset,
 		    rd_kafka_err2str(err));
@@ -685,59 +691,59 @@ delivered(void *opaque, rd_kafka_resp_err_t err, int32_t partition,
 
 /* --rate: waits for the next replay's turn, serving deliveries. */
 static int
-pace(struct dr *d)
+pace(struct run *run)
 {
 	int64_t now;
 	double due;
 
-	if (d->rate == 0)
+	if (run->rate == 0)
 		return 0;
 	now = util_mono_ms();
-	due = d->next_due > now ? d->next_due : now;
+	due = run->next_due > now ? run->next_due : now;
 	while (!util_signal_caught() && (now = util_mono_ms()) < due)
-		kafka_poll(d->p, due - now < POLL_MS ? (int)(due - now) + 1 :
+		kafka_poll(run->p, due - now < POLL_MS ? (int)(due - now) + 1 :
 		    POLL_MS);
-	d->next_due = due + 1000.0 / d->rate;
+	run->next_due = due + 1000.0 / run->rate;
 	return util_signal_caught() ? -1 : 0;
 }
 
 static void
-replay(struct dr *d, const rd_kafka_message_t *m, size_t topic,
+replay(struct run *run, const rd_kafka_message_t *m, size_t topic,
     const char *target, rd_kafka_headers_t *hdrs)
 {
 	struct inflight *f;
 	rd_kafka_resp_err_t err;
 	char why[512];
 
-	if (pace(d) == -1) {
+	if (pace(run) == -1) {
 		/* Tracked and not done: never committed past. */
 		rd_kafka_headers_destroy(hdrs);
 		return;
 	}
 	f = util_xcalloc(1, sizeof(*f));
-	f->d = d;
+	f->run = run;
 	f->topic = topic;
 	f->partition = m->partition;
 	f->offset = m->offset;
-	err = kafka_produce(d->p, target, m->key, m->key_len, m->payload,
+	err = kafka_produce(run->p, target, m->key, m->key_len, m->payload,
 	    m->len, hdrs, delivered, f);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_debug("%s [%d] offset %" PRId64 ": replayed to %s",
-		    d->topics[topic].name, (int)m->partition, m->offset,
+		    run->topics[topic].name, (int)m->partition, m->offset,
 		    target);
 		return;
 	}
 	rd_kafka_headers_destroy(hdrs);
 	free(f);
-	count(d, topic, FAILED);
+	count(run, topic, FAILED);
 	log_error("%s [%d] offset %" PRId64 ": cannot replay to %s: %s",
-	    d->topics[topic].name, (int)m->partition, m->offset, target,
+	    run->topics[topic].name, (int)m->partition, m->offset, target,
 	    rd_kafka_err2str(err));
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
-		if (kafka_fatal(kafka_producer_rk(d->p), why, sizeof(why)))
+		if (kafka_fatal(kafka_producer_rk(run->p), why, sizeof(why)))
 			log_error("kafka: %s", why);
-		d->kafka_err = 1;
-		d->stop = 1;
+		run->kafka_err = 1;
+		run->stop = 1;
 	}
 }
 
@@ -746,7 +752,7 @@ replay(struct dr *d, const rd_kafka_message_t *m, size_t topic,
  * parked.  With --dry-run nothing is tracked, so nothing is committed.
  */
 static void
-handle(struct dr *d, const rd_kafka_message_t *m, struct part *pt)
+handle(struct run *run, const rd_kafka_message_t *m, struct part *pt)
 {
 	const rd_kafka_headers_t *h;
 	rd_kafka_headers_t *hdrs;
@@ -756,31 +762,31 @@ handle(struct dr *d, const rd_kafka_message_t *m, struct part *pt)
 	int r;
 
 	h = kafka_msg_headers(m);
-	if (!selected(d, m, h)) {
-		count(d, pt->topic, SKIPPED);
+	if (!selected(run, m, h)) {
+		count(run, pt->topic, SKIPPED);
 		goto done;
 	}
 	if ((r = kafka_header_get_int64(h, FLOW_H_REPLAY_COUNT, &replays)) == -2) {
 		log_warn("%s [%d] offset %" PRId64 ": bad %s header: taken "
-		    "as 0", d->topics[pt->topic].name, (int)m->partition,
+		    "as 0", run->topics[pt->topic].name, (int)m->partition,
 		    m->offset, FLOW_H_REPLAY_COUNT);
 		replays = 0;
 	} else if (r == -1 || replays < 0)
 		replays = 0;
-	if (replays >= d->max_replays) {
-		count(d, pt->topic, PARKED);
+	if (replays >= run->max_replays) {
+		count(run, pt->topic, PARKED);
 		log_info("%s [%d] offset %" PRId64 ": parked: replayed %"
-		    PRId64 " times already", d->topics[pt->topic].name,
+		    PRId64 " times already", run->topics[pt->topic].name,
 		    (int)m->partition, m->offset, replays);
 		goto done;
 	}
-	target = d->to;
+	target = run->to;
 	if (target == NULL) {
 		if (kafka_header_get_str(h, FLOW_H_ORIG_TOPIC, orig,
 		    sizeof(orig)) <= 0) {
-			count(d, pt->topic, SKIPPED);
+			count(run, pt->topic, SKIPPED);
 			log_warn("%s [%d] offset %" PRId64 ": no %s header "
-			    "and no --to: skipped", d->topics[pt->topic].name,
+			    "and no --to: skipped", run->topics[pt->topic].name,
 			    (int)m->partition, m->offset, FLOW_H_ORIG_TOPIC);
 			goto done;
 		}
@@ -788,68 +794,68 @@ handle(struct dr *d, const rd_kafka_message_t *m, struct part *pt)
 	}
 	hdrs = kafka_headers_copy_except(h, reset_headers);
 	kafka_header_add_int64(hdrs, FLOW_H_REPLAY_COUNT, replays + 1);
-	d->started++;
-	if (d->dry_run) {
+	run->started++;
+	if (run->dry_run) {
 		print_record(m, target, hdrs);
 		rd_kafka_headers_destroy(hdrs);
-		count(d, pt->topic, REPLAYED);
+		count(run, pt->topic, REPLAYED);
 		return;
 	}
-	replay(d, m, pt->topic, target, hdrs);
+	replay(run, m, pt->topic, target, hdrs);
 	return;
 done:
-	if (!d->dry_run)
-		offtrack_done(d->track, d->topics[pt->topic].name,
+	if (!run->dry_run)
+		offtrack_done(run->track, run->topics[pt->topic].name,
 		    m->partition, m->offset);
 }
 
 /* A record from the consumer: this run's business only below the watermark. */
 static void
-take(struct dr *d, const rd_kafka_message_t *m)
+take(struct run *run, const rd_kafka_message_t *m)
 {
 	struct part *pt;
 
-	pt = part_find(d, rd_kafka_topic_name(m->rkt), m->partition);
+	pt = part_find(run, rd_kafka_topic_name(m->rkt), m->partition);
 	if (pt == NULL || pt->done)
 		return;
 	if (m->offset >= pt->end) {
-		part_finish(d, pt);
+		part_finish(run, pt);
 		return;
 	}
-	if (d->max > 0 && d->started >= (uint64_t)d->max) {
+	if (run->max > 0 && run->started >= (uint64_t)run->max) {
 		/* Untracked: the next run starts here. */
-		d->stop = 1;
+		run->stop = 1;
 		return;
 	}
-	d->looked++;
-	if (!d->dry_run && offtrack_begin(d->track, d->topics[pt->topic].name,
-	    m->partition, m->offset) == -1)
+	run->looked++;
+	if (!run->dry_run && offtrack_begin(run->track,
+	    run->topics[pt->topic].name, m->partition, m->offset) == -1)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
-	handle(d, m, pt);
+	handle(run, m, pt);
 	if (m->offset >= pt->end - 1)
-		part_finish(d, pt);
+		part_finish(run, pt);
 }
 
 static void
-draw(struct dr *d, int last)
+draw(struct run *run, int last)
 {
 	char left[32];
 	double rate;
 	int64_t now, secs;
 	uint64_t todo;
 
-	if (!d->tty)
+	if (!run->tty)
 		return;
 	if (last) {
 		fputs("\r\033[K", stderr);
 		return;
 	}
 	now = util_mono_ms();
-	if (now - d->drawn < PROGRESS_MS)
+	if (now - run->drawn < PROGRESS_MS)
 		return;
-	d->drawn = now;
-	rate = now > d->t0 ? d->looked * 1000.0 / (now - d->t0) : 0;
-	todo = d->work > d->looked ? d->work - d->looked : 0;
+	run->drawn = now;
+	rate = now > run->t0 ? run->looked * 1000.0 / (now - run->t0) : 0;
+	todo = run->work > run->looked ? run->work - run->looked : 0;
 	if (rate > 0) {
 		secs = (int64_t)(todo / rate);
 		snprintf(left, sizeof(left), "%" PRId64 ":%02d", secs / 60,
@@ -857,87 +863,87 @@ draw(struct dr *d, int last)
 	} else
 		snprintf(left, sizeof(left), "?");
 	fprintf(stderr, "\r%s: %" PRIu64 "/%" PRIu64 " records, %" PRIu64
-	    " replayed, %.1f/s, %s left\033[K", log_progname(), d->looked,
-	    d->work, d->total.n[REPLAYED], rate, left);
+	    " replayed, %.1f/s, %s left\033[K", log_progname(), run->looked,
+	    run->work, run->total.n[REPLAYED], rate, left);
 }
 
 /* A record, or an event: the end of a partition, an error. */
 static void
-message(struct dr *d, const rd_kafka_message_t *m)
+message(struct run *run, const rd_kafka_message_t *m)
 {
 	struct part *pt;
 	char why[512];
 
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		d->activity = util_mono_ms();
-		d->last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-		take(d, m);
+		run->activity = util_mono_ms();
+		run->last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+		take(run, m);
 		return;
 	}
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 		/* Past end - 1 even if the last offsets hold no record. */
-		d->activity = util_mono_ms();
-		if (m->rkt != NULL && (pt = part_find(d,
+		run->activity = util_mono_ms();
+		if (m->rkt != NULL && (pt = part_find(run,
 		    rd_kafka_topic_name(m->rkt), m->partition)) != NULL &&
 		    m->offset >= pt->end)
-			part_finish(d, pt);
+			part_finish(run, pt);
 		return;
 	}
 	if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-		if (kafka_fatal(d->rk, why, sizeof(why)))
+		if (kafka_fatal(run->rk, why, sizeof(why)))
 			log_error("kafka: %s", why);
-		d->kafka_err = 1;
-		d->stop = 1;
+		run->kafka_err = 1;
+		run->stop = 1;
 		return;
 	}
 	/* The same error again and again is logged once. */
-	if (m->err != d->last_err)
+	if (m->err != run->last_err)
 		log_warn("kafka: consume%s%s: %s", m->rkt != NULL ? " " : "",
 		    m->rkt != NULL ? rd_kafka_topic_name(m->rkt) : "",
 		    rd_kafka_message_errstr(m));
-	d->last_err = m->err;
+	run->last_err = m->err;
 }
 
 static void
-consume(struct dr *d)
+consume(struct run *run)
 {
 	rd_kafka_message_t *m;
 	int64_t now;
 	char why[512];
 
-	d->t0 = d->activity = d->commit_ms = util_mono_ms();
-	while (!util_signal_caught() && !d->stop && !all_done(d)) {
-		if (d->p != NULL)
-			kafka_poll(d->p, 0);
-		if ((m = rd_kafka_consumer_poll(d->rk, POLL_MS)) != NULL) {
-			message(d, m);
+	run->t0 = run->activity = run->commit_ms = util_mono_ms();
+	while (!util_signal_caught() && !run->stop && !all_done(run)) {
+		if (run->p != NULL)
+			kafka_poll(run->p, 0);
+		if ((m = rd_kafka_consumer_poll(run->rk, POLL_MS)) != NULL) {
+			message(run, m);
 			rd_kafka_message_destroy(m);
 		}
-		if (d->p != NULL &&
-		    kafka_fatal(kafka_producer_rk(d->p), why, sizeof(why))) {
+		if (run->p != NULL &&
+		    kafka_fatal(kafka_producer_rk(run->p), why, sizeof(why))) {
 			log_error("kafka: %s", why);
-			d->kafka_err = 1;
+			run->kafka_err = 1;
 			break;
 		}
 		now = util_mono_ms();
-		if (!d->dry_run && now - d->commit_ms >= COMMIT_MS) {
-			d->commit_ms = now;
-			(void)commit(d, 0);	/* the last one is checked */
+		if (!run->dry_run && now - run->commit_ms >= COMMIT_MS) {
+			run->commit_ms = now;
+			(void)commit(run, 0);	/* the last one is checked */
 		}
-		if (now - d->activity >= IDLE_MS) {
+		if (now - run->activity >= IDLE_MS) {
 			log_error("no record for %d s below the watermarks: "
 			    "giving up", IDLE_MS / 1000);
-			d->kafka_err = 1;
+			run->kafka_err = 1;
 			break;
 		}
-		draw(d, 0);
+		draw(run, 0);
 	}
-	draw(d, 1);
+	draw(run, 1);
 	if (util_signal_caught())
 		log_info("interrupted: the rest waits for the next run");
-	else if (d->max > 0 && d->started >= (uint64_t)d->max)
+	else if (run->max > 0 && run->started >= (uint64_t)run->max)
 		log_info("--max %lld reached: the rest waits for the next run",
-		    d->max);
+		    run->max);
 }
 
 static cJSON *
@@ -954,19 +960,19 @@ counts_json(const struct counts *n)
 }
 
 static void
-summary(const struct dr *d)
+summary(const struct run *run)
 {
 	cJSON *o, *t;
 	char *s;
 	size_t i;
 
-	o = counts_json(&d->total);
-	if (d->dry_run)
+	o = counts_json(&run->total);
+	if (run->dry_run)
 		cJSON_AddTrueToObject(o, "dry_run");
 	t = cJSON_AddObjectToObject(o, "topics");
-	for (i = 0; i < d->ntopics; i++)
-		cJSON_AddItemToObject(t, d->topics[i].name,
-		    counts_json(&d->topics[i].n));
+	for (i = 0; i < run->ntopics; i++)
+		cJSON_AddItemToObject(t, run->topics[i].name,
+		    counts_json(&run->topics[i].n));
 	if ((s = cJSON_PrintUnformatted(o)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
 	puts(s);
@@ -991,30 +997,30 @@ static const char *const consumer_defaults[] = {
 
 /* Kafka handles, then the plan; OF_EXIT_OK or why not. */
 static int
-open_kafka(struct dr *d)
+open_kafka(struct run *run)
 {
 	rd_kafka_resp_err_t err;
 	char buf[512];
 
-	if ((d->track = offtrack_new()) == NULL)
+	if ((run->track = offtrack_new()) == NULL)
 		log_fatal(OF_EXIT_FAIL, "out of memory");
-	if ((d->rk = kafka_assigned_new(&d->o, consumer_defaults, buf,
+	if ((run->rk = kafka_assigned_new(&run->o, consumer_defaults, buf,
 	    sizeof(buf))) == NULL) {
 		log_error("%s", buf);
 		return OF_EXIT_USAGE;
 	}
-	if ((err = kafka_wait_reachable(d->rk, REQUEST_MS)) !=
+	if ((err = kafka_wait_reachable(run->rk, REQUEST_MS)) !=
 	    RD_KAFKA_RESP_ERR_NO_ERROR) {
-		log_error("Kafka unreachable at %s: %s", d->o.brokers,
+		log_error("Kafka unreachable at %s: %s", run->o.brokers,
 		    rd_kafka_err2str(err));
 		return OF_EXIT_KAFKA;
 	}
-	if (!d->dry_run && (d->p = kafka_producer_new(&d->o, buf,
+	if (!run->dry_run && (run->p = kafka_producer_new(&run->o, buf,
 	    sizeof(buf))) == NULL) {
 		log_error("%s", buf);
 		return OF_EXIT_USAGE;
 	}
-	return plan(d);
+	return plan(run);
 }
 
 /*
@@ -1023,67 +1029,67 @@ open_kafka(struct dr *d)
  * is done, and closes.
  */
 static void
-close_kafka(struct dr *d)
+close_kafka(struct run *run)
 {
 	int left;
 
-	if (d->p != NULL) {
-		if ((left = kafka_flush(d->p, FLUSH_MS)) > 0) {
+	if (run->p != NULL) {
+		if ((left = kafka_flush(run->p, FLUSH_MS)) > 0) {
 			log_error("%d replay(s) not acknowledged within %d s",
 			    left, FLUSH_MS / 1000);
-			d->kafka_err = 1;
+			run->kafka_err = 1;
 		}
-		kafka_producer_destroy(d->p);
-		d->p = NULL;
+		kafka_producer_destroy(run->p);
+		run->p = NULL;
 	}
-	if (d->rk != NULL) {
-		if (!d->dry_run && commit(d, 1) == -1) {
+	if (run->rk != NULL) {
+		if (!run->dry_run && commit(run, 1) == -1) {
 			log_error("progress not committed: the next run "
 			    "replays these records again");
-			d->kafka_err = 1;
+			run->kafka_err = 1;
 		}
-		rd_kafka_consumer_close(d->rk);
-		kafka_destroy(d->rk);
-		d->rk = NULL;
+		rd_kafka_consumer_close(run->rk);
+		kafka_destroy(run->rk);
+		run->rk = NULL;
 	}
-	offtrack_free(d->track);
-	d->track = NULL;
+	offtrack_free(run->track);
+	run->track = NULL;
 }
 
 int
 main(int argc, char **argv)
 {
 	static const int stop_signals[] = { SIGINT, SIGTERM, 0 };
-	static struct dr d;
+	static struct run run;
 	int rc, lockfd;
 
 	log_init(argv[0]);
-	opt_init(&d.o, usage);
-	d.max_replays = DEF_MAX_REPLAYS;
-	d.since = INT64_MIN;
-	d.until = INT64_MAX;
-	parse_options(&d, argc, argv);
+	opt_init(&run.o, usage);
+	run.max_replays = DEF_MAX_REPLAYS;
+	run.since = INT64_MIN;
+	run.until = INT64_MAX;
+	parse_options(&run, argc, argv);
 
-	lockfd = lock(&d);
+	lockfd = lock(&run);
 	util_signals_catch(stop_signals, 0, NULL);
-	d.tty = isatty(STDERR_FILENO) && log_level() >= LOG_LEVEL_INFO;
+	run.tty = isatty(STDERR_FILENO) && log_level() >= LOG_LEVEL_INFO;
 
-	if ((rc = open_kafka(&d)) == OF_EXIT_OK) {
-		if (!all_done(&d) && assign(&d) == 0)
-			consume(&d);
-		else if (!all_done(&d))
-			d.kafka_err = 1;
-		close_kafka(&d);
-		summary(&d);
-		rc = d.kafka_err || d.total.n[FAILED] > 0 ? OF_EXIT_KAFKA :
+	if ((rc = open_kafka(&run)) == OF_EXIT_OK) {
+		if (!all_done(&run) && assign(&run) == 0)
+			consume(&run);
+		else if (!all_done(&run))
+			run.kafka_err = 1;
+		close_kafka(&run);
+		summary(&run);
+		rc = run.kafka_err || run.total.n[FAILED] > 0 ? OF_EXIT_KAFKA :
 		    OF_EXIT_OK;
 	} else
-		close_kafka(&d);
+		close_kafka(&run);
 	if (util_stdout_flush() == -1)
 		rc = OF_EXIT_FAIL;
 	close(lockfd);
-	free(d.topics);
-	free(d.parts);
-	opt_free(&d.o);
+	free(run.topics);
+	free(run.parts);
+	opt_free(&run.o);
 	return rc;
 }

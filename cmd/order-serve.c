@@ -2,7 +2,7 @@
  * order-serve - takes orders over HTTP (POST /orders), stores each one
  * durably with its outbox record in Berkeley DB, publishes the outbox to
  * order-created, and follows payment-processed so that GET /orders/ID
- * shows pending, then approved or declined (CONTRACT "order-serve HTTP").
+ * shows pending, then approved or declined (order-serve(1), "Requests and answers").
  *
  * Threads and who owns what:
  *   HTTP pool	libmicrohttpd's threads run handle(): they check, parse and

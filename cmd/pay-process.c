@@ -1,6 +1,6 @@
 /*
  * pay-process - the payment worker: reads order.created events, charges
- * each order at most once (with the built-in simulator of CONTRACT or an
+ * each order at most once (with the built-in simulator of pay-process(1) or an
  * HTTP payment gateway) and writes payment.processed events.  Retries,
  * dead letters, pipe mode and shutdown are worker.h's.
  *
@@ -196,7 +196,7 @@ record_fn(struct store *s, struct store_txn *t, void *arg)
 }
 
 /*
- * The simulator of CONTRACT.
+ * The simulator of pay-process(1), "The built-in simulator".
  */
 
 static void

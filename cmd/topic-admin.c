@@ -7,8 +7,13 @@
  * stderr.  Every request to Kafka is bounded by -m seconds: an unreachable
  * broker costs one line on stderr and exit status 4, never a hang and
  * never librdkafka's own log lines (those appear with -v).
+ *
+ * The rows are printed by table.c.  What remains stays one file, longer
+ * than most: its six subcommands are short flows over one admin handle
+ * and share the bounded request, the retry while a coordinator moves and
+ * the one way out (ta_exit(), check_interrupt()), which a split would
+ * have to export.
  */
-#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,7 +21,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 
 #include "exitcode.h"
@@ -24,6 +28,7 @@
 #include "kafka.h"
 #include "log.h"
 #include "opt.h"
+#include "table.h"
 #include "util.h"
 
 #define DEF_PARTITIONS	6
@@ -70,27 +75,6 @@ struct cmd {
 	int		 allowed;	/* GIVEN_* this command takes */
 };
 
-/* Output: an aligned table at the end, or one JSON object a row at once. */
-enum col_type {
-	COL_STR,	/* NULL: "-" in the table, no key in JSON */
-	COL_INT,	/* not a number ("-", "total"): no key in JSON */
-	COL_LIST	/* "1,2,3": a JSON array of numbers */
-};
-
-struct col {
-	const char	*head;
-	const char	*key;
-	enum col_type	 type;
-};
-
-struct out {
-	const struct col	*cols;
-	size_t			 ncol;
-	int			 json;
-	char			**cells;
-	size_t			 nrows;
-};
-
 static struct ta ta;
 
 /* The topics to work on: -t's, else the six of the flow under the prefix. */
@@ -109,7 +93,6 @@ topic_names(struct ta *t, size_t *n)
 	*n = FLOW_NTOPICS;
 	return prefixed;
 }
-static int tables_printed;
 
 static void
 usage(void)
@@ -355,161 +338,6 @@ admin_wait(struct ta *t, rd_kafka_AdminOptions_t *ao, const char *what)
 	return ev;
 }
 
-static void
-fmt_ll(char *buf, size_t len, long long v)
-{
-	snprintf(buf, len, "%lld", v);
-}
-
-static void
-fmt_ids(char *buf, size_t len, const int32_t *ids, int n)
-{
-	size_t off = 0;
-	int i;
-
-	buf[0] = '\0';
-	for (i = 0; i < n && off < len; i++)
-		off += snprintf(buf + off, len - off, "%s%d", i ? "," : "",
-		    (int)ids[i]);
-}
-
-static void
-out_init(struct out *out, const struct col *cols, size_t ncol, int json)
-{
-	memset(out, 0, sizeof(*out));
-	out->cols = cols;
-	out->ncol = ncol;
-	out->json = json;
-}
-
-static int
-parse_ll(const char *s, long long *v)
-{
-	char *end;
-
-	if (s == NULL || *s == '\0')
-		return -1;
-	errno = 0;
-	*v = strtoll(s, &end, 10);
-	return *end == '\0' && errno == 0 ? 0 : -1;
-}
-
-static void
-json_add(cJSON *obj, const struct col *c, const char *v)
-{
-	cJSON *arr;
-	char *dup, *tok, *save;
-	long long n;
-
-	if (v == NULL)
-		return;
-	switch (c->type) {
-	case COL_STR:
-		cJSON_AddStringToObject(obj, c->key, v);
-		break;
-	case COL_INT:
-		if (parse_ll(v, &n) == 0)
-			cJSON_AddNumberToObject(obj, c->key, (double)n);
-		break;
-	case COL_LIST:
-		arr = cJSON_AddArrayToObject(obj, c->key);
-		dup = util_xstrdup(v);
-		for (tok = strtok_r(dup, ",", &save); tok != NULL;
-		    tok = strtok_r(NULL, ",", &save))
-			if (parse_ll(tok, &n) == 0)
-				cJSON_AddItemToArray(arr,
-				    cJSON_CreateNumber((double)n));
-		free(dup);
-		break;
-	}
-}
-
-static void
-out_json(const struct out *out, const char *const *v)
-{
-	cJSON *obj;
-	char *s;
-	size_t i;
-
-	if ((obj = cJSON_CreateObject()) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	for (i = 0; i < out->ncol; i++)
-		json_add(obj, &out->cols[i], v[i]);
-	if ((s = cJSON_PrintUnformatted(obj)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	printf("%s\n", s);
-	cJSON_free(s);
-	cJSON_Delete(obj);
-}
-
-/* One row of out->ncol values; v[i] may be NULL. */
-static void
-out_row(struct out *out, const char *const *v)
-{
-	char **cells;
-	size_t i;
-
-	if (out->json) {
-		out_json(out, v);
-		return;
-	}
-	cells = realloc(out->cells, (out->nrows + 1) * out->ncol *
-	    sizeof(*cells));
-	if (cells == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	out->cells = cells;
-	cells += out->nrows++ * out->ncol;
-	for (i = 0; i < out->ncol; i++)
-		cells[i] = util_xstrdup(v[i] != NULL ? v[i] : "-");
-}
-
-static void
-out_line(const struct out *out, const size_t *w, const char *const *v)
-{
-	size_t i;
-
-	for (i = 0; i < out->ncol; i++) {
-		const char *sep = i + 1 < out->ncol ? "  " : "\n";
-
-		if (out->cols[i].type != COL_STR)
-			printf("%*s%s", (int)w[i], v[i], sep);
-		else if (i + 1 < out->ncol)
-			printf("%-*s%s", (int)w[i], v[i], sep);
-		else
-			printf("%s%s", v[i], sep);
-	}
-}
-
-/* Prints the table (a blank line between tables) and frees the rows. */
-static void
-out_end(struct out *out)
-{
-	const char *head[16];
-	size_t w[16], i, r;
-
-	if (out->json || out->nrows == 0 || out->ncol > 16)
-		goto done;
-	for (i = 0; i < out->ncol; i++) {
-		head[i] = out->cols[i].head;
-		w[i] = strlen(head[i]);
-		for (r = 0; r < out->nrows; r++)
-			if (strlen(out->cells[r * out->ncol + i]) > w[i])
-				w[i] = strlen(out->cells[r * out->ncol + i]);
-	}
-	if (tables_printed++ > 0)
-		putchar('\n');
-	out_line(out, w, head);
-	for (r = 0; r < out->nrows; r++)
-		out_line(out, w, (const char *const *)out->cells +
-		    r * out->ncol);
-done:
-	for (i = 0; i < out->nrows * out->ncol; i++)
-		free(out->cells[i]);
-	free(out->cells);
-	out->cells = NULL;
-	out->nrows = 0;
-}
-
 /* DescribeConfigs for topics; the caller destroys the event. */
 static rd_kafka_event_t *
 configs_describe(struct ta *t, const char *const *names, size_t n)
@@ -588,13 +416,13 @@ struct plan {
 	const char	*status;
 };
 
-static const struct col create_cols[] = {
-	{ "TOPIC", "topic", COL_STR },
-	{ "PARTITIONS", "partitions", COL_INT },
-	{ "REPLICATION", "replication", COL_INT },
-	{ "MIN.ISR", "min_insync_replicas", COL_INT },
-	{ "RETENTION.MS", "retention_ms", COL_INT },
-	{ "STATUS", "status", COL_STR }
+static const struct table_col create_cols[] = {
+	{ "TOPIC", "topic", TABLE_STR },
+	{ "PARTITIONS", "partitions", TABLE_INT },
+	{ "REPLICATION", "replication", TABLE_INT },
+	{ "MIN.ISR", "min_insync_replicas", TABLE_INT },
+	{ "RETENTION.MS", "retention_ms", TABLE_INT },
+	{ "STATUS", "status", TABLE_STR }
 };
 
 /*
@@ -662,7 +490,7 @@ create_want(struct plan *w, const char *name, long long parts, long long repl)
 	w->name = name;
 	w->parts = parts;
 	w->repl = repl;
-	fmt_ll(w->minisr, sizeof(w->minisr), repl < 2 ? repl : 2);
+	table_fmt_ll(w->minisr, sizeof(w->minisr), repl < 2 ? repl : 2);
 	if (flow_is_dlq(name))
 		snprintf(w->retention, sizeof(w->retention), "%s",
 		    DLQ_RETENTION);
@@ -746,24 +574,24 @@ create_missing(struct ta *t, struct plan *p, size_t n)
 static void
 create_print(struct ta *t, const struct plan *p, size_t n)
 {
-	struct out out;
+	struct table out;
 	char parts[32], repl[32];
 	const char *v[6];
 	size_t i;
 
-	out_init(&out, create_cols, 6, t->json);
+	table_init(&out, create_cols, 6, t->json);
 	for (i = 0; i < n; i++) {
-		fmt_ll(parts, sizeof(parts), p[i].parts);
-		fmt_ll(repl, sizeof(repl), p[i].repl);
+		table_fmt_ll(parts, sizeof(parts), p[i].parts);
+		table_fmt_ll(repl, sizeof(repl), p[i].repl);
 		v[0] = p[i].name;
 		v[1] = parts;
 		v[2] = repl;
 		v[3] = *p[i].minisr ? p[i].minisr : NULL;
 		v[4] = *p[i].retention ? p[i].retention : NULL;
 		v[5] = p[i].status;
-		out_row(&out, v);
+		table_row(&out, v);
 	}
-	out_end(&out);
+	table_end(&out);
 }
 
 /* Existing topics are read back (metadata, DescribeConfigs) and compared. */
@@ -933,14 +761,14 @@ topic_cmp(const void *a, const void *b)
 static int
 cmd_list(struct ta *t, int argc, char **argv)
 {
-	static const struct col cols[] = {
-		{ "TOPIC", "topic", COL_STR },
-		{ "PARTITIONS", "partitions", COL_INT },
-		{ "REPLICATION", "replication", COL_INT }
+	static const struct table_col cols[] = {
+		{ "TOPIC", "topic", TABLE_STR },
+		{ "PARTITIONS", "partitions", TABLE_INT },
+		{ "REPLICATION", "replication", TABLE_INT }
 	};
 	const rd_kafka_metadata_topic_t **tp;
 	const rd_kafka_metadata_t *md;
-	struct out out;
+	struct table out;
 	char parts[32], repl[32];
 	const char *v[3];
 	int i;
@@ -952,17 +780,17 @@ cmd_list(struct ta *t, int argc, char **argv)
 	for (i = 0; i < md->topic_cnt; i++)
 		tp[i] = &md->topics[i];
 	qsort(tp, md->topic_cnt, sizeof(*tp), topic_cmp);
-	out_init(&out, cols, 3, t->json);
+	table_init(&out, cols, 3, t->json);
 	for (i = 0; i < md->topic_cnt; i++) {
-		fmt_ll(parts, sizeof(parts), tp[i]->partition_cnt);
-		fmt_ll(repl, sizeof(repl), tp[i]->partition_cnt > 0 ?
+		table_fmt_ll(parts, sizeof(parts), tp[i]->partition_cnt);
+		table_fmt_ll(repl, sizeof(repl), tp[i]->partition_cnt > 0 ?
 		    tp[i]->partitions[0].replica_cnt : 0);
 		v[0] = tp[i]->topic;
 		v[1] = parts;
 		v[2] = repl;
-		out_row(&out, v);
+		table_row(&out, v);
 	}
-	out_end(&out);
+	table_end(&out);
 	free(tp);
 	return OF_EXIT_OK;
 }
@@ -976,7 +804,7 @@ part_cmp(const void *a, const void *b)
 }
 
 static void
-describe_partitions(struct out *out, const rd_kafka_metadata_topic_t *mt)
+describe_partitions(struct table *out, const rd_kafka_metadata_topic_t *mt)
 {
 	rd_kafka_metadata_partition_t *pa;
 	char id[32], leader[32], repl[1024], isr[1024];
@@ -989,23 +817,24 @@ describe_partitions(struct out *out, const rd_kafka_metadata_topic_t *mt)
 	memcpy(pa, mt->partitions, mt->partition_cnt * sizeof(*pa));
 	qsort(pa, mt->partition_cnt, sizeof(*pa), part_cmp);
 	for (i = 0; i < mt->partition_cnt; i++) {
-		fmt_ll(id, sizeof(id), pa[i].id);
-		fmt_ll(leader, sizeof(leader), pa[i].leader);
-		fmt_ids(repl, sizeof(repl), pa[i].replicas, pa[i].replica_cnt);
-		fmt_ids(isr, sizeof(isr), pa[i].isrs, pa[i].isr_cnt);
+		table_fmt_ll(id, sizeof(id), pa[i].id);
+		table_fmt_ll(leader, sizeof(leader), pa[i].leader);
+		table_fmt_ids(repl, sizeof(repl), pa[i].replicas,
+		    pa[i].replica_cnt);
+		table_fmt_ids(isr, sizeof(isr), pa[i].isrs, pa[i].isr_cnt);
 		v[0] = mt->topic;
 		v[1] = id;
 		v[2] = pa[i].leader >= 0 ? leader : NULL;
 		v[3] = repl;
 		v[4] = isr;
-		out_row(out, v);
+		table_row(out, v);
 	}
 	free(pa);
 }
 
 /* Non-default configs: every source but DEFAULT_CONFIG. */
 static void
-describe_configs(struct out *out, rd_kafka_event_t *ev, const char *topic)
+describe_configs(struct table *out, rd_kafka_event_t *ev, const char *topic)
 {
 	const rd_kafka_ConfigEntry_t **ce;
 	const char *v[4];
@@ -1024,36 +853,36 @@ describe_configs(struct out *out, rd_kafka_event_t *ev, const char *topic)
 		v[2] = rd_kafka_ConfigEntry_is_sensitive(ce[i]) ?
 		    "[sensitive]" : rd_kafka_ConfigEntry_value(ce[i]);
 		v[3] = rd_kafka_ConfigSource_name(src);
-		out_row(out, v);
+		table_row(out, v);
 	}
 }
 
 static int
 cmd_describe(struct ta *t, int argc, char **argv)
 {
-	static const struct col pcols[] = {
-		{ "TOPIC", "topic", COL_STR },
-		{ "PARTITION", "partition", COL_INT },
-		{ "LEADER", "leader", COL_INT },
-		{ "REPLICAS", "replicas", COL_LIST },
-		{ "ISR", "isr", COL_LIST }
+	static const struct table_col pcols[] = {
+		{ "TOPIC", "topic", TABLE_STR },
+		{ "PARTITION", "partition", TABLE_INT },
+		{ "LEADER", "leader", TABLE_INT },
+		{ "REPLICAS", "replicas", TABLE_LIST },
+		{ "ISR", "isr", TABLE_LIST }
 	};
-	static const struct col ccols[] = {
-		{ "TOPIC", "topic", COL_STR },
-		{ "CONFIG", "config", COL_STR },
-		{ "VALUE", "value", COL_STR },
-		{ "SOURCE", "source", COL_STR }
+	static const struct table_col ccols[] = {
+		{ "TOPIC", "topic", TABLE_STR },
+		{ "CONFIG", "config", TABLE_STR },
+		{ "VALUE", "value", TABLE_STR },
+		{ "SOURCE", "source", TABLE_STR }
 	};
 	const rd_kafka_metadata_topic_t *mt;
 	const char **found;
 	rd_kafka_event_t *cfg = NULL;
-	struct out out;
+	struct table out;
 	size_t n = 0, i;
 	int rc = OF_EXIT_OK, a;
 
 	metadata_get(t);
 	found = util_xcalloc(argc, sizeof(*found));
-	out_init(&out, pcols, 5, t->json);
+	table_init(&out, pcols, 5, t->json);
 	for (a = 0; a < argc; a++) {
 		for (i = 0; i < n && strcmp(found[i], argv[a]) != 0; i++)
 			continue;
@@ -1067,13 +896,13 @@ cmd_describe(struct ta *t, int argc, char **argv)
 		describe_partitions(&out, mt);
 		found[n++] = argv[a];
 	}
-	out_end(&out);
+	table_end(&out);
 	if (n > 0)
 		cfg = configs_describe(t, found, n);
-	out_init(&out, ccols, 4, t->json);
+	table_init(&out, ccols, 4, t->json);
 	for (i = 0; i < n; i++)
 		describe_configs(&out, cfg, found[i]);
-	out_end(&out);
+	table_end(&out);
 	if (cfg != NULL)
 		rd_kafka_event_destroy(cfg);
 	free(found);
@@ -1083,15 +912,15 @@ cmd_describe(struct ta *t, int argc, char **argv)
 static int
 cmd_delete(struct ta *t, int argc, char **argv)
 {
-	static const struct col cols[] = {
-		{ "TOPIC", "topic", COL_STR },
-		{ "STATUS", "status", COL_STR }
+	static const struct table_col cols[] = {
+		{ "TOPIC", "topic", TABLE_STR },
+		{ "STATUS", "status", TABLE_STR }
 	};
 	rd_kafka_DeleteTopic_t **dt;
 	rd_kafka_AdminOptions_t *ao;
 	rd_kafka_event_t *ev;
 	const rd_kafka_topic_result_t **tr;
-	struct out out;
+	struct table out;
 	const char *v[2];
 	size_t i, cnt;
 	int rc = OF_EXIT_OK;
@@ -1107,7 +936,7 @@ cmd_delete(struct ta *t, int argc, char **argv)
 	ev = admin_wait(t, ao, "delete");
 	tr = rd_kafka_DeleteTopics_result_topics(
 	    rd_kafka_event_DeleteTopics_result(ev), &cnt);
-	out_init(&out, cols, 2, t->json);
+	table_init(&out, cols, 2, t->json);
 	for (i = 0; i < cnt; i++) {
 		rd_kafka_resp_err_t err = rd_kafka_topic_result_error(tr[i]);
 
@@ -1120,20 +949,20 @@ cmd_delete(struct ta *t, int argc, char **argv)
 			    rd_kafka_topic_result_error_string(tr[i]));
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 			rc = is_timeout(err) ? OF_EXIT_KAFKA : OF_EXIT_FAIL;
-		out_row(&out, v);
+		table_row(&out, v);
 	}
-	out_end(&out);
+	table_end(&out);
 	rd_kafka_event_destroy(ev);
 	return rc;
 }
 
-static const struct col lag_cols[] = {
-	{ "GROUP", "group", COL_STR },
-	{ "TOPIC", "topic", COL_STR },
-	{ "PARTITION", "partition", COL_INT },
-	{ "COMMITTED", "committed", COL_INT },
-	{ "HIGH", "high", COL_INT },
-	{ "LAG", "lag", COL_INT }
+static const struct table_col lag_cols[] = {
+	{ "GROUP", "group", TABLE_STR },
+	{ "TOPIC", "topic", TABLE_STR },
+	{ "PARTITION", "partition", TABLE_INT },
+	{ "COMMITTED", "committed", TABLE_INT },
+	{ "HIGH", "high", TABLE_INT },
+	{ "LAG", "lag", TABLE_INT }
 };
 
 struct lag_sum {
@@ -1144,22 +973,22 @@ struct lag_sum {
 
 /* A partition row, or a total row when part is "total". */
 static void
-lag_row(struct out *out, const char *group, const char *topic,
+lag_row(struct table *out, const char *group, const char *topic,
     const char *part, long long committed, long long high, long long lag)
 {
 	char c[32], h[32], l[32];
 	const char *v[6];
 
-	fmt_ll(c, sizeof(c), committed);
-	fmt_ll(h, sizeof(h), high);
-	fmt_ll(l, sizeof(l), lag);
+	table_fmt_ll(c, sizeof(c), committed);
+	table_fmt_ll(h, sizeof(h), high);
+	table_fmt_ll(l, sizeof(l), lag);
 	v[0] = group;
 	v[1] = topic;
 	v[2] = part;
 	v[3] = committed >= 0 ? c : NULL;
 	v[4] = high >= 0 ? h : NULL;
 	v[5] = lag >= 0 ? l : NULL;
-	out_row(out, v);
+	table_row(out, v);
 }
 
 /* High watermark of one partition, -1 if unknown (warned). */
@@ -1181,7 +1010,7 @@ lag_high(struct ta *t, const char *topic, int32_t part)
 }
 
 static void
-lag_partition(struct ta *t, struct out *out, const char *group,
+lag_partition(struct ta *t, struct table *out, const char *group,
     const rd_kafka_topic_partition_t *tp, struct lag_sum *sum)
 {
 	long long high, committed = tp->offset, lag = -1;
@@ -1194,13 +1023,13 @@ lag_partition(struct ta *t, struct out *out, const char *group,
 		sum->high += high;
 		sum->lag += lag;
 	}
-	fmt_ll(part, sizeof(part), tp->partition);
+	table_fmt_ll(part, sizeof(part), tp->partition);
 	lag_row(out, group, tp->topic, part, committed, high, lag);
 }
 
 /* Rows of one group's committed partitions, sorted, with totals. */
 static void
-lag_rows(struct ta *t, struct out *out, const char *group,
+lag_rows(struct ta *t, struct table *out, const char *group,
     rd_kafka_topic_partition_list_t *pl)
 {
 	struct lag_sum topic = { 0, 0, 0 }, all = { 0, 0, 0 };
@@ -1267,7 +1096,7 @@ lag_offsets(struct ta *t, const char *group)
  * group without offsets is worth a warning only when it was named.
  */
 static int
-lag_group(struct ta *t, struct out *out, const char *group, int named)
+lag_group(struct ta *t, struct table *out, const char *group, int named)
 {
 	rd_kafka_event_t *ev;
 	const rd_kafka_group_result_t **gr;
@@ -1335,7 +1164,7 @@ lag_all_groups(struct ta *t, size_t *n)
 static int
 cmd_lag(struct ta *t, int argc, char **argv)
 {
-	struct out out;
+	struct table out;
 	char **all = NULL;
 	size_t i, n = 0;
 	int rc = OF_EXIT_OK, r;
@@ -1343,7 +1172,7 @@ cmd_lag(struct ta *t, int argc, char **argv)
 	metadata_get(t);
 	if (argc == 0 && t->group == NULL)
 		all = lag_all_groups(t, &n);
-	out_init(&out, lag_cols, 6, t->json);
+	table_init(&out, lag_cols, 6, t->json);
 	if (t->group != NULL && (r = lag_group(t, &out, t->group, 1)) != 0)
 		rc = r;
 	for (i = 0; i < (size_t)argc; i++)
@@ -1354,7 +1183,7 @@ cmd_lag(struct ta *t, int argc, char **argv)
 			rc = r;
 		free(all[i]);
 	}
-	out_end(&out);
+	table_end(&out);
 	free(all);
 	return rc;
 }

@@ -11,6 +11,10 @@
  * write, and every integer check here rejects NaN.  The same pass rejects
  * what cJSON lets through but JSON forbids in strings: control characters
  * and \u0000 (which would silently cut a C string short).
+ *
+ * It stays one file, longer than most: orders and every event type go
+ * through one validator, whose number-aware parser, string rules and
+ * error paths (errf(), err_in_item()) every parse and check here shares.
  */
 #include <sys/random.h>
 

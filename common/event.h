@@ -3,7 +3,7 @@
  * every command uses (order-submit, order-serve, pay-process, notify).
  *
  * Orders are parsed from JSON text and checked against the rules of
- * CONTRACT ("Orders"); events are CloudEvents 1.0 in structured JSON
+ * orderflow(7) ("EVENTS"); events are CloudEvents 1.0 in structured JSON
  * ("Events").  Money is always an int64_t of minor units: a float, a
  * number written with a fraction or an exponent (1250.0, 1.25e3) or a
  * string is rejected wherever money is expected, and no floating point is
@@ -136,7 +136,7 @@ struct event {
 };
 
 /*
- * Parses and checks an order (CONTRACT "Orders") from len bytes of JSON.
+ * Parses and checks an order (orderflow(7), "EVENTS") from len bytes of JSON.
  * Returns 0 with *out filled (order_id generated as "o-" and a random UUID
  * when absent, payment_method defaulted, total computed), or -1 with *err
  * set.  *out is always initialised: order_free() is safe either way.

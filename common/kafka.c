@@ -10,6 +10,11 @@
  * Every handle keeps a struct kafka_base as librdkafka's opaque, so the
  * error and log callbacks, and kafka_unreachable(), find their state from
  * the rd_kafka_t alone.
+ *
+ * It stays one file, longer than most: the configurations, the callbacks
+ * and struct kafka_base that they all read must agree with each other,
+ * and a split would have to share that struct and those callbacks across
+ * files.
  */
 #include <inttypes.h>
 #include <pthread.h>

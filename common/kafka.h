@@ -133,7 +133,7 @@ rd_kafka_resp_err_t kafka_committed(rd_kafka_t *,
 	    rd_kafka_topic_partition_list_t *, int timeout_ms);
 
 /*
- * Headers.  Values are UTF-8 strings (CONTRACT), numbers in decimal.
+ * Headers.  Values are UTF-8 strings (orderflow(7), HEADERS), numbers in decimal.
  * Names are compared exactly; when a name occurs more than once the last
  * occurrence counts.  hdrs may be NULL when reading (no headers).
  */

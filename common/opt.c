@@ -1,5 +1,5 @@
 /*
- * opt.c - the common options of CONTRACT and librdkafka property files.
+ * opt.c - the common options of orderflow(7) and librdkafka property files.
  */
 #include <ctype.h>
 #include <errno.h>

@@ -1,12 +1,12 @@
 /*
- * opt.h - the options every Kafka-facing command takes (CONTRACT, kcat
+ * opt.h - the options every Kafka-facing command takes (orderflow(7), kcat
  * style): -b BROKERS, -X name=value, -F FILE, -G GROUP, -q, -v, -h, -V,
  * --log-format text|json and --state DIR.
  *
  * A command lists OPT_COMMON_SHORT and OPT_COMMON_LONG in its own getopt
  * tables and hands every option it does not know itself to opt_common().
  * --topic-prefix PREFIX (default $ORDERFLOW_TOPIC_PREFIX) puts PREFIX in
- * front of every topic name of CONTRACT the command reads or writes.
+ * front of every topic name of flow.h the command reads or writes.
  * -X and -F properties are kept in the order given and applied in that
  * order by opt_apply(), after bootstrap.servers from -b.
  */
@@ -87,7 +87,7 @@ int	opt_apply(const struct opt_kafka *, rd_kafka_conf_t *conf, char *err,
 const char *opt_state_dir(struct opt_kafka *);
 
 /*
- * The name of one of CONTRACT's topics with the topic prefix in front
+ * The name of one of the flow's topics (flow.h) with the topic prefix in front
  * ("staging." + "order-created"): one cluster can hold several separate
  * flows.  The string lives until opt_free().
  */

@@ -1,6 +1,6 @@
 /*
  * util.h - small helpers every command needs: range-checked numbers,
- * durations and times as CONTRACT writes them, clocks, memory that must
+ * durations and times as orderflow(7) writes them, clocks, memory that must
  * be had, the check of standard output before exiting, the signals that
  * stop a command, and bytes as JSON text.
  */

@@ -8,7 +8,7 @@ load test_helper
 	assert_success
 }
 
-@test "util: durations as CONTRACT writes them" {
+@test "util: durations as orderflow(7) writes them" {
 	run --separate-stderr "$BUILD/test/util_test" duration
 	assert_success
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # 35-order-serve.bats - order-serve driven with curl against a real broker:
-# every answer of CONTRACT's table, idempotency keys (replay, 422, 409),
+# every answer of order-serve(1)'s table, idempotency keys (replay, 422, 409),
 # payments changing an order's status, the outbox surviving an unreachable
 # broker, SIGTERM and SIGKILL.
 

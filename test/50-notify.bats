@@ -3,7 +3,7 @@
 # payment.processed event, the stdout line, signed webhooks to a local
 # receiver (test/fixtures/webhook-receiver) answering 200, 400 or nothing,
 # --exec with a failing then a working command, invalid events to the DLQ,
-# pipe mode and the whole pipeline of CONTRACT.
+# pipe mode and the whole pipeline of orderflow(7).
 
 load test_helper
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # 60-flow.bats - the whole flow end to end on the real broker: orders
 # through order-submit and order-serve, paid by pay-process, notified by
-# notify, each outcome compared with what the simulator's rules of CONTRACT
+# notify, each outcome compared with what the simulator's rules of pay-process(1)
 # predict (computed here, independently of the commands); the broker-less
 # pipe mode giving the same notifications; the trace from POST /orders to
 # the notification; scripts/flow and its summary; the systemd units.
@@ -57,7 +57,7 @@ gen_orders() {
 }
 
 # expected < ORDERS: per order "ORDER_ID OUTCOME AMOUNT" by the rules of
-# CONTRACT: pm_card_declined declined; pm_gateway_error a permanent dead
+# pay-process(1): pm_card_declined declined; pm_gateway_error a permanent dead
 # letter; pm_transient_N failing N attempts (approved if an attempt is
 # left, else an exhausted dead letter); pm_card_* (the default) approved
 # unless the total is above the limit.

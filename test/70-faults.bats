@@ -12,7 +12,7 @@
 #   (replication 3, min.insync.replicas 2) losing one node mid-run.
 #
 # In the end every order has exactly one payment outcome, the one the
-# simulator's rules of CONTRACT predict, and exactly one distinct
+# simulator's rules of pay-process(1) predict, and exactly one distinct
 # notification id, none missing.  Repeats are allowed in the topics, not
 # in the effects: a payment recorded twice, or a notification delivered
 # again other than by the one SIGKILL between delivery and record that
@@ -126,7 +126,7 @@ new_faulty_flow() {
 }
 
 # gen_orders N ID-PREFIX: N orders whose payment methods end in an outcome
-# by CONTRACT's rules: approved (at once, or after 1 to 3 transient
+# by pay-process(1)'s rules: approved (at once, or after 1 to 3 transient
 # failures) or declined (card_declined, limit_exceeded); none in a DLQ.
 gen_orders() {
 	jq -nc --argjson n "$1" --arg p "$2" '
