@@ -18,8 +18,8 @@
  * FLUSH_MAX records and before exiting.  A flush per notification held
  * notify to one disk flush per event (about 700 a second on a loaded
  * disk, under the 1,000 a second of make bench); one per burst costs the
- * same when idle.  A crash of the process repeats only the notification
- * in progress, as before; a crash of the machine also those delivered
+ * same when idle.  A crash of the process repeats only the notifications
+ * in flight, as before; a crash of the machine also those delivered
  * since the last flush, which is never more than FLUSH_MAX records or
  * longer than it takes to handle what was waiting.
  *
