@@ -10,6 +10,11 @@
  * ordered with the other keyless records of its partition; in pipe mode
  * it is the event's subject (one parse a line), "" when it has none.
  *
+ * Beyond the concurrency jobs started, as many again (at least
+ * INFLIGHT_BACKLOG) are held ready, so that a burst of calls that end
+ * together is followed at once by the next ones, without waiting for a
+ * fetch; only then does fetching pause.
+ *
  * The order within a key: keyq holds a key's jobs in submission order
  * and hands out the next one only when the one before completed, through
  * the ready list (never from inside worker_complete(), which the command
@@ -29,6 +34,8 @@
 #include "util.h"
 #include "worker.h"
 #include "worker_local.h"
+
+#define INFLIGHT_BACKLOG	64
 
 struct worker_job {
 	struct worker		*w;
@@ -193,12 +200,20 @@ worker_complete(struct worker_job *j, enum worker_outcome r,
 	job_next(j->w, j);
 }
 
+/* At most concurrency jobs pending; the ones ready beyond it wait. */
+static size_t
+concurrency(const struct worker *w)
+{
+	return w->cf->concurrency > 1 ? (size_t)w->cf->concurrency : 1;
+}
+
 static void
 ready_run(struct worker *w)
 {
 	struct worker_job *j;
 
-	while ((j = w->ready) != NULL) {
+	while ((j = w->ready) != NULL && (w->cf->start == NULL ||
+	    w->pending < concurrency(w))) {
 		if ((w->ready = j->next) == NULL)
 			w->ready_tail = NULL;
 		job_start(w, j);
@@ -308,11 +323,18 @@ inflight_held(const struct worker *w)
 	return w->kq != NULL ? keyq_items(w->kq) : 0;
 }
 
+size_t
+inflight_max(const struct worker *w)
+{
+	size_t n = concurrency(w);
+
+	return n + (n > INFLIGHT_BACKLOG ? n : INFLIGHT_BACKLOG);
+}
+
 int
 inflight_full(const struct worker *w)
 {
-	return w->kq != NULL && keyq_items(w->kq) >=
-	    (size_t)(w->cf->concurrency > 0 ? w->cf->concurrency : 1);
+	return w->kq != NULL && keyq_items(w->kq) >= inflight_max(w);
 }
 
 int

@@ -297,15 +297,16 @@ check_fatal(struct worker *w)
 }
 
 /*
- * Bounded memory: with concurrency records held, fetching stops until
+ * Bounded memory: with inflight_max() records held, fetching stops until
  * a quarter of them are done.  Resuming resumes every partition, so
- * those paused for a retry are paused again.
+ * those paused for a retry are paused again.  librdkafka drops what it
+ * prefetched for a paused partition and fetches again from the next
+ * record not consumed, so nothing is skipped.
  */
 static void
 hold(struct worker *w)
 {
-	size_t held = inflight_held(w), i;
-	size_t n = w->cf->concurrency > 1 ? (size_t)w->cf->concurrency : 1;
+	size_t held = inflight_held(w), i, n = inflight_max(w);
 
 	if (!w->holding && inflight_full(w)) {
 		if (kafka_consumer_hold(w->c, 1) == 0) {

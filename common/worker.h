@@ -47,8 +47,10 @@
  * with the same key (the Kafka key; without one, the partition; in pipe
  * mode the event's subject) are started strictly one after another, in
  * the order they were read, each once the one before completed; other
- * keys run side by side.  While concurrency records are held, fetching
- * pauses (pipe mode: reading), and resumes once a quarter are done; a
+ * keys run side by side.  At most concurrency are started and pending;
+ * as many again (at least 64) are held ready behind them.  While that
+ * many are held, fetching pauses (pipe mode: reading), and resumes once
+ * a quarter are done; a
  * partition whose window of unfinished records (from the oldest one not
  * done to the newest read) reaches WORKER_WINDOW_MAX pauses alone until
  * it is down to half.
@@ -191,8 +193,9 @@ struct worker_config {
 	int64_t		 report_ms;	/* period of the -v counters line; 0: none */
 	worker_handle_fn *handle;	/* one at a time, or: */
 	/*
-	 * start, with up to concurrency records in flight (held in order
-	 * behind their key or started); NULL: handle, one at a time.
+	 * start, with up to concurrency records pending at once, each
+	 * after the records of its key read before it; NULL: handle, one
+	 * at a time.
 	 */
 	worker_start_fn	*start;
 	int		 concurrency;	/* 1..WORKER_CONCURRENCY_MAX */

@@ -75,8 +75,13 @@ int	inflight_hold(struct worker *, const struct worker_input *in,
 	    const rd_kafka_headers_t *src, int64_t due_ms);
 void	inflight_run(struct worker *, int wait_ms);
 void	inflight_drain(struct worker *, int64_t deadline);
-/* Records held (running and waiting for their key), and whether full. */
+/*
+ * Records held (started, ready, waiting for their key); the most held
+ * at once (the concurrency and a backlog as large, at least 64), and
+ * whether that many are.
+ */
 size_t	inflight_held(const struct worker *);
+size_t	inflight_max(const struct worker *);
 int	inflight_full(const struct worker *);
 /* Whether effects are pending (the loop should pump, not sleep). */
 int	inflight_busy(const struct worker *);

@@ -532,3 +532,41 @@ p-visa approved" ]
 	    'map(select(.topic == $t and .partition == 0) | .committed // -1) |
 	    max // -1' <<<"$output")" -le 0 ]
 }
+
+@test "pay-process: SIGKILL with hundreds of gateway calls in flight, then a restart: each order paid once" {
+	new_flow 6
+	n=1000
+	# Calls of 2 s: the second 256 start (from the records held ready)
+	# as the first end, and are in flight for 2 s after.
+	start_gw 0 2000
+	many_orders 0 "$n"
+	start_pp --concurrency 256 --gateway "$GW_URL"
+	ended() {
+		[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -ge 256 ]
+	}
+	wait_until 60 ended
+	kill -KILL "${PP_PIDS[0]}"
+	wait "${PP_PIDS[0]}" || true
+	killed=$(date +%s.%N)
+	start_pp --concurrency 256 --gateway "$GW_URL"
+	distinct() {
+		[ "$(payments | jq -r .order_id | sort -u | wc -l)" -ge "$n" ]
+	}
+	wait_until 120 distinct
+	stop_pp "${PP_PIDS[1]}"
+	# One outcome per order: repeats carry the same event id.
+	run --separate-stderr payments
+	[ "$(jq -r '"\(.order_id) \(.id) \(.payment_id)"' <<<"$output" |
+	    sort -u | wc -l)" -eq "$n" ]
+	# The gateway saw a key again only after the kill, never two at once.
+	[ "$(overlaps)" -eq 0 ]
+	[ "$(jq -s --argjson k "$killed" 'group_by(.idempotency_key) |
+	    map(select(length > 1) | sort_by(.start) | .[1:] |
+	    map(select(.start < $k))) | flatten | length' \
+	    "$BATS_TEST_TMPDIR/gw.log")" -eq 0 ]
+	[ "$(jq -r .idempotency_key "$BATS_TEST_TMPDIR/gw.log" | sort -u |
+	    wc -l)" -eq "$n" ]
+	# Calls were in flight at the kill: they were made again.
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -gt "$n" ]
+	[ -z "$(records order-created-dlq)" ]
+}

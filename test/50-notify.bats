@@ -90,6 +90,11 @@ has_lines() {
 	[ "$(lines "$1")" -eq "$2" ]
 }
 
+# has_at_least N: the receiver logged N requests or more.
+has_at_least() {
+	[ "$(lines "$BATS_TEST_TMPDIR/received")" -ge "$1" ]
+}
+
 start_notify() {
 	notify -v --state "$ORDERFLOW_STATE/notify" -G "$GROUP" "$@" \
 	    >"$OUT" 2>"$ERR" &
@@ -585,4 +590,44 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	assert_success
 	[ "$(jq -r .order_id "$BATS_TEST_TMPDIR/got" | sort | tr '\n' ' ')" = \
 	    "o-x1 o-x2 o-x3 o-x4 o-x5 o-x6 o-x7 o-x8 " ]
+}
+
+@test "notify: SIGKILL with hundreds of webhooks in flight, then a restart: each delivered, one id each" {
+	new_flow 6
+	GROUP=$(unique_name notify)
+	new_secret
+	RECEIVER_DELAY_MS=200 start_receiver
+	n=600
+	jq -rn --argjson n "$n" --arg run "$RANDOM$RANDOM" '
+	    range(0; $n) | "o-\(.)" as $o | "\($o)|" +
+	    ({specversion: "1.0", id: "p-\($run)-\(.)", source: "/test",
+	    type: "payment.processed.v1", subject: $o,
+	    time: "2026-11-26T10:00:00Z", datacontenttype: "application/json",
+	    data: {order_id: $o, payment_id: "p-\($o)", status: "approved",
+	    amount: 2500, currency: "EUR", customer_id: "c-1",
+	    email: "a@example.com"}} | tojson)' |
+	    timeout 30 kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" -K '|'
+	hook=(--concurrency 256 --webhook "http://127.0.0.1:$PORT/hooks"
+	    --secret-file "$SECRET")
+	start_notify "${hook[@]}"
+	await 60 has_at_least 200
+	kill -KILL "$NOTIFY_PID"
+	wait "$NOTIFY_PID" || true
+	killed=$(date +%s.%N)
+	start_notify "${hook[@]}"
+	all_ids() {
+		[ "$(jq -r .id "$BATS_TEST_TMPDIR/received" | sort -u |
+		    wc -l)" -ge "$n" ]
+	}
+	await 120 all_ids
+	stop_notify
+	[ "$status" -eq 0 ]
+	# One notification id per event; a repeat only of one in flight.
+	[ "$(jq -r '"\(.body.event_id) \(.id)"' "$BATS_TEST_TMPDIR/received" |
+	    sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -s --argjson k "$killed" 'group_by(.id) |
+	    map(select(length > 1) | sort_by(.start) | .[1:] |
+	    map(select(.start < $k))) | flatten | length' \
+	    "$BATS_TEST_TMPDIR/received")" -eq 0 ]
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/received")" -gt "$n" ]
 }
