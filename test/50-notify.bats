@@ -90,6 +90,20 @@ has_lines() {
 	[ "$(lines "$1")" -eq "$2" ]
 }
 
+# many_payments N ORDERS: N payment.processed events (fresh ids), the
+# i-th for order o-(i % ORDERS), keyed by the order, produced in one go.
+many_payments() {
+	jq -rn --argjson n "$1" --argjson m "$2" --arg run "$RANDOM$RANDOM" '
+	    range(0; $n) | "o-\(. % $m)" as $o | "\($o)|" +
+	    ({specversion: "1.0", id: "p-\($run)-\(.)", source: "/test",
+	    type: "payment.processed.v1", subject: $o,
+	    time: "2026-11-26T10:00:00Z", datacontenttype: "application/json",
+	    data: {order_id: $o, payment_id: "p-\($o)", status: "approved",
+	    amount: 2500, currency: "EUR", customer_id: "c-1",
+	    email: "a@example.com"}} | tojson)' |
+	    timeout 30 kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" -K '|'
+}
+
 # has_at_least N: the receiver logged N requests or more.
 has_at_least() {
 	[ "$(lines "$BATS_TEST_TMPDIR/received")" -ge "$1" ]
@@ -551,15 +565,7 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	RECEIVER_DELAY_MS=100 start_receiver
 	n=1000
 	# Two payment events for each of n / 2 orders, keyed by the order.
-	jq -rn --argjson n "$n" --arg run "$RANDOM$RANDOM" '
-	    range(0; $n) | "o-\(. % ($n / 2))" as $o | "\($o)|" +
-	    ({specversion: "1.0", id: "p-\($run)-\(.)", source: "/test",
-	    type: "payment.processed.v1", subject: $o,
-	    time: "2026-11-26T10:00:00Z", datacontenttype: "application/json",
-	    data: {order_id: $o, payment_id: "p-\($o)", status: "approved",
-	    amount: 2500, currency: "EUR", customer_id: "c-1",
-	    email: "a@example.com"}} | tojson)' |
-	    timeout 30 kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" -K '|'
+	many_payments "$n" $((n / 2))
 	start_notify --concurrency 256 --webhook "http://127.0.0.1:$PORT/hooks" \
 	    --secret-file "$SECRET"
 	await 120 has_lines "$BATS_TEST_TMPDIR/received" "$n"
@@ -598,15 +604,7 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	new_secret
 	RECEIVER_DELAY_MS=200 start_receiver
 	n=600
-	jq -rn --argjson n "$n" --arg run "$RANDOM$RANDOM" '
-	    range(0; $n) | "o-\(.)" as $o | "\($o)|" +
-	    ({specversion: "1.0", id: "p-\($run)-\(.)", source: "/test",
-	    type: "payment.processed.v1", subject: $o,
-	    time: "2026-11-26T10:00:00Z", datacontenttype: "application/json",
-	    data: {order_id: $o, payment_id: "p-\($o)", status: "approved",
-	    amount: 2500, currency: "EUR", customer_id: "c-1",
-	    email: "a@example.com"}} | tojson)' |
-	    timeout 30 kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" -K '|'
+	many_payments "$n" "$n"
 	hook=(--concurrency 256 --webhook "http://127.0.0.1:$PORT/hooks"
 	    --secret-file "$SECRET")
 	start_notify "${hook[@]}"
