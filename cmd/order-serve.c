@@ -171,7 +171,12 @@ struct server {
 };
 
 static struct server srv;
-static volatile sig_atomic_t run = 1;
+
+/* The signals that stop order-serve; SIGPIPE is ignored besides. */
+static const int stop_signals[] = { SIGINT, SIGTERM, 0 };
+
+/* Set by a thread that hit a fatal error (serve_stop()). */
+static atomic_int stopping;
 
 static void
 usage(void)
@@ -187,23 +192,25 @@ usage(void)
 	    log_progname());
 }
 
+/* Asks main to stop, as a signal does: the relay's fatal Kafka error. */
 static void
-on_signal(int sig)
+serve_stop(void)
 {
-	(void)sig;
-	run = 0;
+	atomic_store(&stopping, 1);
 }
 
-static void *
-xmalloc(size_t n)
+/* 0 once a signal or serve_stop() asked to stop. */
+static int
+serve_running(void)
 {
-	void *p;
-
-	if ((p = malloc(n == 0 ? 1 : n)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-	return p;
+	return !atomic_load(&stopping) && !util_signal_caught();
 }
 
+/*
+ * The monotonic clock in microseconds, for request latencies: the log
+ * shows them to the microsecond and the histogram's lowest buckets are
+ * finer than util_mono_ms()'s milliseconds.
+ */
 static int64_t
 mono_us(void)
 {
@@ -528,8 +535,7 @@ post_order(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	if (r->too_big)
 		return respond_error(conn, r, 413, "the body is larger than "
 		    "64 KiB", NULL);
-	j = xmalloc(sizeof(*j));
-	memset(j, 0, sizeof(*j));
+	j = util_xcalloc(1, sizeof(*j));
 	p = &j->doc;
 	if (order_parse(r->body != NULL ? r->body : "", r->len, &p->ord,
 	    &err) == -1) {
@@ -635,7 +641,7 @@ take_body(struct req *r, const char *data, size_t *size)
 		return r->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
 	}
 	if (r->body == NULL)
-		r->body = xmalloc(BODY_MAX + 1);
+		r->body = util_xmalloc(BODY_MAX + 1);
 	memcpy(r->body + r->len, data, n);
 	r->len += n;
 	r->body[r->len] = '\0';
@@ -648,8 +654,7 @@ req_new(struct MHD_Connection *conn, const char *url, const char *method)
 	struct req *r;
 
 	(void)conn;
-	r = xmalloc(sizeof(*r));
-	memset(r, 0, sizeof(*r));
+	r = util_xcalloc(1, sizeof(*r));
 	r->start_us = mono_us();
 	r->route = route_of(url);
 	r->is_post = strcmp(method, "POST") == 0;
@@ -838,7 +843,7 @@ housekeeping(struct server *sv, int64_t *expire_at, int64_t *ckpt_at)
 		do
 			ret = store_idem_expire(sv->st, NULL, util_now_ms(),
 			    500, &n);
-		while (ret == 0 && n == 500 && run);
+		while (ret == 0 && n == 500 && serve_running());
 		if (ret != 0)
 			log_warn("store: expiring idempotency keys: %s",
 			    store_strerror(ret));
@@ -938,18 +943,11 @@ parse_options(struct server *sv, int argc, char **argv)
 	}
 }
 
-/* SIGINT stays ignored if ignored already (a background job). */
+/* A signal ignored already stays ignored (a background job's SIGINT). */
 static void
 signals_init(void)
 {
-	struct sigaction sa, old;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	if (sigaction(SIGINT, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-		sigaction(SIGINT, &sa, NULL);
+	util_signals_catch(stop_signals, 0, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
 
@@ -958,34 +956,12 @@ static void
 signals_block(int block)
 {
 	sigset_t set;
+	size_t i;
 
 	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
+	for (i = 0; stop_signals[i] != 0; i++)
+		sigaddset(&set, stop_signals[i]);
 	pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
-}
-
-/*
- * One order-serve per state directory: two would both publish the outbox
- * and each keep only its own view of it.  The lock is held until exit,
- * however the process ends, so a restart after SIGKILL finds it free.
- */
-static void
-lock_state(const char *dir)
-{
-	char path[PATH_MAX];
-
-	if (util_mkdir_p(dir, 0700) == -1)
-		log_fatal(OF_EXIT_FAIL, "%s: %s", dir, strerror(errno));
-	if ((size_t)snprintf(path, sizeof(path), "%s/lock", dir) >=
-	    sizeof(path))
-		log_fatal(OF_EXIT_FAIL, "%s: path too long", dir);
-	if (util_lock(path) == -1) {
-		if (errno == EWOULDBLOCK)
-			log_fatal(OF_EXIT_BUSY, "%s: another order-serve uses "
-			    "this state directory", dir);
-		log_fatal(OF_EXIT_FAIL, "%s: %s", path, strerror(errno));
-	}
 }
 
 static void
@@ -999,14 +975,15 @@ server_open(struct server *sv)
 
 	sv->topic = opt_topic(&sv->o, FLOW_TOPIC_ORDERS);
 	sv->pay_topic = opt_topic(&sv->o, FLOW_TOPIC_PAYMENTS);
-	lock_state(opt_state_dir(&sv->o));
+	/* Two would both publish the outbox, each with its own view. */
+	opt_lock_state(&sv->o);
 	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o), 0)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&sv->o),
 		    store_strerror(ret));
 	if ((prod = kafka_producer_new(&sv->o, err, sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
-	if ((sv->pf = payfollow_open(&sv->o, sv->pay_topic, sv->st, &run, err,
-	    sizeof(err))) == NULL)
+	if ((sv->pf = payfollow_open(&sv->o, sv->pay_topic, sv->st,
+	    serve_running, err, sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
 	sv->keys = keyset_new();
 	sv->metrics = metrics_new("order_serve", route_names, R_COUNT);
@@ -1019,7 +996,7 @@ server_open(struct server *sv)
 	oc.prod = prod;
 	oc.topic = sv->topic;
 	oc.cm = sv->cm;
-	oc.run = &run;
+	oc.fatal = serve_stop;
 	signals_block(1);
 	if (committer_start(sv->cm) == -1 ||
 	    (sv->ob = outbox_start(&oc)) == NULL)
@@ -1125,7 +1102,7 @@ main(int argc, char **argv)
 	signals_init();
 	server_open(sv);
 	ckpt_at = util_mono_ms() + CHECKPOINT_EVERY_MS;
-	while (run) {
+	while (serve_running()) {
 		if (payfollow_poll(sv->pf) == -1) {
 			atomic_store(&sv->kafka_failed, 1);
 			break;
@@ -1138,10 +1115,7 @@ main(int argc, char **argv)
 		housekeeping(sv, &expire_at, &ckpt_at);
 	}
 	code = server_close(sv);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		log_error("stdout: %s", strerror(errno));
-		if (code == OF_EXIT_OK)
-			code = OF_EXIT_FAIL;
-	}
+	if (util_stdout_flush() == -1 && code == OF_EXIT_OK)
+		code = OF_EXIT_FAIL;
 	return code;
 }

@@ -179,8 +179,7 @@ batch_scan(struct store *s, struct store_txn *t, struct batch *b)
 		if (ret != 0)
 			return ret;
 		after = b->scan_last = rec.seq;
-		if ((r = calloc(1, sizeof(*r))) == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
+		r = util_xcalloc(1, sizeof(*r));
 		r->seq = rec.seq;
 		r->data = rec.data;
 		r->len = rec.len;
@@ -366,8 +365,7 @@ committer_new(const struct committer_conf *conf)
 {
 	struct committer *c;
 
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	c = util_xcalloc(1, sizeof(*c));
 	c->conf = *conf;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);

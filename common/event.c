@@ -27,6 +27,13 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+/*
+ * SHA-1 through OpenSSL's low-level interface, deprecated in 3.0 but
+ * still built by every distribution: the EVP one costs an allocation
+ * and a provider lookup per digest, more than hashing 70 bytes does.
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <uuid/uuid.h>
 
 #include "event.h"
@@ -901,169 +908,230 @@ event_payment_processed(struct event *ev, const struct event *cause,
 	return 0;
 }
 
-static void
-put_str(cJSON *o, const char *name, const char *s, int *fail)
-{
-	cJSON *item;
+/*
+ * Events are written straight into text, without a cJSON tree: building
+ * and printing one cost a sixth of a consumer's instructions.  The text
+ * is byte for byte what cJSON_PrintUnformatted() wrote (members in the
+ * same order, strings escaped as cJSON escapes them: \" \\ \b \f \n \r
+ * \t, other controls as \u00xx, every other byte as it is);
+ * test/unit/event_test.c compares the two over many events.
+ */
+struct out {
+	char	*p;
+	size_t	 len;
+	size_t	 cap;
+	int	 fail;
+};
 
-	/*
-	 * Neither the name (a literal) nor the value (the event's, alive
-	 * until the tree is printed and deleted) is copied: half the
-	 * allocations of a tree built with cJSON_AddStringToObject().
-	 */
-	if ((item = cJSON_CreateStringReference(s)) == NULL ||
-	    !cJSON_AddItemToObjectCS(o, name, item)) {
-		cJSON_Delete(item);
-		*fail = 1;
+/* Room for n more bytes and a NUL; sets o->fail when there is none. */
+static int
+out_room(struct out *o, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (o->fail)
+		return 0;
+	if (o->len + n < o->cap)
+		return 1;
+	for (cap = o->cap > 0 ? o->cap : 1024; o->len + n >= cap; cap *= 2)
+		if (cap > PRINT_MAX) {
+			o->fail = 1;
+			return 0;
+		}
+	if ((p = realloc(o->p, cap)) == NULL) {
+		o->fail = 1;
+		return 0;
 	}
+	o->p = p;
+	o->cap = cap;
+	return 1;
+}
+
+static void
+out_raw(struct out *o, const char *s, size_t n)
+{
+	if (!out_room(o, n))
+		return;
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+/*
+ * s as a JSON string, escaped as cJSON escapes it.  Room for the worst
+ * case (6 bytes a byte) is made first, so that runs of plain bytes, all
+ * of most strings, go in with one memcpy().
+ */
+static void
+out_str(struct out *o, const char *s)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *run;
+	size_t len = strlen(s);
+	char *d;
+
+	if (!out_room(o, 6 * len + 2))
+		return;
+	d = o->p + o->len;
+	*d++ = '"';
+	for (;;) {
+		for (run = p; str_plain[*p]; p++)
+			;
+		memcpy(d, run, (size_t)(p - run));
+		d += p - run;
+		if (*p == '\0')
+			break;
+		*d++ = '\\';
+		switch (*p) {
+		case '"':
+		case '\\':
+			*d++ = (char)*p;
+			break;
+		case '\b':
+			*d++ = 'b';
+			break;
+		case '\f':
+			*d++ = 'f';
+			break;
+		case '\n':
+			*d++ = 'n';
+			break;
+		case '\r':
+			*d++ = 'r';
+			break;
+		case '\t':
+			*d++ = 't';
+			break;
+		default:
+			memcpy(d, "u00", 3);
+			d[3] = digits[*p >> 4];
+			d[4] = digits[*p & 0xf];
+			d += 5;
+			break;
+		}
+		p++;
+	}
+	*d++ = '"';
+	o->len = (size_t)(d - o->p);
+}
+
+/* ,"name": (the separator unless the member is its object's first). */
+static void
+out_name(struct out *o, const char *name, int first)
+{
+	if (!first)
+		out_raw(o, ",", 1);
+	out_str(o, name);
+	out_raw(o, ":", 1);
+}
+
+static void
+put_str(struct out *o, const char *name, const char *s)
+{
+	out_name(o, name, 0);
+	out_str(o, s);
 }
 
 /* Integers are written as such, never through a double. */
 static void
-put_int(cJSON *o, const char *name, int64_t v, int *fail)
+put_int(struct out *o, const char *name, int64_t v)
 {
 	char buf[UTIL_I64_LEN + 1];
 
+	out_name(o, name, 0);
 	util_i64toa(v, buf);
-	if (cJSON_AddRawToObject(o, name, buf) == NULL)
-		*fail = 1;
+	out_raw(o, buf, strlen(buf));
 }
 
 static void
-put_items(cJSON *data, const struct order *o, int *fail)
+put_items(struct out *o, const struct order *ord)
 {
-	cJSON *items, *it;
 	size_t i;
 
-	if ((items = cJSON_AddArrayToObject(data, "items")) == NULL) {
-		*fail = 1;
-		return;
+	out_name(o, "items", 0);
+	out_raw(o, "[", 1);
+	for (i = 0; i < ord->nitems; i++) {
+		out_raw(o, i == 0 ? "{" : ",{", i == 0 ? 1 : 2);
+		out_name(o, "sku", 1);
+		out_str(o, ord->items[i].sku);
+		put_int(o, "qty", ord->items[i].qty);
+		put_int(o, "unit_price", ord->items[i].unit_price);
+		out_raw(o, "}", 1);
 	}
-	for (i = 0; i < o->nitems; i++) {
-		if ((it = cJSON_CreateObject()) == NULL ||
-		    !cJSON_AddItemToArray(items, it)) {
-			cJSON_Delete(it);
-			*fail = 1;
-			return;
-		}
-		put_str(it, "sku", o->items[i].sku, fail);
-		put_int(it, "qty", o->items[i].qty, fail);
-		put_int(it, "unit_price", o->items[i].unit_price, fail);
-	}
+	out_raw(o, "]", 1);
 }
 
 static void
-put_data(cJSON *root, const struct event *ev, int *fail)
+put_data(struct out *o, const struct event *ev)
 {
 	const struct event_payment *p = &ev->payment;
-	const struct order *o = &ev->order;
+	const struct order *ord = &ev->order;
 	char amount[32];
-	cJSON *d;
 
-	if ((d = cJSON_AddObjectToObject(root, "data")) == NULL) {
-		*fail = 1;
-		return;
-	}
+	out_name(o, "data", 0);
+	out_raw(o, "{", 1);
+	out_name(o, "order_id", 1);
 	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
-		put_str(d, "order_id", p->order_id, fail);
-		put_str(d, "payment_id", p->payment_id, fail);
-		put_str(d, "status", event_pay_status_name(p->status), fail);
-		put_int(d, "amount", p->amount, fail);
-		put_str(d, "currency", p->currency, fail);
+		out_str(o, p->order_id);
+		put_str(o, "payment_id", p->payment_id);
+		put_str(o, "status", event_pay_status_name(p->status));
+		put_int(o, "amount", p->amount);
+		put_str(o, "currency", p->currency);
 		if (p->status == EVENT_PAY_DECLINED)
-			put_str(d, "reason", p->reason, fail);
-		put_str(d, "customer_id", p->customer_id, fail);
-		put_str(d, "email", p->email, fail);
+			put_str(o, "reason", p->reason);
+		put_str(o, "customer_id", p->customer_id);
+		put_str(o, "email", p->email);
 		if (p->payment_method[0] != '\0')
-			put_str(d, "payment_method", p->payment_method, fail);
-		return;
-	}
-	put_str(d, "order_id", o->order_id, fail);
-	put_str(d, "customer_id", o->customer_id, fail);
-	put_str(d, "email", o->email, fail);
-	put_str(d, "currency", o->currency, fail);
-	if (ev->kind == EVENT_ORDER_CREATED_V1) {
-		event_format_money(o->total, o->currency, amount,
-		    sizeof(amount));
-		/* A copy: amount is gone before the tree is printed. */
-		if (cJSON_AddStringToObject(d, "amount", amount) == NULL)
-			*fail = 1;
+			put_str(o, "payment_method", p->payment_method);
 	} else {
-		put_items(d, o, fail);
-		put_int(d, "total", o->total, fail);
-	}
-	put_str(d, "payment_method", o->payment_method, fail);
-}
-
-/*
- * Printed into a per-thread buffer that most events fit, then copied
- * once; a larger event into buffers of our own, doubled until it fits.
- * cJSON allocates nothing for either, so the tree may live in a jsonmem
- * scope (its own cJSON_PrintUnformatted() would print into the arena).
- */
-static char *
-print(const cJSON *root, size_t *lenp)
-{
-	static __thread char buf[16384];
-	size_t size;
-	char *s;
-
-	if (cJSON_PrintPreallocated((cJSON *)root, buf, sizeof(buf), 0)) {
-		*lenp = strlen(buf);
-		if ((s = malloc(*lenp + 1)) != NULL)
-			memcpy(s, buf, *lenp + 1);
-		return s;
-	}
-	for (size = 4 * sizeof(buf); size <= PRINT_MAX; size *= 2) {
-		if ((s = malloc(size)) == NULL)
-			return NULL;
-		if (cJSON_PrintPreallocated((cJSON *)root, s, (int)size, 0)) {
-			*lenp = strlen(s);
-			return s;
+		out_str(o, ord->order_id);
+		put_str(o, "customer_id", ord->customer_id);
+		put_str(o, "email", ord->email);
+		put_str(o, "currency", ord->currency);
+		if (ev->kind == EVENT_ORDER_CREATED_V1) {
+			event_format_money(ord->total, ord->currency, amount,
+			    sizeof(amount));
+			put_str(o, "amount", amount);
+		} else {
+			put_items(o, ord);
+			put_int(o, "total", ord->total);
 		}
-		free(s);
+		put_str(o, "payment_method", ord->payment_method);
 	}
-	return NULL;
+	out_raw(o, "}", 1);
 }
 
 char *
 event_serialize(const struct event *ev, size_t *lenp)
 {
-	cJSON *root;
-	char *s = NULL;
-	size_t len = 0, mark;
-	int fail = 0;
+	struct out o = { NULL, 0, 0, 0 };
 
 	if (ev->kind == EVENT_NONE) {
 		errno = EINVAL;
 		return NULL;
 	}
-	mark = jsonmem_begin();
-	if ((root = cJSON_CreateObject()) == NULL) {
-		jsonmem_end(mark);
-		errno = ENOMEM;
-		return NULL;
-	}
-	put_str(root, "specversion", "1.0", &fail);
-	put_str(root, "id", ev->id, &fail);
-	put_str(root, "source", ev->source, &fail);
-	put_str(root, "type", event_kind_type(ev->kind), &fail);
-	put_str(root, "subject", ev->subject, &fail);
-	put_str(root, "time", ev->time, &fail);
-	put_str(root, "datacontenttype", EVENT_DATA_CONTENT_TYPE, &fail);
+	out_raw(&o, "{", 1);
+	out_name(&o, "specversion", 1);
+	out_str(&o, "1.0");
+	put_str(&o, "id", ev->id);
+	put_str(&o, "source", ev->source);
+	put_str(&o, "type", event_kind_type(ev->kind));
+	put_str(&o, "subject", ev->subject);
+	put_str(&o, "time", ev->time);
+	put_str(&o, "datacontenttype", EVENT_DATA_CONTENT_TYPE);
 	if (ev->traceparent[0] != '\0')
-		put_str(root, FLOW_H_TRACEPARENT, ev->traceparent, &fail);
-	put_data(root, ev, &fail);
-	if (!fail)
-		s = print(root, &len);
-	jsonmem_end_tree(mark, root);
-	if (s == NULL) {
+		put_str(&o, FLOW_H_TRACEPARENT, ev->traceparent);
+	put_data(&o, ev);
+	out_raw(&o, "}", 1);
+	if (o.fail) {
+		free(o.p);
 		errno = ENOMEM;
 		return NULL;
 	}
+	o.p[o.len] = '\0';
 	if (lenp != NULL)
-		*lenp = len;
-	return s;
+		*lenp = o.len;
+	return o.p;
 }
 
 void
@@ -1089,13 +1157,53 @@ event_pay_status_name(enum event_pay_status status)
 	return status == EVENT_PAY_APPROVED ? "approved" : "declined";
 }
 
+/* A UUID's 16 bytes as text, lower case: 8-4-4-4-12 hex digits. */
+static void
+uuid_text(const unsigned char u[16], char out[EVENT_UUID_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	char *o = out;
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = digits[u[i] >> 4];
+		*o++ = digits[u[i] & 0xf];
+	}
+	*o = '\0';
+}
+
+/*
+ * RFC 4122 (4.3) version 5: the first 16 bytes of SHA-1(namespace,
+ * name), with the version (5) in the top nibble of byte 6 and the
+ * variant (10) in the top bits of byte 8; libuuid's
+ * uuid_generate_sha1() gives the same bytes (test/unit/event_test.c
+ * checks), at a third of its cost.
+ */
+static void
+uuid_v5(const unsigned char ns[16], const void *name, size_t len,
+    unsigned char out[16])
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	SHA_CTX c;
+
+	SHA1_Init(&c);
+	SHA1_Update(&c, ns, 16);
+	SHA1_Update(&c, name, len);
+	SHA1_Final(md, &c);
+	memcpy(out, md, 16);
+	out[6] = (out[6] & 0x0f) | 0x50;
+	out[8] = (out[8] & 0x3f) | 0x80;
+}
+
 int
 event_derive_id(const char *cause_id, const char *purpose,
     char out[EVENT_UUID_LEN + 1])
 {
 	char name[PURPOSE_MAX + 1 + EVENT_ID_MAX];
+	unsigned char u[16];
 	size_t plen, clen;
-	uuid_t u;
 
 	plen = strnlen(purpose, PURPOSE_MAX + 1);
 	clen = strnlen(cause_id, EVENT_ID_MAX + 1);
@@ -1107,8 +1215,8 @@ event_derive_id(const char *cause_id, const char *purpose,
 	/* purpose NUL cause: no two (purpose, cause) pairs give one name */
 	memcpy(name, purpose, plen + 1);
 	memcpy(name + plen + 1, cause_id, clen);
-	uuid_generate_sha1(u, event_ns, name, plen + 1 + clen);
-	uuid_unparse_lower(u, out);
+	uuid_v5(event_ns, name, plen + 1 + clen, u);
+	uuid_text(u, out);
 	return 0;
 }
 
@@ -1254,29 +1362,37 @@ trace_generate(char out[TRACEPARENT_LEN + 1])
 	memcpy(out + 52, "-01", 4);
 }
 
+/* Lower-case hex digits. */
+static const unsigned char lower_hex[256] = {
+	['0' ... '9'] = 1, ['a' ... 'f'] = 1
+};
+
+/* Whether s[from..to) is lower-case hex, and not all zeros. */
+static int
+hex_nonzero(const char *s, int from, int to)
+{
+	int i, nz = 0;
+
+	for (i = from; i < to; i++) {
+		if (!lower_hex[(unsigned char)s[i]])
+			return 0;
+		nz |= s[i] != '0';
+	}
+	return nz;
+}
+
 int
 trace_valid(const char *s)
 {
-	size_t i;
-	int tz = 1, sz = 1;
-
-	if (s == NULL || strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN)
+	if (s == NULL || strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN ||
+	    s[2] != '-' || s[35] != '-' || s[52] != '-')
 		return 0;
-	for (i = 0; i < TRACEPARENT_LEN; i++) {
-		if (i == 2 || i == 35 || i == 52) {
-			if (s[i] != '-')
-				return 0;
-			continue;
-		}
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-		if (i > 2 && i < 35 && s[i] != '0')
-			tz = 0;
-		if (i > 35 && i < 52 && s[i] != '0')
-			sz = 0;
-	}
-	return !(s[0] == 'f' && s[1] == 'f') && !tz && !sz;
+	if (!lower_hex[(unsigned char)s[0]] ||
+	    !lower_hex[(unsigned char)s[1]] || (s[0] == 'f' && s[1] == 'f') ||
+	    !lower_hex[(unsigned char)s[53]] ||
+	    !lower_hex[(unsigned char)s[54]])
+		return 0;
+	return hex_nonzero(s, 3, 35) && hex_nonzero(s, 36, 52);
 }
 
 int

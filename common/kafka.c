@@ -78,19 +78,29 @@ struct kafka_consumer {
  * small (librdkafka's default is 1 GiB): 2 MiB holds thousands of events,
  * far more than a few milliseconds of acks=all round trips need, and
  * keeps a producing command under 32 MiB resident.  16 MiB cost
- * order-submit 35 MiB more at the same throughput (make bench).
+ * order-submit 35 MiB more at the same throughput (make bench).  No
+ * linger: each hop of the flow waited for it, and under load messages
+ * still go out in batches: those queued while requests are in flight
+ * (scripts/bench.d/FINDINGS.md, end to end).
  */
 static const char *const producer_defaults[] = {
 	"log.connection.close", "false",
 	"enable.idempotence", "true",
 	"acks", "all",
-	"linger.ms", "5",
+	"linger.ms", "0",
 	"queue.buffering.max.kbytes", "2048",
 	"queue.buffering.max.messages", "100000",
 	"partitioner", "murmur2_random",
 	NULL
 };
 
+/*
+ * session.timeout.ms is short: a member gone for good (killed, its host
+ * down) loses its partitions within 10 s instead of librdkafka's 45 s.
+ * The broker's group.min.session.timeout.ms (6 s by default) bounds it
+ * from below; heartbeats every 3 s (librdkafka's default) leave room for
+ * two lost ones.
+ */
 static const char *const consumer_defaults[] = {
 	"log.connection.close", "false",
 	"partition.assignment.strategy", "cooperative-sticky",
@@ -98,6 +108,7 @@ static const char *const consumer_defaults[] = {
 	"enable.auto.commit", "true",
 	"enable.auto.offset.store", "false",
 	"auto.commit.interval.ms", "1000",
+	"session.timeout.ms", "10000",
 	NULL
 };
 
@@ -1094,6 +1105,8 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 	struct kafka_consumer *c;
 	rd_kafka_conf_t *conf;
 	char kerr[512];
+	const char *const member[] = { "group.instance.id", o->instance,
+	    NULL };
 
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->track = offtrack_new()) == NULL) {
@@ -1102,8 +1115,8 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 		return NULL;
 	}
 	base_init(&c->base);
-	if ((conf = conf_new(o, &c->base, consumer_defaults, NULL, err,
-	    errlen)) == NULL) {
+	if ((conf = conf_new(o, &c->base, consumer_defaults,
+	    o->instance != NULL ? member : NULL, err, errlen)) == NULL) {
 		consumer_free(c);
 		return NULL;
 	}
@@ -1380,7 +1393,7 @@ kafka_consumer_close(struct kafka_consumer *c)
 				kafka_abandoned[i] = c->rk;
 				break;
 			}
-		consumer_free(c);
+		/* c stays too: it is the opaque the handle's threads read. */
 		return 0;
 	}
 	/* With no broker a synchronous commit could only wait. */

@@ -51,7 +51,9 @@ typedef void kafka_dr_cb(void *opaque, rd_kafka_resp_err_t err,
 	    int32_t partition, int64_t offset);
 
 /*
- * Producer: enable.idempotence=true, acks=all, linger.ms=5 (batched),
+ * Producer: enable.idempotence=true, acks=all, linger.ms=0 (latency
+ * first: no wait for a batch to fill; messages queued while requests are
+ * in flight still go out together),
  * queue.buffering.max.kbytes=2048 and queue.buffering.max.messages=100000
  * (bounded memory), partitioner=murmur2_random (the Java clients' choice,
  * so a key lands on the same partition whoever produced it), no
@@ -172,8 +174,14 @@ rd_kafka_headers_t *kafka_headers_copy_except(const rd_kafka_headers_t *src,
  * enable.auto.offset.store=false and auto.commit.interval.ms=1000:
  * librdkafka commits in the background only what this module stored, and
  * it stores only offsets the tracker says are safe.  Overriding
- * enable.auto.offset.store voids the guarantee.  Returns NULL with a
- * message in err on a bad property or topic list.
+ * enable.auto.offset.store voids the guarantee.  session.timeout.ms=10000:
+ * a member gone for good loses its partitions within 10 s.  When
+ * o->instance is set (opt_static_member()) it is the group.instance.id:
+ * the member is static, a restart with the same id gets its partitions
+ * back with no rebalance, and closing does not leave the group (its
+ * partitions wait for it for the session timeout).  -X
+ * group.instance.id= (empty) makes it a dynamic member again.  Returns
+ * NULL with a message in err on a bad property or topic list.
  */
 struct kafka_consumer *kafka_consumer_new(const struct opt_kafka *,
 	    const char *const *topics, char *err, size_t errlen);

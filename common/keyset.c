@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exitcode.h"
 #include "keyset.h"
-#include "log.h"
+#include "util.h"
 
 #define KEYSET_BUCKETS		1024
 
@@ -40,8 +39,7 @@ keyset_new(void)
 {
 	struct keyset *ks;
 
-	if ((ks = calloc(1, sizeof(*ks))) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	ks = util_xcalloc(1, sizeof(*ks));
 	pthread_mutex_init(&ks->mu, NULL);
 	return ks;
 }
@@ -59,8 +57,7 @@ keyset_add(struct keyset *ks, const char *key)
 			pthread_mutex_unlock(&ks->mu);
 			return -1;
 		}
-	if ((n = malloc(sizeof(*n) + len + 1)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	n = util_xmalloc(sizeof(*n) + len + 1);
 	memcpy(n->key, key, len + 1);
 	n->next = ks->b[h];
 	ks->b[h] = n;

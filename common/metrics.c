@@ -12,6 +12,7 @@
 #include "exitcode.h"
 #include "log.h"
 #include "metrics.h"
+#include "util.h"
 
 /* The statuses counted; anything else is counted as "other". */
 static const int status_codes[] = {
@@ -39,9 +40,8 @@ metrics_new(const char *prefix, const char *const *routes, size_t nroutes)
 {
 	struct metrics *m;
 
-	if ((m = calloc(1, sizeof(*m))) == NULL ||
-	    (m->req = calloc(nroutes, sizeof(*m->req))) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	m = util_xcalloc(1, sizeof(*m));
+	m->req = util_xcalloc(nroutes, sizeof(*m->req));
 	m->prefix = prefix;
 	m->routes = routes;
 	m->nroutes = nroutes;
@@ -117,8 +117,7 @@ metrics_page(struct metrics *m, struct metrics_page *p)
 	p->prefix = pf;
 	p->len = 0;
 	p->cap = 8192;
-	if ((p->text = malloc(p->cap)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	p->text = util_xmalloc(p->cap);
 	*p->text = '\0';
 	page_add(p, "# HELP %s_requests_total HTTP requests answered, by "
 	    "route and status.\n# TYPE %s_requests_total counter\n", pf, pf);

@@ -8,7 +8,9 @@
  * --topic-prefix PREFIX (default $ORDERFLOW_TOPIC_PREFIX) puts PREFIX in
  * front of every topic name of flow.h the command reads or writes.
  * -X and -F properties are kept in the order given and applied in that
- * order by opt_apply(), after bootstrap.servers from -b.
+ * order by opt_apply(), after bootstrap.servers from -b.  --state names
+ * the state directory, which one process uses at a time
+ * (opt_lock_state()).
  */
 #ifndef OF_OPT_H
 #define OF_OPT_H
@@ -48,6 +50,7 @@ struct opt_kafka {
 	size_t		 nprops;
 	char		**topics;	/* opt_topic()'s names */
 	char		*default_group;	/* prefix + command name, when no -G */
+	char		*instance;	/* opt_static_member(): group.instance.id */
 	size_t		 ntopics;
 	void		(*usage)(void);	/* prints the usage line to stderr */
 };
@@ -85,6 +88,28 @@ int	opt_apply(const struct opt_kafka *, rd_kafka_conf_t *conf, char *err,
 
 /* The state directory: --state, else ${ORDERFLOW_STATE:-./var}/PROGNAME. */
 const char *opt_state_dir(struct opt_kafka *);
+
+/*
+ * One process per state directory: creates it (mode 0700) and takes an
+ * exclusive lock on its file "lock" (util_lock()), held until the process
+ * ends, however it ends: a restart after SIGKILL finds it free.  Exits
+ * OF_EXIT_BUSY with "DIR: another PROGNAME uses this state directory"
+ * when another process holds it, OF_EXIT_FAIL on any other error.
+ */
+void	opt_lock_state(struct opt_kafka *);
+
+/*
+ * Makes the command's group consumer a static member of its group
+ * (kafka_consumer_new() sets group.instance.id to o->instance before the
+ * user's properties): "HOST-HASH", the host name (characters outside
+ * [A-Za-z0-9._-] as '_', at most 64) and 16 hex digits of the 64-bit
+ * FNV-1a hash of the state directory's absolute path.  One state
+ * directory is locked by one process (opt_lock_state(), called first), so
+ * no two live members of a group on one host share the id, and a process
+ * restarted on the same state gets its partitions back at once, with no
+ * rebalance.  Exits OF_EXIT_FAIL when the directory cannot be resolved.
+ */
+void	opt_static_member(struct opt_kafka *);
 
 /*
  * The name of one of the flow's topics (flow.h) with the topic prefix in front

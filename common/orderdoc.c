@@ -120,8 +120,7 @@ orderdoc_replay(const char *outcome, size_t outcome_len, const char *fp,
 		    "different body", "Idempotency-Key");
 	} else {
 		status = st->valueint;
-		if ((*body = strdup(ob->valuestring)) == NULL)
-			log_fatal(OF_EXIT_FAIL, "out of memory");
+		*body = util_xstrdup(ob->valuestring);
 	}
 	cJSON_Delete(o);
 	return status;

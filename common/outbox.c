@@ -85,8 +85,7 @@ relay_produce(struct outbox *ob, struct committer_rec *r)
 	rd_kafka_headers_t *h;
 	rd_kafka_resp_err_t err;
 
-	if ((d = malloc(sizeof(*d))) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	d = util_xmalloc(sizeof(*d));
 	d->ob = ob;
 	d->rec = r;
 	if ((h = flow_headers_new(r->tp)) == NULL)
@@ -158,7 +157,7 @@ relay_main(void *arg)
 		    sizeof(reason))) {
 			log_error("kafka: %s", reason);
 			atomic_store(&ob->failed, 1);
-			*ob->conf.run = 0;
+			ob->conf.fatal();
 			break;
 		}
 	}
@@ -178,8 +177,7 @@ outbox_start(const struct outbox_conf *conf)
 {
 	struct outbox *ob;
 
-	if ((ob = calloc(1, sizeof(*ob))) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	ob = util_xcalloc(1, sizeof(*ob));
 	ob->conf = *conf;
 	if (pthread_create(&ob->thr, NULL, relay_main, ob) != 0) {
 		free(ob);

@@ -23,7 +23,6 @@
 #ifndef OF_OUTBOX_H
 #define OF_OUTBOX_H
 
-#include <signal.h>
 #include <stdint.h>
 
 #include "committer.h"
@@ -36,8 +35,9 @@ struct outbox_conf {
 	struct kafka_producer	*prod;
 	const char		*topic;		/* order-created */
 	struct committer	*cm;
-	volatile sig_atomic_t	*run;		/* cleared on a fatal */
-						/* Kafka error */
+	void			(*fatal)(void);	/* called by the relay's */
+						/* thread on a fatal Kafka */
+						/* error, as it ends */
 };
 
 struct outbox;

@@ -11,7 +11,6 @@
 #include <librdkafka/rdkafka.h>
 
 #include "event.h"
-#include "exitcode.h"
 #include "kafka.h"
 #include "log.h"
 #include "orderdoc.h"
@@ -39,7 +38,7 @@ struct payfollow {
 	struct kafka_consumer	*cons;
 	const char		*topic;
 	struct store		*st;
-	volatile sig_atomic_t	*run;
+	int			(*running)(void);
 	atomic_uint_fast64_t	 applied;
 	struct payments		 p;
 };
@@ -114,13 +113,12 @@ payment_add(struct payments *p, const rd_kafka_message_t *m)
 
 struct payfollow *
 payfollow_open(const struct opt_kafka *o, const char *topic,
-    struct store *st, volatile sig_atomic_t *run, char *err, size_t errlen)
+    struct store *st, int (*running)(void), char *err, size_t errlen)
 {
 	struct payfollow *pf;
 	const char *topics[2];
 
-	if ((pf = calloc(1, sizeof(*pf))) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	pf = util_xcalloc(1, sizeof(*pf));
 	topics[0] = topic;
 	topics[1] = NULL;
 	if ((pf->cons = kafka_consumer_new(o, topics, err, errlen)) == NULL) {
@@ -129,7 +127,7 @@ payfollow_open(const struct opt_kafka *o, const char *topic,
 	}
 	pf->topic = topic;
 	pf->st = st;
-	pf->run = run;
+	pf->running = running;
 	return pf;
 }
 
@@ -142,7 +140,9 @@ payfollow_poll(struct payfollow *pf)
 	size_t n = 0, i;
 	int ret = 0;
 
+	/* A batch without payments runs no transaction to reset applied. */
 	p->n = 0;
+	p->applied = 0;
 	while (n < CONSUME_BATCH && (msgs[n] =
 	    kafka_consumer_poll(pf->cons, n == 0 ? 100 : 0)) != NULL) {
 		kafka_consumer_track(pf->cons, msgs[n]);
@@ -154,7 +154,7 @@ payfollow_poll(struct payfollow *pf)
 		    sizeof(reason)) ? (log_error("kafka: %s", reason), -1) : 0;
 	while (p->n > 0 && (ret = store_run(pf->st, payments_fn, p)) != 0) {
 		log_error("store: payments: %s", store_strerror(ret));
-		if (!*pf->run || ret == STORE_RUNRECOVERY)
+		if (!pf->running() || ret == STORE_RUNRECOVERY)
 			break;
 		util_sleep_ms(500);
 	}

@@ -7,8 +7,8 @@
  * that applied its batch committed, so a crash applies events again, never
  * loses them; applying one again changes nothing.  An event for an order
  * not stored here (order-submit's) or that is not a payment is passed
- * over.  A failed store transaction is retried every 500 ms while *run is
- * set, except STORE_RUNRECOVERY; its events are then not committed.
+ * over.  A failed store transaction is retried every 500 ms while running()
+ * returns 1, except STORE_RUNRECOVERY; its events are then not committed.
  *
  * Threads: none of its own.  All of it runs on the thread that calls
  * payfollow_poll() (order-serve's main thread), which also serves the
@@ -20,7 +20,6 @@
 #ifndef OF_PAYFOLLOW_H
 #define OF_PAYFOLLOW_H
 
-#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,10 +30,12 @@ struct payfollow;
 
 /*
  * Subscribes to topic (payment-processed) with the group and properties
- * of o.  Returns NULL with a message in err on a bad property.
+ * of o.  running() returns 0 once the command stops (a failed transaction
+ * is then not retried).  Returns NULL with a message in err on a bad
+ * property.
  */
 struct payfollow *payfollow_open(const struct opt_kafka *o,
-	    const char *topic, struct store *st, volatile sig_atomic_t *run,
+	    const char *topic, struct store *st, int (*running)(void),
 	    char *err, size_t errlen);
 
 /*

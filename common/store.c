@@ -1,29 +1,16 @@
 /*
- * store.c - the Berkeley DB 5.3 state of the stateful commands.
+ * store.c - the Berkeley DB 5.3 state of the stateful commands: the
+ * environment's tables, transactions, orders and the outbox.  The
+ * idempotency records (idem*.db, outcome.db) are storeidem.c's.
  *
  * Files in the environment directory (besides BDB's __db.* regions,
- * __db.register and log.* files):
- *   idem.db	 btree: key -> created_ms, expires_ms, state, and the
- *		 outcome, or where outcome.db holds it
- *   idem-exp.db btree, a secondary index of idem.db (DB->associate):
- *		 expires_ms -> key, so expiry walks only expired records
- *   outcome.db	 heap: the outcomes longer than IDEM_INLINE_MAX
+ * __db.register and log.* files, and the idempotency tables that
+ * storeidem.c describes):
  *   orders.db	 btree: order id -> JSON text
  *   outbox.db	 btree: big-endian seq -> appended_ms, data
  *   meta.db	 btree holding the outbox's DB_SEQUENCE
  * Numbers are stored big-endian, signed ones with the sign bit flipped,
  * so that byte order (BDB's default comparison) is numeric order.
- *
- * Why outcomes live apart: idempotency keys arrive in no useful order,
- * so idem.db takes its inserts all over the tree.  With outcomes inline
- * (a payment event is ~500 bytes) a 4 KiB leaf holds a handful of
- * records, every second or third insert splits one, each split logs
- * whole pages, and a tree many times the cache costs a page read and a
- * page write per insert.  Keeping only a 26-byte reference in the tree
- * makes it several times smaller and its splits rare; the heap takes the
- * outcomes in arrival order, filling its pages one after the other, and
- * reuses the space of deleted ones.  Short outcomes stay inline, where
- * they cost less than the reference and a second lookup.
  *
  * The outbox takes numbers from a DB_SEQUENCE without a cache, each
  * increment its own small non-syncing transaction, rather than from a
@@ -44,6 +31,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -53,6 +41,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "store_local.h"
 #include "storeenv.h"
 #include "util.h"
 
@@ -65,59 +54,19 @@ _Static_assert(STORE_NOSYNC == STOREENV_NOSYNC, "STORE_NOSYNC");
 #define RETRY_FAILCHK_MS	100
 #define OPEN_TRIES		5
 
-#define IDEM_HDR	20	/* created_ms, expires_ms, state */
-/*
- * The stored state: the caller's in the low 31 bits (so from -2^30 to
- * 2^30 - 1), and in the top bit whether the outcome is in outcome.db.
- * A record written before outcomes moved out reads the same, unless its
- * state was negative (the commands store 1).
- */
-#define IDEM_APART	UINT32_C(0x80000000)
-#define IDEM_STATE_MIN	(-(1 << 30))
-#define IDEM_STATE_MAX	((1 << 30) - 1)
-#define IDEM_REF	6	/* after the header: heap pgno, indx */
-#define IDEM_INLINE_MAX	64	/* longer outcomes go to outcome.db */
 #define HEAP_REGION_PAGES	256	/* outcome.db's regions: 1 MiB */
 #define OUTBOX_HDR	8	/* appended_ms */
+#define GEN_PAGESIZE	16384	/* a slot's pages hold ~25 records */
 
-struct store {
-	struct storeenv	*env;
-	DB		*idem;
-	DB		*idem_exp;
-	DB		*outcomes;
-	DB		*orders;
-	DB		*outbox;
-	DB		*meta;
-	DB_SEQUENCE	*seq;
-};
-
-/* The arguments of every table operation, run by a store_fn. */
-struct op {
-	const char		*key;
-	const void		*data;
-	size_t			 len;
-	int64_t			 now_ms;
-	uint64_t		 seq;
-	size_t			 max;
-	u_int32_t		 rmw;	/* DB_RMW inside a caller's txn */
-	const struct store_idem	*in;
-	struct store_idem	*idem;
-	struct store_outbox_rec	*rec;
-	char			**json;
-	uint64_t		*seqp;
-	size_t			*np;
-	int64_t			*msp;
-};
-
-static DB_TXN *
-dbtxn(struct store_txn *t)
+DB_TXN *
+store_dbtxn(struct store_txn *t)
 {
 	return (DB_TXN *)t;
 }
 
 /* Numbers in byte order: big-endian, signed ones with the sign flipped. */
-static void
-put_u64(unsigned char *p, uint64_t v)
+void
+store_put_u64(unsigned char *p, uint64_t v)
 {
 	int i;
 
@@ -125,8 +74,8 @@ put_u64(unsigned char *p, uint64_t v)
 		p[i] = v & 0xff;
 }
 
-static uint64_t
-get_u64(const unsigned char *p)
+uint64_t
+store_get_u64(const unsigned char *p)
 {
 	uint64_t v = 0;
 	int i;
@@ -136,8 +85,8 @@ get_u64(const unsigned char *p)
 	return v;
 }
 
-static void
-put_u32(unsigned char *p, uint32_t v)
+void
+store_put_u32(unsigned char *p, uint32_t v)
 {
 	p[0] = v >> 24;
 	p[1] = v >> 16;
@@ -145,43 +94,43 @@ put_u32(unsigned char *p, uint32_t v)
 	p[3] = v;
 }
 
-static uint32_t
-get_u32(const unsigned char *p)
+uint32_t
+store_get_u32(const unsigned char *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 	    (uint32_t)p[2] << 8 | p[3];
 }
 
-static void
-put_i64(unsigned char *p, int64_t v)
+void
+store_put_i64(unsigned char *p, int64_t v)
 {
-	put_u64(p, (uint64_t)v ^ (UINT64_C(1) << 63));
+	store_put_u64(p, (uint64_t)v ^ (UINT64_C(1) << 63));
 }
 
-static int64_t
-get_i64(const unsigned char *p)
+int64_t
+store_get_i64(const unsigned char *p)
 {
-	return (int64_t)(get_u64(p) ^ (UINT64_C(1) << 63));
+	return (int64_t)(store_get_u64(p) ^ (UINT64_C(1) << 63));
 }
 
-static void
-dbt_in(DBT *d, const void *p, size_t len)
+void
+store_dbt_in(DBT *d, const void *p, size_t len)
 {
 	memset(d, 0, sizeof(*d));
 	d->data = (void *)(uintptr_t)p;
 	d->size = (u_int32_t)len;
 }
 
-static void
-dbt_out(DBT *d)
+void
+store_dbt_out(DBT *d)
 {
 	memset(d, 0, sizeof(*d));
 	d->flags = DB_DBT_MALLOC;
 }
 
 /* A NUL-terminated malloc'd copy of p[0..len). */
-static void *
-copy_nul(const void *p, size_t len)
+void *
+store_copy_nul(const void *p, size_t len)
 {
 	char *c;
 
@@ -192,8 +141,8 @@ copy_nul(const void *p, size_t len)
 	return c;
 }
 
-static int
-check_key(const char *key)
+int
+store_check_key(const char *key)
 {
 	size_t len;
 
@@ -204,8 +153,8 @@ check_key(const char *key)
 }
 
 static int
-db_open(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
-    u_int32_t dbflags)
+db_open_paged(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
+    u_int32_t dbflags, u_int32_t pagesize)
 {
 	DB *db;
 	int ret;
@@ -213,6 +162,10 @@ db_open(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
 	*dbp = NULL;
 	if ((ret = db_create(&db, env, 0)) != 0)
 		return ret;
+	if (pagesize != 0 && (ret = db->set_pagesize(db, pagesize)) != 0) {
+		(void)db->close(db, 0);
+		return ret;
+	}
 	/*
 	 * A heap reuses the space of deleted records only once its
 	 * current region (by default all the pages one bitmap page
@@ -232,6 +185,13 @@ db_open(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
 	}
 	(void)db->close(db, 0);
 	return ret;
+}
+
+static int
+db_open(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
+    u_int32_t dbflags)
+{
+	return db_open_paged(env, dbp, file, type, dbflags, 0);
 }
 
 /* The secondary key of an idempotency record: its expires_ms. */
@@ -257,7 +217,7 @@ seq_open(struct store *s)
 
 	if ((ret = db_sequence_create(&seq, s->meta, 0)) != 0)
 		return ret;
-	dbt_in(&key, "outbox.seq", strlen("outbox.seq"));
+	store_dbt_in(&key, "outbox.seq", strlen("outbox.seq"));
 	if ((ret = seq->initial_value(seq, 1)) == 0 &&
 	    (ret = seq->open(seq, NULL, &key, DB_CREATE | DB_THREAD)) == 0) {
 		s->seq = seq;
@@ -289,19 +249,43 @@ tables_close(struct store *s)
 			}
 	if (s->idem_exp != NULL)
 		(void)s->idem_exp->close(s->idem_exp, 0);
-	if (s->idem != NULL)
-		(void)s->idem->close(s->idem, 0);
-	if (s->outcomes != NULL)
-		(void)s->outcomes->close(s->outcomes, 0);
+	if (s->lng.db != NULL)
+		(void)s->lng.db->close(s->lng.db, 0);
+	if (s->lng.heap != NULL)
+		(void)s->lng.heap->close(s->lng.heap, 0);
+	for (i = 0; i < IDEM_GENS; i++) {
+		if (s->gen[i].db != NULL)
+			(void)s->gen[i].db->close(s->gen[i].db, 0);
+		s->gen[i].db = NULL;
+	}
 	if (s->orders != NULL)
 		(void)s->orders->close(s->orders, 0);
 	if (s->outbox != NULL)
 		(void)s->outbox->close(s->outbox, 0);
 	if (s->meta != NULL)
 		(void)s->meta->close(s->meta, 0);
+	if (s->gens != NULL)
+		(void)s->gens->close(s->gens, 0);
 	s->seq = NULL;
-	s->idem = s->idem_exp = s->outcomes = NULL;
-	s->orders = s->outbox = s->meta = NULL;
+	s->lng.db = s->idem_exp = s->lng.heap = NULL;
+	s->orders = s->outbox = s->meta = s->gens = NULL;
+}
+
+/* The generation slots, idem-gN.db: outcomes inline (see the top). */
+static int
+gens_open(struct store *s)
+{
+	DB_ENV *e = storeenv_db(s->env);
+	char name[32];
+	int i, ret;
+
+	for (i = 0; i < IDEM_GENS; i++) {
+		snprintf(name, sizeof(name), "idem-g%d.db", i);
+		if ((ret = db_open_paged(e, &s->gen[i].db, name, DB_BTREE, 0,
+		    GEN_PAGESIZE)) != 0)
+			return ret;
+	}
+	return 0;
 }
 
 static int
@@ -310,15 +294,17 @@ tables_open(struct store *s)
 	DB_ENV *e = storeenv_db(s->env);
 	int ret;
 
-	if ((ret = db_open(e, &s->idem, "idem.db", DB_BTREE, 0)) != 0 ||
+	if ((ret = db_open(e, &s->lng.db, "idem.db", DB_BTREE, 0)) != 0 ||
 	    (ret = db_open(e, &s->idem_exp, "idem-exp.db", DB_BTREE,
 	    DB_DUPSORT)) != 0 ||
-	    (ret = s->idem->associate(s->idem, NULL, s->idem_exp,
+	    (ret = s->lng.db->associate(s->lng.db, NULL, s->idem_exp,
 	    idem_exp_key, DB_CREATE)) != 0 ||
-	    (ret = db_open(e, &s->outcomes, "outcome.db", DB_HEAP, 0)) != 0 ||
+	    (ret = db_open(e, &s->lng.heap, "outcome.db", DB_HEAP, 0)) != 0 ||
+	    (ret = gens_open(s)) != 0 ||
 	    (ret = db_open(e, &s->orders, "orders.db", DB_BTREE, 0)) != 0 ||
 	    (ret = db_open(e, &s->outbox, "outbox.db", DB_BTREE, 0)) != 0 ||
 	    (ret = db_open(e, &s->meta, "meta.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(e, &s->gens, "idem-gen.db", DB_BTREE, 0)) != 0 ||
 	    (ret = seq_open(s)) != 0)
 		tables_close(s);
 	return ret;
@@ -436,13 +422,13 @@ store_txn_begin(struct store *s, struct store_txn **tp)
 int
 store_txn_commit(struct store_txn *t)
 {
-	return storeenv_txn_commit(dbtxn(t));
+	return storeenv_txn_commit(store_dbtxn(t));
 }
 
 int
 store_txn_abort(struct store_txn *t)
 {
-	return storeenv_txn_abort(dbtxn(t));
+	return storeenv_txn_abort(store_dbtxn(t));
 }
 
 static int
@@ -482,8 +468,8 @@ store_run(struct store *s, store_fn *fn, void *arg)
  * Runs a table operation in the caller's transaction, or in one of its
  * own (with retries) when there is none.
  */
-static int
-in_txn(struct store *s, struct store_txn *t, store_fn *fn, struct op *o)
+int
+store_in_txn(struct store *s, struct store_txn *t, store_fn *fn, struct op *o)
 {
 	int ret;
 
@@ -492,360 +478,6 @@ in_txn(struct store *s, struct store_txn *t, store_fn *fn, struct op *o)
 	o->rmw = DB_RMW;
 	ret = fn(s, t, o);
 	return retryable(ret) ? DB_LOCK_DEADLOCK : ret;
-}
-
-/* Idempotency records. */
-
-static void
-rid_dbt(DBT *k, DB_HEAP_RID *rid)
-{
-	memset(k, 0, sizeof(*k));
-	k->data = rid;
-	k->size = DB_HEAP_RID_SZ;
-	k->ulen = sizeof(*rid);
-	k->flags = DB_DBT_USERMEM;
-}
-
-/*
- * Decodes a record of idem.db but for its outcome, which is either
- * inline (rid->pgno 0, since a heap's page 0 is its meta page; the
- * r->outcome_len bytes after the header) or where outcome.db keeps it.
- */
-static int
-idem_decode(const DBT *d, struct store_idem *r, DB_HEAP_RID *rid)
-{
-	const unsigned char *p = d->data;
-	uint32_t state;
-	int64_t v;
-
-	memset(r, 0, sizeof(*r));
-	memset(rid, 0, sizeof(*rid));
-	if (d->size < IDEM_HDR)
-		return EBADMSG;
-	r->created_ms = get_i64(p);
-	r->expires_ms = get_i64(p + 8);
-	state = get_u32(p + 16);
-	v = state & ~IDEM_APART;	/* 31 bits, sign-extended from bit 30 */
-	r->state = (int)(v & 0x40000000 ? v - 0x80000000 : v);
-	if (state & IDEM_APART) {
-		if (d->size != IDEM_HDR + IDEM_REF)
-			return EBADMSG;
-		rid->pgno = get_u32(p + IDEM_HDR);
-		rid->indx = (db_indx_t)(p[IDEM_HDR + 4] << 8 |
-		    p[IDEM_HDR + 5]);
-		return rid->pgno == 0 ? EBADMSG : 0;
-	}
-	r->outcome_len = d->size - IDEM_HDR;
-	return 0;
-}
-
-/*
- * Copies the outcome of the decoded record d to r.  A reference to
- * nothing is damage, never "no record": that answer would let a payment
- * be made twice.
- */
-static int
-idem_outcome(struct store *s, struct store_txn *t, const DBT *d,
-    DB_HEAP_RID *rid, u_int32_t flags, struct store_idem *r)
-{
-	DBT k, v;
-	int ret;
-
-	if (rid->pgno == 0) {
-		r->outcome = copy_nul((unsigned char *)d->data + IDEM_HDR,
-		    r->outcome_len);
-		return r->outcome == NULL ? ENOMEM : 0;
-	}
-	rid_dbt(&k, rid);
-	dbt_out(&v);
-	ret = s->outcomes->get(s->outcomes, dbtxn(t), &k, &v, flags);
-	if (ret == DB_NOTFOUND)
-		return EBADMSG;
-	if (ret != 0)
-		return ret;
-	r->outcome_len = v.size;
-	r->outcome = copy_nul(v.data, v.size);
-	free(v.data);
-	return r->outcome == NULL ? ENOMEM : 0;
-}
-
-/* The record under key as stored; d.data is malloc'd. */
-static int
-idem_raw(struct store *s, struct store_txn *t, const char *key,
-    u_int32_t flags, DBT *d)
-{
-	DBT k;
-
-	dbt_in(&k, key, strlen(key));
-	dbt_out(d);
-	return s->idem->get(s->idem, dbtxn(t), &k, d, flags);
-}
-
-static int
-idem_read(struct store *s, struct store_txn *t, const char *key,
-    u_int32_t flags, struct store_idem *r)
-{
-	DB_HEAP_RID rid;
-	DBT d;
-	int ret;
-
-	if ((ret = idem_raw(s, t, key, flags, &d)) != 0)
-		return ret;
-	if ((ret = idem_decode(&d, r, &rid)) == 0)
-		ret = idem_outcome(s, t, &d, &rid, flags, r);
-	free(d.data);
-	if (ret != 0)
-		store_idem_free(r);
-	return ret;
-}
-
-/* Deletes the outcome kept apart at rid, if any (pgno 0: none). */
-static int
-outcome_del(struct store *s, struct store_txn *t, DB_HEAP_RID *rid)
-{
-	DBT k;
-	int ret;
-
-	if (rid->pgno == 0)
-		return 0;
-	rid_dbt(&k, rid);
-	ret = s->outcomes->del(s->outcomes, dbtxn(t), &k, 0);
-	return ret == DB_NOTFOUND ? 0 : ret;
-}
-
-/* Deletes the outcome that the stored record d keeps apart, if any. */
-static int
-outcome_del_of(struct store *s, struct store_txn *t, const DBT *d)
-{
-	struct store_idem r;
-	DB_HEAP_RID rid;
-	int ret;
-
-	if ((ret = idem_decode(d, &r, &rid)) != 0)
-		return ret;
-	return outcome_del(s, t, &rid);
-}
-
-/* Writes a record over whatever is under key, whose outcome is gone. */
-static int
-idem_write(struct store *s, struct store_txn *t, const char *key,
-    const struct store_idem *r)
-{
-	unsigned char ref[IDEM_HDR + IDEM_REF], *buf = ref;
-	uint32_t state = (uint32_t)r->state & ~IDEM_APART;
-	DB_HEAP_RID rid;
-	size_t len;
-	DBT k, d;
-	int ret;
-
-	if (r->outcome_len > IDEM_INLINE_MAX) {
-		rid_dbt(&k, &rid);
-		dbt_in(&d, r->outcome, r->outcome_len);
-		if ((ret = s->outcomes->put(s->outcomes, dbtxn(t), &k, &d,
-		    DB_APPEND)) != 0)
-			return ret;
-		state |= IDEM_APART;
-		put_u32(buf + IDEM_HDR, rid.pgno);
-		buf[IDEM_HDR + 4] = (unsigned char)(rid.indx >> 8);
-		buf[IDEM_HDR + 5] = (unsigned char)rid.indx;
-		len = IDEM_HDR + IDEM_REF;
-	} else {
-		len = IDEM_HDR + r->outcome_len;
-		if (len > sizeof(ref) && (buf = malloc(len)) == NULL)
-			return ENOMEM;
-		if (r->outcome_len > 0)
-			memcpy(buf + IDEM_HDR, r->outcome, r->outcome_len);
-	}
-	put_i64(buf, r->created_ms);
-	put_i64(buf + 8, r->expires_ms);
-	put_u32(buf + 16, state);
-	dbt_in(&k, key, strlen(key));
-	dbt_in(&d, buf, len);
-	ret = s->idem->put(s->idem, dbtxn(t), &k, &d, 0);
-	if (buf != ref)
-		free(buf);
-	return ret;
-}
-
-static int
-idem_get_fn(struct store *s, struct store_txn *t, void *arg)
-{
-	struct op *o = arg;
-	int ret;
-
-	if ((ret = idem_read(s, t, o->key, o->rmw, o->idem)) != 0)
-		return ret;
-	if (o->idem->expires_ms <= o->now_ms) {
-		store_idem_free(o->idem);
-		return DB_NOTFOUND;
-	}
-	return 0;
-}
-
-int
-store_idem_get(struct store *s, struct store_txn *t, const char *key,
-    int64_t now_ms, struct store_idem *rec)
-{
-	struct op o = { .key = key, .now_ms = now_ms, .idem = rec };
-
-	memset(rec, 0, sizeof(*rec));
-	if (check_key(key) != 0)
-		return EINVAL;
-	return in_txn(s, t, idem_get_fn, &o);
-}
-
-/*
- * Puts o->in under o->key.  With o->now_ms > 0 only in place of nothing
- * or of an expired record: an unexpired one gives DB_KEYEXIST, and is
- * copied to o->idem when that is not NULL.
- */
-static int
-idem_put_fn(struct store *s, struct store_txn *t, void *arg)
-{
-	struct op *o = arg;
-	struct store_idem old;
-	DB_HEAP_RID rid;
-	DBT d;
-	int ret;
-
-	ret = idem_raw(s, t, o->key, DB_RMW, &d);
-	if (ret == DB_NOTFOUND)
-		return idem_write(s, t, o->key, o->in);
-	if (ret != 0)
-		return ret;
-	if ((ret = idem_decode(&d, &old, &rid)) == 0 && o->now_ms > 0 &&
-	    old.expires_ms > o->now_ms) {
-		if (o->idem != NULL && (ret = idem_outcome(s, t, &d, &rid,
-		    DB_RMW, &old)) == 0) {
-			*o->idem = old;
-			old.outcome = NULL;
-		}
-		ret = ret == 0 ? DB_KEYEXIST : ret;
-	} else if (ret == 0)
-		ret = outcome_del(s, t, &rid);
-	else if (o->now_ms == 0)
-		ret = 0;	/* a plain put replaces even a damaged record */
-	store_idem_free(&old);
-	free(d.data);
-	return ret == 0 ? idem_write(s, t, o->key, o->in) : ret;
-}
-
-/* Whether key and rec can be stored (store.h: the state's range). */
-static int
-idem_put_ok(const char *key, const struct store_idem *rec)
-{
-	return check_key(key) == 0 && rec->state >= IDEM_STATE_MIN &&
-	    rec->state <= IDEM_STATE_MAX && rec->outcome_len <= UINT32_MAX;
-}
-
-int
-store_idem_put(struct store *s, struct store_txn *t, const char *key,
-    const struct store_idem *rec)
-{
-	struct op o = { .key = key, .in = rec };
-
-	if (!idem_put_ok(key, rec))
-		return EINVAL;
-	return in_txn(s, t, idem_put_fn, &o);
-}
-
-int
-store_idem_put_new(struct store *s, struct store_txn *t, const char *key,
-    const struct store_idem *rec, int64_t now_ms, struct store_idem *old)
-{
-	struct op o = { .key = key, .in = rec, .now_ms = now_ms, .idem = old };
-
-	if (old != NULL)
-		memset(old, 0, sizeof(*old));
-	if (!idem_put_ok(key, rec) || now_ms <= 0)
-		return EINVAL;
-	return in_txn(s, t, idem_put_fn, &o);
-}
-
-static int
-idem_del_fn(struct store *s, struct store_txn *t, void *arg)
-{
-	struct op *o = arg;
-	DBT k, d;
-	int ret;
-
-	if ((ret = idem_raw(s, t, o->key, DB_RMW, &d)) != 0)
-		return ret;
-	ret = outcome_del_of(s, t, &d);
-	free(d.data);
-	if (ret != 0)
-		return ret;
-	dbt_in(&k, o->key, strlen(o->key));
-	return s->idem->del(s->idem, dbtxn(t), &k, 0);
-}
-
-int
-store_idem_del(struct store *s, struct store_txn *t, const char *key)
-{
-	struct op o = { .key = key };
-
-	if (check_key(key) != 0)
-		return EINVAL;
-	return in_txn(s, t, idem_del_fn, &o);
-}
-
-/* Walks the expiry index from the oldest, deleting through it. */
-static int
-expire_walk(struct store *s, struct store_txn *t, struct op *o, DBC *c)
-{
-	DBT k, d;
-	int ret, stop;
-
-	for (*o->np = 0; *o->np < o->max; (*o->np)++) {
-		dbt_out(&k);
-		dbt_out(&d);
-		if ((ret = c->get(c, &k, &d, DB_NEXT | DB_RMW)) != 0)
-			return ret == DB_NOTFOUND ? 0 : ret;
-		stop = k.size != 8 || get_i64(k.data) > o->now_ms;
-		ret = stop ? 0 : outcome_del_of(s, t, &d);
-		free(k.data);
-		free(d.data);
-		if (stop || ret != 0)
-			return ret;
-		if ((ret = c->del(c, 0)) != 0)
-			return ret;
-	}
-	return 0;
-}
-
-static int
-idem_expire_fn(struct store *s, struct store_txn *t, void *arg)
-{
-	struct op *o = arg;
-	DBC *c;
-	int ret, t_ret;
-
-	if ((ret = s->idem_exp->cursor(s->idem_exp, dbtxn(t), &c, 0)) != 0)
-		return ret;
-	ret = expire_walk(s, t, o, c);
-	if ((t_ret = c->close(c)) != 0 && ret == 0)
-		ret = t_ret;
-	return ret;
-}
-
-int
-store_idem_expire(struct store *s, struct store_txn *t, int64_t now_ms,
-    size_t max, size_t *n)
-{
-	struct op o = { .now_ms = now_ms, .max = max, .np = n };
-
-	*n = 0;
-	return in_txn(s, t, idem_expire_fn, &o);
-}
-
-void
-store_idem_free(struct store_idem *r)
-{
-	if (r == NULL)
-		return;
-	free(r->outcome);
-	r->outcome = NULL;
-	r->outcome_len = 0;
 }
 
 /* Orders. */
@@ -857,11 +489,12 @@ order_get_fn(struct store *s, struct store_txn *t, void *arg)
 	DBT k, d;
 	int ret;
 
-	dbt_in(&k, o->key, strlen(o->key));
-	dbt_out(&d);
-	if ((ret = s->orders->get(s->orders, dbtxn(t), &k, &d, o->rmw)) != 0)
+	store_dbt_in(&k, o->key, strlen(o->key));
+	store_dbt_out(&d);
+	if ((ret = s->orders->get(s->orders, store_dbtxn(t), &k, &d,
+	    o->rmw)) != 0)
 		return ret;
-	*o->json = copy_nul(d.data, d.size);
+	*o->json = store_copy_nul(d.data, d.size);
 	free(d.data);
 	return *o->json == NULL ? ENOMEM : 0;
 }
@@ -873,9 +506,9 @@ store_order_get(struct store *s, struct store_txn *t, const char *order_id,
 	struct op o = { .key = order_id, .json = json };
 
 	*json = NULL;
-	if (check_key(order_id) != 0)
+	if (store_check_key(order_id) != 0)
 		return EINVAL;
-	return in_txn(s, t, order_get_fn, &o);
+	return store_in_txn(s, t, order_get_fn, &o);
 }
 
 static int
@@ -884,9 +517,9 @@ order_put_fn(struct store *s, struct store_txn *t, void *arg)
 	struct op *o = arg;
 	DBT k, d;
 
-	dbt_in(&k, o->key, strlen(o->key));
-	dbt_in(&d, o->data, o->len);
-	return s->orders->put(s->orders, dbtxn(t), &k, &d, 0);
+	store_dbt_in(&k, o->key, strlen(o->key));
+	store_dbt_in(&d, o->data, o->len);
+	return s->orders->put(s->orders, store_dbtxn(t), &k, &d, 0);
 }
 
 int
@@ -895,10 +528,10 @@ store_order_put(struct store *s, struct store_txn *t, const char *order_id,
 {
 	struct op o = { .key = order_id, .data = json };
 
-	if (check_key(order_id) != 0 || json == NULL ||
+	if (store_check_key(order_id) != 0 || json == NULL ||
 	    (o.len = strlen(json)) > UINT32_MAX)
 		return EINVAL;
-	return in_txn(s, t, order_put_fn, &o);
+	return store_in_txn(s, t, order_put_fn, &o);
 }
 
 /* The outbox. */
@@ -917,13 +550,13 @@ outbox_append_fn(struct store *s, struct store_txn *t, void *arg)
 		return ret;
 	if ((buf = malloc(OUTBOX_HDR + o->len)) == NULL)
 		return ENOMEM;
-	put_i64(buf, o->now_ms);
+	store_put_i64(buf, o->now_ms);
 	if (o->len > 0)
 		memcpy(buf + OUTBOX_HDR, o->data, o->len);
-	put_u64(kb, (uint64_t)v);
-	dbt_in(&k, kb, sizeof(kb));
-	dbt_in(&d, buf, OUTBOX_HDR + o->len);
-	ret = s->outbox->put(s->outbox, dbtxn(t), &k, &d, DB_NOOVERWRITE);
+	store_put_u64(kb, (uint64_t)v);
+	store_dbt_in(&k, kb, sizeof(kb));
+	store_dbt_in(&d, buf, OUTBOX_HDR + o->len);
+	ret = s->outbox->put(s->outbox, store_dbtxn(t), &k, &d, DB_NOOVERWRITE);
 	free(buf);
 	if (ret == 0)
 		*o->seqp = (uint64_t)v;
@@ -940,7 +573,7 @@ store_outbox_append(struct store *s, struct store_txn *t, const void *data,
 	*seq = 0;
 	if ((data == NULL && len > 0) || len > UINT32_MAX - OUTBOX_HDR)
 		return EINVAL;
-	return in_txn(s, t, outbox_append_fn, &o);
+	return store_in_txn(s, t, outbox_append_fn, &o);
 }
 
 static int
@@ -948,10 +581,10 @@ outbox_decode(const DBT *k, const DBT *d, struct store_outbox_rec *r)
 {
 	if (k->size != 8 || d->size < OUTBOX_HDR)
 		return EBADMSG;
-	r->seq = get_u64(k->data);
-	r->appended_ms = get_i64(d->data);
+	r->seq = store_get_u64(k->data);
+	r->appended_ms = store_get_i64(d->data);
 	r->len = d->size - OUTBOX_HDR;
-	r->data = copy_nul((unsigned char *)d->data + OUTBOX_HDR, r->len);
+	r->data = store_copy_nul((unsigned char *)d->data + OUTBOX_HDR, r->len);
 	return r->data == NULL ? ENOMEM : 0;
 }
 
@@ -964,13 +597,14 @@ outbox_seek(struct store *s, struct store_txn *t, u_int32_t cflags,
 	DBT k, d;
 	int ret, t_ret;
 
-	if ((ret = s->outbox->cursor(s->outbox, dbtxn(t), &c, cflags)) != 0)
+	if ((ret = s->outbox->cursor(s->outbox, store_dbtxn(t), &c,
+	    cflags)) != 0)
 		return ret;
 	memset(&k, 0, sizeof(k));
 	k.data = kb;
 	k.size = k.ulen = 8;
 	k.flags = DB_DBT_USERMEM;
-	dbt_out(&d);
+	store_dbt_out(&d);
 	if ((ret = c->get(c, &k, &d, flags)) == 0) {
 		ret = outbox_decode(&k, &d, r);
 		free(d.data);
@@ -986,7 +620,7 @@ outbox_first_fn(struct store *s, struct store_txn *t, void *arg)
 	struct op *o = arg;
 	unsigned char kb[8];
 
-	put_u64(kb, o->seq + 1);
+	store_put_u64(kb, o->seq + 1);
 	return outbox_seek(s, t, 0, DB_SET_RANGE | o->rmw, kb, o->rec);
 }
 
@@ -999,7 +633,7 @@ store_outbox_first(struct store *s, struct store_txn *t, uint64_t after,
 	memset(rec, 0, sizeof(*rec));
 	if (after == UINT64_MAX)
 		return DB_NOTFOUND;
-	return in_txn(s, t, outbox_first_fn, &o);
+	return store_in_txn(s, t, outbox_first_fn, &o);
 }
 
 static int
@@ -1009,9 +643,9 @@ outbox_del_fn(struct store *s, struct store_txn *t, void *arg)
 	unsigned char kb[8];
 	DBT k;
 
-	put_u64(kb, o->seq);
-	dbt_in(&k, kb, sizeof(kb));
-	return s->outbox->del(s->outbox, dbtxn(t), &k, 0);
+	store_put_u64(kb, o->seq);
+	store_dbt_in(&k, kb, sizeof(kb));
+	return s->outbox->del(s->outbox, store_dbtxn(t), &k, 0);
 }
 
 int
@@ -1019,7 +653,7 @@ store_outbox_del(struct store *s, struct store_txn *t, uint64_t seq)
 {
 	struct op o = { .seq = seq };
 
-	return in_txn(s, t, outbox_del_fn, &o);
+	return store_in_txn(s, t, outbox_del_fn, &o);
 }
 
 /* Read committed: statistics never hold up appenders. */
@@ -1032,7 +666,7 @@ outbox_stats_fn(struct store *s, struct store_txn *t, void *arg)
 	unsigned char kb[8];
 	int ret;
 
-	if ((ret = s->outbox->stat(s->outbox, dbtxn(t), &st,
+	if ((ret = s->outbox->stat(s->outbox, store_dbtxn(t), &st,
 	    DB_READ_COMMITTED)) != 0)
 		return ret;
 	*o->seqp = st->bt_nkeys;
@@ -1054,7 +688,7 @@ store_outbox_stats(struct store *s, struct store_txn *t, uint64_t *depth,
 
 	*depth = 0;
 	*oldest_ms = 0;
-	return in_txn(s, t, outbox_stats_fn, &o);
+	return store_in_txn(s, t, outbox_stats_fn, &o);
 }
 
 void

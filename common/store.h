@@ -121,11 +121,16 @@ int		 store_run(struct store *, store_fn *fn, void *arg);
  * expired record; on success rec->outcome must be freed
  * (store_idem_free()).  put inserts or overwrites.  put_new inserts unless
  * an unexpired record exists: then it returns STORE_EXISTS and, when old
- * is not NULL, fills it in.  del returns STORE_NOTFOUND when absent.
- * expire deletes at most max records expired at now_ms (in one
- * transaction, so a call stays small) and stores how many in *n: call it
- * again while *n == max.  put and put_new return EINVAL for a state out
- * of range, and put_new for now_ms <= 0.
+ * is not NULL, fills it in.  put takes the record's created_ms for now.
+ * A record lives at least until its expires_ms and at most about two
+ * periods longer: the store's generation period (storeidem.c), the TTL of
+ * the first record put rounded up to a power of two ms, at least 65 s.  del
+ * returns STORE_NOTFOUND when absent.  expire, in one transaction,
+ * deletes at most max records of a TTL no generation holds, one by one,
+ * and then, unless it deleted max, drops whole the generations ended by
+ * now_ms, however many records they hold; it stores how many records
+ * went in *n: call it again while *n == max.  put and put_new return
+ * EINVAL for a state out of range, and put_new for now_ms <= 0.
  */
 int	store_idem_get(struct store *, struct store_txn *, const char *key,
 	    int64_t now_ms, struct store_idem *rec);

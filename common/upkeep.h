@@ -9,13 +9,18 @@
  * - First failchk: a store broken by another process's death is
  *   reopened now, not at the next input, so that an idle command does
  *   not sit on a broken store.
- * - Expiry: batches of UPKEEP_EXPIRE_BATCH records, each its own small
- *   transaction, until a batch comes back short (nothing more is due) or
- *   UPKEEP_EXPIRE_SLICE_MS have gone by.  Every second, so records are
- *   deleted as they expire; at several thousand a second when a backlog
- *   is due, more than any input rate the commands sustain, so the state
- *   stops growing once the TTL is reached; and the consumer loop is held
- *   up for at most the slice and one batch a second.
+ * - Expiry: store_idem_expire() drops whole the generations of records
+ *   that have ended (store.h), at no cost per record, and deletes records
+ *   of no generation (a TTL raised since, records of an older store) in
+ *   batches of UPKEEP_EXPIRE_BATCH, each its own small transaction, until
+ *   a call comes back short (nothing more is due) or
+ *   UPKEEP_EXPIRE_SLICE_MS have gone by.  Every second, so records go
+ *   within a generation of their expiry; batches go at several thousand
+ *   a second when a backlog is due, more than any input rate the
+ *   commands sustain, so the state stops growing once the TTL and a
+ *   generation are reached; and the consumer loop is held up for at most
+ *   the slice and one call a second (dropping a generation takes longer
+ *   the larger it is, once a generation).
  * - A checkpoint every UPKEEP_CHECKPOINT_MS: recovery after a crash
  *   replays the log since the last checkpoint, so it stays a few seconds
  *   long, and log files before it can be removed, which bounds the disk

@@ -68,12 +68,16 @@ void		 util_sleep_ms(int64_t);	/* EINTR ends it early */
 struct timespec	 util_time_in(clockid_t clock, int64_t ms);
 
 /*
- * calloc(3) and strdup(3) for memory a command cannot go on without: when
- * there is none they log "out of memory" and exit OF_EXIT_FAIL, so they
- * never return NULL.  util_xcalloc() of n == 0 elements returns a pointer
- * of its own (to one zeroed element) as if n were 1, never NULL, so that
- * an empty array needs no special case.
+ * malloc(3), calloc(3) and strdup(3) for memory a command cannot go on
+ * without: when there is none they log "out of memory" and exit
+ * OF_EXIT_FAIL, so they never return NULL.  util_xcalloc() of n == 0
+ * elements returns a pointer of its own (to one zeroed element) as if n
+ * were 1, never NULL, so that an empty array needs no special case;
+ * util_xmalloc() of 0 bytes likewise returns a pointer of its own (to one
+ * byte).  util_xmalloc() leaves the memory as malloc(3) does, for a
+ * buffer filled before it is read: zeroing a large one is wasted work.
  */
+void		*util_xmalloc(size_t size);
 void		*util_xcalloc(size_t n, size_t size);
 char		*util_xstrdup(const char *s);
 

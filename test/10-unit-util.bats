@@ -38,6 +38,11 @@ load test_helper
 	assert_success
 }
 
+@test "util: util_xmalloc: usable, 0 bytes not NULL, exit 1 without memory" {
+	run --separate-stderr "$BUILD/test/util_test" xmalloc
+	assert_success
+}
+
 @test "util: util_stdout_flush reports a write that failed, earlier or at the flush" {
 	[ -w /dev/full ] || fail "no /dev/full"
 	run --separate-stderr "$BUILD/test/util_test" stdout
@@ -57,6 +62,6 @@ load test_helper
 @test "util: the tests listed are the tests run here" {
 	run --separate-stderr "$BUILD/test/util_test"
 	assert_success
-	assert_output "$(printf '%s\n' alloc stdout signals jsonbytes strtonum \
-	    duration rfc3339 time lock i64toa)"
+	assert_output "$(printf '%s\n' alloc xmalloc stdout signals jsonbytes \
+	    strtonum duration rfc3339 time lock i64toa)"
 }

@@ -26,6 +26,11 @@ load test_helper
 	assert_success
 }
 
+@test "store: records expire by generation, whole slots, never before their time" {
+	run --separate-stderr "$BUILD/test/store_test" generations
+	assert_success
+}
+
 @test "store: idempotency records in the format from before outcome.db still read" {
 	run --separate-stderr "$BUILD/test/store_test" legacy
 	assert_success

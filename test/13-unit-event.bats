@@ -17,8 +17,8 @@ event() {
 	run --separate-stderr "$BUILD/test/event_test"
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
-	    nesting generated sameid derive amount upcast types envelope \
-	    payment format trace jsonmem)"
+	    nesting generated sameid derive derive_libuuid amount upcast types \
+	    envelope payment serialize_cjson format trace jsonmem)"
 }
 
 @test "event: a valid order parsed, total computed" {
@@ -59,6 +59,14 @@ event() {
 
 @test "event: derived ids stable, distinct per purpose and cause" {
 	event derive
+}
+
+@test "event: events serialised byte for byte as cJSON printed them" {
+	event serialize_cjson
+}
+
+@test "event: derived ids equal libuuid's name-based UUIDs" {
+	event derive_libuuid
 }
 
 @test "event: v1 amounts into minor units exactly, malformed ones rejected" {

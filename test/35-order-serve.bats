@@ -346,6 +346,40 @@ status_is() {	# ORDER-ID STATUS
 	status_is o-p1 approved
 }
 
+# not_events_logged N: order-serve logged N records of payment-processed
+# that are not events.
+not_events_logged() {
+	[ "$(grep -c 'not an event' "$BATS_TEST_TMPDIR/serve.log")" -ge "$1" ]
+}
+
+@test "payments_applied_total: a batch without payments adds nothing" {
+	new_flow
+	start_serve -G "$(unique_name order-serve)"
+	run post "$(order_json o-p2)"
+	assert_output 201
+	jq -nc --arg id o-p2 --arg eid "$(cat /proc/sys/kernel/random/uuid)" \
+	    '{specversion: "1.0", id: $eid, source: "/test/pay-process",
+	    type: "payment.processed.v1", subject: $id,
+	    time: "2026-11-26T10:00:00Z", datacontenttype: "application/json",
+	    data: {order_id: $id, payment_id: "p-2", status: "declined",
+	    reason: "card_declined", amount: 2500, currency: "EUR",
+	    customer_id: "c-42", email: "ana@example.com",
+	    payment_method: "pm_card_visa"}}' |
+	    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" -k o-p2
+	wait_until 60 status_is o-p2 declined
+	wait_until 30 metric_is order_serve_payments_applied_total 1
+	# Two batches of records that are not payments, one after the
+	# other: once the second is logged, the first was counted.
+	echo 'garbage 1' | kcat -P -b "$KAFKA_BROKERS" \
+	    -t "${PREFIX}payment-processed" -k o-p2
+	wait_until 30 not_events_logged 1
+	echo 'garbage 2' | kcat -P -b "$KAFKA_BROKERS" \
+	    -t "${PREFIX}payment-processed" -k o-p2
+	wait_until 30 not_events_logged 2
+	run metric order_serve_payments_applied_total
+	assert_output 1
+}
+
 @test "broker unreachable: orders accepted, kept over SIGTERM (exit 4), all published once it is back" {
 	new_flow
 	local kport i

@@ -12,6 +12,7 @@ TRACEPARENT=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
 
 setup() {
 	NOTIFY_PID=
+	OTHER_PID=
 	RECEIVER_PID=
 	OUT="$BATS_TEST_TMPDIR/out"
 	ERR="$BATS_TEST_TMPDIR/err"
@@ -21,10 +22,10 @@ teardown() {
 	if [ -n "$RECEIVER_PID" ]; then
 		stop_receiver
 	fi
-	if [ -n "$NOTIFY_PID" ]; then
-		kill -KILL "$NOTIFY_PID" 2>/dev/null || true
-		{ wait "$NOTIFY_PID" || true; } 2>/dev/null
-	fi
+	for p in $NOTIFY_PID $OTHER_PID; do
+		kill -KILL "$p" 2>/dev/null || true
+		{ wait "$p" || true; } 2>/dev/null
+	done
 	if [ -n "${BATS_TEST_COMPLETED:-}" ]; then
 		return 0
 	fi
@@ -246,6 +247,107 @@ duplicate_seen() {
 	stop_notify
 	[ "$status" -eq 0 ]
 	[ "$(jq -r .notification_id "$OUT")" = "$first" ]
+}
+
+@test "notify: restarted after SIGKILL on its state, it consumes again within 15 s" {
+	new_flow
+	GROUP=$(unique_name notify)
+	# Longer than the bound: only static membership can meet it.
+	kx=(-X session.timeout.ms=30000)
+	produce payment-processed "$(payment_event o-2101 approved 100)"
+	start_notify "${kx[@]}"
+	await 60 has_lines "$OUT" 1
+	kill -KILL "$NOTIFY_PID"
+	wait "$NOTIFY_PID" || true
+	t0=$(date +%s%3N)
+	start_notify "${kx[@]}"
+	produce payment-processed "$(payment_event o-2102 approved 100)"
+	await 15 has_lines "$OUT" 1
+	took=$(($(date +%s%3N) - t0))
+	echo "restart to first notification: $took ms"
+	[ "$took" -lt 15000 ]
+	stop_notify
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .order_id "$OUT")" = o-2102 ]
+}
+
+@test "notify: two instances with their own state, one killed with SIGKILL and restarted: one notification id per payment" {
+	new_flow 6
+	GROUP=$(unique_name notify)
+	n=1000
+	kx=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
+	# payments FROM TO: events for orders o-FROM .. o-(TO-1).
+	payments() {
+		jq -rn --argjson from "$1" --argjson to "$2" --arg run "$RANDOM$RANDOM" \
+		    --arg tp "$TRACEPARENT" '
+		    range($from; $to) | "o-\(.)" as $o | "\($o)|" + ({specversion: "1.0",
+		    id: "e-\($run)-\(.)", source: "/test/50-notify",
+		    type: "payment.processed.v1", subject: $o,
+		    time: "2026-11-26T10:00:00Z", datacontenttype: "application/json",
+		    traceparent: $tp, data: {order_id: $o, payment_id: "p-\($o)",
+		    status: "approved", amount: 100, currency: "EUR",
+		    customer_id: "c-42", email: "a@example.com"}} | tojson)' |
+		    timeout 60 kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" -K '|'
+	}
+	payments 0 $((n / 2))
+	# As on two hosts: each instance has a state directory of its own.
+	start_one() {
+		notify --state "$ORDERFLOW_STATE/$1" -G "$GROUP" "${kx[@]}" \
+		    >"$BATS_TEST_TMPDIR/notes.$1.$2" 2>>"$ERR" &
+	}
+	notified() {
+		cat "$BATS_TEST_TMPDIR"/notes.* | jq -R -r 'fromjson? | .order_id' |
+		    sort -u | wc -l
+	}
+	at_least_notified() { [ "$(notified)" -ge "$1" ]; }
+	start_one a 1
+	OTHER_PID=$!
+	start_one b 1
+	NOTIFY_PID=$!
+	wait_until 60 at_least_notified $((n / 4))
+	kill -KILL "$OTHER_PID"
+	wait "$OTHER_PID" || true
+	# The second half comes after the kill; the restarted instance, on
+	# its state, takes its partitions back and has its share to do.
+	payments $((n / 2)) "$n"
+	start_one a 2
+	OTHER_PID=$!
+	wait_until 120 at_least_notified "$n"
+	[ -s "$BATS_TEST_TMPDIR/notes.a.2" ]
+	for p in "$OTHER_PID" "$NOTIFY_PID"; do
+		kill -TERM "$p"
+		st=0
+		wait "$p" || st=$?
+		[ "$st" = 0 ] || { cat "$ERR"; false; }
+	done
+	NOTIFY_PID= OTHER_PID=
+	# Complete lines only (the SIGKILL may have cut one): every payment
+	# has one notification id, its own, whichever instance sent it, and
+	# as often as it was sent.
+	cat "$BATS_TEST_TMPDIR"/notes.* | jq -R -c 'fromjson?' |
+	    jq -r '"\(.order_id) \(.notification_id) \(.event_id)"' |
+	    sort -u >"$BATS_TEST_TMPDIR/ids"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/ids")" -eq "$n" ]
+	[ "$(cut -d' ' -f1 "$BATS_TEST_TMPDIR/ids" | sort -u | wc -l)" -eq "$n" ]
+	[ "$(cut -d' ' -f2 "$BATS_TEST_TMPDIR/ids" | sort -u | wc -l)" -eq "$n" ]
+}
+
+@test "notify: a second process on one state directory exits 5" {
+	new_flow
+	GROUP=$(unique_name notify)
+	start_notify
+	await 30 grep -q 'assigned' "$ERR"
+	msg="notify: $ORDERFLOW_STATE/notify: another notify uses this state directory"
+	run --separate-stderr notify --state "$ORDERFLOW_STATE/notify" -G "$GROUP"
+	[ "$status" -eq 5 ]
+	[ "$stderr" = "$msg" ]
+	run --separate-stderr notify --state "$ORDERFLOW_STATE/notify" -i - \
+	    <<<"$(payment_event o-2201 approved 100)"
+	[ "$status" -eq 5 ]
+	[ "$stderr" = "$msg" ]
+	[ -z "$output" ]
+	stop_notify
+	[ "$status" -eq 0 ]
 }
 
 @test "notify: --webhook POSTs the notification with a valid Standard Webhooks signature" {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <uuid/uuid.h>
 
 #include "event.h"
 #include "jsonmem.h"
@@ -524,6 +525,48 @@ test_derive(void)
 	CHECK(strcmp(a, b) != 0 && a[14] == '4');
 }
 
+/*
+ * event_derive_id() against libuuid's uuid_generate_sha1() in the same
+ * namespace, for causes of every length (one to three SHA-1 blocks) and
+ * every purpose: the ids the commands derived before must not change.
+ */
+static void
+test_derive_libuuid(void)
+{
+	static const uuid_t ns = {
+		0x76, 0xd3, 0x21, 0x67, 0x2e, 0xc2, 0x4e, 0x98,
+		0xa2, 0x03, 0x30, 0x97, 0xcf, 0x8d, 0x41, 0xda
+	};
+	static const char *purposes[] = { EVENT_PURPOSE_ORDER,
+	    EVENT_PURPOSE_PAYMENT, EVENT_PURPOSE_PAYMENT_ID,
+	    EVENT_PURPOSE_NOTIFY, "x" };
+	char name[64 + 1 + EVENT_ID_MAX], cause[256];
+	char got[EVENT_UUID_LEN + 1], want[EVENT_UUID_LEN + 1];
+	size_t i, len, plen;
+	uuid_t u;
+
+	for (i = 0; i < sizeof(purposes) / sizeof(purposes[0]); i++) {
+		for (len = 1; len <= EVENT_ID_MAX; len++) {
+			snprintf(cause, sizeof(cause), "%zu-%s", len * 7919,
+			    "0123456789abcdefghijklmnopqrstuvwxyz0123456789"
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghij"
+			    "klmnopqrstuvwxyz-_.:0123456789ABCDEFGHIJKLMN");
+			cause[len] = '\0';
+			plen = strlen(purposes[i]);
+			memcpy(name, purposes[i], plen + 1);
+			memcpy(name + plen + 1, cause, len);
+			uuid_generate_sha1(u, ns, name, plen + 1 + len);
+			uuid_unparse_lower(u, want);
+			CHECK(event_derive_id(cause, purposes[i], got) == 0);
+			if (strcmp(got, want) != 0) {
+				fprintf(stderr, "%s %s: %s, libuuid %s\n",
+				    purposes[i], cause, got, want);
+				CHECK(strcmp(got, want) == 0);
+			}
+		}
+	}
+}
+
 static void
 test_amount(void)
 {
@@ -809,6 +852,174 @@ test_payment(void)
 	order_free(&o);
 }
 
+/*
+ * The text cJSON_PrintUnformatted() makes of an event, members in the
+ * order event_serialize() writes them: what it wrote when it built a
+ * cJSON tree, which its text must stay equal to, byte for byte.
+ */
+static void
+ref_int(cJSON *o, const char *name, int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	cJSON_AddRawToObject(o, name, buf);
+}
+
+static char *
+ref_serialize(const struct event *ev)
+{
+	const struct event_payment *p = &ev->payment;
+	const struct order *o = &ev->order;
+	cJSON *root, *d, *items, *it;
+	char amount[32], *s;
+	size_t i;
+
+	root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "specversion", "1.0");
+	cJSON_AddStringToObject(root, "id", ev->id);
+	cJSON_AddStringToObject(root, "source", ev->source);
+	cJSON_AddStringToObject(root, "type", event_kind_type(ev->kind));
+	cJSON_AddStringToObject(root, "subject", ev->subject);
+	cJSON_AddStringToObject(root, "time", ev->time);
+	cJSON_AddStringToObject(root, "datacontenttype", "application/json");
+	if (ev->traceparent[0] != '\0')
+		cJSON_AddStringToObject(root, "traceparent", ev->traceparent);
+	d = cJSON_AddObjectToObject(root, "data");
+	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
+		cJSON_AddStringToObject(d, "order_id", p->order_id);
+		cJSON_AddStringToObject(d, "payment_id", p->payment_id);
+		cJSON_AddStringToObject(d, "status",
+		    event_pay_status_name(p->status));
+		ref_int(d, "amount", p->amount);
+		cJSON_AddStringToObject(d, "currency", p->currency);
+		if (p->status == EVENT_PAY_DECLINED)
+			cJSON_AddStringToObject(d, "reason", p->reason);
+		cJSON_AddStringToObject(d, "customer_id", p->customer_id);
+		cJSON_AddStringToObject(d, "email", p->email);
+		if (p->payment_method[0] != '\0')
+			cJSON_AddStringToObject(d, "payment_method",
+			    p->payment_method);
+	} else {
+		cJSON_AddStringToObject(d, "order_id", o->order_id);
+		cJSON_AddStringToObject(d, "customer_id", o->customer_id);
+		cJSON_AddStringToObject(d, "email", o->email);
+		cJSON_AddStringToObject(d, "currency", o->currency);
+		if (ev->kind == EVENT_ORDER_CREATED_V1) {
+			event_format_money(o->total, o->currency, amount,
+			    sizeof(amount));
+			cJSON_AddStringToObject(d, "amount", amount);
+		} else {
+			items = cJSON_AddArrayToObject(d, "items");
+			for (i = 0; i < o->nitems; i++) {
+				it = cJSON_CreateObject();
+				cJSON_AddItemToArray(items, it);
+				cJSON_AddStringToObject(it, "sku",
+				    o->items[i].sku);
+				ref_int(it, "qty", o->items[i].qty);
+				ref_int(it, "unit_price",
+				    o->items[i].unit_price);
+			}
+			ref_int(d, "total", o->total);
+		}
+		cJSON_AddStringToObject(d, "payment_method", o->payment_method);
+	}
+	s = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return s;
+}
+
+/* event_serialize(ev) is ref_serialize(ev), byte for byte. */
+static void
+same_text(const struct event *ev)
+{
+	char *got, *want;
+	size_t len;
+
+	got = event_serialize(ev, &len);
+	want = ref_serialize(ev);
+	CHECK(got != NULL && want != NULL);
+	if (got != NULL && want != NULL && (strcmp(got, want) != 0 ||
+	    len != strlen(want))) {
+		fprintf(stderr, "serialised:\n%s\ncJSON:\n%s\n", got, want);
+		CHECK(0);
+	}
+	free(got);
+	cJSON_free(want);
+}
+
+/*
+ * Events of every kind and shape, with every byte from 1 to 255 in
+ * their strings (the rules allow fewer, the text must not care), as
+ * cJSON wrote them.
+ */
+static void
+test_serialize_cjson(void)
+{
+	struct order o;
+	struct event cause, ev;
+	char odd[256];
+	int i, c, n;
+
+	for (i = 0; i < 255; i++)
+		odd[i] = (char)(i + 1);
+	odd[255] = '\0';
+	CHECK(order_parse(good, strlen(good), &o, NULL) == 0);
+	for (i = 0; i < 400; i++) {
+		n = i % 7;
+		CHECK(event_order_created(&cause, &o, "/orderflow/order-submit",
+		    NULL) == 0);
+		if (n == 1)
+			cause.traceparent[0] = '\0';
+		if (n == 2) {
+			free(cause.order.items);
+			cause.order.nitems = (size_t)(i % ORDER_ITEMS_MAX) + 1;
+			cause.order.items = calloc(cause.order.nitems,
+			    sizeof(*cause.order.items));
+			for (c = 0; c < (int)cause.order.nitems; c++) {
+				snprintf(cause.order.items[c].sku,
+				    sizeof(cause.order.items[c].sku),
+				    "SKU-\"%d\\", c * i);
+				cause.order.items[c].qty = c + 1;
+				cause.order.items[c].unit_price =
+				    (int64_t)c * 99991 % ORDER_PRICE_MAX;
+			}
+			cause.order.total = ORDER_TOTAL_MAX - i;
+		}
+		if (n == 3) {
+			cause.kind = EVENT_ORDER_CREATED_V1;
+			cause.order.total = -i * 12345;
+		}
+		if (n == 4) {
+			/* every byte but NUL, a window of it at a time */
+			snprintf(cause.order.customer_id,
+			    sizeof(cause.order.customer_id), "%s",
+			    odd + (i * 37) % 128);
+			memcpy(cause.order.email, odd,
+			    sizeof(cause.order.email) - 1);
+			cause.order.email[sizeof(cause.order.email) - 1] = '\0';
+			snprintf(cause.source, sizeof(cause.source), "%s",
+			    odd + 128);
+		}
+		same_text(&cause);
+		CHECK(event_payment_processed(&ev, &cause, i % 2 ?
+		    EVENT_PAY_DECLINED : EVENT_PAY_APPROVED,
+		    "card \"declined\" \\ by issuer", i % 3 ? NULL : "p-given",
+		    "/orderflow/pay-process") == 0);
+		if (n == 5)
+			ev.payment.payment_method[0] = '\0';
+		if (n == 6)
+			ev.payment.amount = INT64_MIN + i;
+		if (n == 4)
+			snprintf(ev.payment.reason, sizeof(ev.payment.reason),
+			    "%s", odd + (i % 200));
+		same_text(&ev);
+		event_free(&ev);
+		event_free(&cause);
+	}
+	order_free(&o);
+}
+
 static void
 test_format(void)
 {
@@ -841,6 +1052,12 @@ test_trace(void)
 		"00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
 		"0-04bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00F067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7--1",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",
 	};
 	char a[TRACEPARENT_LEN + 1], b[TRACEPARENT_LEN + 1];
 	char id[TRACE_ID_LEN + 1];
@@ -1029,11 +1246,13 @@ static const struct unit_test tests[] = {
 	{ "generated", test_generated },
 	{ "sameid", test_sameid },
 	{ "derive", test_derive },
+	{ "derive_libuuid", test_derive_libuuid },
 	{ "amount", test_amount },
 	{ "upcast", test_upcast },
 	{ "types", test_types },
 	{ "envelope", test_envelope },
 	{ "payment", test_payment },
+	{ "serialize_cjson", test_serialize_cjson },
 	{ "format", test_format },
 	{ "trace", test_trace },
 	{ "jsonmem", test_jsonmem },

@@ -41,6 +41,13 @@
 
 static char tmpdir[64];
 
+/*
+ * A generation of the store's idempotency records (store.c) is 2^16 ms
+ * for TTLs up to that; a TTL of LONG or more fits none.
+ */
+#define GEN		(INT64_C(1) << 16)
+#define LONG		(INT64_C(1) << 37)
+
 static const char *
 mkdir_tmp(void)
 {
@@ -75,6 +82,13 @@ rm_tree(const char *dir)
 	}
 	closedir(d);
 	rmdir(dir);
+}
+
+/* The generation slot (store.c's idem-gN.db) of time ms. */
+static int
+slot_of(int64_t ms)
+{
+	return (int)((((uint64_t)ms ^ UINT64_C(1) << 63) / (uint64_t)GEN) % 3);
 }
 
 static struct store_idem
@@ -190,22 +204,26 @@ test_idem(void)
 	CHECK(store_idem_del(s, NULL, "k3") == STORE_NOTFOUND);
 	CHECK(store_idem_get(s, NULL, "k3", 0, &r) == STORE_NOTFOUND);
 
-	/* expire in bounded batches: 20 expire at 1000..1019, 5 never. */
+	/*
+	 * expire in bounded batches: 20 expire at LONG + 1000..1019, 5
+	 * never.  Their TTL is longer than any generation, so they are
+	 * in idem.db and expire one by one through its index.
+	 */
 	OK(store_idem_del(s, NULL, "k1"));
 	OK(store_idem_del(s, NULL, "k2"));
 	for (i = 0; i < 25; i++) {
 		snprintf(key, sizeof(key), "e-%02d", i);
-		r = idem("x", 0, i < 20 ? 1000 + i : INT64_MAX, 0);
+		r = idem("x", 0, i < 20 ? LONG + 1000 + i : INT64_MAX, 0);
 		OK(store_idem_put(s, NULL, key, &r));
 	}
-	OK(store_idem_expire(s, NULL, 999, 100, &n));
+	OK(store_idem_expire(s, NULL, LONG + 999, 100, &n));
 	CHECK(n == 0);
-	OK(store_idem_expire(s, NULL, 1004, 100, &n));
+	OK(store_idem_expire(s, NULL, LONG + 1004, 100, &n));
 	CHECK(n == 5);
 	total = 5;
 	i = 0;
 	do {
-		OK(store_idem_expire(s, NULL, 5000, 7, &n));
+		OK(store_idem_expire(s, NULL, LONG + 5000, 7, &n));
 		CHECK(n <= 7);
 		total += n;
 	} while (n == 7 && ++i < 10);
@@ -230,9 +248,13 @@ file_size(const char *dir, const char *name)
 	return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-/* Fills n records "w-0".."w-(n-1)" with outcomes of len bytes of c. */
+/*
+ * Fills n records "w-0".."w-(n-1)", put at created, with outcomes of len
+ * bytes of c.
+ */
 static void
-fill(struct store *s, int n, size_t len, char c, int64_t expires)
+fill(struct store *s, int n, size_t len, char c, int64_t created,
+    int64_t expires)
 {
 	struct store_idem r;
 	char key[32], *buf;
@@ -243,7 +265,7 @@ fill(struct store *s, int n, size_t len, char c, int64_t expires)
 	memset(buf, c, len);
 	for (i = 0; i < n; i++) {
 		snprintf(key, sizeof(key), "w-%d", i);
-		r = idem(NULL, 0, expires, 1);
+		r = idem(NULL, created, expires, 1);
 		r.outcome = buf;
 		r.outcome_len = len;
 		OK(store_idem_put(s, NULL, key, &r));
@@ -261,7 +283,8 @@ test_outcomes(void)
 {
 	struct store *s;
 	struct store_idem r, old;
-	char big[3000], mid[100];
+	char big[3000], mid[100], heap[32];
+	int64_t t0, created;
 	off_t one, three;
 	size_t n;
 	int wave;
@@ -326,33 +349,157 @@ test_outcomes(void)
 	CHECK(store_idem_get(s, NULL, "L", 10, &r) == STORE_NOTFOUND);
 
 	/*
-	 * Three waves of 3,000 outcomes (two of the heap's regions), the
-	 * first expired and the second overwritten by the third: the heap
-	 * stays the size of one wave.
+	 * Three waves of 3,000 outcomes in one generation slot: the first
+	 * expired with its generation, the second three generations later
+	 * (the same slot) and overwritten by the third: the slot stays the
+	 * size of one wave.
 	 */
+	t0 = 10 * GEN;
+	snprintf(heap, sizeof(heap), "idem-g%d.db", slot_of(t0));
 	one = three = -1;
 	for (wave = 0; wave < 3; wave++) {
+		created = wave == 0 ? t0 : t0 + 3 * GEN;
 		if (wave == 1) {	/* expired; wave 2 overwrites */
 			do {
-				OK(store_idem_expire(s, NULL, 100, 500, &n));
+				OK(store_idem_expire(s, NULL, t0 + GEN, 500,
+				    &n));
 			} while (n == 500);
-			CHECK(store_idem_get(s, NULL, "w-0", 0, &r) ==
-			    STORE_NOTFOUND);
+			CHECK(store_idem_get(s, NULL, "w-0", t0,
+			    &r) == STORE_NOTFOUND);
 		}
-		fill(s, 3000, 700, (char)('a' + wave), 100 + wave);
+		fill(s, 3000, 700, (char)('a' + wave), created,
+		    created + 100 + wave);
 		OK(store_checkpoint(s));
 		if (wave == 0)
-			one = file_size(tmpdir, "outcome.db");
-		three = file_size(tmpdir, "outcome.db");
-		OK(store_idem_get(s, NULL, "w-2999", 0, &r));
+			one = file_size(tmpdir, heap);
+		three = file_size(tmpdir, heap);
+		OK(store_idem_get(s, NULL, "w-2999", created, &r));
 		CHECK(r.outcome_len == 700 &&
 		    ((char *)r.outcome)[699] == 'a' + wave);
 		store_idem_free(&r);
 	}
 	CHECK(one > 3000 * 700 && three > 0 && three <= one + one / 10);
 	if (three > one + one / 10)
-		fprintf(stderr, "outcome.db: %lld bytes after one wave, "
-		    "%lld after three\n", (long long)one, (long long)three);
+		fprintf(stderr, "%s: %lld bytes after one wave, "
+		    "%lld after three\n", heap, (long long)one,
+		    (long long)three);
+	OK(store_close(s));
+	rm_tree(tmpdir);
+}
+
+/* Whether key has an unexpired record at now, in state state. */
+static int
+live_in(struct store *s, const char *key, int64_t now, int state)
+{
+	struct store_idem r;
+	int ret, same;
+
+	if ((ret = store_idem_get(s, NULL, key, now, &r)) != 0)
+		return 0;
+	same = r.state == state;
+	store_idem_free(&r);
+	return same;
+}
+
+/*
+ * Records expire by generation: a slot is emptied whole once its newest
+ * generation has ended, never before any of its records expired; a key
+ * moves between idem.db and the slots without a stale copy coming back;
+ * put_new sees a live record in the other slot; the width survives a
+ * reopen.
+ */
+static void
+test_generations(void)
+{
+	struct store *s;
+	struct store_idem r, old;
+	static int64_t exp[3000];
+	int64_t t0 = 100 * GEN + 10, t1 = 101 * GEN - 100, now;
+	size_t n, total;
+	char key[32];
+	int i, j;
+
+	OK(store_open(&s, mkdir_tmp(), 0));
+	r = idem("a", t0, t0 + 1000, 1);
+	OK(store_idem_put_new(s, NULL, "a", &r, t0, NULL));
+	r = idem("b", t1, t1 + 1000, 1);	/* expires in the next one */
+	OK(store_idem_put_new(s, NULL, "b", &r, t1, NULL));
+	CHECK(live_in(s, "a", t0 + 500, 1) && live_in(s, "b", t1, 1));
+	r = idem("b2", t1 + 1, t1 + 1001, 2);
+	CHECK(store_idem_put_new(s, NULL, "b", &r, t1 + 1, &old) ==
+	    STORE_EXISTS);
+	CHECK(old.state == 1 && strcmp(old.outcome, "b") == 0);
+	store_idem_free(&old);
+	OK(store_close(s));
+	OK(store_open(&s, tmpdir, 0));
+	CHECK(live_in(s, "b", t1, 1));
+
+	/* Generation 100 ends: "a" goes with it, "b" stays till 101's. */
+	OK(store_idem_expire(s, NULL, 101 * GEN - 1, 100, &n));
+	CHECK(n == 0);
+	OK(store_idem_expire(s, NULL, 101 * GEN + 5, 100, &n));
+	CHECK(n == 1);
+	CHECK(store_idem_get(s, NULL, "a", t0, &r) == STORE_NOTFOUND);
+	CHECK(live_in(s, "b", 101 * GEN + 5, 1));
+	OK(store_idem_expire(s, NULL, 102 * GEN, 100, &n));
+	CHECK(n == 1);
+	CHECK(store_idem_get(s, NULL, "b", t1, &r) == STORE_NOTFOUND);
+
+	/* From idem.db (a TTL no slot holds) to a slot: no stale copy. */
+	now = 200 * GEN;
+	r = idem("long", now, now + LONG, 1);
+	OK(store_idem_put(s, NULL, "m", &r));
+	CHECK(live_in(s, "m", now + 1, 1));
+	r = idem("short", now + 1, now + 100, 2);
+	OK(store_idem_put(s, NULL, "m", &r));
+	CHECK(live_in(s, "m", now + 50, 2));
+	CHECK(store_idem_get(s, NULL, "m", now + 200, &r) == STORE_NOTFOUND);
+	r = idem("long again", now + 2, now + LONG, 3);
+	OK(store_idem_put(s, NULL, "m", &r));
+	CHECK(live_in(s, "m", now + 200, 3));
+
+	/* put_new finds a live record in the other slot. */
+	now = 300 * GEN;
+	r = idem("c", now - 10, now + 500, 1);
+	OK(store_idem_put_new(s, NULL, "c", &r, now - 10, NULL));
+	r = idem("c2", now - 5, now - 2, 2);
+	CHECK(store_idem_put_new(s, NULL, "c", &r, now - 5, NULL) ==
+	    STORE_EXISTS);
+	CHECK(live_in(s, "c", now + 1, 1));
+
+	/*
+	 * 3,000 records over ten generations, TTLs up to one: after every
+	 * expiry, each record unexpired is there; in the end all are gone.
+	 */
+	now = 400 * GEN;
+	srandom(7);
+	total = 0;
+	for (i = 0; i < 3000; i++) {
+		now += random() % (GEN / 300);
+		exp[i] = now + 1 + random() % GEN;
+		snprintf(key, sizeof(key), "r-%d", i);
+		r = idem("outcome", now, exp[i], 1);
+		OK(store_idem_put_new(s, NULL, key, &r, now, NULL));
+		if (i % 100 != 99)
+			continue;
+		OK(store_idem_expire(s, NULL, now, 100000, &n));
+		total += n;
+		for (j = 0; j <= i; j++) {
+			snprintf(key, sizeof(key), "r-%d", j);
+			if (exp[j] > now && !live_in(s, key, now, 1)) {
+				fprintf(stderr, "%s gone before %lld\n", key,
+				    (long long)exp[j]);
+				CHECK(0);
+				break;
+			}
+		}
+	}
+	/* Each slot in turn leaves now's window, and is emptied. */
+	for (i = 1; i <= 6; i++) {
+		OK(store_idem_expire(s, NULL, now + i * GEN, 100000, &n));
+		total += n;
+	}
+	CHECK(total == 3000 + 1);	/* and "c" */
 	OK(store_close(s));
 	rm_tree(tmpdir);
 }
@@ -431,6 +578,12 @@ test_legacy(void)
 	CHECK(r.created_ms == 6 && r.state == 1 && strcmp(r.outcome, "{}") == 0);
 	store_idem_free(&r);
 	CHECK(store_idem_get(s, NULL, "old", 1000, &r) == STORE_NOTFOUND);
+	/* put_new sees an old record, though new ones go to the slots. */
+	r = idem("new", 10, 500, 2);
+	CHECK(store_idem_put_new(s, NULL, "old-short", &r, 10, NULL) ==
+	    STORE_EXISTS);
+	OK(store_idem_put_new(s, NULL, "new", &r, 10, NULL));
+	CHECK(live_in(s, "new", 20, 2) && live_in(s, "old-short", 20, 1));
 	/* Overwritten in the new format, and deleted. */
 	r = idem(big, 7, 2000, 1);
 	OK(store_idem_put(s, NULL, "old", &r));
@@ -1021,10 +1174,18 @@ fake_clock(void)
 }
 
 /* Puts n records, expired long ago, under keys prefix-0 ... */
+/*
+ * Puts n records expired long ago: in a generation slot, or with
+ * in_index in idem.db (a TTL no slot holds), which expires them through
+ * its index, a batch at a time.
+ */
 static void
-put_expired(struct store *s, const char *prefix, int n)
+put_expired(struct store *s, const char *prefix, int n, int in_index)
 {
-	struct store_idem r = idem("outcome", 1, 2, 1);
+	/* Four generations back: the slot outside now's window. */
+	int64_t at = util_now_ms() - 4 * GEN;
+	struct store_idem r = in_index ? idem("outcome", 1, LONG, 1) :
+	    idem("outcome", at, at + 1, 1);
 	char key[64];
 	int i;
 
@@ -1065,14 +1226,14 @@ test_upkeep(void)
 	u.next_checkpoint = fake_ms + UPKEEP_CHECKPOINT_MS;
 
 	/* A fast store: a backlog goes in one tick, batch after batch. */
-	put_expired(s, "a", 2 * UPKEEP_EXPIRE_BATCH + 200);
+	put_expired(s, "a", 2 * UPKEEP_EXPIRE_BATCH + 200, 1);
 	upkeep_tick(&u);
 	CHECK(u.expired == 2 * UPKEEP_EXPIRE_BATCH + 200);
 	CHECK(present(s, "live"));
 	CHECK(u.checkpoints == 0 && !u.failed);
 
 	/* A slow one: the tick stops once its slice is spent. */
-	put_expired(s, "b", 2 * UPKEEP_EXPIRE_BATCH + 200);
+	put_expired(s, "b", 2 * UPKEEP_EXPIRE_BATCH + 200, 1);
 	n = u.expired;
 	fake_step = UPKEEP_EXPIRE_SLICE_MS * 3 / 5;
 	upkeep_tick(&u);
@@ -1082,6 +1243,13 @@ test_upkeep(void)
 	upkeep_tick(&u);
 	CHECK(u.expired - n == 2 * UPKEEP_EXPIRE_BATCH + 200);
 	CHECK(present(s, "live"));
+
+	/* A generation slot goes whole, however many it holds. */
+	put_expired(s, "g", 3 * UPKEEP_EXPIRE_BATCH, 0);
+	n = u.expired;
+	upkeep_tick(&u);
+	CHECK(u.expired - n == 3 * UPKEEP_EXPIRE_BATCH);
+	CHECK(!present(s, "g-0") && present(s, "live"));
 
 	/* A checkpoint every UPKEEP_CHECKPOINT_MS. */
 	fake_step = 0;
@@ -1104,7 +1272,7 @@ test_upkeep(void)
 	/* Anything else stops, and the upkeep with it. */
 	CHECK(upkeep_failed(&u, EIO, NULL) == -1);
 	CHECK(u.failed && s != NULL);
-	put_expired(s, "c", 10);
+	put_expired(s, "c", 10, 0);
 	n = u.expired;
 	upkeep_tick(&u);
 	CHECK(u.expired == n);
@@ -1122,6 +1290,7 @@ static const struct unit_test tests[] = {
 	{ "open", test_open },
 	{ "idem", test_idem },
 	{ "outcomes", test_outcomes },
+	{ "generations", test_generations },
 	{ "legacy", test_legacy },
 	{ "txn", test_txn },
 	{ "outbox", test_outbox },

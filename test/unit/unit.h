@@ -17,6 +17,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
 
 struct unit_test {
 	const char	*name;
@@ -32,6 +34,29 @@ static int failures;
 		failures++;						\
 	}								\
 } while (0)
+
+/*
+ * Runs fn in a child process (for what exits, or must not touch the
+ * parent); returns the child's exit status (0 when fn returned), or 128 +
+ * the signal that ended it, or -1 when fork or wait failed.
+ */
+static inline int
+unit_in_child(void (*fn)(void))
+{
+	pid_t pid;
+	int st;
+
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid == 0) {
+		fn();
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) == -1)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
 
 /* main()'s work, for tests an array of struct unit_test. */
 #define unit_main(prog, tests, argc, argv)				\

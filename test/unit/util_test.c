@@ -101,6 +101,26 @@ test_rfc3339(void)
 	CHECK(util_rfc3339_parse("2026-13-26T10:00:00Z") == -1);
 	CHECK(util_rfc3339_parse("2026-11-26T10:00:00") == -1);
 	CHECK(util_rfc3339_parse("2026-11-26T10:00:00Zjunk") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26t10:00:00.123456z") ==
+	    1795687200123LL);
+	CHECK(util_rfc3339_parse("2026-11-26 10:00:00Z") == 1795687200000LL);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00.Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T24:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:60:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-32T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-00-26T10:00:00Z") == -1);
+	/* fields of exactly their digits: no sign, space or short field */
+	CHECK(util_rfc3339_parse("+026-11-26T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-+1-26T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11- 6T10:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T1:00:00Z") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+1:00") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+01:0") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+01:00x") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+24:00") == -1);
+	CHECK(util_rfc3339_parse("2026-11-26T10:00:00+01-00") == -1);
+	CHECK(util_rfc3339_parse("2026-11-2") == -1);
+	CHECK(util_rfc3339_parse("") == -1);
 	util_rfc3339(1795687200123LL, buf, sizeof(buf));
 	CHECK(strcmp(buf, "2026-11-26T10:00:00.123Z") == 0);
 	t = util_rfc3339_parse(buf);
@@ -142,25 +162,6 @@ test_lock(void)
 	rmdir(dir);
 }
 
-/* Runs fn in a child; returns its exit status, or 128 + the signal. */
-static int
-in_child(void (*fn)(void))
-{
-	pid_t pid;
-	int st;
-
-	fflush(NULL);
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid == 0) {
-		fn();
-		_exit(0);
-	}
-	if (waitpid(pid, &st, 0) == -1)
-		return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* The messages of a child that fails on purpose are not the test's. */
 static void
 quiet(void)
@@ -174,6 +175,13 @@ huge_calloc(void)
 {
 	quiet();
 	util_xcalloc(SIZE_MAX / 2, 4);
+}
+
+static void
+huge_malloc(void)
+{
+	quiet();
+	util_xmalloc(SIZE_MAX - 4096);
 }
 
 /* Unbuffered: the write fails at once, and the flush finds nothing. */
@@ -224,7 +232,27 @@ test_alloc(void)
 	s = util_xstrdup("");
 	CHECK(s != NULL && *s == '\0');
 	free(s);
-	CHECK(in_child(huge_calloc) == OF_EXIT_FAIL);
+	CHECK(unit_in_child(huge_calloc) == OF_EXIT_FAIL);
+}
+
+/* Usable to its last byte, 0 bytes a pointer of its own; none: exit 1. */
+static void
+test_xmalloc(void)
+{
+	unsigned char *p, *q;
+	size_t i;
+
+	p = util_xmalloc(1 << 20);
+	memset(p, 0xa5, 1 << 20);
+	for (i = 0; i < 1 << 20 && p[i] == 0xa5; i++)
+		;
+	CHECK(i == 1 << 20);
+	q = util_xmalloc(0);
+	CHECK(q != NULL && q != p);
+	*q = 1;
+	free(p);
+	free(q);
+	CHECK(unit_in_child(huge_malloc) == OF_EXIT_FAIL);
 }
 
 /* A write that failed, earlier or at the flush, is reported. */
@@ -232,8 +260,8 @@ static void
 test_stdout(void)
 {
 	CHECK(util_stdout_flush() == 0);
-	CHECK(in_child(full_stdout) == 0);
-	CHECK(in_child(full_stdout_at_flush) == 0);
+	CHECK(unit_in_child(full_stdout) == 0);
+	CHECK(unit_in_child(full_stdout_at_flush) == 0);
 }
 
 static const int stop_sigs[] = { SIGINT, SIGTERM, SIGHUP, 0 };
@@ -279,7 +307,7 @@ signals_child(void)
 static void
 test_signals(void)
 {
-	CHECK(in_child(signals_child) == 128 + SIGHUP);
+	CHECK(unit_in_child(signals_child) == 128 + SIGHUP);
 }
 
 /* One case of util_json_bytes(): what comes out and whether as base64. */
@@ -313,6 +341,7 @@ test_jsonbytes(void)
 
 static const struct unit_test tests[] = {
 	{ "alloc", test_alloc },
+	{ "xmalloc", test_xmalloc },
 	{ "stdout", test_stdout },
 	{ "signals", test_signals },
 	{ "jsonbytes", test_jsonbytes },
