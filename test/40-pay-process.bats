@@ -96,13 +96,16 @@ start_gw() {
 	GW_URL="http://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/port")/payments"
 }
 
-# overlaps: calls in the gateway's log that began before the previous
-# call with the same Idempotency-Key had ended.
+# overlaps [KILLED]: calls in the gateway's log that began before the
+# previous call with the same Idempotency-Key had ended; with KILLED (an
+# epoch time), not those of a killed process's call still running at
+# the gateway when the restarted one made it again.
 overlaps() {
-	jq -s 'map(select(.end != null)) | group_by(.idempotency_key) |
-	    map(sort_by(.start) | . as $a | [range(1; length)] |
-	    map(select($a[. - 1].end > $a[.].start))) | flatten | length' \
-	    "$BATS_TEST_TMPDIR/gw.log"
+	jq -s --argjson k "${1:-0}" 'map(select(.end != null)) |
+	    group_by(.idempotency_key) | map(sort_by(.start) | . as $a |
+	    [range(1; length)] | map(select($a[. - 1].end > $a[.].start and
+	    (($a[. - 1].start < $k) == ($a[.].start < $k))))) | flatten |
+	    length' "$BATS_TEST_TMPDIR/gw.log"
 }
 
 # at_least N TOPIC: TOPIC holds N records or more.
@@ -601,8 +604,11 @@ p-visa approved" ]
 	run --separate-stderr payments
 	[ "$(jq -r '"\(.order_id) \(.id) \(.payment_id)"' <<<"$output" |
 	    sort -u | wc -l)" -eq "$n" ]
-	# The gateway saw a key again only after the kill, never two at once.
-	[ "$(overlaps)" -eq 0 ]
+	# The gateway saw a key again only after the kill, and never two
+	# calls at once from one process (a call of the killed one may still
+	# run at the gateway when the restarted one makes it again: a real
+	# gateway answers 409, a transient failure, for a key in flight).
+	[ "$(overlaps "$killed")" -eq 0 ]
 	[ "$(jq -s --argjson k "$killed" 'group_by(.idempotency_key) |
 	    map(select(length > 1) | sort_by(.start) | .[1:] |
 	    map(select(.start < $k))) | flatten | length' \
