@@ -18,13 +18,17 @@
  * FLUSH_MAX records and before exiting.  A flush per notification held
  * notify to one disk flush per event (about 700 a second on a loaded
  * disk, under the 1,000 a second of make bench); one per burst costs the
- * same when idle.  A crash of the process repeats only the notification
- * in progress, as before; a crash of the machine also those delivered
+ * same when idle.  A crash of the process repeats only the notifications
+ * in flight, as before; a crash of the machine also those delivered
  * since the last flush, which is never more than FLUSH_MAX records or
  * longer than it takes to handle what was waiting.
  *
- * A delivery blocks the worker's thread for at most --timeout: Kafka's
- * max.poll.interval.ms (5 minutes by default) is far above it.
+ * --webhook and --exec deliver up to --concurrency notifications at once
+ * (worker.h's start and pump): requests through httpq.h, commands as
+ * child processes watched from the pump.  The worker never has two
+ * events of one order in flight, and each is recorded when its delivery
+ * ended, so a crash repeats at most the deliveries in flight, each with
+ * its notification id.  Standard output stays one at a time.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -50,6 +54,7 @@
 #include "event.h"
 #include "exitcode.h"
 #include "flow.h"
+#include "httpq.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
@@ -75,6 +80,7 @@
 enum {
 	OPT_BACKOFF = OPT_CMD_FIRST,
 	OPT_BACKOFF_MAX,
+	OPT_CONCURRENCY,
 	OPT_DEDUP_TTL,
 	OPT_DLQ,
 	OPT_EXEC,
@@ -112,8 +118,9 @@ struct notify {
 	const char		*cmd;		/* --exec */
 	unsigned char		 key[SECRET_MAX];
 	size_t			 keylen;
-	CURL			*curl;
-	char			 curlerr[CURL_ERROR_SIZE];
+	struct httpq		*hq;		/* the webhook's calls */
+	struct ncall		*children;	/* --exec: running */
+	int			 concurrency;
 	int64_t			 timeout_ms;
 	int64_t			 ttl_ms;
 	int64_t			 backoff_ms;
@@ -124,6 +131,22 @@ struct notify {
 	uint64_t		 duplicates;
 	int			 failed;	/* exit 1: stdout broke */
 	int			 unflushed;	/* records to flush */
+};
+
+/*
+ * One notification being delivered: the event, its notification and its
+ * idempotency key, and, while pending, the worker's job and (--exec) the
+ * command's process.
+ */
+struct ncall {
+	struct notify		*n;
+	struct worker_job	*job;
+	struct event		 ev;
+	struct note		 nt;
+	char			 key[sizeof(IDEM_PREFIX) + EVENT_ID_MAX];
+	pid_t			 pid;
+	int64_t			 deadline;	/* monotonic ms */
+	struct ncall		*next;		/* in children */
 };
 
 extern char **environ;
@@ -137,10 +160,10 @@ usage(void)
 	    "usage: %s [-hqVv] [-b brokers] [-F file] [-G group] [-i file] "
 	    "[-X name=value]\n"
 	    "           [--backoff duration] [--backoff-max duration] "
-	    "[--dedup-ttl duration]\n"
-	    "           [--dlq file] [--exec command] [--log-format format] "
-	    "[--max-attempts n]\n"
-	    "           [--secret-file file] [--state dir] "
+	    "[--concurrency n]\n"
+	    "           [--dedup-ttl duration] [--dlq file] [--exec command] "
+	    "[--log-format format]\n"
+	    "           [--max-attempts n] [--secret-file file] [--state dir] "
 	    "[--timeout duration]\n"
 	    "           [--topic-prefix prefix] [--webhook url]\n",
 	    log_progname());
@@ -214,14 +237,6 @@ webhook_sign(const struct notify *n, const char *id, const char *ts,
 	return rc;
 }
 
-static size_t
-webhook_discard(char *p, size_t size, size_t nmemb, void *arg)
-{
-	(void)p;
-	(void)arg;
-	return size * nmemb;
-}
-
 static struct curl_slist *
 webhook_headers(const struct note *nt, const char *ts, const char *sig)
 {
@@ -264,48 +279,62 @@ webhook_headers(const struct note *nt, const char *ts, const char *sig)
 	return h;
 }
 
+static void	note_finish(struct ncall *, enum worker_outcome,
+		    const char *why);
+
 /*
- * POSTs the notification.  2xx: delivered.  A transport error (timeout,
+ * A webhook call ended.  2xx: delivered.  A transport error (timeout,
  * refused connection, reset, TLS), 429 and 5xx: transient.  Any other
  * answer (other 4xx, and 1xx or 3xx: redirects are not followed):
  * permanent.  The URL is never logged: it may hold credentials.
  */
+static void
+webhook_done(void *arg, const struct httpq_result *res)
+{
+	struct ncall *c = arg;
+	enum worker_outcome r;
+	char why[512];
+
+	if (res->res != CURLE_OK) {
+		snprintf(why, sizeof(why), "webhook: %s", res->error);
+		r = WORKER_TRANSIENT;
+	} else if (res->code >= 200 && res->code <= 299) {
+		log_msg(LOG_LEVEL_DEBUG, &c->nt.lc, "webhook: HTTP %ld",
+		    res->code);
+		why[0] = '\0';
+		r = WORKER_DONE;
+	} else {
+		snprintf(why, sizeof(why), "webhook: HTTP %ld", res->code);
+		r = res->code == 429 || res->code >= 500 ? WORKER_TRANSIENT :
+		    WORKER_PERMANENT;
+	}
+	note_finish(c, r, why);
+}
+
+/* POSTs the notification: pending until webhook_done(). */
 static enum worker_outcome
-sink_webhook(struct notify *n, const struct note *nt, char *why,
-    size_t whylen)
+sink_webhook(struct notify *n, struct ncall *c, char *why, size_t whylen)
 {
 	struct curl_slist *h;
-	char ts[24], sig[64];
-	CURLcode cc;
-	long code = 0;
+	char ts[24], sig[64], *body;
 
 	snprintf(ts, sizeof(ts), "%lld", (long long)(util_now_ms() / 1000));
-	if (webhook_sign(n, nt->id, ts, nt->json, nt->len, sig) == -1 ||
-	    (h = webhook_headers(nt, ts, sig)) == NULL) {
+	if (webhook_sign(n, c->nt.id, ts, c->nt.json, c->nt.len, sig) == -1 ||
+	    (h = webhook_headers(&c->nt, ts, sig)) == NULL) {
 		snprintf(why, whylen, "webhook: cannot sign the request");
 		return WORKER_TRANSIENT;
 	}
-	n->curlerr[0] = '\0';
-	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDS, nt->json);
-	curl_easy_setopt(n->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-	    (curl_off_t)nt->len);
-	cc = curl_easy_perform(n->curl);
-	curl_easy_setopt(n->curl, CURLOPT_HTTPHEADER, NULL);
-	curl_slist_free_all(h);
-	if (cc != CURLE_OK) {
-		snprintf(why, whylen, "webhook: %s", n->curlerr[0] != '\0' ?
-		    n->curlerr : curl_easy_strerror(cc));
+	if ((body = malloc(c->nt.len)) == NULL) {
+		curl_slist_free_all(h);
+		snprintf(why, whylen, "webhook: out of memory");
 		return WORKER_TRANSIENT;
 	}
-	curl_easy_getinfo(n->curl, CURLINFO_RESPONSE_CODE, &code);
-	if (code >= 200 && code <= 299) {
-		log_msg(LOG_LEVEL_DEBUG, &nt->lc, "webhook: HTTP %ld", code);
-		return WORKER_DONE;
+	memcpy(body, c->nt.json, c->nt.len);
+	if (httpq_post(n->hq, body, c->nt.len, h, webhook_done, c) == -1) {
+		snprintf(why, whylen, "webhook: out of memory");
+		return WORKER_TRANSIENT;
 	}
-	snprintf(why, whylen, "webhook: HTTP %ld", code);
-	return code == 429 || code >= 500 ? WORKER_TRANSIENT :
-	    WORKER_PERMANENT;
+	return WORKER_PENDING;
 }
 
 /*
@@ -407,31 +436,6 @@ exec_spawn(const struct notify *n, int rd, char **env)
 	return pid;
 }
 
-/*
- * Waits for pid until the monotonic deadline.  Returns 0 with *status
- * set, 1 on timeout, -1 on error.  Polls with short naps rather than
- * catching SIGCHLD: the command usually ends within milliseconds, and no
- * handler can race with the worker's own.
- */
-static int
-exec_wait(pid_t pid, int64_t deadline, int *status)
-{
-	struct timespec nap = { 0, 1000000 };
-	pid_t r;
-
-	for (;;) {
-		if ((r = waitpid(pid, status, WNOHANG)) == pid)
-			return 0;
-		if (r == -1 && errno != EINTR)
-			return -1;
-		if (util_mono_ms() >= deadline)
-			return 1;
-		nanosleep(&nap, NULL);
-		if (nap.tv_nsec < 20000000)
-			nap.tv_nsec *= 2;
-	}
-}
-
 /* Writes all of buf unless the command stops reading; never blocks. */
 static void
 exec_feed(int fd, const char *buf, size_t len)
@@ -450,16 +454,16 @@ exec_feed(int fd, const char *buf, size_t len)
 }
 
 /*
- * Runs the command with the notification as a line on its standard
- * input.  Exit status 0: delivered; anything else (a non-zero status,
- * death by a signal, running past --timeout, which kills its process
- * group): transient.  Its standard output and error are notify's.
+ * Starts the command with the notification as a line on its standard
+ * input: pending until exec_reap() sees it end.  Its standard output and
+ * error are notify's.
  */
 static enum worker_outcome
-sink_exec(struct notify *n, const struct note *nt, char *why, size_t whylen)
+sink_exec(struct notify *n, struct ncall *c, char *why, size_t whylen)
 {
+	const struct note *nt = &c->nt;
 	char **env, *line;
-	int fd[2], status, r;
+	int fd[2], r;
 	pid_t pid;
 
 	if ((line = malloc(nt->len + 1)) == NULL ||
@@ -492,29 +496,78 @@ sink_exec(struct notify *n, const struct note *nt, char *why, size_t whylen)
 	exec_feed(fd[1], line, nt->len + 1);
 	close(fd[1]);
 	free(line);
-	switch (exec_wait(pid, util_mono_ms() + n->timeout_ms, &status)) {
-	case 0:
-		break;
-	case 1:
-		kill(-pid, SIGKILL);
-		while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
-			;
-		snprintf(why, whylen, "exec: still running after %lldms: "
-		    "killed", (long long)n->timeout_ms);
-		return WORKER_TRANSIENT;
-	default:
-		snprintf(why, whylen, "exec: waitpid: %s", strerror(errno));
-		return WORKER_TRANSIENT;
+	c->pid = pid;
+	c->deadline = util_mono_ms() + n->timeout_ms;
+	c->next = n->children;
+	n->children = c;
+	return WORKER_PENDING;
+}
+
+/* The command of c ended with status: delivered on exit status 0. */
+static void
+exec_ended(struct ncall *c, int status)
+{
+	char why[128];
+
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		note_finish(c, WORKER_DONE, NULL);
+		return;
 	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return WORKER_DONE;
 	if (WIFEXITED(status))
-		snprintf(why, whylen, "exec: exit status %d",
+		snprintf(why, sizeof(why), "exec: exit status %d",
 		    WEXITSTATUS(status));
 	else
-		snprintf(why, whylen, "exec: killed by signal %d",
+		snprintf(why, sizeof(why), "exec: killed by signal %d",
 		    WTERMSIG(status));
-	return WORKER_TRANSIENT;
+	note_finish(c, WORKER_TRANSIENT, why);
+}
+
+/*
+ * The commands that ended, and those past --timeout, which are killed
+ * with their process group (transient).  Polled from the worker's pump
+ * rather than caught with SIGCHLD: no handler races with the worker's;
+ * the pump waits at most wait_ms (a few) between two looks.
+ */
+static void
+exec_reap(struct notify *n, int wait_ms)
+{
+	struct ncall **pp, *c;
+	struct timespec ts;
+	char why[128];
+	int64_t now;
+	int status, any = 0;
+	pid_t pid;
+
+	for (pp = &n->children; (c = *pp) != NULL;) {
+		if ((pid = waitpid(c->pid, &status, WNOHANG)) == 0 &&
+		    util_mono_ms() < c->deadline) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		any = 1;
+		if (pid == c->pid) {
+			exec_ended(c, status);
+			continue;
+		}
+		now = util_mono_ms();
+		if (pid == 0 && now >= c->deadline) {
+			kill(-c->pid, SIGKILL);
+			while (waitpid(c->pid, &status, 0) == -1 &&
+			    errno == EINTR)
+				;
+			snprintf(why, sizeof(why), "exec: still running after "
+			    "%lldms: killed", (long long)n->timeout_ms);
+		} else
+			snprintf(why, sizeof(why), "exec: waitpid: %s",
+			    strerror(errno));
+		note_finish(c, WORKER_TRANSIENT, why);
+	}
+	if (!any && n->children != NULL && wait_ms > 0) {
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)wait_ms * 1000000L;
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* The notification. */
@@ -674,65 +727,140 @@ idle(void *ctx)
 	note_flush(ctx);
 }
 
+/*
+ * Parses the input into c and looks for its record.  Returns 1 when the
+ * notification is to be delivered, else 0 with the outcome in *r (an
+ * invalid event, a duplicate, a store error).  note_release() frees c's
+ * contents either way.
+ */
+static int
+note_prepare(struct notify *n, const struct worker_input *in,
+    struct ncall *c, char *why, size_t whylen, enum worker_outcome *r)
+{
+	struct event_err err;
+	int seen;
+
+	if (event_parse(in->value != NULL ? in->value : "", in->len, &c->ev,
+	    &err) == -1) {
+		snprintf(why, whylen, "%s", err.text);
+		*r = WORKER_INVALID;
+		return 0;
+	}
+	if (c->ev.kind != EVENT_PAYMENT_PROCESSED_V1) {
+		snprintf(why, whylen, "type: %s is not %s", c->ev.type,
+		    EVENT_TYPE_PAYMENT_PROCESSED_V1);
+		*r = WORKER_INVALID;
+		return 0;
+	}
+	if (note_build(&c->nt, &c->ev) == -1) {
+		snprintf(why, whylen, "cannot build the notification: %s",
+		    strerror(errno));
+		*r = WORKER_TRANSIENT;
+		return 0;
+	}
+	snprintf(c->key, sizeof(c->key), IDEM_PREFIX "%s", c->ev.id);
+	if (note_seen(n, c->key, &c->nt.lc, &seen) == -1) {
+		snprintf(why, whylen, "state: cannot read %s", c->key);
+		*r = WORKER_TRANSIENT;
+		return 0;
+	}
+	if (seen) {
+		log_msg(LOG_LEVEL_DEBUG, &c->nt.lc, "duplicate: notified "
+		    "already");
+		n->duplicates++;
+		*r = WORKER_DONE;
+		return 0;
+	}
+	return 1;
+}
+
+static void
+note_release(struct ncall *c)
+{
+	free(c->nt.json);
+	c->nt.json = NULL;
+	event_free(&c->ev);
+}
+
+/* Delivered: the record, and the counter. */
+static void
+note_delivered(struct notify *n, struct ncall *c)
+{
+	note_record(n, c->key, &c->nt);
+	n->notified++;
+	log_msg(LOG_LEVEL_DEBUG, &c->nt.lc, "notified %s", c->nt.id);
+}
+
+/* Standard output: one notification at a time, synchronously. */
 static enum worker_outcome
 handle(void *ctx, const struct worker_input *in, struct worker_output *out,
     char *why, size_t whylen)
 {
 	struct notify *n = ctx;
-	struct event ev;
-	struct event_err err;
-	struct note nt;
-	char key[sizeof(IDEM_PREFIX) + EVENT_ID_MAX];
+	struct ncall c;
 	enum worker_outcome r;
-	int seen;
 
 	(void)out;
-	if (event_parse(in->value != NULL ? in->value : "", in->len, &ev,
-	    &err) == -1) {
-		snprintf(why, whylen, "%s", err.text);
-		return WORKER_INVALID;
+	memset(&c, 0, sizeof(c));
+	if (note_prepare(n, in, &c, why, whylen, &r)) {
+		r = sink_stdout(n, &c.nt, why, whylen);
+		if (r == WORKER_DONE)
+			note_delivered(n, &c);
 	}
-	if (ev.kind != EVENT_PAYMENT_PROCESSED_V1) {
-		snprintf(why, whylen, "type: %s is not %s", ev.type,
-		    EVENT_TYPE_PAYMENT_PROCESSED_V1);
-		event_free(&ev);
-		return WORKER_INVALID;
-	}
-	if (note_build(&nt, &ev) == -1) {
-		snprintf(why, whylen, "cannot build the notification: %s",
-		    strerror(errno));
-		event_free(&ev);
+	note_release(&c);
+	return r;
+}
+
+/*
+ * --webhook and --exec: the delivery starts here and is pending until
+ * note_finish().  The worker never has two events of one order in
+ * flight, and an event's record is read before its delivery starts.
+ */
+static enum worker_outcome
+start(void *ctx, struct worker_job *job, const struct worker_input *in,
+    struct worker_output *out, char *why, size_t whylen)
+{
+	struct notify *n = ctx;
+	struct ncall *c;
+	enum worker_outcome r;
+
+	(void)out;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		snprintf(why, whylen, "out of memory");
 		return WORKER_TRANSIENT;
 	}
-	snprintf(key, sizeof(key), IDEM_PREFIX "%s", ev.id);
-	if (note_seen(n, key, &nt.lc, &seen) == -1) {
-		snprintf(why, whylen, "state: cannot read %s", key);
-		r = WORKER_TRANSIENT;
-	} else if (seen) {
-		log_msg(LOG_LEVEL_DEBUG, &nt.lc, "duplicate: notified already");
-		n->duplicates++;
-		r = WORKER_DONE;
-	} else {
-		switch (n->sink) {
-		case SINK_WEBHOOK:
-			r = sink_webhook(n, &nt, why, whylen);
-			break;
-		case SINK_EXEC:
-			r = sink_exec(n, &nt, why, whylen);
-			break;
-		default:
-			r = sink_stdout(n, &nt, why, whylen);
-			break;
-		}
-		if (r == WORKER_DONE) {
-			note_record(n, key, &nt);
-			n->notified++;
-			log_msg(LOG_LEVEL_DEBUG, &nt.lc, "notified %s", nt.id);
-		}
+	c->n = n;
+	c->job = job;
+	if (note_prepare(n, in, c, why, whylen, &r)) {
+		r = n->sink == SINK_WEBHOOK ? sink_webhook(n, c, why, whylen) :
+		    sink_exec(n, c, why, whylen);
+		if (r == WORKER_PENDING)
+			return r;
 	}
-	free(nt.json);
-	event_free(&ev);
+	note_release(c);
+	free(c);
 	return r;
+}
+
+static void
+note_finish(struct ncall *c, enum worker_outcome r, const char *why)
+{
+	if (r == WORKER_DONE)
+		note_delivered(c->n, c);
+	worker_complete(c->job, r, NULL, why);
+	note_release(c);
+	free(c);
+}
+
+static void
+pump(void *ctx, int wait_ms)
+{
+	struct notify *n = ctx;
+
+	if (n->hq != NULL)
+		httpq_run(n->hq, wait_ms);
+	else
+		exec_reap(n, wait_ms);
 }
 
 /* Flushes the log, then failchk, expiry and checkpoints: upkeep.h. */
@@ -827,20 +955,10 @@ webhook_init(struct notify *n)
 	if (!ok)
 		usage_error("--webhook: %s", "not an http or https URL");
 	secret_load(n);
-	if ((n->curl = curl_easy_init()) == NULL)
-		log_fatal(OF_EXIT_FAIL, "curl_easy_init failed");
-	curl_easy_setopt(n->curl, CURLOPT_URL, n->url);
-	curl_easy_setopt(n->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(n->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(n->curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(n->curl, CURLOPT_CONNECTTIMEOUT_MS,
-	    (long)(n->timeout_ms < CONNECT_TIMEOUT_MS ? n->timeout_ms :
-	    CONNECT_TIMEOUT_MS));
-	curl_easy_setopt(n->curl, CURLOPT_TIMEOUT_MS, (long)n->timeout_ms);
-	curl_easy_setopt(n->curl, CURLOPT_USERAGENT, "orderflow-notify/"
-	    VERSION);
-	curl_easy_setopt(n->curl, CURLOPT_WRITEFUNCTION, webhook_discard);
-	curl_easy_setopt(n->curl, CURLOPT_ERRORBUFFER, n->curlerr);
+	n->hq = httpq_new(n->url, (long)n->timeout_ms, CONNECT_TIMEOUT_MS,
+	    "orderflow-notify/" VERSION, n->concurrency);
+	if (n->hq == NULL)
+		log_fatal(OF_EXIT_FAIL, "libcurl: cannot initialise");
 }
 
 static void
@@ -849,6 +967,7 @@ parse_options(struct notify *n, int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "backoff", required_argument, NULL, OPT_BACKOFF },
 		{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
+		{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
 		{ "dedup-ttl", required_argument, NULL, OPT_DEDUP_TTL },
 		{ "dlq", required_argument, NULL, OPT_DLQ },
 		{ "exec", required_argument, NULL, OPT_EXEC },
@@ -874,6 +993,16 @@ parse_options(struct notify *n, int argc, char **argv)
 		case OPT_BACKOFF_MAX:
 			n->backoff_max_ms = opt_duration("--backoff-max",
 			    optarg, 1);
+			break;
+		case OPT_CONCURRENCY:
+			n->concurrency = (int)util_strtonum(optarg, 1,
+			    WORKER_CONCURRENCY_MAX, &errstr);
+			if (errstr != NULL) {
+				log_error("--concurrency %s: %s (1 to %d)",
+				    optarg, errstr, WORKER_CONCURRENCY_MAX);
+				usage();
+				exit(OF_EXIT_USAGE);
+			}
 			break;
 		case OPT_DEDUP_TTL:
 			n->ttl_ms = opt_duration("--dedup-ttl", optarg, 1);
@@ -966,6 +1095,7 @@ main(int argc, char **argv)
 	n->max_attempts = DEF_MAX_ATTEMPTS;
 	n->ttl_ms = DEF_TTL_MS;
 	n->timeout_ms = DEF_TIMEOUT_MS;
+	n->concurrency = WORKER_CONCURRENCY;
 	parse_options(n, argc, argv);
 	std_fds(n);
 
@@ -996,6 +1126,11 @@ main(int argc, char **argv)
 	wc.backoff_max_ms = n->backoff_max_ms;
 	wc.report_ms = log_level() >= LOG_LEVEL_DEBUG ? REPORT_MS : 0;
 	wc.handle = handle;
+	wc.concurrency = n->concurrency;
+	if (n->sink != SINK_STDOUT) {
+		wc.start = start;
+		wc.pump = pump;
+	}
 	wc.ctx = n;
 	wc.report = report;
 	wc.tick = tick;
@@ -1022,8 +1157,7 @@ main(int argc, char **argv)
 				rc = OF_EXIT_FAIL;
 		}
 	}
-	if (n->curl != NULL)
-		curl_easy_cleanup(n->curl);
+	httpq_free(n->hq);
 	curl_global_cleanup();
 	OPENSSL_cleanse(n->key, sizeof(n->key));
 	if ((rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED) &&

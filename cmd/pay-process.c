@@ -11,6 +11,12 @@
  * A crash between the charge and the record charges again only through
  * the gateway, with the same Idempotency-Key (the order id), which the
  * gateway answers with the first charge's outcome.
+ *
+ * The simulator answers in microseconds: one order at a time (worker.h's
+ * handler).  A gateway's calls go through httpq.h, up to --concurrency at
+ * once (worker.h's start and pump); the worker never has two events of
+ * one order in flight, so two calls with one Idempotency-Key never
+ * overlap, and a crash repeats at most the calls in flight.
  */
 #include <sys/stat.h>
 
@@ -28,6 +34,7 @@
 #include "event.h"
 #include "exitcode.h"
 #include "flow.h"
+#include "httpq.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
@@ -43,7 +50,6 @@
 #define DEF_TTL_MS		(7LL * 24 * 3600 * 1000)
 #define DEF_GW_TIMEOUT_MS	10000
 #define GW_CONNECT_MAX_MS	3000
-#define GW_REPLY_MAX		65536
 #define REPORT_MS		10000
 
 /* The state of an idempotency record. */
@@ -52,6 +58,7 @@
 enum {
 	OPT_BACKOFF = OPT_CMD_FIRST,
 	OPT_BACKOFF_MAX,
+	OPT_CONCURRENCY,
 	OPT_DEDUP_TTL,
 	OPT_DLQ,
 	OPT_GATEWAY,
@@ -85,18 +92,20 @@ struct pp {
 	int64_t		 ttl_ms;
 	const char	*gateway;
 	int64_t		 gw_timeout_ms;
-	CURL		*curl;
+	int		 concurrency;
+	struct httpq	*hq;		/* the gateway's calls */
 	struct upkeep	 up;		/* the store's upkeep */
 	uint64_t	 approved;
 	uint64_t	 declined;
 	uint64_t	 duplicates;
 };
 
-/* The growing reply of the gateway, at most GW_REPLY_MAX bytes. */
-struct reply {
-	char	buf[GW_REPLY_MAX + 1];
-	size_t	len;
-	int	overflow;
+/* A gateway call in flight: the order it charges and its job. */
+struct gwcall {
+	struct pp		*p;
+	struct worker_job	*job;
+	struct event		 ev;
+	int			 attempt;
 };
 
 static struct pp pp;
@@ -109,11 +118,12 @@ usage(void)
 	    "[-o -]\n"
 	    "           [-X name=value] [--backoff duration] "
 	    "[--backoff-max duration]\n"
-	    "           [--dedup-ttl duration] [--dlq file] [--gateway url]\n"
-	    "           [--gateway-timeout duration] [--limit amount] "
-	    "[--log-format format]\n"
-	    "           [--max-attempts n] [--state dir] [--sync] "
-	    "[--topic-prefix prefix]\n",
+	    "           [--concurrency n] [--dedup-ttl duration] [--dlq file]\n"
+	    "           [--gateway url] [--gateway-timeout duration] "
+	    "[--limit amount]\n"
+	    "           [--log-format format] [--max-attempts n] "
+	    "[--state dir] [--sync]\n"
+	    "           [--topic-prefix prefix]\n",
 	    log_progname());
 }
 
@@ -230,22 +240,6 @@ simulate(const struct pp *p, const struct event *ev, int attempt,
  * The HTTP gateway.
  */
 
-static size_t
-reply_cb(char *data, size_t size, size_t n, void *arg)
-{
-	struct reply *r = arg;
-	size_t len = size * n;
-
-	if (len > GW_REPLY_MAX - r->len) {
-		r->overflow = 1;
-		return 0;
-	}
-	memcpy(r->buf + r->len, data, len);
-	r->len += len;
-	r->buf[r->len] = '\0';
-	return len;
-}
-
 static char *
 gateway_body(const struct event *ev)
 {
@@ -279,12 +273,12 @@ reply_str(const cJSON *o, const char *name, char *buf, size_t len)
 
 /* A 2xx reply: {"status":"approved"|"declined","payment_id":..,"reason":..} */
 static void
-gateway_ok(const struct reply *r, struct charge *ch)
+gateway_ok(const struct httpq_result *r, struct charge *ch)
 {
 	cJSON *o;
 	char status[16];
 
-	if ((o = cJSON_ParseWithLength(r->buf, r->len)) == NULL ||
+	if ((o = cJSON_ParseWithLength(r->reply, r->len)) == NULL ||
 	    !cJSON_IsObject(o)) {
 		cJSON_Delete(o);
 		ch->r = CHARGE_TRANSIENT;
@@ -315,7 +309,7 @@ gateway_ok(const struct reply *r, struct charge *ch)
  * any other code permanent.
  */
 static void
-gateway_status(long code, const struct reply *r, struct charge *ch)
+gateway_status(long code, const struct httpq_result *r, struct charge *ch)
 {
 	cJSON *o;
 
@@ -325,7 +319,7 @@ gateway_status(long code, const struct reply *r, struct charge *ch)
 	}
 	if (code == 402) {
 		ch->r = CHARGE_DECLINED;
-		if ((o = cJSON_ParseWithLength(r->buf, r->len)) != NULL)
+		if ((o = cJSON_ParseWithLength(r->reply, r->len)) != NULL)
 			reply_str(o, "reason", ch->reason, sizeof(ch->reason));
 		cJSON_Delete(o);
 		if (ch->reason[0] == '\0')
@@ -341,79 +335,68 @@ gateway_status(long code, const struct reply *r, struct charge *ch)
 	snprintf(ch->why, sizeof(ch->why), "gateway: HTTP %ld", code);
 }
 
-static void
-gateway_charge(struct pp *p, const struct event *ev, struct charge *ch)
+/* The request's headers; NULL when out of memory. */
+static struct curl_slist *
+gateway_headers(const struct event *ev)
 {
 	struct curl_slist *h = NULL, *n;
-	struct reply *r;
-	char hdr[64 + ORDER_ID_MAX + TRACEPARENT_LEN], *body;
-	CURLcode res;
-	long code = 0;
+	char hdr[64 + ORDER_ID_MAX + TRACEPARENT_LEN];
+	int i;
 
-	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (body = gateway_body(ev)) == NULL) {
-		free(r);
-		ch->r = CHARGE_TRANSIENT;
-		snprintf(ch->why, sizeof(ch->why), "out of memory");
-		return;
-	}
-	n = h = curl_slist_append(NULL, "Content-Type: application/json");
-	if (n != NULL)
-		n = h = curl_slist_append(h, "Accept: application/json");
-	snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", ev->order.order_id);
-	if (n != NULL)
-		n = h = curl_slist_append(h, hdr);
-	snprintf(hdr, sizeof(hdr), "traceparent: %s", ev->traceparent);
-	if (n != NULL && ev->traceparent[0] != '\0')
-		n = h = curl_slist_append(h, hdr);
-	if (n == NULL) {
-		ch->r = CHARGE_TRANSIENT;
-		snprintf(ch->why, sizeof(ch->why), "out of memory");
-	} else {
-		curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE,
-		    (long)strlen(body));
-		curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, r);
-		res = curl_easy_perform(p->curl);
-		if (res != CURLE_OK) {
-			ch->r = CHARGE_TRANSIENT;
-			snprintf(ch->why, sizeof(ch->why), "gateway: %s",
-			    r->overflow ? "the reply is too long" :
-			    curl_easy_strerror(res));
-		} else {
-			curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE,
-			    &code);
-			gateway_status(code, r, ch);
+	for (i = 0; i < 5; i++) {
+		switch (i) {
+		case 0:
+			snprintf(hdr, sizeof(hdr), "Content-Type: "
+			    "application/json");
+			break;
+		case 1:
+			snprintf(hdr, sizeof(hdr), "Accept: application/json");
+			break;
+		case 2:		/* no "100 Continue" round trip */
+			snprintf(hdr, sizeof(hdr), "Expect:");
+			break;
+		case 3:
+			snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s",
+			    ev->order.order_id);
+			break;
+		default:
+			if (ev->traceparent[0] == '\0')
+				continue;
+			snprintf(hdr, sizeof(hdr), "traceparent: %s",
+			    ev->traceparent);
+			break;
 		}
-		log_debug("gateway: order %s: HTTP %ld", ev->order.order_id,
-		    code);
+		if ((n = curl_slist_append(h, hdr)) == NULL) {
+			curl_slist_free_all(h);
+			return NULL;
+		}
+		h = n;
 	}
-	curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, NULL);
-	curl_slist_free_all(h);
-	free(body);
-	free(r);
+	return h;
+}
+
+/* The charge of a call that ended. */
+static void
+gateway_result(const struct event *ev, const struct httpq_result *r,
+    struct charge *ch)
+{
+	memset(ch, 0, sizeof(*ch));
+	if (r->res != CURLE_OK) {
+		ch->r = CHARGE_TRANSIENT;
+		snprintf(ch->why, sizeof(ch->why), "gateway: %s", r->error);
+	} else
+		gateway_status(r->code, r, ch);
+	log_debug("gateway: order %s: HTTP %ld", ev->order.order_id, r->code);
 }
 
 static void
 gateway_init(struct pp *p)
 {
-	long connect;
-
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
-	    (p->curl = curl_easy_init()) == NULL)
+	    (p->hq = httpq_new(p->gateway, (long)p->gw_timeout_ms,
+	    GW_CONNECT_MAX_MS, "orderflow-pay-process/" VERSION,
+	    p->concurrency)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "libcurl: cannot initialise");
-	connect = p->gw_timeout_ms < GW_CONNECT_MAX_MS ?
-	    (long)p->gw_timeout_ms : GW_CONNECT_MAX_MS;
-	curl_easy_setopt(p->curl, CURLOPT_URL, p->gateway);
-	curl_easy_setopt(p->curl, CURLOPT_POST, 1L);
-	curl_easy_setopt(p->curl, CURLOPT_CONNECTTIMEOUT_MS, connect);
-	curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, (long)p->gw_timeout_ms);
-	curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(p->curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(p->curl, CURLOPT_USERAGENT,
-	    "orderflow-pay-process/" VERSION);
-	curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, reply_cb);
 }
 
 /*
@@ -501,41 +484,26 @@ paid_before(struct pp *p, const struct event *ev, struct worker_output *out,
 }
 
 /*
- * A gateway is asked only about orders not paid before.  The simulator,
- * which costs nothing, answers first: an approval or a decline meets a
- * recorded payment in the put-if-absent, a failure looks for one, so
- * most orders take a single transaction.
+ * The outcome of a charge: a failure as it is; an approval or a decline
+ * recorded put-if-absent, then its event, or the payment recorded before.
  */
 static enum worker_outcome
-pay(struct pp *p, const struct event *ev, int attempt,
+settle(struct pp *p, const struct event *ev, const struct charge *ch,
     struct worker_output *out, char *why, size_t whylen)
 {
 	struct record r = { 0 };
-	struct charge ch;
 	struct event payev;
-	enum worker_outcome wr;
 	char *json;
 	int ret;
 
-	memset(&ch, 0, sizeof(ch));
-	if (p->gateway != NULL) {
-		if (paid_before(p, ev, out, why, whylen, &wr) != 0)
-			return wr;
-		gateway_charge(p, ev, &ch);
-	} else {
-		simulate(p, ev, attempt, &ch);
-		if ((ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) &&
-		    paid_before(p, ev, out, why, whylen, &wr) != 0)
-			return wr;
-	}
-	if (ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) {
-		snprintf(why, whylen, "%s", ch.why);
-		return ch.r == CHARGE_TRANSIENT ? WORKER_TRANSIENT :
+	if (ch->r == CHARGE_TRANSIENT || ch->r == CHARGE_PERMANENT) {
+		snprintf(why, whylen, "%s", ch->why);
+		return ch->r == CHARGE_TRANSIENT ? WORKER_TRANSIENT :
 		    WORKER_PERMANENT;
 	}
 	r.now_ms = util_now_ms();
 	r.ttl_ms = p->ttl_ms;
-	json = payment_json(ev, &ch, &payev);
+	json = payment_json(ev, ch, &payev);
 	if (json == NULL) {
 		snprintf(why, whylen, "cannot build the payment event: %s",
 		    strerror(errno));
@@ -562,7 +530,7 @@ pay(struct pp *p, const struct event *ev, int attempt,
 	out->value = json;
 	snprintf(out->traceparent, sizeof(out->traceparent), "%s",
 	    payev.traceparent);
-	if (ch.r == CHARGE_APPROVED)
+	if (ch->r == CHARGE_APPROVED)
 		p->approved++;
 	else
 		p->declined++;
@@ -575,46 +543,153 @@ pay(struct pp *p, const struct event *ev, int attempt,
 
 		log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s: %s%s%s", ev->subject,
 		    event_pay_status_name(payev.payment.status),
-		    ch.r == CHARGE_DECLINED ? " " : "",
-		    ch.r == CHARGE_DECLINED ? payev.payment.reason : "");
+		    ch->r == CHARGE_DECLINED ? " " : "",
+		    ch->r == CHARGE_DECLINED ? payev.payment.reason : "");
 	}
 	return WORKER_DONE;
 }
 
+/*
+ * The simulator, which costs nothing, answers first: an approval or a
+ * decline meets a recorded payment in the put-if-absent, a failure looks
+ * for one, so most orders take a single transaction.
+ */
 static enum worker_outcome
-handle(void *ctx, const struct worker_input *in, struct worker_output *out,
-    char *why, size_t whylen)
+pay(struct pp *p, const struct event *ev, int attempt,
+    struct worker_output *out, char *why, size_t whylen)
 {
-	struct event ev;
-	struct pp *p = ctx;
+	struct charge ch;
+	enum worker_outcome wr;
+
+	memset(&ch, 0, sizeof(ch));
+	simulate(p, ev, attempt, &ch);
+	if ((ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) &&
+	    paid_before(p, ev, out, why, whylen, &wr) != 0)
+		return wr;
+	return settle(p, ev, &ch, out, why, whylen);
+}
+
+/*
+ * The input as an order.created event, upcast to v2: WORKER_DONE, or the
+ * outcome of an input that is not one (ev is then freed).
+ */
+static enum worker_outcome
+order_event(const struct worker_input *in, struct event *ev, char *why,
+    size_t whylen)
+{
 	struct event_err err;
-	enum worker_outcome r;
 
 	if (in->len == 0) {
 		snprintf(why, whylen, "%s value", in->value == NULL ? "null" :
 		    "empty");
 		return WORKER_INVALID;
 	}
-	if (event_parse(in->value, in->len, &ev, &err) == -1) {
+	if (event_parse(in->value, in->len, ev, &err) == -1) {
 		snprintf(why, whylen, "%s", err.text);
-		event_free(&ev);
+		event_free(ev);
 		return WORKER_INVALID;
 	}
-	if (ev.kind != EVENT_ORDER_CREATED_V1 &&
-	    ev.kind != EVENT_ORDER_CREATED_V2) {
+	if (ev->kind != EVENT_ORDER_CREATED_V1 &&
+	    ev->kind != EVENT_ORDER_CREATED_V2) {
 		snprintf(why, whylen, "type: %s is not an order.created event",
-		    ev.type);
-		event_free(&ev);
+		    ev->type);
+		event_free(ev);
 		return WORKER_INVALID;
 	}
-	if (event_upcast_v1(&ev) == -1) {
+	if (event_upcast_v1(ev) == -1) {
 		snprintf(why, whylen, "cannot upcast: %s", strerror(errno));
-		event_free(&ev);
+		event_free(ev);
 		return WORKER_TRANSIENT;
 	}
+	return WORKER_DONE;
+}
+
+/* The simulator's handler: one record at a time, synchronously. */
+static enum worker_outcome
+handle(void *ctx, const struct worker_input *in, struct worker_output *out,
+    char *why, size_t whylen)
+{
+	struct event ev;
+	struct pp *p = ctx;
+	enum worker_outcome r;
+
+	if ((r = order_event(in, &ev, why, whylen)) != WORKER_DONE)
+		return r;
 	r = pay(p, &ev, in->attempt, out, why, whylen);
 	event_free(&ev);
 	return r;
+}
+
+/* A gateway call ended: its outcome is settled and the job completed. */
+static void
+gateway_done(void *arg, const struct httpq_result *res)
+{
+	struct gwcall *gc = arg;
+	struct worker_output out;
+	struct charge ch;
+	enum worker_outcome r;
+	char why[512];
+
+	memset(&out, 0, sizeof(out));
+	why[0] = '\0';
+	gateway_result(&gc->ev, res, &ch);
+	r = settle(gc->p, &gc->ev, &ch, &out, why, sizeof(why));
+	worker_complete(gc->job, r, &out, why);
+	event_free(&gc->ev);
+	free(gc);
+}
+
+/*
+ * The gateway's handler: an order paid before is answered at once from
+ * the record; any other starts a call and is pending until it ends.  The
+ * worker never has two records of one order in flight, so the record
+ * read here is still the truth when the call ends.
+ */
+static enum worker_outcome
+start(void *ctx, struct worker_job *job, const struct worker_input *in,
+    struct worker_output *out, char *why, size_t whylen)
+{
+	struct pp *p = ctx;
+	struct gwcall *gc;
+	struct curl_slist *h;
+	enum worker_outcome r;
+	char *body;
+
+	if ((gc = calloc(1, sizeof(*gc))) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return WORKER_TRANSIENT;
+	}
+	if ((r = order_event(in, &gc->ev, why, whylen)) != WORKER_DONE) {
+		free(gc);
+		return r;
+	}
+	if (paid_before(p, &gc->ev, out, why, whylen, &r) == 0) {
+		gc->p = p;
+		gc->job = job;
+		gc->attempt = in->attempt;
+		body = gateway_body(&gc->ev);
+		h = gateway_headers(&gc->ev);
+		if (body != NULL && h != NULL && httpq_post(p->hq, body,
+		    strlen(body), h, gateway_done, gc) == 0)
+			return WORKER_PENDING;
+		if (body == NULL || h == NULL) {
+			free(body);
+			curl_slist_free_all(h);
+		}
+		snprintf(why, whylen, "gateway: out of memory");
+		r = WORKER_TRANSIENT;
+	}
+	event_free(&gc->ev);
+	free(gc);
+	return r;
+}
+
+static void
+pump(void *ctx, int wait_ms)
+{
+	struct pp *p = ctx;
+
+	httpq_run(p->hq, wait_ms);
 }
 
 /* Failchk, expiry and checkpoints: upkeep.h. */
@@ -649,6 +724,7 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 		OPT_COMMON_LONG,
 		{ "backoff", required_argument, NULL, OPT_BACKOFF },
 		{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
+		{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
 		{ "dedup-ttl", required_argument, NULL, OPT_DEDUP_TTL },
 		{ "dlq", required_argument, NULL, OPT_DLQ },
 		{ "gateway", required_argument, NULL, OPT_GATEWAY },
@@ -680,6 +756,12 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 		case OPT_BACKOFF_MAX:
 			cf->backoff_max_ms = opt_duration("--backoff-max",
 			    optarg, 0);
+			break;
+		case OPT_CONCURRENCY:
+			p->concurrency = (int)util_strtonum(optarg, 1,
+			    WORKER_CONCURRENCY_MAX, &e);
+			if (e != NULL)
+				usage_error("--concurrency %s", optarg, e);
 			break;
 		case OPT_DEDUP_TTL:
 			p->ttl_ms = opt_duration("--dedup-ttl", optarg, 1000);
@@ -746,6 +828,7 @@ main(int argc, char *argv[])
 	pp.limit = DEF_LIMIT;
 	pp.ttl_ms = DEF_TTL_MS;
 	pp.gw_timeout_ms = DEF_GW_TIMEOUT_MS;
+	pp.concurrency = WORKER_CONCURRENCY;
 	pp.store_flags = STORE_NOSYNC;
 
 	parse_options(&pp, &cf, argc, argv);
@@ -756,6 +839,7 @@ main(int argc, char *argv[])
 	cf.out_topic = opt_topic(&pp.o, FLOW_TOPIC_PAYMENTS);
 	cf.report_ms = pp.o.verbosity > LOG_LEVEL_INFO ? REPORT_MS : 0;
 	cf.handle = handle;
+	cf.concurrency = pp.concurrency;
 	cf.ctx = &pp;
 	cf.report = report;
 	cf.tick = tick;
@@ -766,8 +850,11 @@ main(int argc, char *argv[])
 	if ((ret = store_open(&pp.store, pp.state, pp.store_flags)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
 		    store_strerror(ret));
-	if (pp.gateway != NULL)
+	if (pp.gateway != NULL) {
 		gateway_init(&pp);
+		cf.start = start;
+		cf.pump = pump;
+	}
 	upkeep_init(&pp.up, &pp.store, pp.state, pp.store_flags);
 
 	rc = worker_run(&cf, &pp.o, &st);
@@ -789,8 +876,8 @@ main(int argc, char *argv[])
 				rc = OF_EXIT_FAIL;
 		}
 	}
-	if (pp.curl != NULL) {
-		curl_easy_cleanup(pp.curl);
+	if (pp.hq != NULL) {
+		httpq_free(pp.hq);
 		curl_global_cleanup();
 	}
 	opt_free(&pp.o);

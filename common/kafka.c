@@ -62,6 +62,7 @@ struct kafka_consumer {
 	void			*revoke_opaque;
 	rd_kafka_resp_err_t	 last_err;	/* last consume error */
 	int			 assigned;	/* a first assignment came */
+	int			 held;		/* kafka_consumer_hold() */
 	/* The fetch kicker (kick_start()); queue is NULL without it. */
 	rd_kafka_queue_t	*queue;
 	int			 peak;
@@ -923,6 +924,8 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			e = rd_kafka_incremental_assign(rk, parts);
 		else
 			r = rd_kafka_assign(rk, parts);
+		if (c->held)
+			rd_kafka_pause_partitions(rk, parts);
 		break;
 	case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
 		if (rd_kafka_assignment_lost(rk))
@@ -1202,6 +1205,13 @@ kafka_consumer_pending(const struct kafka_consumer *c)
 	return offtrack_pending(c->track);
 }
 
+size_t
+kafka_consumer_window(const struct kafka_consumer *c, const char *topic,
+    int32_t partition)
+{
+	return offtrack_partition_window(c->track, topic, partition);
+}
+
 void
 kafka_consumer_on_revoke(struct kafka_consumer *c, void (*fn)(void *),
     void *opaque)
@@ -1243,6 +1253,27 @@ kafka_consumer_resume(struct kafka_consumer *c, const char *topic,
     int32_t partition)
 {
 	return pause_resume(c, topic, partition, 0);
+}
+
+int
+kafka_consumer_hold(struct kafka_consumer *c, int hold)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+
+	if ((err = rd_kafka_assignment(c->rk, &l)) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR) {
+		err = hold ? rd_kafka_pause_partitions(c->rk, l) :
+		    rd_kafka_resume_partitions(c->rk, l);
+		rd_kafka_topic_partition_list_destroy(l);
+	}
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("kafka: cannot %s fetching: %s", hold ? "pause" :
+		    "resume", rd_kafka_err2str(err));
+		return -1;
+	}
+	c->held = hold;
+	return 0;
 }
 
 /*

@@ -217,6 +217,10 @@ int	kafka_consumer_done(struct kafka_consumer *, const char *topic,
 /* Records tracked and not done yet, over every partition. */
 size_t	kafka_consumer_pending(const struct kafka_consumer *);
 
+/* The tracker's window of one partition: offtrack_partition_window(). */
+size_t	kafka_consumer_window(const struct kafka_consumer *,
+	    const char *topic, int32_t partition);
+
 /*
  * Called on revocation before the revoked partitions' offsets are
  * committed, so the caller can flush its producer (kafka_flush()) and let
@@ -233,6 +237,14 @@ int	kafka_consumer_pause(struct kafka_consumer *, const char *topic,
 	    int32_t partition);
 int	kafka_consumer_resume(struct kafka_consumer *, const char *topic,
 	    int32_t partition);
+
+/*
+ * Stops (hold 1) and restarts (hold 0) fetching every assigned partition,
+ * including those assigned while held: the bound of the records a worker
+ * holds at once.  Resuming also resumes partitions paused one by one;
+ * the caller pauses those again.  Returns 0 or -1 (logged).
+ */
+int	kafka_consumer_hold(struct kafka_consumer *, int hold);
 
 /*
  * The partition will be consumed from offset again (usually the offset of

@@ -294,6 +294,16 @@ offtrack_partition_pending(const struct offtrack *t, const char *topic,
 	return p == NULL ? 0 : p->npending;
 }
 
+/* The ring's front is always pending: nothing pending, nothing held. */
+size_t
+offtrack_partition_window(const struct offtrack *t, const char *topic,
+    int32_t partition)
+{
+	if (offtrack_partition_pending(t, topic, partition) == 0)
+		return 0;
+	return part_find(t, topic, partition)->len;
+}
+
 size_t
 offtrack_pending(const struct offtrack *t)
 {

@@ -67,6 +67,14 @@ int	offtrack_rewind(struct offtrack *, const char *topic,
 void	offtrack_forget_partition(struct offtrack *, const char *topic,
 	    int32_t partition);
 
+/*
+ * The records of one partition held in its window: from the lowest
+ * pending one up to the highest begun, done ones included (what its
+ * memory is proportional to).  0 when nothing is pending.
+ */
+size_t	offtrack_partition_window(const struct offtrack *,
+	    const char *topic, int32_t partition);
+
 /* Pending records of one partition, and of all of them. */
 size_t	offtrack_partition_pending(const struct offtrack *,
 	    const char *topic, int32_t partition);

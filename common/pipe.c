@@ -54,71 +54,41 @@ struct reader {
  * The heap of records waiting for a retry.
  */
 
-static void
-heap_swap(struct pipe_retry *a, struct pipe_retry *b)
-{
-	struct pipe_retry t = *a;
-
-	*a = *b;
-	*b = t;
-}
-
 int
 pipe_retries_push(struct pipe_retries *q, const struct pipe_retry *r)
 {
-	struct pipe_retry *n;
-	size_t i;
+	struct pipe_retry *copy;
 
-	if (q->n == q->cap) {
-		n = reallocarray(q->heap, q->cap == 0 ? 16 :
-		    q->cap * 2, sizeof(*n));
-		if (n == NULL)
-			return -1;
-		q->heap = n;
-		q->cap = q->cap == 0 ? 16 : q->cap * 2;
+	if ((copy = malloc(sizeof(*copy))) == NULL)
+		return -1;
+	*copy = *r;
+	if (timerheap_push(&q->t, r->due_ms, copy) == -1) {
+		free(copy);
+		return -1;
 	}
-	i = q->n++;
-	q->heap[i] = *r;
-	for (; i > 0 && q->heap[(i - 1) / 2].due_ms > q->heap[i].due_ms;
-	    i = (i - 1) / 2)
-		heap_swap(&q->heap[(i - 1) / 2], &q->heap[i]);
 	return 0;
 }
 
 struct pipe_retry
 pipe_retries_pop(struct pipe_retries *q)
 {
-	struct pipe_retry top = q->heap[0];
-	size_t i = 0, l, m;
+	struct pipe_retry *p = timerheap_pop(&q->t), r = *p;
 
-	q->heap[0] = q->heap[--q->n];
-	for (;;) {
-		l = 2 * i + 1;
-		m = i;
-		if (l < q->n && q->heap[l].due_ms < q->heap[m].due_ms)
-			m = l;
-		if (l + 1 < q->n && q->heap[l + 1].due_ms <
-		    q->heap[m].due_ms)
-			m = l + 1;
-		if (m == i)
-			break;
-		heap_swap(&q->heap[i], &q->heap[m]);
-		i = m;
-	}
-	return top;
+	free(p);
+	return r;
 }
 
 void
 pipe_retries_free(struct pipe_retries *q)
 {
-	size_t i;
+	struct pipe_retry r;
 
-	for (i = 0; i < q->n; i++) {
-		free(q->heap[i].value);
-		free(q->heap[i].why);
+	while (q->t.n > 0) {
+		r = pipe_retries_pop(q);
+		free(r.value);
+		free(r.why);
 	}
-	free(q->heap);
-	memset(q, 0, sizeof(*q));
+	timerheap_free(&q->t);
 }
 
 /*
@@ -313,7 +283,7 @@ pipe_retry_now(struct worker *w)
 	struct worker_input in;
 
 	pipe_input(&in, r.value, r.len, r.lineno, r.attempt);
-	route_handle(w, &in, NULL);
+	inflight_submit(w, &in, NULL);
 	free(r.value);
 	free(r.why);
 }
@@ -328,7 +298,7 @@ pipe_slot(struct worker *w, int status, char *line, size_t len, long lineno,
 	switch (status) {
 	case JSONL_LINE:
 		pipe_input(&in, line, len, lineno, 1);
-		route_handle(w, &in, NULL);
+		inflight_submit(w, &in, NULL);
 		free(line);
 		return 0;
 	case JSONL_REJECT:
@@ -365,7 +335,7 @@ pipe_abandon(struct worker *w)
 	struct pipe_retry r;
 	char msg[WHY_MAX + 64];
 
-	while (w->retries.n > 0) {
+	while (w->retries.t.n > 0) {
 		r = pipe_retries_pop(&w->retries);
 		pipe_input(&in, r.value, r.len, r.lineno, r.attempt - 1);
 		snprintf(msg, sizeof(msg), "stopped before attempt %d: %s",
@@ -384,7 +354,7 @@ pipe_run(struct worker *w)
 	size_t len;
 	long lineno;
 	char *line, err[256];
-	int eof = 0, status;
+	int busy, eof = 0, status;
 
 	if (reader_start(&rd, w->cf->input) == -1) {
 		worker_fail(w, OF_EXIT_FAIL);
@@ -393,29 +363,41 @@ pipe_run(struct worker *w)
 	w->in_name = jsonl_name(rd.r);
 	while (w->rc == OF_EXIT_OK && worker_running()) {
 		now = util_mono_ms();
-		if (w->retries.n > 0 && w->retries.heap[0].due_ms <= now)
+		busy = inflight_busy(w);
+		if (timerheap_next(&w->retries.t) <= now)
 			pipe_retry_now(w);
-		else if (eof && w->retries.n == 0)
+		else if (eof && w->retries.t.n == 0 && inflight_held(w) == 0)
 			break;
 		else {
 			wait = WORKER_POLL_MS;
-			if (w->retries.n > 0 &&
-			    w->retries.heap[0].due_ms - now < wait)
-				wait = w->retries.heap[0].due_ms - now;
-			if (eof || w->retries.n >= WORKER_PIPE_RETRIES) {
+			if (w->retries.t.n > 0 &&
+			    timerheap_next(&w->retries.t) - now < wait)
+				wait = timerheap_next(&w->retries.t) - now;
+			if (busy && wait > WORKER_PUMP_MS)
+				wait = WORKER_PUMP_MS;
+			if (eof || w->retries.t.n >= WORKER_PIPE_RETRIES ||
+			    inflight_full(w)) {
 				if (w->cf->idle != NULL)
 					w->cf->idle(w->cf->ctx);
-				nap(wait);
-			} else if (pipe_take(w, &rd, wait, &status, &line,
-			    &len, &lineno, err, sizeof(err)))
+				if (busy)
+					inflight_run(w, (int)wait);
+				else
+					nap(wait);
+			} else if (pipe_take(w, &rd, busy ? 0 : wait, &status,
+			    &line, &len, &lineno, err, sizeof(err)))
 				eof = pipe_slot(w, status, line, len, lineno,
 				    err);
+			else if (busy)
+				inflight_run(w, (int)wait);
 		}
+		inflight_run(w, 0);
 		if (w->p != NULL)
 			kafka_poll(w->p, 0);
 		worker_periodic(w);
 	}
-	if (w->retries.n > 0)
+	/* Stopped: what is in flight ends first, its retries then abandoned. */
+	inflight_drain(w, util_mono_ms() + WORKER_FLUSH_MS);
+	if (w->retries.t.n > 0)
 		pipe_abandon(w);
 	reader_stop(&rd, eof);
 }

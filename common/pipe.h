@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "timerheap.h"
+
 struct worker;
 
 /* Pipe mode: a record waiting for its next attempt. */
@@ -36,13 +38,11 @@ struct pipe_retry {
 };
 
 /*
- * The records waiting, a min-heap on due_ms: heap[0] is due first.  All
- * zero is an empty heap.
+ * The records waiting, a timerheap.h on due_ms: t.n of them, the first
+ * due at timerheap_next(&t).  All zero is an empty heap.
  */
 struct pipe_retries {
-	struct pipe_retry	*heap;
-	size_t			 n;
-	size_t			 cap;
+	struct timerheap	 t;
 };
 
 /* Adds r, whose value and why the heap then owns.  -1: out of memory. */

@@ -410,24 +410,19 @@ emit(struct worker *w, const struct worker_input *in,
 }
 
 void
-route_handle(struct worker *w, const struct worker_input *in,
-    const rd_kafka_headers_t *src)
+route_outcome(struct worker *w, const struct worker_input *in,
+    const rd_kafka_headers_t *src, enum worker_outcome r,
+    struct worker_output *out, const char *reason)
 {
-	struct worker_output out;
-	enum worker_outcome r;
 	char why[WHY_MAX], msg[WHY_MAX + 64];
 
-	memset(&out, 0, sizeof(out));
-	why[0] = '\0';
-	w->st->processed++;
-	r = w->cf->handle(w->cf->ctx, in, &out, why, sizeof(why));
-	if (r != WORKER_DONE && why[0] == '\0')
-		snprintf(why, sizeof(why), "no reason given");
+	snprintf(why, sizeof(why), "%s", reason != NULL && *reason != '\0' ?
+	    reason : "no reason given");
 	switch (r) {
 	case WORKER_DONE:
 		w->st->done++;
-		if (out.value != NULL)
-			emit(w, in, &out);
+		if (out != NULL && out->value != NULL)
+			emit(w, in, out);
 		else
 			input_done(w, in);
 		break;
@@ -447,6 +442,29 @@ route_handle(struct worker *w, const struct worker_input *in,
 		route_dead_letter(w, in, src, "invalid", why);
 		break;
 	}
-	free(out.key);
-	free(out.value);
+	if (out != NULL) {
+		free(out->key);
+		free(out->value);
+		out->key = out->value = NULL;
+	}
+}
+
+enum worker_outcome
+route_handle(struct worker *w, const struct worker_input *in,
+    const rd_kafka_headers_t *src, struct worker_job *job)
+{
+	struct worker_output out;
+	enum worker_outcome r;
+	char why[WHY_MAX];
+
+	memset(&out, 0, sizeof(out));
+	why[0] = '\0';
+	w->st->processed++;
+	if (job != NULL)
+		r = w->cf->start(w->cf->ctx, job, in, &out, why, sizeof(why));
+	else
+		r = w->cf->handle(w->cf->ctx, in, &out, why, sizeof(why));
+	if (r != WORKER_PENDING)
+		route_outcome(w, in, src, r, &out, why);
+	return r;
 }

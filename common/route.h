@@ -24,12 +24,23 @@
 struct worker;
 
 /*
- * Hands in to the command's handler and sends the outcome where it goes.
- * src holds the Kafka record's headers (NULL in pipe mode), which a
- * retry or dead letter keeps.
+ * Hands in to the command's handler (its start with job when job is not
+ * NULL) and sends the outcome where it goes, which it returns; nothing is
+ * sent for WORKER_PENDING (route_outcome() follows).  src holds the Kafka
+ * record's headers (NULL in pipe mode), which a retry or dead letter
+ * keeps.
  */
-void	route_handle(struct worker *, const struct worker_input *in,
-	    const rd_kafka_headers_t *src);
+enum worker_outcome route_handle(struct worker *,
+	    const struct worker_input *in, const rd_kafka_headers_t *src,
+	    struct worker_job *job);
+
+/*
+ * Sends the outcome r of in where it goes, as route_handle() does with a
+ * handler's: out (may be NULL) is freed, why is the failure's message.
+ */
+void	route_outcome(struct worker *, const struct worker_input *in,
+	    const rd_kafka_headers_t *src, enum worker_outcome r,
+	    struct worker_output *out, const char *why);
 
 /*
  * Sends in to the dead letters with kind ("invalid", "permanent",

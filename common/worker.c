@@ -53,11 +53,14 @@ static struct opt_prop producer_props[] = {
 	{ "queue.buffering.max.kbytes", "2048", "worker default" }
 };
 
-/* A retry-topic partition paused until its first record is due. */
+/*
+ * A partition paused until its first record is due (a retry), or, with
+ * due_ms INT64_MAX, until its window of unfinished records shrank.
+ */
 struct pause {
 	const char	*topic;
 	int32_t		 partition;
-	int64_t		 offset;
+	int64_t		 offset;	/* the retry's; -1 */
 	int64_t		 due_ms;	/* epoch ms */
 };
 
@@ -113,6 +116,32 @@ worker_periodic(struct worker *w)
  */
 
 /*
+ * The entry of a paused partition, added when missing (a realloc, under
+ * which the partition is resumed and NULL returned).
+ */
+static struct pause *
+pause_entry(struct worker *w, const char *topic, int32_t partition)
+{
+	struct pause *p;
+	size_t i;
+
+	for (i = 0; i < w->npauses; i++)
+		if (w->pauses[i].partition == partition &&
+		    strcmp(w->pauses[i].topic, topic) == 0)
+			return &w->pauses[i];
+	p = realloc(w->pauses, (w->npauses + 1) * sizeof(*p));
+	if (p == NULL) {
+		kafka_consumer_resume(w->c, topic, partition);
+		return NULL;
+	}
+	w->pauses = p;
+	p = &w->pauses[w->npauses++];
+	p->topic = topic;
+	p->partition = partition;
+	return p;
+}
+
+/*
  * The record at offset is not due before due_ms: its partition stops
  * there.  Returns 0, or -1 when the partition could not be paused (the
  * record is then handled now: early rather than never).
@@ -122,7 +151,6 @@ pause_until(struct worker *w, const char *topic, int32_t partition,
     int64_t offset, int64_t due_ms)
 {
 	struct pause *p;
-	size_t i;
 
 	if (kafka_consumer_pause(w->c, topic, partition) == -1)
 		return -1;
@@ -130,47 +158,65 @@ pause_until(struct worker *w, const char *topic, int32_t partition,
 		kafka_consumer_resume(w->c, topic, partition);
 		return -1;
 	}
-	for (i = 0; i < w->npauses; i++)
-		if (w->pauses[i].partition == partition &&
-		    strcmp(w->pauses[i].topic, topic) == 0)
-			break;
-	if (i == w->npauses) {
-		p = realloc(w->pauses, (w->npauses + 1) * sizeof(*p));
-		if (p == NULL) {
-			kafka_consumer_resume(w->c, topic, partition);
-			return -1;
-		}
-		w->pauses = p;
-		w->npauses++;
-	}
-	w->pauses[i].topic = topic;
-	w->pauses[i].partition = partition;
-	w->pauses[i].offset = offset;
-	w->pauses[i].due_ms = due_ms;
+	if ((p = pause_entry(w, topic, partition)) == NULL)
+		return -1;
+	p->offset = offset;
+	p->due_ms = due_ms;
 	log_debug("%s [%d]: offset %" PRId64 " is due in %" PRId64 " ms: "
 	    "partition paused", topic, (int)partition, offset,
 	    due_ms - util_now_ms());
 	return 0;
 }
 
-/* Resumes the partitions whose record came due (or was revoked since). */
+/*
+ * Bounded memory per partition: one whose window of unfinished records
+ * (a record in flight or waiting, and every later one) reached
+ * WORKER_WINDOW_MAX stops fetching until the window is down to half.
+ */
+static void
+pause_window(struct worker *w, const char *topic, int32_t partition)
+{
+	struct pause *p;
+	size_t i;
+
+	if (kafka_consumer_window(w->c, topic, partition) < WORKER_WINDOW_MAX)
+		return;
+	for (i = 0; i < w->npauses; i++)
+		if (w->pauses[i].partition == partition &&
+		    strcmp(w->pauses[i].topic, topic) == 0)
+			return;
+	if (kafka_consumer_pause(w->c, topic, partition) == -1 ||
+	    (p = pause_entry(w, topic, partition)) == NULL)
+		return;
+	p->offset = -1;
+	p->due_ms = INT64_MAX;
+	log_debug("%s [%d]: %d records unfinished: partition paused", topic,
+	    (int)partition, WORKER_WINDOW_MAX);
+}
+
+/*
+ * Resumes the partitions whose record came due (or was revoked since),
+ * and those whose window shrank to half.
+ */
 static void
 resume_due(struct worker *w)
 {
 	int64_t now = util_now_ms();
+	struct pause *p;
 	size_t i;
 
 	for (i = 0; i < w->npauses;) {
-		if (w->pauses[i].due_ms > now) {
+		p = &w->pauses[i];
+		if (p->due_ms == INT64_MAX ? kafka_consumer_window(w->c,
+		    p->topic, p->partition) > WORKER_WINDOW_MAX / 2 :
+		    p->due_ms > now) {
 			i++;
 			continue;
 		}
 		log_debug("%s [%d]: offset %" PRId64 " is due: partition "
-		    "resumed", w->pauses[i].topic, (int)w->pauses[i].partition,
-		    w->pauses[i].offset);
-		kafka_consumer_resume(w->c, w->pauses[i].topic,
-		    w->pauses[i].partition);
-		w->pauses[i] = w->pauses[--w->npauses];
+		    "resumed", p->topic, (int)p->partition, p->offset);
+		kafka_consumer_resume(w->c, p->topic, p->partition);
+		*p = w->pauses[--w->npauses];
 	}
 }
 
@@ -187,15 +233,6 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	topic = rd_kafka_topic_name(m->rkt);
 	h = kafka_msg_headers(m);
 	from_retry = strcmp(topic, w->cf->retry_topic) == 0;
-	if (from_retry && kafka_header_get_int64(h, FLOW_H_NOT_BEFORE, &v) == 0 &&
-	    v > util_now_ms() && pause_until(w, w->cf->retry_topic,
-	    m->partition, m->offset, v) == 0)
-		return;
-	if (kafka_consumer_track(w->c, m) == -1) {
-		log_error("out of memory");
-		worker_fail(w, OF_EXIT_FAIL);
-		return;
-	}
 	memset(&in, 0, sizeof(in));
 	in.value = m->payload;
 	in.len = m->payload != NULL ? m->len : 0;
@@ -210,7 +247,29 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	in.offset = m->offset;
 	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, tp, sizeof(tp)) >= 0)
 		in.traceparent = tp;
-	route_handle(w, &in, h);
+	/*
+	 * A retry not due yet waits in memory, its offset pending, while
+	 * the records behind it go on; with the heap full, its partition
+	 * pauses there instead.
+	 */
+	if (from_retry && kafka_header_get_int64(h, FLOW_H_NOT_BEFORE,
+	    &v) == 0 && v > util_now_ms()) {
+		if (kafka_consumer_track(w->c, m) == 0 &&
+		    inflight_hold(w, &in, h, v) == 0) {
+			pause_window(w, in.topic, in.partition);
+			return;
+		}
+		if (pause_until(w, w->cf->retry_topic, m->partition,
+		    m->offset, v) == 0)
+			return;
+	}
+	if (kafka_consumer_track(w->c, m) == -1) {
+		log_error("out of memory");
+		worker_fail(w, OF_EXIT_FAIL);
+		return;
+	}
+	inflight_submit(w, &in, h);
+	pause_window(w, in.topic, in.partition);
 }
 
 /* Before revoked partitions commit: let outputs in flight be done. */
@@ -237,12 +296,56 @@ check_fatal(struct worker *w)
 	return 0;
 }
 
+/*
+ * Bounded memory: with inflight_max() records held, fetching stops until
+ * a quarter of them are done.  Resuming resumes every partition, so
+ * those paused for a retry are paused again.  librdkafka drops what it
+ * prefetched for a paused partition and fetches again from the next
+ * record not consumed, so nothing is skipped.
+ */
+static void
+hold(struct worker *w)
+{
+	size_t held = inflight_held(w), i, n = inflight_max(w);
+
+	if (!w->holding && inflight_full(w)) {
+		if (kafka_consumer_hold(w->c, 1) == 0) {
+			w->holding = 1;
+			log_debug("%zu records in flight: fetching paused",
+			    held);
+		}
+	} else if (w->holding && held <= n - (n >= 4 ? n / 4 : 1)) {
+		if (kafka_consumer_hold(w->c, 0) == 0) {
+			w->holding = 0;
+			for (i = 0; i < w->npauses; i++)
+				kafka_consumer_pause(w->c, w->pauses[i].topic,
+				    w->pauses[i].partition);
+			log_debug("%zu records in flight: fetching resumed",
+			    held);
+		}
+	}
+}
+
+/* The consumer's wait: at most until the first retry held is due. */
+static int
+poll_wait(const struct worker *w)
+{
+	int64_t due = inflight_next_due(w), left;
+
+	if (due == INT64_MAX)
+		return WORKER_POLL_MS;
+	left = due - util_now_ms();
+	return left <= 0 ? 0 : left < WORKER_POLL_MS ? (int)left :
+	    WORKER_POLL_MS;
+}
+
 static void
 run_kafka(struct worker *w, const struct opt_kafka *o)
 {
 	const char *topics[3];
 	rd_kafka_message_t *m;
 	char err[512];
+	int busy, wait;
 
 	topics[0] = w->cf->in_topic;
 	topics[1] = w->cf->retry_topic;
@@ -254,18 +357,22 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 	}
 	kafka_consumer_on_revoke(w->c, on_revoke, w);
 	while (w->rc == OF_EXIT_OK && worker_running()) {
+		hold(w);
+		/* Calls in flight: a glance at Kafka, then the calls. */
+		busy = inflight_busy(w);
+		wait = busy ? 0 : poll_wait(w);
 		/* With an idle hook: first what is there, then the hook. */
-		m = kafka_consumer_poll(w->c, w->cf->idle != NULL ? 0 :
-		    WORKER_POLL_MS);
+		m = kafka_consumer_poll(w->c, w->cf->idle != NULL ? 0 : wait);
 		if (m == NULL && w->cf->idle != NULL) {
 			w->cf->idle(w->cf->ctx);
-			m = kafka_consumer_poll(w->c, WORKER_POLL_MS);
+			m = kafka_consumer_poll(w->c, wait);
 		}
 		if (m != NULL) {
 			on_message(w, m);
 			rd_kafka_message_destroy(m);
 		} else if (check_fatal(w))
 			break;
+		inflight_run(w, m == NULL && busy ? WORKER_PUMP_MS : 0);
 		kafka_poll(w->p, 0);
 		resume_due(w);
 		worker_periodic(w);
@@ -338,7 +445,10 @@ drain(struct worker *w)
 static int
 check_config(const struct worker_config *cf)
 {
-	if (cf->handle == NULL || cf->in_topic == NULL ||
+	if ((cf->handle == NULL && cf->start == NULL) ||
+	    (cf->start != NULL && cf->pump == NULL) ||
+	    cf->concurrency < 0 || cf->concurrency > WORKER_CONCURRENCY_MAX ||
+	    cf->in_topic == NULL ||
 	    cf->retry_topic == NULL || cf->dlq_topic == NULL ||
 	    cf->max_attempts < 1 || cf->backoff_ms < 0 ||
 	    cf->backoff_max_ms < 0 || cf->report_ms < 0) {
@@ -424,9 +534,15 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	w.next_tick = util_mono_ms();
 	w.next_report = util_mono_ms() + cf->report_ms;
 
+	if (inflight_init(&w) == -1) {
+		log_error("out of memory");
+		return OF_EXIT_FAIL;
+	}
 	util_signals_catch(stop_signals, SA_RESTART, old);
 
 	run_mode(&w, o);
+	/* Records in flight end first: their outcomes are produced. */
+	inflight_drain(&w, util_mono_ms() + WORKER_FLUSH_MS);
 	if (cf->idle != NULL)
 		cf->idle(cf->ctx);
 
@@ -439,6 +555,7 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	kafka_producer_destroy(w.p);
 	close_dlq(&w);
 	pipe_retries_free(&w.retries);
+	inflight_free(&w);
 	free(w.pauses);
 	if (cf->report != NULL)
 		cf->report(cf->ctx, st, 1);

@@ -32,14 +32,31 @@
  *   letter's orderflow.attempt is the attempt that failed.
  *   The input's offset is done once the retry or DLQ record is
  *   acknowledged.  A retry record whose orderflow.not-before is in the
- *   future pauses its partition, which is sought back to that record and
- *   resumed when it is due; other partitions keep flowing; the loop polls
- *   with timeouts of at most 100 ms and never sleeps, so a long backoff
- *   never costs the group membership.  Records behind a paused one in its
- *   partition wait with it (orderflow(7), "Retries and the DLQ").
+ *   future waits in memory (at most WORKER_RETRY_WAITING) until it is
+ *   due, its offset pending, while the records behind it go on; with
+ *   that many waiting, its partition is paused instead, sought back to
+ *   that record and resumed when it is due.  The loop polls with
+ *   timeouts of at most 100 ms and never sleeps, so a long backoff never
+ *   costs the group membership (orderflow(7), "Retries and the DLQ").
  *   An output the broker did not acknowledge stops the worker (its offset
  *   is never committed, so the record is handled again by the next run)
  *   and worker_run() returns OF_EXIT_KAFKA.
+ *
+ * Concurrency (with a start function instead of a handler): up to
+ * concurrency records are held at once, from any partitions.  Records
+ * with the same key (the Kafka key; without one, the partition; in pipe
+ * mode the event's subject) are started strictly one after another, in
+ * the order they were read, each once the one before completed; other
+ * keys run side by side.  At most concurrency are started and pending;
+ * as many again (at least 64) are held ready behind them.  While that
+ * many are held, fetching pauses (pipe mode: reading), and resumes once
+ * a quarter are done; a
+ * partition whose window of unfinished records (from the oldest one not
+ * done to the newest read) reaches WORKER_WINDOW_MAX pauses alone until
+ * it is down to half.
+ * Offsets are done as above, so the commit point never passes a record
+ * in flight.  The loop waits on the effects in flight through the pump
+ * (at most WORKER_PUMP_MS at a time) instead of in the consumer.
  *
  * Pipe mode (input a file, "-" for stdin): events are read as JSON lines
  * (jsonl.h) by a reader thread, so retries come due while the input is
@@ -62,7 +79,8 @@
  * SA_RESTART, by util_signals_catch(), so that one ignored at start stays
  * ignored) and restores the previous ones before it returns.  Either
  * signal, or worker_stop(), stops taking new input; what is in flight is
- * finished and flushed (at most WORKER_FLUSH_MS), offsets are committed
+ * finished (records held behind a key included) and flushed (at most
+ * WORKER_FLUSH_MS each), offsets are committed
  * and the group left.  In pipe mode, records still waiting for a retry
  * then become dead letters of kind "transient" (message "stopped before
  * attempt N: ..."), so nothing is lost.
@@ -79,12 +97,18 @@
 #define WORKER_POLL_MS		100	/* longest wait of the loop */
 #define WORKER_FLUSH_MS		30000	/* shutdown: wait for acknowledgements */
 #define WORKER_PIPE_RETRIES	10000	/* pipe mode: records waiting at once */
+#define WORKER_RETRY_WAITING	10000	/* Kafka: retries held until due */
+#define WORKER_CONCURRENCY	256	/* default records in flight */
+#define WORKER_CONCURRENCY_MAX	65536
+#define WORKER_PUMP_MS		5	/* longest wait on calls in flight */
+#define WORKER_WINDOW_MAX	20000	/* Kafka: a partition's unfinished */
 
 enum worker_outcome {
 	WORKER_DONE,		/* handled; *out may hold an output event */
 	WORKER_TRANSIENT,	/* failed, may succeed later: retry */
 	WORKER_PERMANENT,	/* failed, never succeeds: DLQ "permanent" */
-	WORKER_INVALID		/* not a valid event: DLQ "invalid" */
+	WORKER_INVALID,		/* not a valid event: DLQ "invalid" */
+	WORKER_PENDING		/* start only: worker_complete() follows */
 };
 
 /* One input event, as read from Kafka or from a line of the input. */
@@ -114,11 +138,34 @@ struct worker_output {
 /*
  * Handles one input.  On any outcome but WORKER_DONE, why holds a
  * message for the orderflow.error.message header (and the log).  Called
- * on the worker's thread only; never concurrently.
+ * on the worker's thread only, for one input at a time.
  */
 typedef enum worker_outcome worker_handle_fn(void *ctx,
 	    const struct worker_input *in, struct worker_output *out,
 	    char *why, size_t whylen);
+
+/*
+ * Asynchronous handling, for effects that wait (an HTTP call, a child
+ * process): the command gives a start function instead of a handler.
+ * start either finishes at once (any outcome but WORKER_PENDING, as a
+ * handler would) or begins the effect, keeps job and returns
+ * WORKER_PENDING; the command then calls worker_complete(job, ...) from
+ * its pump once the effect ended.  in is valid until then; the command
+ * keeps what else it needs.  Called on the worker's thread only.
+ */
+struct worker_job;
+
+typedef enum worker_outcome worker_start_fn(void *ctx,
+	    struct worker_job *job, const struct worker_input *in,
+	    struct worker_output *out, char *why, size_t whylen);
+
+/*
+ * The outcome of a job whose start returned WORKER_PENDING, as a handler
+ * returns it: out (may be NULL) is the worker's to free, why is the
+ * failure's message.  job is gone afterwards.  Only from the pump.
+ */
+void	worker_complete(struct worker_job *job, enum worker_outcome,
+	    struct worker_output *out, const char *why);
 
 /*
  * Counters.  retried, dead_lettered and failed count records the broker
@@ -144,7 +191,20 @@ struct worker_config {
 	int64_t		 backoff_ms;	/* first retry's delay */
 	int64_t		 backoff_max_ms; /* cap of the delay */
 	int64_t		 report_ms;	/* period of the -v counters line; 0: none */
-	worker_handle_fn *handle;
+	worker_handle_fn *handle;	/* one at a time, or: */
+	/*
+	 * start, with up to concurrency records pending at once, each
+	 * after the records of its key read before it; NULL: handle, one
+	 * at a time.
+	 */
+	worker_start_fn	*start;
+	int		 concurrency;	/* 1..WORKER_CONCURRENCY_MAX */
+	/*
+	 * With start: moves the effects in flight on, waiting at most
+	 * wait_ms for one to end, and calls worker_complete() for those
+	 * that ended.  Called often while any is pending.
+	 */
+	void		(*pump)(void *ctx, int wait_ms);
 	void		*ctx;
 	/*
 	 * Called every report_ms (with -v) with final 0, and once when

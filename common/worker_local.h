@@ -23,6 +23,7 @@
 #define WHY_MAX			512	/* a handler's why, with its NUL */
 
 struct pause;
+struct keyq;
 
 struct worker {
 	const struct worker_config *cf;
@@ -38,6 +39,13 @@ struct worker {
 	unsigned long		 rejected;	/* pipe mode: invalid inputs */
 	int64_t			 next_tick;
 	int64_t			 next_report;
+	/* Concurrency (inflight.c): with cf->start only. */
+	struct keyq		*kq;		/* jobs by key: running, held */
+	struct worker_job	*ready;		/* to start, in order */
+	struct worker_job	*ready_tail;
+	struct timerheap	 timers;	/* Kafka: retries not due (epoch) */
+	size_t			 pending;	/* started, not complete */
+	int			 holding;	/* fetching paused: full */
 };
 
 /* Sets w->rc to code unless an error came first. */
@@ -48,5 +56,36 @@ void	worker_periodic(struct worker *);
 
 /* 0 once worker_stop(), SIGINT or SIGTERM asked the run to end. */
 int	worker_running(void);
+
+/*
+ * inflight.c: the records in flight.  inflight_submit() hands an input
+ * to the handler (without cf->start: route_handle() at once), holding
+ * it behind an earlier record of its key; inflight_hold() keeps a retry
+ * record until due_ms (epoch ms; -1: the heap is full, nothing changed);
+ * inflight_run() starts what is due and ready and pumps the calls in
+ * flight, waiting at most wait_ms; inflight_drain() runs until nothing
+ * is in flight or the deadline (monotonic) passed, then drops the
+ * retries held (their offsets were never done: they come again).
+ */
+int	inflight_init(struct worker *);
+void	inflight_free(struct worker *);
+void	inflight_submit(struct worker *, const struct worker_input *in,
+	    const rd_kafka_headers_t *src);
+int	inflight_hold(struct worker *, const struct worker_input *in,
+	    const rd_kafka_headers_t *src, int64_t due_ms);
+void	inflight_run(struct worker *, int wait_ms);
+void	inflight_drain(struct worker *, int64_t deadline);
+/*
+ * Records held (started, ready, waiting for their key); the most held
+ * at once (the concurrency and a backlog as large, at least 64), and
+ * whether that many are.
+ */
+size_t	inflight_held(const struct worker *);
+size_t	inflight_max(const struct worker *);
+int	inflight_full(const struct worker *);
+/* Whether effects are pending (the loop should pump, not sleep). */
+int	inflight_busy(const struct worker *);
+/* Epoch ms of the first retry held, or INT64_MAX. */
+int64_t	inflight_next_due(const struct worker *);
 
 #endif

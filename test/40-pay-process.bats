@@ -71,6 +71,43 @@ payments() {
 	    tp_header: .headers.traceparent, source: $e.source}'
 }
 
+# many_orders FROM TO [PREFIX]: orders PREFIX-FROM .. PREFIX-(TO-1)
+# (PREFIX "o" by default), one in 7 declined by the simulator, in one go.
+many_orders() {
+	jq -rn --argjson from "$1" --argjson to "$2" --arg tp "$TP" \
+	    --arg p "${3:-o}" --arg run "$RANDOM$RANDOM" '
+	    range($from; $to) | "\($p)-\(.)" as $o |
+	    (if . % 7 == 0 then "pm_card_declined" else "pm_card_visa" end) as $pm |
+	    "\($o)|" + ({specversion: "1.0", id: "e-\($run)-\(.)",
+	    source: "/test", type: "order.created.v2", subject: $o,
+	    time: "2026-01-01T00:00:00Z", traceparent: $tp,
+	    data: {order_id: $o, customer_id: "c-1",
+	    email: "a@example.com", currency: "EUR",
+	    items: [{sku: "S", qty: 1, unit_price: 100}], total: 100,
+	    payment_method: $pm}} | tojson)' | produce order-created
+}
+
+# start_gw FAILS [DELAY_MS [HANG_PREFIX]]: the fake gateway; sets GW_URL.
+start_gw() {
+	"$ROOT/test/fixtures/fake-gateway.py" "$BATS_TEST_TMPDIR/port" \
+	    "$BATS_TEST_TMPDIR/gw.log" "$@" &
+	GW_PID=$!
+	wait_until 10 test -s "$BATS_TEST_TMPDIR/port"
+	GW_URL="http://127.0.0.1:$(cat "$BATS_TEST_TMPDIR/port")/payments"
+}
+
+# overlaps [KILLED]: calls in the gateway's log that began before the
+# previous call with the same Idempotency-Key had ended; with KILLED (an
+# epoch time), not those of a killed process's call still running at
+# the gateway when the restarted one made it again.
+overlaps() {
+	jq -s --argjson k "${1:-0}" 'map(select(.end != null)) |
+	    group_by(.idempotency_key) | map(sort_by(.start) | . as $a |
+	    [range(1; length)] | map(select($a[. - 1].end > $a[.].start and
+	    (($a[. - 1].start < $k) == ($a[.].start < $k))))) | flatten |
+	    length' "$BATS_TEST_TMPDIR/gw.log"
+}
+
 # at_least N TOPIC: TOPIC holds N records or more.
 at_least() {
 	[ "$(records "$2" | wc -l)" -ge "$1" ]
@@ -303,28 +340,14 @@ at_least() {
 	# on two hosts; the restarted one comes back on the killed one's.
 	sa=(--state "$ORDERFLOW_STATE/a")
 	sb=(--state "$ORDERFLOW_STATE/b")
-	# orders FROM TO: orders o-FROM .. o-(TO-1), one in 7 declined.
-	orders() {
-		jq -rn --argjson from "$1" --argjson to "$2" --arg tp "$TP" \
-		    --arg run "$RANDOM$RANDOM" '
-		    range($from; $to) | "o-\(.)" as $o |
-		    (if . % 7 == 0 then "pm_card_declined" else "pm_card_visa" end) as $pm |
-		    "\($o)|" + ({specversion: "1.0", id: "e-\($run)-\(.)",
-		    source: "/test", type: "order.created.v2", subject: $o,
-		    time: "2026-01-01T00:00:00Z", traceparent: $tp,
-		    data: {order_id: $o, customer_id: "c-1",
-		    email: "a@example.com", currency: "EUR",
-		    items: [{sku: "S", qty: 1, unit_price: 100}], total: 100,
-		    payment_method: $pm}} | tojson)' | produce order-created
-	}
-	orders 0 $((n / 2))
+	many_orders 0 $((n / 2))
 	start_pp "${kx[@]}" "${sa[@]}"
 	start_pp "${kx[@]}" "${sb[@]}"
 	# Killed while it works: the second half comes after.
 	wait_until 60 at_least $((n / 4)) payment-processed
 	kill -KILL "${PP_PIDS[0]}"
 	wait "${PP_PIDS[0]}" || true
-	orders $((n / 2)) "$n"
+	many_orders $((n / 2)) "$n"
 	start_pp "${kx[@]}" "${sa[@]}"
 	distinct() {
 		[ "$(payments | jq -r .order_id | sort -u | wc -l)" -ge "$n" ]
@@ -410,12 +433,8 @@ at_least() {
 
 @test "pay-process: --gateway, 503 twice then 200, one Idempotency-Key" {
 	new_flow
-	"$ROOT/test/fixtures/fake-gateway.py" "$BATS_TEST_TMPDIR/port" \
-	    "$BATS_TEST_TMPDIR/gw.log" 2 &
-	GW_PID=$!
-	wait_until 10 test -s "$BATS_TEST_TMPDIR/port"
-	port=$(cat "$BATS_TEST_TMPDIR/port")
-	start_pp --backoff 100ms --gateway "http://127.0.0.1:$port/payments"
+	start_gw 2
+	start_pp --backoff 100ms --gateway "$GW_URL"
 	order o-gw-1 pm_card_visa 4200
 	wait_until 30 at_least 1 payment-processed
 	stop_pp "${PP_PIDS[0]}"
@@ -478,4 +497,125 @@ p-visa approved" ]
 	grep '^{' "$BATS_TEST_TMPDIR/err" | jq -e 'select(.key == null and
 	    .headers["orderflow.error.kind"] == "permanent" and
 	    (.value | fromjson | .data.order_id) == "s-2")'
+}
+
+@test "pay-process: 2,000 orders at --concurrency 256, a 100 ms gateway: each paid once, one call per key at a time" {
+	new_flow 6
+	n=2000
+	start_gw 0 100
+	many_orders 0 "$n"
+	# A second event for 200 of them: it waits for the first and finds
+	# the payment recorded, so it never reaches the gateway.
+	many_orders 0 200
+	start_pp --concurrency 256 --gateway "$GW_URL"
+	distinct() {
+		[ "$(payments | jq -r .order_id | sort -u | wc -l)" -ge "$n" ]
+	}
+	wait_until 120 distinct
+	wait_until 30 at_least $((n + 200)) payment-processed
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -eq "$n" ]
+	[ "$(jq -r .idempotency_key "$BATS_TEST_TMPDIR/gw.log" | sort -u |
+	    wc -l)" -eq "$n" ]
+	[ "$(overlaps)" -eq 0 ]
+	run --separate-stderr payments
+	[ "${#lines[@]}" -eq $((n + 200)) ]
+	# One payment per order: a repeat carries the same event id.
+	[ "$(jq -r '"\(.order_id) \(.id)"' <<<"$output" | sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -r 'select(.status == "approved") | .payment_id' <<<"$output" |
+	    grep -vc '^gw-')" -eq 0 ]
+	grep -q "summary: processed=$((n + 200)) approved=$n declined=0 .* duplicates=200" \
+	    "$BATS_TEST_TMPDIR/pp.log"
+	[ -z "$(records order-created-dlq)" ]
+	[ -z "$(records order-created-retry)" ]
+}
+
+@test "pay-process: a gateway that never answers some orders: the others flow, those retry after the timeout" {
+	new_flow 3
+	start_gw 0 0 o-hang
+	many_orders 0 5 o-hang
+	many_orders 0 300
+	start_pp --gateway "$GW_URL" --gateway-timeout 5s --backoff 30s
+	started=$SECONDS
+	wait_until 60 at_least 300 payment-processed
+	# All paid while the stuck calls were still waiting for an answer.
+	[ -z "$(records order-created-retry)" ] ||
+	    [ "$((SECONDS - started))" -ge 5 ]
+	wait_until 60 at_least 5 order-created-retry
+	stop_pp "${PP_PIDS[0]}"
+	[ "$(records order-created-retry | jq -r .key | sort -u | tr '\n' ' ')" = \
+	    "o-hang-0 o-hang-1 o-hang-2 o-hang-3 o-hang-4 " ]
+	records order-created-retry | jq -e -s 'all(.headers["orderflow.error.message"] |
+	    test("gateway: .*[Tt]imeout|timed out"))'
+	[ -z "$(payments | jq -r 'select(.order_id | startswith("o-hang"))')" ]
+	[ "$(jq -s 'map(select(.status == null)) | length' \
+	    "$BATS_TEST_TMPDIR/gw.log")" -eq 5 ]
+}
+
+@test "pay-process: a retry due in 30 s does not hold back the records behind it in its partition" {
+	new_flow 1
+	now=$(date +%s%3N)
+	{
+		printf 'o-late|%s\n' "$(mkev o-late pm_card_visa)"
+		printf 'o-next|%s\n' "$(mkev o-next pm_card_visa)"
+	} | kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" -p 0 \
+	    -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$((now + 30000))"
+	# Behind it in the same partition: one due already.
+	printf 'o-due|%s\n' "$(mkev o-due pm_card_visa)" |
+	    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" -p 0 \
+	    -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$((now - 1000))"
+	order o-main pm_card_visa
+	start_pp
+	wait_until 15 at_least 2 payment-processed
+	[ "$(($(date +%s%3N) - now))" -lt 25000 ]
+	run --separate-stderr payments
+	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = "o-due o-main " ]
+	stop_pp "${PP_PIDS[0]}"
+	# The late ones' offsets held the commit point back, even at exit.
+	run topic-admin -J lag "$GROUP"
+	assert_success
+	[ "$(jq -s --arg t "${PREFIX}order-created-retry" \
+	    'map(select(.topic == $t and .partition == 0) | .committed // -1) |
+	    max // -1' <<<"$output")" -le 0 ]
+}
+
+@test "pay-process: SIGKILL with hundreds of gateway calls in flight, then a restart: each order paid once" {
+	new_flow 6
+	n=1000
+	# Calls of 2 s: the second 256 start (from the records held ready)
+	# as the first end, and are in flight for 2 s after.
+	start_gw 0 2000
+	many_orders 0 "$n"
+	start_pp --concurrency 256 --gateway "$GW_URL"
+	ended() {
+		[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -ge 256 ]
+	}
+	wait_until 60 ended
+	kill -KILL "${PP_PIDS[0]}"
+	wait "${PP_PIDS[0]}" || true
+	killed=$(date +%s.%N)
+	start_pp --concurrency 256 --gateway "$GW_URL"
+	distinct() {
+		[ "$(payments | jq -r .order_id | sort -u | wc -l)" -ge "$n" ]
+	}
+	wait_until 120 distinct
+	stop_pp "${PP_PIDS[1]}"
+	# One outcome per order: repeats carry the same event id.
+	run --separate-stderr payments
+	[ "$(jq -r '"\(.order_id) \(.id) \(.payment_id)"' <<<"$output" |
+	    sort -u | wc -l)" -eq "$n" ]
+	# The gateway saw a key again only after the kill, and never two
+	# calls at once from one process (a call of the killed one may still
+	# run at the gateway when the restarted one makes it again: a real
+	# gateway answers 409, a transient failure, for a key in flight).
+	[ "$(overlaps "$killed")" -eq 0 ]
+	[ "$(jq -s --argjson k "$killed" 'group_by(.idempotency_key) |
+	    map(select(length > 1) | sort_by(.start) | .[1:] |
+	    map(select(.start < $k))) | flatten | length' \
+	    "$BATS_TEST_TMPDIR/gw.log")" -eq 0 ]
+	[ "$(jq -r .idempotency_key "$BATS_TEST_TMPDIR/gw.log" | sort -u |
+	    wc -l)" -eq "$n" ]
+	# Calls were in flight at the kill: they were made again.
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -gt "$n" ]
+	[ -z "$(records order-created-dlq)" ]
 }

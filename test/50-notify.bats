@@ -91,6 +91,25 @@ has_lines() {
 	[ "$(lines "$1")" -eq "$2" ]
 }
 
+# many_payments N ORDERS: N payment.processed events (fresh ids), the
+# i-th for order o-(i % ORDERS), keyed by the order, produced in one go.
+many_payments() {
+	jq -rn --argjson n "$1" --argjson m "$2" --arg run "$RANDOM$RANDOM" '
+	    range(0; $n) | "o-\(. % $m)" as $o | "\($o)|" +
+	    ({specversion: "1.0", id: "p-\($run)-\(.)", source: "/test",
+	    type: "payment.processed.v1", subject: $o,
+	    time: "2026-11-26T10:00:00Z", datacontenttype: "application/json",
+	    data: {order_id: $o, payment_id: "p-\($o)", status: "approved",
+	    amount: 2500, currency: "EUR", customer_id: "c-1",
+	    email: "a@example.com"}} | tojson)' |
+	    timeout 30 kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" -K '|'
+}
+
+# has_at_least N: the receiver logged N requests or more.
+has_at_least() {
+	[ "$(lines "$BATS_TEST_TMPDIR/received")" -ge "$1" ]
+}
+
 start_notify() {
 	notify -v --state "$ORDERFLOW_STATE/notify" -G "$GROUP" "$@" \
 	    >"$OUT" 2>"$ERR" &
@@ -133,13 +152,15 @@ new_secret() {
 	printf 'whsec_%s\n' "$(head -c 24 /dev/urandom | base64)" >"$SECRET"
 }
 
-# start_receiver [PORT]: the webhook receiver; sets PORT.
+# start_receiver [PORT]: the webhook receiver, answering after
+# RECEIVER_DELAY_MS (default 0); sets PORT.
 start_receiver() {
 	rm -f "$BATS_TEST_TMPDIR/port"
 	"$FIXTURES/webhook-receiver" --secret-file "$SECRET" \
 	    --log "$BATS_TEST_TMPDIR/received" \
 	    --port-file "$BATS_TEST_TMPDIR/port" \
 	    --status-file "$BATS_TEST_TMPDIR/status" ${1:+--port "$1"} \
+	    --delay-ms "${RECEIVER_DELAY_MS:-0}" \
 	    2>>"$BATS_TEST_TMPDIR/receiver.err" &
 	RECEIVER_PID=$!
 	wait_until 10 test -s "$BATS_TEST_TMPDIR/port"
@@ -639,4 +660,76 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	[ "$status" -eq 2 ]
 	run --separate-stderr notify --backoff 5s --backoff-max 1s
 	[ "$status" -eq 2 ]
+}
+
+@test "notify: --webhook at --concurrency 256, a 100 ms receiver: each delivered once, one per order at a time" {
+	new_flow 6
+	GROUP=$(unique_name notify)
+	new_secret
+	RECEIVER_DELAY_MS=100 start_receiver
+	n=1000
+	# Two payment events for each of n / 2 orders, keyed by the order.
+	many_payments "$n" $((n / 2))
+	start_notify --concurrency 256 --webhook "http://127.0.0.1:$PORT/hooks" \
+	    --secret-file "$SECRET"
+	await 120 has_lines "$BATS_TEST_TMPDIR/received" "$n"
+	stop_notify
+	[ "$status" -eq 0 ]
+	has_lines "$BATS_TEST_TMPDIR/received" "$n"
+	[ "$(jq -r .id "$BATS_TEST_TMPDIR/received" | sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -s 'all(.valid and .status == 200)' \
+	    "$BATS_TEST_TMPDIR/received")" = true ]
+	# The two of an order never overlapped.
+	[ "$(jq -s 'group_by(.body.order_id) | map(sort_by(.start) | . as $a |
+	    [range(1; length)] | map(select($a[. - 1].end > $a[.].start))) |
+	    flatten | length' "$BATS_TEST_TMPDIR/received")" -eq 0 ]
+	grep -q "done: notified=$n duplicates=0 retried=0 dead-lettered=0" "$ERR"
+}
+
+@test "notify -i -: --exec runs the commands side by side, each once" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	for i in 1 2 3 4 5 6 7 8; do
+		payment_event "o-x$i" approved 100
+	done >"$BATS_TEST_TMPDIR/in.jsonl"
+	# Each command waits until all 8 have started: one at a time never ends.
+	run --separate-stderr timeout 60 notify -b 127.0.0.1:1 -i - \
+	    --timeout 20s --exec "echo >>'$BATS_TEST_TMPDIR/started';
+	    until [ \$(wc -l <'$BATS_TEST_TMPDIR/started') -ge 8 ]; do
+	    sleep 0.05; done; cat >>'$BATS_TEST_TMPDIR/got'" \
+	    <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r .order_id "$BATS_TEST_TMPDIR/got" | sort | tr '\n' ' ')" = \
+	    "o-x1 o-x2 o-x3 o-x4 o-x5 o-x6 o-x7 o-x8 " ]
+}
+
+@test "notify: SIGKILL with hundreds of webhooks in flight, then a restart: each delivered, one id each" {
+	new_flow 6
+	GROUP=$(unique_name notify)
+	new_secret
+	RECEIVER_DELAY_MS=200 start_receiver
+	n=600
+	many_payments "$n" "$n"
+	hook=(--concurrency 256 --webhook "http://127.0.0.1:$PORT/hooks"
+	    --secret-file "$SECRET")
+	start_notify "${hook[@]}"
+	await 60 has_at_least 200
+	kill -KILL "$NOTIFY_PID"
+	wait "$NOTIFY_PID" || true
+	killed=$(date +%s.%N)
+	start_notify "${hook[@]}"
+	all_ids() {
+		[ "$(jq -r .id "$BATS_TEST_TMPDIR/received" | sort -u |
+		    wc -l)" -ge "$n" ]
+	}
+	await 120 all_ids
+	stop_notify
+	[ "$status" -eq 0 ]
+	# One notification id per event; a repeat only of one in flight.
+	[ "$(jq -r '"\(.body.event_id) \(.id)"' "$BATS_TEST_TMPDIR/received" |
+	    sort -u | wc -l)" -eq "$n" ]
+	[ "$(jq -s --argjson k "$killed" 'group_by(.id) |
+	    map(select(length > 1) | sort_by(.start) | .[1:] |
+	    map(select(.start < $k))) | flatten | length' \
+	    "$BATS_TEST_TMPDIR/received")" -eq 0 ]
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/received")" -gt "$n" ]
 }

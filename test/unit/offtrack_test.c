@@ -263,6 +263,12 @@ test_wrap(void)
 		}
 	}
 	CHECK(offtrack_partition_pending(t, "t", 0) == (size_t)(5000 - lo));
+	CHECK(offtrack_partition_window(t, "t", 0) == (size_t)(5000 - lo));
+	/* Done records above a pending one stay in the window. */
+	CHECK(offtrack_done(t, "t", 0, 4999) == 0);
+	CHECK(offtrack_partition_window(t, "t", 0) == (size_t)(5000 - lo));
+	CHECK(offtrack_partition_pending(t, "t", 0) == (size_t)(4999 - lo));
+	CHECK(offtrack_partition_window(t, "t", 7) == 0);
 	offtrack_free(t);
 }
 

@@ -80,8 +80,8 @@ test_heap(void)
 			abort();
 		CHECK(pipe_retries_push(&q, &r) == 0);
 	}
-	CHECK(q.n == 1000);
-	while (q.n > 10) {
+	CHECK(q.t.n == 1000);
+	while (q.t.n > 10) {
 		r = pipe_retries_pop(&q);
 		inorder &= r.due_ms >= last;
 		last = r.due_ms;
@@ -90,7 +90,7 @@ test_heap(void)
 	}
 	CHECK(n == 990 && inorder);
 	pipe_retries_free(&q);
-	CHECK(q.n == 0 && q.heap == NULL);
+	CHECK(q.t.n == 0 && q.t.h == NULL);
 }
 
 /*
@@ -362,11 +362,132 @@ test_ring(void)
 	opt_free(&o);
 }
 
+/*
+ * Asynchronous handling in pipe mode: each line {"subject":"kK","n":N}
+ * is started and left pending; the pump, when the worker would wait,
+ * completes the newest half of those pending, so completions come out of
+ * order.  At most concurrency
+ * are pending, never two of one subject, and each subject's lines are
+ * handled in input order.
+ */
+#define ASYNC_KEYS	20
+#define ASYNC_LINES	400
+#define ASYNC_CONC	16
+
+struct async {
+	struct worker_job *job[ASYNC_CONC + 1];
+	int	 key[ASYNC_CONC + 1];
+	int	 n[ASYNC_CONC + 1];
+	int	 npending;
+	int	 maxpending;
+	int	 busy[ASYNC_KEYS];
+	int	 last[ASYNC_KEYS];
+	int	 overlaps;
+	int	 disorder;
+};
+
+static enum worker_outcome
+async_start(void *ctx, struct worker_job *job, const struct worker_input *in,
+    struct worker_output *out, char *why, size_t whylen)
+{
+	struct async *a = ctx;
+	char line[64];
+	int k, n;
+
+	(void)out;
+	snprintf(line, sizeof(line), "%.*s", (int)in->len,
+	    (const char *)in->value);
+	if (sscanf(line, "{\"subject\":\"k%d\",\"n\":%d}", &k, &n) != 2 ||
+	    k < 0 || k >= ASYNC_KEYS || a->npending > ASYNC_CONC) {
+		snprintf(why, whylen, "unexpected");
+		return WORKER_PERMANENT;
+	}
+	if (a->busy[k])
+		a->overlaps++;
+	a->busy[k] = 1;
+	a->job[a->npending] = job;
+	a->key[a->npending] = k;
+	a->n[a->npending] = n;
+	if (++a->npending > a->maxpending)
+		a->maxpending = a->npending;
+	return WORKER_PENDING;
+}
+
+static void
+async_pump(void *ctx, int wait_ms)
+{
+	struct async *a = ctx;
+	struct worker_output out;
+	int i, k, end = a->npending / 2;
+
+	/* Calls "end" only when the worker would wait for them. */
+	if (wait_ms == 0)
+		return;
+	for (i = a->npending - 1; i >= end; i--) {
+		k = a->key[i];
+		a->busy[k] = 0;
+		if (a->n[i] < a->last[k])
+			a->disorder++;
+		a->last[k] = a->n[i];
+		a->npending--;
+		memset(&out, 0, sizeof(out));
+		if (asprintf(&out.value, "{\"n\":%d}", a->n[i]) == -1)
+			out.value = NULL;
+		worker_complete(a->job[i], WORKER_DONE, &out, NULL);
+	}
+}
+
+static void
+test_async(void)
+{
+	char in[] = "/tmp/worker_test.in.XXXXXX";
+	char outp[] = "/tmp/worker_test.out.XXXXXX";
+	struct worker_config cf;
+	struct worker_stats st;
+	struct opt_kafka o;
+	struct async a;
+	char *out, *p;
+	int fd, i, lines = 0;
+	FILE *fp;
+
+	memset(&a, 0, sizeof(a));
+	for (i = 0; i < ASYNC_KEYS; i++)
+		a.last[i] = -1;
+	CHECK((fd = mkstemp(in)) != -1);
+	fp = fdopen(fd, "w");
+	for (i = 0; i < ASYNC_LINES; i++)
+		fprintf(fp, "{\"subject\":\"k%d\",\"n\":%d}\n",
+		    (i * 7) % ASYNC_KEYS, i);
+	fclose(fp);
+	close(mkstemp(outp));
+	CHECK(freopen(outp, "w", stdout) != NULL);
+	opt_init(&o, NULL);
+	pipe_config(&cf, in);
+	cf.start = async_start;
+	cf.pump = async_pump;
+	cf.concurrency = ASYNC_CONC;
+	cf.ctx = &a;
+	CHECK(worker_run(&cf, &o, &st) == OF_EXIT_OK);
+	fflush(stdout);
+	CHECK(st.processed == ASYNC_LINES && st.done == ASYNC_LINES);
+	CHECK(a.npending == 0 && a.overlaps == 0 && a.disorder == 0);
+	CHECK(a.maxpending > 1 && a.maxpending <= ASYNC_CONC);
+	out = slurp(outp);
+	for (p = out; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	CHECK(lines == ASYNC_LINES);
+	free(out);
+	unlink(in);
+	unlink(outp);
+	opt_free(&o);
+}
+
 static const struct unit_test tests[] = {
 	{ "backoff", test_backoff },
 	{ "heap", test_heap },
 	{ "pipe", test_pipe },
 	{ "ring", test_ring },
+	{ "async", test_async },
 };
 
 int
