@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 # tool.py - the helpers of scripts/bench that bash does badly: orders,
-# paced feeding, time-stamping lines as they arrive, latency percentiles.
+# paced feeding, time-stamping lines as they arrive, latency percentiles,
+# the rate of the calls an HTTP peer logged.
 #
 # usage: tool.py orders COUNT PREFIX [--rate N --secs S --sent FILE]
 #        tool.py stamp
 #        tool.py latency SENT NOTES [--skip N]
+#        tool.py calls LOG KEY
 #
 # orders   COUNT orders as JSON lines on stdout, order ids PREFIX0,
 #          PREFIX1, ...  With --rate, N orders a second for S seconds
@@ -21,6 +23,14 @@
 #          notification's arrival).  With --skip, the first N orders
 #          written are a warm-up: they must be notified too, but the
 #          percentiles and max are of the others, and warmup_max of them.
+# calls    reads LOG, the JSON lines of test/fixtures/fake-gateway.py or
+#          webhook-receiver (each call's start and end, epoch seconds),
+#          and prints one line: "calls N keys K ok N rate R overlaps O
+#          max_in_flight M": N calls of K distinct values of the field
+#          KEY, N answered 200, R = N / (last end - first start) calls a
+#          second, O calls that started before an earlier call with the
+#          same KEY had ended (which ordering per key forbids), M the most
+#          calls under way at once.  Calls never answered are left out.
 import json
 import sys
 import time
@@ -127,9 +137,46 @@ def latency(argv):
               max(wlat) if wlat else 0.0))
 
 
+def calls(argv):
+    log, field = argv[0], argv[1]
+    recs = []
+    with open(log) as f:
+        for ln in f:
+            try:
+                recs.append(json.loads(ln))
+            except ValueError:
+                continue
+    done = [r for r in recs if r.get("end") is not None]
+    ok = sum(1 for r in done if r.get("status") == 200)
+    span = (max(r["end"] for r in done) - min(r["start"] for r in done)
+            if done else 0.0)
+    by_key = {}
+    for r in done:
+        by_key.setdefault(r.get(field), []).append((r["start"], r["end"]))
+    overlaps = 0
+    for spans in by_key.values():
+        spans.sort()
+        last_end = spans[0][1]
+        for start, end in spans[1:]:
+            if start < last_end:
+                overlaps += 1
+            last_end = max(last_end, end)
+    # Ends sort before starts at the same instant: back to back is not
+    # at once.
+    edges = sorted([(r["start"], 1) for r in done] +
+                   [(r["end"], -1) for r in done], key=lambda e: (e[0], e[1]))
+    now = peak = 0
+    for _, d in edges:
+        now += d
+        peak = max(peak, now)
+    print("calls %d keys %d ok %d rate %.0f overlaps %d max_in_flight %d" % (
+        len(done), len(by_key), ok, len(done) / span if span > 0 else 0.0,
+        overlaps, peak))
+
+
 def main():
     if len(sys.argv) < 2:
-        sys.exit(__doc__ if __doc__ else "usage: tool.py orders|stamp|latency")
+        sys.exit("usage: tool.py orders|stamp|latency|calls")
     cmd, argv = sys.argv[1], sys.argv[2:]
     if cmd == "orders":
         orders(argv)
@@ -137,6 +184,8 @@ def main():
         stamp()
     elif cmd == "latency":
         latency(argv)
+    elif cmd == "calls":
+        calls(argv)
     else:
         sys.exit("tool.py: unknown command " + cmd)
 
