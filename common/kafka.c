@@ -1005,6 +1005,18 @@ kick_main(void *arg)
 	return NULL;
 }
 
+/* Asks the kicker for one round of requests; none without a kicker. */
+static void
+kick(struct kafka_consumer *c)
+{
+	if (c->queue == NULL)
+		return;
+	pthread_mutex_lock(&c->kick_mu);
+	c->kick_want = 1;
+	pthread_cond_signal(&c->kick_cv);
+	pthread_mutex_unlock(&c->kick_mu);
+}
+
 /* Starts the kicker where librdkafka needs it; without it on failure. */
 static void
 kick_start(struct kafka_consumer *c)
@@ -1058,10 +1070,7 @@ kick_watch(struct kafka_consumer *c)
 	if (c->peak < KICK_PEAK || len > c->peak / 2)
 		return;
 	c->peak = len;
-	pthread_mutex_lock(&c->kick_mu);
-	c->kick_want = 1;
-	pthread_cond_signal(&c->kick_cv);
-	pthread_mutex_unlock(&c->kick_mu);
+	kick(c);
 }
 
 static void
@@ -1273,6 +1282,14 @@ kafka_consumer_hold(struct kafka_consumer *c, int hold)
 		return -1;
 	}
 	c->held = hold;
+	/*
+	 * A resumed partition is fetched again only when its broker's
+	 * thread wakes for another reason, up to a second later (measured:
+	 * a full worker spent most of a run idle after each resume); the
+	 * kicker's request wakes it now.
+	 */
+	if (!hold)
+		kick(c);
 	return 0;
 }
 
