@@ -266,8 +266,8 @@ webhook_headers(const struct note *nt, const char *ts, const char *sig)
 		case 5:
 			if (nt->ev->traceparent[0] == '\0')
 				continue;
-			snprintf(buf, sizeof(buf), "traceparent: %s",
-			    nt->ev->traceparent);
+			snprintf(buf, sizeof(buf), "%s: %s",
+			    FLOW_H_TRACEPARENT, nt->ev->traceparent);
 			break;
 		}
 		if ((t = curl_slist_append(h, buf)) == NULL) {

@@ -362,8 +362,8 @@ gateway_headers(const struct event *ev)
 		default:
 			if (ev->traceparent[0] == '\0')
 				continue;
-			snprintf(hdr, sizeof(hdr), "traceparent: %s",
-			    ev->traceparent);
+			snprintf(hdr, sizeof(hdr), "%s: %s",
+			    FLOW_H_TRACEPARENT, ev->traceparent);
 			break;
 		}
 		if ((n = curl_slist_append(h, hdr)) == NULL) {

@@ -13,7 +13,7 @@ load test_helper
 names_outside_flow() {
 	local f re
 	re='"(order-created|payment-processed)(-retry|-dlq)?"|"-(retry|dlq)"'
-	re="$re"'|"orderflow\.[a-z.-]*"|"content-type"|"traceparent"'
+	re="$re"'|"orderflow\.[a-z.-]*"|"(content-type|traceparent)(:[^"]*)?"'
 	for f in "$@"; do
 		[ "$(basename "$f")" = flow.h ] && continue
 		cc -fpreprocessed -dD -E "$f" 2>/dev/null | awk -v f="$f" -v re="$re" '
@@ -35,10 +35,12 @@ names_outside_flow() {
 	local f="$BATS_TEST_TMPDIR/spelt.c"
 	printf '%s\n' '/* "order-created" in a comment is prose */' \
 	    'static const char *t = "order-created-dlq";' \
-	    'static const char *h = "orderflow.attempt";' > "$f"
+	    'static const char *h = "orderflow.attempt";' \
+	    'static const char *l = "traceparent: %s";' > "$f"
 	run names_outside_flow "$f"
 	assert_success
 	assert_line --index 0 --partial 'spelt.c:2:'
 	assert_line --index 1 --partial 'spelt.c:3:'
-	[ "${#lines[@]}" -eq 2 ]
+	assert_line --index 2 --partial 'spelt.c:4:'
+	[ "${#lines[@]}" -eq 3 ]
 }
