@@ -1106,7 +1106,6 @@ main(int argc, char **argv)
 	if (n->sink == SINK_WEBHOOK)
 		webhook_init(n);
 	opt_lock_state(&n->o);
-	opt_static_member(&n->o);
 	if ((r = store_open(&n->st, opt_state_dir(&n->o),
 	    STORE_NOSYNC)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),

@@ -846,7 +846,6 @@ main(int argc, char *argv[])
 
 	pp.state = opt_state_dir(&pp.o);
 	opt_lock_state(&pp.o);
-	opt_static_member(&pp.o);
 	if ((ret = store_open(&pp.store, pp.state, pp.store_flags)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
 		    store_strerror(ret));

@@ -1114,8 +1114,6 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 	struct kafka_consumer *c;
 	rd_kafka_conf_t *conf;
 	char kerr[512];
-	const char *const member[] = { "group.instance.id", o->instance,
-	    NULL };
 
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
 	    (c->track = offtrack_new()) == NULL) {
@@ -1125,7 +1123,7 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 	}
 	base_init(&c->base);
 	if ((conf = conf_new(o, &c->base, consumer_defaults,
-	    o->instance != NULL ? member : NULL, err, errlen)) == NULL) {
+	    NULL, err, errlen)) == NULL) {
 		consumer_free(c);
 		return NULL;
 	}

@@ -175,12 +175,10 @@ rd_kafka_headers_t *kafka_headers_copy_except(const rd_kafka_headers_t *src,
  * librdkafka commits in the background only what this module stored, and
  * it stores only offsets the tracker says are safe.  Overriding
  * enable.auto.offset.store voids the guarantee.  session.timeout.ms=10000:
- * a member gone for good loses its partitions within 10 s.  When
- * o->instance is set (opt_static_member()) it is the group.instance.id:
- * the member is static, a restart with the same id gets its partitions
- * back with no rebalance, and closing does not leave the group (its
- * partitions wait for it for the session timeout).  -X
- * group.instance.id= (empty) makes it a dynamic member again.  Returns
+ * a member gone for good loses its partitions within 10 s.  With -X
+ * group.instance.id=ID the member is static: a restart with the same id
+ * gets its partitions back with no rebalance, and closing does not leave
+ * the group (its partitions wait for it for the session timeout).  Returns
  * NULL with a message in err on a bad property or topic list.
  */
 struct kafka_consumer *kafka_consumer_new(const struct opt_kafka *,

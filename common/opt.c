@@ -1,7 +1,6 @@
 /*
  * opt.c - the common options of orderflow(7) and librdkafka property files,
- * and what follows from --state: the state directory's lock and the
- * group.instance.id derived from it.
+ * and the lock of the state directory --state names.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -297,39 +296,6 @@ opt_lock_state(struct opt_kafka *o)
 	}
 }
 
-/*
- * Kafka takes [A-Za-z0-9._-] in a group.instance.id, up to 249 bytes:
- * "HOST-HASH" stays within both.
- */
-#define INSTANCE_HOST_MAX	64
-
-void
-opt_static_member(struct opt_kafka *o)
-{
-	char host[256], abs[PATH_MAX];
-	const unsigned char *c;
-	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a, 64 bits */
-	size_t i;
-
-	if (realpath(opt_state_dir(o), abs) == NULL)
-		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(o),
-		    strerror(errno));
-	for (c = (const unsigned char *)abs; *c != '\0'; c++)
-		h = (h ^ *c) * 0x100000001b3ULL;
-	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
-		strcpy(host, "localhost");
-	host[sizeof(host) - 1] = '\0';
-	host[INSTANCE_HOST_MAX] = '\0';
-	for (i = 0; host[i] != '\0'; i++)
-		if (!isalnum((unsigned char)host[i]) && host[i] != '.' &&
-		    host[i] != '_' && host[i] != '-')
-			host[i] = '_';
-	free(o->instance);
-	if (asprintf(&o->instance, "%s-%016llx", host,
-	    (unsigned long long)h) == -1)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
-}
-
 const char *
 opt_topic(struct opt_kafka *o, const char *name)
 {
@@ -361,8 +327,6 @@ opt_free(struct opt_kafka *o)
 		o->group = NULL;
 	free(o->default_group);
 	o->default_group = NULL;
-	free(o->instance);
-	o->instance = NULL;
 
 	for (i = 0; i < o->nprops; i++) {
 		free(o->props[i].name);

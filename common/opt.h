@@ -50,7 +50,6 @@ struct opt_kafka {
 	size_t		 nprops;
 	char		**topics;	/* opt_topic()'s names */
 	char		*default_group;	/* prefix + command name, when no -G */
-	char		*instance;	/* opt_static_member(): group.instance.id */
 	size_t		 ntopics;
 	void		(*usage)(void);	/* prints the usage line to stderr */
 };
@@ -97,19 +96,6 @@ const char *opt_state_dir(struct opt_kafka *);
  * when another process holds it, OF_EXIT_FAIL on any other error.
  */
 void	opt_lock_state(struct opt_kafka *);
-
-/*
- * Makes the command's group consumer a static member of its group
- * (kafka_consumer_new() sets group.instance.id to o->instance before the
- * user's properties): "HOST-HASH", the host name (characters outside
- * [A-Za-z0-9._-] as '_', at most 64) and 16 hex digits of the 64-bit
- * FNV-1a hash of the state directory's absolute path.  One state
- * directory is locked by one process (opt_lock_state(), called first), so
- * no two live members of a group on one host share the id, and a process
- * restarted on the same state gets its partitions back at once, with no
- * rebalance.  Exits OF_EXIT_FAIL when the directory cannot be resolved.
- */
-void	opt_static_member(struct opt_kafka *);
 
 /*
  * The name of one of the flow's topics (flow.h) with the topic prefix in front

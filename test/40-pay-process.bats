@@ -386,10 +386,10 @@ at_least() {
 @test "pay-process: restarted after SIGKILL on its state, it consumes again within 15 s" {
 	new_flow
 	# A session timeout longer than the bound: only static membership
-	# (the same group.instance.id from the same state directory) gets
-	# the partitions back in time; a new dynamic member would wait for
-	# the killed one's session to expire.
-	kx=(-X session.timeout.ms=30000)
+	# (the same group.instance.id again) gets the partitions back in
+	# time; a new dynamic member would wait for the killed one's session
+	# to expire.
+	kx=(-X session.timeout.ms=30000 -X "group.instance.id=$GROUP-1")
 	start_pp "${kx[@]}"
 	order o-before pm_card_visa
 	wait_until 30 at_least 1 payment-processed

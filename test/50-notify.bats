@@ -253,7 +253,7 @@ duplicate_seen() {
 	new_flow
 	GROUP=$(unique_name notify)
 	# Longer than the bound: only static membership can meet it.
-	kx=(-X session.timeout.ms=30000)
+	kx=(-X session.timeout.ms=30000 -X "group.instance.id=$GROUP-1")
 	produce payment-processed "$(payment_event o-2101 approved 100)"
 	start_notify "${kx[@]}"
 	await 60 has_lines "$OUT" 1
@@ -295,6 +295,7 @@ duplicate_seen() {
 	# As on two hosts: each instance has a state directory of its own.
 	start_one() {
 		notify --state "$ORDERFLOW_STATE/$1" -G "$GROUP" "${kx[@]}" \
+		    -X "group.instance.id=$GROUP-$1" \
 		    >"$BATS_TEST_TMPDIR/notes.$1.$2" 2>>"$ERR" &
 	}
 	notified() {

@@ -178,8 +178,7 @@ add_worker() {
 # start_worker SLOT: the slot's next incarnation, with its own log and,
 # for notify, its own notification file (the stdout sink): a line cut by
 # a SIGKILL cannot run into the next incarnation's first.  Each slot has
-# a state directory of its own, which every incarnation reuses (and so its
-# group.instance.id: a restart gets the slot's partitions back).
+# a state directory of its own, which every incarnation reuses.
 start_worker() {
 	local s=$1 i
 
@@ -291,6 +290,7 @@ check_exits() {
 		st=${e#*:}
 		[ "$st" = 1 ] && grep -q 'Berkeley DB has made no progress' \
 		    "$W/log/$slot.err" && continue
+		tail -n 30 "$W/log/$slot.err" >&2
 		fail "worker $slot exited by itself with status $st"
 	done
 }

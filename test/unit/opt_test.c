@@ -1,6 +1,6 @@
 /*
  * opt_test.c - unit tests for what common/opt.c derives from --state: the
- * state directory's lock and the group.instance.id.
+ * state directory's lock.
  *
  * Usage: opt_test [NAME]; without NAME it lists the tests.
  */
@@ -21,74 +21,6 @@ static void
 usage(void)
 {
 	fputs("usage: opt_test [NAME]\n", stderr);
-}
-
-/* The id opt_static_member() derives for state directory dir. */
-static char *
-instance_of(const char *dir)
-{
-	struct opt_kafka o;
-	char *id;
-
-	opt_init(&o, usage);
-	o.state = dir;
-	opt_static_member(&o);
-	id = strdup(o.instance);
-	opt_free(&o);
-	return id;
-}
-
-/* Whether id is "HOST-HASH" within Kafka's rules for the id. */
-static int
-well_formed(const char *id)
-{
-	size_t i, n = strlen(id);
-
-	if (n > 249 || n < 18 || id[n - 17] != '-')
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)id[i]) && id[i] != '.' &&
-		    id[i] != '_' && id[i] != '-')
-			return 0;
-	for (i = n - 16; i < n; i++)
-		if (!isxdigit((unsigned char)id[i]) ||
-		    isupper((unsigned char)id[i]))
-			return 0;
-	return 1;
-}
-
-/* One directory, however named, gives one id; another, another. */
-static void
-test_instance(void)
-{
-	char dir[] = "/tmp/opt_test.XXXXXX", other[PATH_MAX],
-	    dot[PATH_MAX], cwd[PATH_MAX];
-	char *a, *b, *c, *d;
-
-	CHECK(mkdtemp(dir) != NULL);
-	snprintf(other, sizeof(other), "%s/other", dir);
-	snprintf(dot, sizeof(dot), "%s/./other/", dir);
-	CHECK(mkdir(other, 0700) == 0);
-	a = instance_of(other);
-	b = instance_of(dot);
-	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
-	CHECK(chdir(dir) == 0);
-	c = instance_of("other");
-	CHECK(chdir(cwd) == 0);
-	d = instance_of(dir);
-	CHECK(well_formed(a) && well_formed(d));
-	CHECK(strcmp(a, b) == 0 && strcmp(a, c) == 0);
-	CHECK(strcmp(a, d) != 0);
-	/* The same host part in front of both. */
-	CHECK(strncmp(a, d, strlen(a) - 16) == 0);
-	if (!well_formed(a))
-		fprintf(stderr, "id: %s\n", a);
-	free(a);
-	free(b);
-	free(c);
-	free(d);
-	rmdir(other);
-	rmdir(dir);
 }
 
 static const char *lock_dir;
@@ -136,7 +68,6 @@ test_lock(void)
 }
 
 static const struct unit_test tests[] = {
-	{ "instance", test_instance },
 	{ "lock", test_lock },
 };
 
