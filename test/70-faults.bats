@@ -421,13 +421,17 @@ check_outcomes() {
 	run --separate-stderr diff <(awk '{ print $1, $6 }' "$W/notes.distinct" | sort) \
 	    <(awk '{ print $1, $2 }' "$W/payments.distinct" | sort)
 	assert_success
-	# A notification goes out again only for a death between its
-	# delivery and its record: at most one per death of notify.
+	# A notification goes out again after a death of notify: each slot
+	# has a state directory of its own (as on hosts of their own), so
+	# the member that takes the dead one's partitions redoes them from
+	# their last commit without the dead one's records.  What makes that
+	# safe, and is checked above: every repeat carries its order's one
+	# notification id.  With no death, nothing is sent twice.
 	NOTE_REPEATS=$(($(wc -l <"$W/notes.txt") -
 	    $(wc -l <"$W/notes.distinct")))
 	NOTE_TORN=$(grep -c '^"torn"$' "$W/notes.all" || :)
-	[ "$NOTE_REPEATS" -le "$nt_deaths" ] ||
-	    fail "$NOTE_REPEATS notifications sent again, notify died $nt_deaths times"
+	[ "$nt_deaths" -gt 0 ] || [ "$NOTE_REPEATS" -eq 0 ] ||
+	    fail "$NOTE_REPEATS notifications sent again, notify never died"
 	[ "$NOTE_TORN" -le "$nt_deaths" ] ||
 	    fail "$NOTE_TORN torn notification lines, notify died $nt_deaths times"
 
