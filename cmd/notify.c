@@ -237,45 +237,22 @@ webhook_sign(const struct notify *n, const char *id, const char *ts,
 	return rc;
 }
 
+/* The request's headers; NULL when out of memory. */
 static struct curl_slist *
 webhook_headers(const struct note *nt, const char *ts, const char *sig)
 {
-	struct curl_slist *h = NULL, *t;
-	char buf[160];
-	int i;
+	struct curl_slist *h = NULL;
 
-	for (i = 0; i < 6; i++) {
-		switch (i) {
-		case 0:
-			snprintf(buf, sizeof(buf), "Content-Type: %s",
-			    EVENT_DATA_CONTENT_TYPE);
-			break;
-		case 1:
-			snprintf(buf, sizeof(buf), "webhook-id: %s", nt->id);
-			break;
-		case 2:
-			snprintf(buf, sizeof(buf), "webhook-timestamp: %s", ts);
-			break;
-		case 3:
-			snprintf(buf, sizeof(buf), "webhook-signature: v1,%s",
-			    sig);
-			break;
-		case 4:		/* no "100 Continue" round trip */
-			snprintf(buf, sizeof(buf), "Expect:");
-			break;
-		case 5:
-			if (nt->ev->traceparent[0] == '\0')
-				continue;
-			snprintf(buf, sizeof(buf), "%s: %s",
-			    FLOW_H_TRACEPARENT, nt->ev->traceparent);
-			break;
-		}
-		if ((t = curl_slist_append(h, buf)) == NULL) {
-			curl_slist_free_all(h);
-			return NULL;
-		}
-		h = t;
-	}
+	/* "Expect:" (empty): no "100 Continue" round trip. */
+	if (httpq_header(&h, "Content-Type: %s",
+	    EVENT_DATA_CONTENT_TYPE) == -1 ||
+	    httpq_header(&h, "webhook-id: %s", nt->id) == -1 ||
+	    httpq_header(&h, "webhook-timestamp: %s", ts) == -1 ||
+	    httpq_header(&h, "webhook-signature: v1,%s", sig) == -1 ||
+	    httpq_header(&h, "Expect:") == -1 ||
+	    (nt->ev->traceparent[0] != '\0' && httpq_header(&h, "%s: %s",
+	    FLOW_H_TRACEPARENT, nt->ev->traceparent) == -1))
+		return NULL;
 	return h;
 }
 

@@ -339,39 +339,17 @@ gateway_status(long code, const struct httpq_result *r, struct charge *ch)
 static struct curl_slist *
 gateway_headers(const struct event *ev)
 {
-	struct curl_slist *h = NULL, *n;
-	char hdr[64 + ORDER_ID_MAX + TRACEPARENT_LEN];
-	int i;
+	struct curl_slist *h = NULL;
 
-	for (i = 0; i < 5; i++) {
-		switch (i) {
-		case 0:
-			snprintf(hdr, sizeof(hdr), "Content-Type: "
-			    "application/json");
-			break;
-		case 1:
-			snprintf(hdr, sizeof(hdr), "Accept: application/json");
-			break;
-		case 2:		/* no "100 Continue" round trip */
-			snprintf(hdr, sizeof(hdr), "Expect:");
-			break;
-		case 3:
-			snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s",
-			    ev->order.order_id);
-			break;
-		default:
-			if (ev->traceparent[0] == '\0')
-				continue;
-			snprintf(hdr, sizeof(hdr), "%s: %s",
-			    FLOW_H_TRACEPARENT, ev->traceparent);
-			break;
-		}
-		if ((n = curl_slist_append(h, hdr)) == NULL) {
-			curl_slist_free_all(h);
-			return NULL;
-		}
-		h = n;
-	}
+	/* "Expect:" (empty): no "100 Continue" round trip. */
+	if (httpq_header(&h, "Content-Type: application/json") == -1 ||
+	    httpq_header(&h, "Accept: application/json") == -1 ||
+	    httpq_header(&h, "Expect:") == -1 ||
+	    httpq_header(&h, "Idempotency-Key: %s",
+	    ev->order.order_id) == -1 ||
+	    (ev->traceparent[0] != '\0' && httpq_header(&h, "%s: %s",
+	    FLOW_H_TRACEPARENT, ev->traceparent) == -1))
+		return NULL;
 	return h;
 }
 

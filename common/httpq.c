@@ -8,6 +8,8 @@
  * calls.  The pool never holds more handles than calls were ever in
  * flight at once, which the worker bounds by its concurrency.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -274,4 +276,28 @@ int
 httpq_inflight(const struct httpq *q)
 {
 	return q->inflight;
+}
+
+int
+httpq_header(struct curl_slist **list, const char *fmt, ...)
+{
+	struct curl_slist *n = NULL;
+	va_list ap;
+	char *line;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (r != -1) {
+		n = curl_slist_append(*list, line);
+		free(line);
+	}
+	if (n == NULL) {
+		curl_slist_free_all(*list);
+		*list = NULL;
+		return -1;
+	}
+	*list = n;
+	return 0;
 }

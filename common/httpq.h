@@ -53,6 +53,15 @@ struct httpq	*httpq_new(const char *url, long timeout_ms,
 void	httpq_free(struct httpq *);
 
 /*
+ * Appends a header line, formatted as printf(3) ("Name: value"), to *list.
+ * Returns 0; or -1 when out of memory, having freed the whole list and
+ * set *list to NULL, so that a caller can chain appends with || and
+ * return NULL on the first failure.
+ */
+int	httpq_header(struct curl_slist **list, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+/*
  * Starts a POST of body (len bytes, which the queue frees) with headers
  * (a list the queue frees; may be NULL).  done(arg, ...) follows from
  * httpq_run().  Returns 0, or -1 when out of memory (body and headers
