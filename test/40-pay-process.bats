@@ -386,10 +386,10 @@ at_least() {
 @test "pay-process: restarted after SIGKILL on its state, it consumes again within 15 s" {
 	new_flow
 	# A session timeout longer than the bound: only static membership
-	# (the same group.instance.id again) gets the partitions back in
-	# time; a new dynamic member would wait for the killed one's session
-	# to expire.
-	kx=(-X session.timeout.ms=30000 -X "group.instance.id=$GROUP-1")
+	# (by default, the same group.instance.id from the same state
+	# directory) gets the partitions back in time; a new dynamic member
+	# would wait for the killed one's session to expire.
+	kx=(-X session.timeout.ms=30000)
 	start_pp "${kx[@]}"
 	order o-before pm_card_visa
 	wait_until 30 at_least 1 payment-processed
@@ -408,6 +408,50 @@ at_least() {
 	# same event id (at least once, one effect).
 	[ "$(payments | jq -r .order_id | sort -u | tr '\n' ' ')" = "o-after o-before " ]
 	[ "$(payments | jq -r '"\(.order_id) \(.id)"' | sort -u | wc -l)" -eq 2 ]
+}
+
+@test "pay-process: fenced by a member that took its group.instance.id, it joins again and goes on; fenced again at once, it exits 4" {
+	new_flow 3
+	log=$BATS_TEST_TMPDIR/pp.log
+	start_pp -v
+	order o-1 pm_card_visa
+	wait_until 30 at_least 1 payment-processed
+	# The default id, derived from the host and the state directory.
+	id=$(sed -n 's/^pay-process: worker default: group.instance.id=//p' "$log")
+	[ -n "$id" ]
+	# fence: a consumer joins the group with pay-process's id, which
+	# fences the member that had it.
+	fence() {
+		kcat -b "$KAFKA_BROKERS" -X "group.instance.id=$id" \
+		    -X partition.assignment.strategy=cooperative-sticky \
+		    -G "$GROUP" "${PREFIX}order-created" \
+		    "${PREFIX}order-created-retry" \
+		    >/dev/null 2>>"$BATS_TEST_TMPDIR/kcat.err" &
+		KCAT_PID=$!
+		PP_PIDS+=("$KCAT_PID")
+	}
+	joined() {
+		[ "$(grep -c 'kafka: assigned' "$log")" -ge "$1" ]
+	}
+	fence
+	wait_until 30 grep -q 'FENCED_INSTANCE_ID.*joining the group again' "$log"
+	# pay-process's new member fences kcat in turn and has the
+	# partitions again.
+	wait_until 30 joined 2
+	kill -KILL "$KCAT_PID"
+	wait "$KCAT_PID" || true
+	kill -0 "${PP_PIDS[0]}"
+	order o-2 pm_card_visa
+	wait_until 30 at_least 2 payment-processed
+	[ "$(payments | jq -r .order_id | sort -u | tr '\n' ' ')" = "o-1 o-2 " ]
+	# Fenced again within a minute: another live member has the id;
+	# pay-process stops as on any other fatal error.
+	fence
+	st=0
+	wait_until 60 eval '! kill -0 "${PP_PIDS[0]}" 2>/dev/null'
+	wait "${PP_PIDS[0]}" || st=$?
+	[ "$st" -eq 4 ]
+	grep -q 'fenced again .* another member of the group has this group.instance.id' "$log"
 }
 
 @test "pay-process: a second process on one state directory exits 5" {
