@@ -623,6 +623,57 @@ p-visa approved" ]
 	    max // -1' <<<"$output")" -le 0 ]
 }
 
+@test "pay-process: a partition whose window of unfinished records reaches its bound pauses alone" {
+	new_flow 2
+	# The bound is WORKER_WINDOW_MAX (worker.h), 20000 records: a retry
+	# due in 10 minutes at the head of order-created-retry [0] holds the
+	# window open while the 25,000 records behind it are done.  The
+	# pause is seen in the -v log; that it holds is seen in what was
+	# paid, and that it is that partition's alone, in an order on
+	# another topic paid meanwhile.
+	bound=20000
+	n=25000
+	now=$(date +%s%3N)
+	retry_p0() {
+		kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" \
+		    -p 0 -K '|' -H orderflow.attempt=2 \
+		    -H "orderflow.not-before=$1"
+	}
+	printf 'o-late|%s\n' "$(mkev o-late pm_card_visa)" | retry_p0 $((now + 600000))
+	jq -rn --argjson n "$n" --arg tp "$TP" --arg run "$RANDOM$RANDOM" '
+	    range(0; $n) | "w-\(.)" as $o | "\($o)|" + ({specversion: "1.0",
+	    id: "e-\($run)-\(.)", source: "/test", type: "order.created.v2",
+	    subject: $o, time: "2026-01-01T00:00:00Z", traceparent: $tp,
+	    data: {order_id: $o, customer_id: "c-1", email: "a@example.com",
+	    currency: "EUR", items: [{sku: "S", qty: 1, unit_price: 100}],
+	    total: 100, payment_method: "pm_card_visa"}} | tojson)' |
+	    retry_p0 $((now - 1000))
+	log=$BATS_TEST_TMPDIR/pp.log
+	start_pp -v
+	wait_until 120 grep -q "order-created-retry \\[0\\]: $bound records unfinished: partition paused" "$log"
+	# Another partition goes on.
+	order o-other pm_card_visa
+	paid_other() {
+		payments | jq -e -s 'any(.order_id == "o-other")' >/dev/null
+	}
+	wait_until 30 paid_other
+	# The paused partition stopped within its window: of the records
+	# behind the late one, at most bound - 1 were read, so paid.
+	paid=$(payments | jq -r 'select(.order_id | startswith("w-")) |
+	    .order_id' | sort -u | wc -l)
+	echo "paid behind the late record: $paid of $n"
+	[ "$paid" -le $((bound - 1)) ]
+	[ "$paid" -ge $((bound / 2)) ]
+	kill -0 "${PP_PIDS[0]}"
+	stop_pp "${PP_PIDS[0]}"
+	# Nothing of that partition was committed past the late record.
+	run topic-admin -J lag "$GROUP"
+	assert_success
+	[ "$(jq -s --arg t "${PREFIX}order-created-retry" \
+	    'map(select(.topic == $t and .partition == 0) | .committed // -1) |
+	    max // -1' <<<"$output")" -le 0 ]
+}
+
 @test "pay-process: SIGKILL with hundreds of gateway calls in flight, then a restart: each order paid once" {
 	new_flow 6
 	n=1000
