@@ -108,6 +108,16 @@ overlaps() {
 	    length' "$BATS_TEST_TMPDIR/gw.log"
 }
 
+# committed TOPIC PARTITION: the group's committed offset of the flow's
+# TOPIC at PARTITION, -1 when none.
+committed() {
+	local lag
+
+	lag=$(topic-admin -J lag "$GROUP") || return 1
+	jq -s --arg t "${PREFIX}$1" --argjson p "$2" 'map(select(.topic ==
+	    $t and .partition == $p) | .committed // -1) | max // -1' <<<"$lag"
+}
+
 # at_least N TOPIC: TOPIC holds N records or more.
 at_least() {
 	[ "$(records "$2" | wc -l)" -ge "$1" ]
@@ -616,11 +626,8 @@ p-visa approved" ]
 	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = "o-due o-main " ]
 	stop_pp "${PP_PIDS[0]}"
 	# The late ones' offsets held the commit point back, even at exit.
-	run topic-admin -J lag "$GROUP"
-	assert_success
-	[ "$(jq -s --arg t "${PREFIX}order-created-retry" \
-	    'map(select(.topic == $t and .partition == 0) | .committed // -1) |
-	    max // -1' <<<"$output")" -le 0 ]
+	c=$(committed order-created-retry 0)
+	[ "$c" -le 0 ]
 }
 
 @test "pay-process: a partition whose window of unfinished records reaches its bound pauses alone" {
@@ -667,11 +674,8 @@ p-visa approved" ]
 	kill -0 "${PP_PIDS[0]}"
 	stop_pp "${PP_PIDS[0]}"
 	# Nothing of that partition was committed past the late record.
-	run topic-admin -J lag "$GROUP"
-	assert_success
-	[ "$(jq -s --arg t "${PREFIX}order-created-retry" \
-	    'map(select(.topic == $t and .partition == 0) | .committed // -1) |
-	    max // -1' <<<"$output")" -le 0 ]
+	c=$(committed order-created-retry 0)
+	[ "$c" -le 0 ]
 }
 
 @test "pay-process: SIGKILL with hundreds of gateway calls in flight, then a restart: each order paid once" {
