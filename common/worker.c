@@ -49,7 +49,8 @@ static struct opt_prop consumer_props[] = {
 	{ "fetch.max.bytes", "1048576", "worker default" },
 	{ "fetch.queue.backoff.ms", "20", "worker default" }
 };
-#define CONSUMER_PROPS		(sizeof(consumer_props) / sizeof(consumer_props[0]))
+#define CONSUMER_PROPS	\
+	(sizeof(consumer_props) / sizeof(consumer_props[0]))
 #define CONSUMER_PROPS_OLD	3	/* librdkafka < 2.2: the first three */
 static struct opt_prop producer_props[] = {
 	{ "queue.buffering.max.kbytes", "2048", "worker default" }
