@@ -1415,8 +1415,11 @@ kafka_consumer_close(struct kafka_consumer *c)
 	if (rd_kafka_fatal_error(c->rk, reason, sizeof(reason)) == 0 &&
 	    !kafka_unreachable(c->rk) && kafka_consumer_commit(c) == -1)
 		rc = -1;
-	if ((err = rd_kafka_consumer_close(c->rk)) !=
-	    RD_KAFKA_RESP_ERR_NO_ERROR) {
+	/* After a fatal error it says so again: the caller reported it. */
+	if ((err = rd_kafka_consumer_close(c->rk)) ==
+	    RD_KAFKA_RESP_ERR__FATAL)
+		log_debug("kafka: close: %s", rd_kafka_err2str(err));
+	else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_warn("kafka: close: %s", rd_kafka_err2str(err));
 		rc = -1;
 	}

@@ -175,11 +175,14 @@ rd_kafka_headers_t *kafka_headers_copy_except(const rd_kafka_headers_t *src,
  * librdkafka commits in the background only what this module stored, and
  * it stores only offsets the tracker says are safe.  Overriding
  * enable.auto.offset.store voids the guarantee.  session.timeout.ms=10000:
- * a member gone for good loses its partitions within 10 s.  With -X
- * group.instance.id=ID the member is static: a restart with the same id
- * gets its partitions back with no rebalance, and closing does not leave
- * the group (its partitions wait for it for the session timeout).  Returns
- * NULL with a message in err on a bad property or topic list.
+ * a member gone for good loses its partitions within 10 s.  With a
+ * group.instance.id (worker.h gives one by default, -X sets another) the
+ * member is static: a restart with the same id gets its partitions back
+ * with no rebalance, and closing does not leave the group (its
+ * partitions wait for it for the session timeout).  A static member can
+ * be fenced (kafka_fatal() with FENCED_INSTANCE_ID): then the caller
+ * closes it and makes a new one.  Returns NULL with a message in err on
+ * a bad property or topic list.
  */
 struct kafka_consumer *kafka_consumer_new(const struct opt_kafka *,
 	    const char *const *topics, char *err, size_t errlen);

@@ -28,6 +28,7 @@
 #define REACHABLE_MS		10000	/* startup: wait for a broker */
 #define REVOKE_FLUSH_MS		10000
 #define ATTEMPT_MAX		1000000
+#define FENCED_AGAIN_MS		60000	/* see consumer_renew() */
 
 /*
  * Memory (pay-process stays under 32 MiB resident): the consumer keeps
@@ -48,6 +49,8 @@ static struct opt_prop consumer_props[] = {
 	{ "fetch.max.bytes", "1048576", "worker default" },
 	{ "fetch.queue.backoff.ms", "20", "worker default" }
 };
+#define CONSUMER_PROPS	\
+	(sizeof(consumer_props) / sizeof(consumer_props[0]))
 #define CONSUMER_PROPS_OLD	3	/* librdkafka < 2.2: the first three */
 static struct opt_prop producer_props[] = {
 	{ "queue.buffering.max.kbytes", "2048", "worker default" }
@@ -281,13 +284,34 @@ on_revoke(void *opaque)
 	kafka_flush(w->p, REVOKE_FLUSH_MS);
 }
 
+/*
+ * The consumer's fatal error is FENCED_INSTANCE_ID: the group gave its
+ * group.instance.id to a newer member.  Another process with the same
+ * id does that, and so does the broker's own restart: librdkafka 2.0
+ * rejoins with the member id it had, which the group forgot when that
+ * session ran out while the broker was away.
+ */
+static int
+consumer_fenced(struct worker *w)
+{
+	char reason[512];
+
+	return w->c != NULL && rd_kafka_fatal_error(kafka_consumer_rk(w->c),
+	    reason, sizeof(reason)) == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+}
+
+/*
+ * A fatal error of the producer or the consumer ends the run with
+ * OF_EXIT_KAFKA; a fenced consumer does not (run_kafka() renews it).
+ */
 static int
 check_fatal(struct worker *w)
 {
 	char buf[512];
 
-	if ((w->c != NULL && kafka_fatal(kafka_consumer_rk(w->c), buf,
-	    sizeof(buf))) || (w->p != NULL &&
+	if ((w->c != NULL && !consumer_fenced(w) &&
+	    kafka_fatal(kafka_consumer_rk(w->c), buf, sizeof(buf))) ||
+	    (w->p != NULL &&
 	    kafka_fatal(kafka_producer_rk(w->p), buf, sizeof(buf)))) {
 		log_error("kafka: fatal error: %s", buf);
 		worker_fail(w, OF_EXIT_KAFKA);
@@ -339,23 +363,81 @@ poll_wait(const struct worker *w)
 	    WORKER_POLL_MS;
 }
 
-static void
-run_kafka(struct worker *w, const struct opt_kafka *o)
+/*
+ * The group consumer of the input and retry topics, in w->c.  Returns 0,
+ * or -1 with the run failed with code.
+ */
+static int
+consumer_start(struct worker *w, const struct opt_kafka *o, int code)
 {
 	const char *topics[3];
-	rd_kafka_message_t *m;
 	char err[512];
-	int busy, wait;
 
 	topics[0] = w->cf->in_topic;
 	topics[1] = w->cf->retry_topic;
 	topics[2] = NULL;
 	if ((w->c = kafka_consumer_new(o, topics, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
-		worker_fail(w, OF_EXIT_USAGE);
-		return;
+		worker_fail(w, code);
+		return -1;
 	}
 	kafka_consumer_on_revoke(w->c, on_revoke, w);
+	return 0;
+}
+
+static void	drain(struct worker *);
+
+/*
+ * A fenced consumer can do nothing more, not even commit.  What is in
+ * flight is finished and its outputs acknowledged (storing their offsets
+ * fails: they are not committed), the consumer closed and a new one made
+ * with the same group.instance.id, which gets the partitions again.  The
+ * records after the last commit come again: repeats, which the state's
+ * records and the derived event ids answer (orderflow(7)).  Retries held
+ * in memory are dropped and come again too.  Fenced again within
+ * FENCED_AGAIN_MS of the last renewal, the id is another live member's:
+ * the run ends with OF_EXIT_KAFKA, as on any other fatal error.  *renewed
+ * is the time (monotonic) of the last renewal, -1 before the first.
+ * Returns 0, or -1 when the run failed.
+ */
+static int
+consumer_renew(struct worker *w, const struct opt_kafka *o, int64_t *renewed)
+{
+	char buf[512];
+
+	kafka_fatal(kafka_consumer_rk(w->c), buf, sizeof(buf));
+	if (*renewed >= 0 && util_mono_ms() - *renewed < FENCED_AGAIN_MS) {
+		log_error("kafka: fatal error: %s; fenced again %" PRId64
+		    " ms after rejoining: another member of the group has "
+		    "this group.instance.id", buf, util_mono_ms() - *renewed);
+		worker_fail(w, OF_EXIT_KAFKA);
+		return -1;
+	}
+	log_warn("kafka: %s: finishing what is in flight, then joining the "
+	    "group again; records not committed come again", buf);
+	inflight_drain(w, util_mono_ms() + WORKER_FLUSH_MS);
+	if (w->cf->idle != NULL)
+		w->cf->idle(w->cf->ctx);
+	drain(w);
+	kafka_consumer_close(w->c);
+	w->c = NULL;
+	w->npauses = 0;
+	w->holding = 0;
+	if (w->rc != OF_EXIT_OK || consumer_start(w, o, OF_EXIT_KAFKA) == -1)
+		return -1;
+	*renewed = util_mono_ms();
+	return 0;
+}
+
+static void
+run_kafka(struct worker *w, const struct opt_kafka *o)
+{
+	rd_kafka_message_t *m;
+	int64_t renewed = -1;
+	int busy, wait;
+
+	if (consumer_start(w, o, OF_EXIT_USAGE) == -1)
+		return;
 	while (w->rc == OF_EXIT_OK && worker_running()) {
 		hold(w);
 		/* Calls in flight: a glance at Kafka, then the calls. */
@@ -370,7 +452,8 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 		if (m != NULL) {
 			on_message(w, m);
 			rd_kafka_message_destroy(m);
-		} else if (check_fatal(w))
+		} else if (check_fatal(w) || (consumer_fenced(w) &&
+		    consumer_renew(w, o, &renewed) == -1))
 			break;
 		inflight_run(w, m == NULL && busy ? WORKER_PUMP_MS : 0);
 		kafka_poll(w->p, 0);
@@ -485,11 +568,41 @@ close_dlq(struct worker *w)
 	}
 }
 
+/*
+ * The consumer's defaults in defs: consumer_props and, with a state
+ * directory, static membership under opt_instance_id() (*id, to free).
+ * The user's -X group.instance.id=ID comes after and wins; an empty ID
+ * makes the member dynamic.  Returns how many, or (size_t)-1 with errno
+ * set when the id cannot be derived.
+ */
+static size_t
+consumer_defaults(const struct opt_kafka *o, struct opt_prop *defs,
+    char **id)
+{
+	size_t n;
+
+	n = rd_kafka_version() >= 0x02020000 ? CONSUMER_PROPS :
+	    CONSUMER_PROPS_OLD;
+	memcpy(defs, consumer_props, n * sizeof(*defs));
+	*id = NULL;
+	if (o->state == NULL)
+		return n;
+	if ((*id = opt_instance_id(o->state)) == NULL)
+		return (size_t)-1;
+	defs[n].name = "group.instance.id";
+	defs[n].value = *id;
+	defs[n].where = "worker default";
+	return n + 1;
+}
+
 /* Opens where the run writes, then runs the mode of its input. */
 static void
 run_mode(struct worker *w, const struct opt_kafka *o)
 {
+	struct opt_prop defs[CONSUMER_PROPS + 1];
 	struct opt_kafka co;
+	char *id;
+	size_t n;
 	int rc;
 
 	if (open_dlq(w) == -1) {
@@ -506,15 +619,20 @@ run_mode(struct worker *w, const struct opt_kafka *o)
 		pipe_run(w);
 		return;
 	}
-	if (opt_with(o, consumer_props, rd_kafka_version() >= 0x02020000 ?
-	    sizeof(consumer_props) / sizeof(consumer_props[0]) :
-	    CONSUMER_PROPS_OLD, &co) == -1) {
+	if ((n = consumer_defaults(o, defs, &id)) == (size_t)-1) {
+		log_error("%s: %s", o->state, strerror(errno));
+		worker_fail(w, OF_EXIT_FAIL);
+		return;
+	}
+	if (opt_with(o, defs, n, &co) == -1) {
 		log_error("out of memory");
 		worker_fail(w, OF_EXIT_FAIL);
+		free(id);
 		return;
 	}
 	run_kafka(w, &co);
 	free(co.props);
+	free(id);
 }
 
 int

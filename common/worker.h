@@ -58,6 +58,18 @@
  * in flight.  The loop waits on the effects in flight through the pump
  * (at most WORKER_PUMP_MS at a time) instead of in the consumer.
  *
+ * Group membership (Kafka mode): the consumer is a static member of the
+ * group, its group.instance.id opt_instance_id() of the state directory
+ * (o->state; none without one), so a worker restarted on its state gets
+ * its partitions back at once; -X group.instance.id=ID sets another, an
+ * empty ID makes it a dynamic member.  A consumer fenced
+ * (FENCED_INSTANCE_ID: its session ran out while the broker was away,
+ * or another member took the id) is replaced, with a warning: what is in
+ * flight is finished, the consumer closed and a new one made, and the
+ * records after the last commit come again.  Fenced again within a
+ * minute of that, the run ends with OF_EXIT_KAFKA like any other fatal
+ * error.
+ *
  * Pipe mode (input a file, "-" for stdin): events are read as JSON lines
  * (jsonl.h) by a reader thread, so retries come due while the input is
  * idle.  A transient failure is retried in-process on the same schedule

@@ -178,7 +178,9 @@ add_worker() {
 # start_worker SLOT: the slot's next incarnation, with its own log and,
 # for notify, its own notification file (the stdout sink): a line cut by
 # a SIGKILL cannot run into the next incarnation's first.  Each slot has
-# a state directory of its own, which every incarnation reuses.
+# a state directory of its own, which every incarnation reuses (and so
+# its default group.instance.id: a restart gets the slot's partitions
+# back at once).
 start_worker() {
 	local s=$1 i
 
