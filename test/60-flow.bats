@@ -242,9 +242,15 @@ check_summary() {
 	wait "$pp" || :
 	wait "$nt" || :
 	timeout 120 order-submit -q -m 60s "$w/second.jsonl" >/dev/null
-	# Every order the rules give a payment is notified.
+	# Every order the rules give a payment is notified, and every one
+	# they give a dead letter is in the DLQ (an exhausted order may
+	# still be waiting for its last retry when the last one is notified).
 	want=$(grep -vc ' dlq:' "$w/expected.txt")
+	dead=$(grep -c ' dlq:' "$w/expected.txt")
+	dead_letters() { dlq_topic order-created-dlq | sort -u | wc -l; }
+	at_least_dead() { [ "$(dead_letters)" -ge "$1" ]; }
 	wait_until 180 at_least_notified "$want"
+	wait_until 180 at_least_dead "$dead"
 	for p in "${PIDS[2]}" "${PIDS[3]}"; do
 		kill -TERM "$p"
 		st=0
