@@ -57,12 +57,16 @@
  * are never serialised here: BDB flushes the log once for all commits
  * waiting at that moment (group commit).
  */
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +86,8 @@ _Static_assert(sizeof(db_threadid_t) >= sizeof(pid_t), "db_threadid_t");
 #define FAILCHK_MS		1000
 #define LOCK_TIMEOUT_US		2000000
 #define STALL_MS		30000
+
+#define REGION_PREFIX		"__db."	/* Berkeley DB's region files */
 
 #define ENV_FLAGS	(DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |	\
 	DB_INIT_LOG | DB_INIT_MPOOL | DB_THREAD | DB_REGISTER |		\
@@ -218,8 +224,77 @@ env_config(DB_ENV *env, unsigned flags)
 	    (ret = env->set_thread_id(env, thread_id)) != 0 ||
 	    (ret = env->set_isalive(env, is_alive)) != 0)
 		return ret;
+	/*
+	 * The regions' first pages are written at creation, so a disk
+	 * too full for them fails the open; regions_reserve() does the rest.
+	 */
+	if ((ret = env->set_flags(env, DB_REGION_INIT, 1)) != 0)
+		return ret;
 	if (flags & STOREENV_NOSYNC)
 		ret = env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
+	return ret;
+}
+
+/*
+ * Gives the region file path the disk space of its whole mapping, end
+ * bytes.  Berkeley DB maps each region file at its maximum size but
+ * extends the file only by writing its last byte: on a full disk the
+ * first touch of a page without space is a SIGBUS.  With the space
+ * reserved now, a full disk is an error of this open instead.
+ */
+static int
+region_reserve(const char *path, off_t end)
+{
+	int fd, ret;
+
+	if ((fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return errno;
+	ret = posix_fallocate(fd, 0, end);
+	close(fd);
+	return ret;
+}
+
+/*
+ * Reserves the space of every region file of dir that this process maps
+ * (/proc/self/maps says how far each mapping reaches).  ENOSPC and the
+ * like are returned, with the state directory named in the log.
+ */
+static int
+regions_reserve(const char *dir)
+{
+	char real[PATH_MAX], line[PATH_MAX + 128], *path, *nl;
+	unsigned long long lo, hi, off;
+	size_t len;
+	FILE *f;
+	int n, ret = 0;
+
+	if (realpath(dir, real) == NULL)
+		return errno;
+	len = strlen(real);
+	if ((f = fopen("/proc/self/maps", "re")) == NULL) {
+		log_warn("store: /proc/self/maps: %s; the disk space of "
+		    "Berkeley DB's regions is not reserved", strerror(errno));
+		return 0;
+	}
+	while (ret == 0 && fgets(line, sizeof(line), f) != NULL) {
+		if ((nl = strchr(line, '\n')) != NULL)
+			*nl = '\0';
+		if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &lo, &hi,
+		    &off, &n) != 3)
+			continue;
+		path = line + n;
+		if (strncmp(path, real, len) != 0 || path[len] != '/' ||
+		    strncmp(path + len + 1, REGION_PREFIX,
+		    strlen(REGION_PREFIX)) != 0)
+			continue;
+		if ((ret = region_reserve(path, (off_t)(off + hi - lo))) != 0)
+			log_error("store: %s: cannot reserve %llu bytes for "
+			    "Berkeley DB's region file %s: %s; free space "
+			    "there and start again", dir,
+			    (unsigned long long)(off + hi - lo),
+			    path + len + 1, strerror(ret));
+	}
+	fclose(f);
 	return ret;
 }
 
@@ -238,6 +313,8 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 	if ((ret = env_config(s->env, flags)) == 0 &&
 	    (ret = s->env->open(s->env, dir, ENV_FLAGS, 0600)) != 0)
 		log_error("store: %s: %s", dir, db_strerror(ret));
+	if (ret == 0)
+		ret = regions_reserve(dir);
 	if (ret != 0) {
 		(void)s->env->close(s->env, 0);
 		s->env = NULL;
