@@ -61,11 +61,13 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +238,105 @@ env_config(DB_ENV *env, unsigned flags)
 }
 
 /*
+ * Berkeley DB's open(2) for every file it opens (regions, log, tables):
+ * a symbolic link planted in the state directory is not followed.
+ */
+static int
+open_nofollow(const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode = 0;
+
+	if (flags & O_CREAT) {
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	return open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+static void
+open_nofollow_install(void)
+{
+	(void)db_env_set_func_open(open_nofollow);
+}
+
+/*
+ * Whether st, the state directory or a file in it (path), may be trusted,
+ * as ssh's StrictModes decides: owned by this process's user, writable by
+ * nobody else, not a symbolic link.  Another user who can write there
+ * could plant a link that makes this process write its log over any file
+ * it may write, or change the state under it.
+ */
+static int
+trusted(const char *path, const struct stat *st)
+{
+	if (S_ISLNK(st->st_mode)) {
+		log_error("store: %s: a symbolic link in the state directory; "
+		    "refusing to use it", path);
+		return 0;
+	}
+	if (st->st_uid != geteuid()) {
+		log_error("store: %s: owned by uid %lu, not by this user "
+		    "(uid %lu); refusing to use it", path,
+		    (unsigned long)st->st_uid, (unsigned long)geteuid());
+		return 0;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		log_error("store: %s: writable by group or others (mode %04o); "
+		    "refusing to use it (chmod go-w)", path,
+		    (unsigned)(st->st_mode & 07777));
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * Refuses (EPERM, with the reason in the log) a state directory, or an
+ * entry in it, that trusted() does not accept.  The directory itself may
+ * be reached through a symbolic link that its owner made.
+ */
+static int
+dir_check(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int ret = 0;
+
+	if ((d = opendir(dir)) == NULL || fstat(dirfd(d), &st) == -1) {
+		ret = errno;
+		log_error("store: %s: %s", dir, strerror(ret));
+		if (d != NULL)
+			closedir(d);
+		return ret;
+	}
+	if (!trusted(dir, &st))
+		ret = EPERM;
+	while (ret == 0 && (errno = 0, de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		(void)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (fstatat(dirfd(d), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno == ENOENT)	/* removed meanwhile */
+				continue;
+			ret = errno;
+			log_error("store: %s: %s", path, strerror(ret));
+		} else if (!trusted(path, &st))
+			ret = EPERM;
+	}
+	if (ret == 0 && errno != 0) {
+		ret = errno;
+		log_error("store: %s: %s", dir, strerror(ret));
+	}
+	closedir(d);
+	return ret;
+}
+
+/*
  * Gives the region file path the disk space of its whole mapping, end
  * bytes.  Berkeley DB maps each region file at its maximum size but
  * extends the file only by writing its last byte: on a full disk the
@@ -301,6 +402,7 @@ regions_reserve(const char *dir)
 static int
 env_open(struct storeenv *s, const char *dir, unsigned flags)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	int ret;
 
 	if (util_mkdir_p(dir, 0700) == -1) {
@@ -308,6 +410,9 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 		log_error("store: %s: %s", dir, strerror(ret));
 		return ret;
 	}
+	if ((ret = dir_check(dir)) != 0)
+		return ret;
+	(void)pthread_once(&once, open_nofollow_install);
 	if ((ret = db_env_create(&s->env, 0)) != 0)
 		return ret;
 	if ((ret = env_config(s->env, flags)) == 0 &&
