@@ -384,11 +384,19 @@ regions_reserve(const char *dir)
 		    &off, &n) != 3)
 			continue;
 		path = line + n;
+		/*
+		 * Mappings of an environment this process failed to close
+		 * (it was panicked) may stay, of files recovery removed.
+		 */
 		if (strncmp(path, real, len) != 0 || path[len] != '/' ||
 		    strncmp(path + len + 1, REGION_PREFIX,
-		    strlen(REGION_PREFIX)) != 0)
+		    strlen(REGION_PREFIX)) != 0 ||
+		    strstr(path, " (deleted)") != NULL)
 			continue;
-		if ((ret = region_reserve(path, (off_t)(off + hi - lo))) != 0)
+		if ((ret = region_reserve(path, (off_t)(off + hi - lo))) ==
+		    ENOENT)
+			ret = 0;
+		if (ret != 0)
 			log_error("store: %s: cannot reserve %llu bytes for "
 			    "Berkeley DB's region file %s: %s; free space "
 			    "there and start again", dir,
