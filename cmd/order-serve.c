@@ -1062,9 +1062,9 @@ server_close(struct server *sv)
 		log_error("store: outbox: %s", store_strerror(ret));
 		code = OF_EXIT_FAIL;
 	} else if (depth > 0) {
-		log_error("%" PRIu64 " order(s) not acknowledged by the broker "
-		    "stay in the outbox; they are published at the next start",
-		    depth);
+		log_error("%" PRIu64 " accepted order(s) stay in the outbox "
+		    "(not acknowledged by the broker, or their deletion "
+		    "failed); they are published at the next start", depth);
 		code = OF_EXIT_KAFKA;
 	}
 	if (kafka_failed(sv))

@@ -485,6 +485,74 @@ at_least() {
 	stop_pp "${PP_PIDS[0]}"
 }
 
+# refused ARG...: pay-process in pipe mode on $ORDERFLOW_STATE refuses
+# to start (exit 1, nothing processed), saying ARGs (patterns) in stderr.
+refused() {
+	local want
+
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 \
+	    --state "$ORDERFLOW_STATE" -i - -o - <<<"$(mkev o-st pm_card_visa)"
+	assert_failure 1
+	[ -z "$output" ]
+	for want in "$@"; do
+		assert_regex "$stderr" "$want"
+	done
+}
+
+@test "pay-process: a state directory, or a file in it, that another user owns or can write, or a symbolic link there: refused" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	local st=$ORDERFLOW_STATE victim=$BATS_TEST_TMPDIR/victim
+
+	getent passwd nobody >/dev/null || fail "no user nobody"
+	[ "$(id -u)" -eq 0 ] || fail "the ownership cases need root"
+	mkdir -m 0777 "$st"
+	chmod 0777 "$st"
+	refused "pay-process: store: $st: writable by group or others \(mode 0777\); refusing"
+	chmod 0700 "$st"
+	chown nobody "$st"
+	refused "pay-process: store: $st: owned by uid $(id -u nobody), not by this user"
+	chown "$(id -u)" "$st"
+
+	# A working state, then files planted in it.
+	run --separate-stderr pay-process --state "$st" -i - -o - \
+	    <<<"$(mkev o-ok pm_card_visa)"
+	assert_success
+	echo precious >"$victim"
+	touch "$st/planted"
+	chmod 0666 "$st/planted"
+	refused "pay-process: store: $st/planted: writable by group or others"
+	chmod 0600 "$st/planted"
+	chown nobody "$st/planted"
+	refused "pay-process: store: $st/planted: owned by uid"
+	rm -f "$st/planted"
+	# A link where the log goes: as root, the log was written over the
+	# link's target.
+	mv "$st/log.0000000001" "$BATS_TEST_TMPDIR/log"
+	ln -s "$victim" "$st/log.0000000001"
+	refused "pay-process: store: $st/log.0000000001: a symbolic link in the state directory; refusing"
+	rm "$st/log.0000000001"
+	mv "$st/__db.001" "$BATS_TEST_TMPDIR/region"
+	ln -s "$victim" "$st/__db.001"
+	refused "pay-process: store: $st/__db.001: a symbolic link"
+	rm "$st/__db.001"
+	# The lock file is opened before the store: not followed either.
+	mv "$st/lock" "$BATS_TEST_TMPDIR/lock"
+	ln -s "$BATS_TEST_TMPDIR/new-file" "$st/lock"
+	refused "pay-process: $st/lock: Too many levels of symbolic links"
+	[ ! -e "$BATS_TEST_TMPDIR/new-file" ]
+	[ "$(cat "$victim")" = precious ]
+	rm "$st/lock"
+	mv "$BATS_TEST_TMPDIR/lock" "$st/lock"
+	mv "$BATS_TEST_TMPDIR/region" "$st/__db.001"
+	mv "$BATS_TEST_TMPDIR/log" "$st/log.0000000001"
+	# Put right, it works again, with the state it had: o-ok is a
+	# duplicate.
+	run --separate-stderr pay-process --state "$st" -i - -o - \
+	    <<<"$(mkev o-ok pm_card_visa)"
+	assert_success
+	assert_regex "$stderr" 'duplicates=1'
+}
+
 @test "pay-process: --gateway, 503 twice then 200, one Idempotency-Key" {
 	new_flow
 	start_gw 2
