@@ -35,7 +35,10 @@
  *   future waits in memory (at most WORKER_RETRY_WAITING) until it is
  *   due, its offset pending, while the records behind it go on; with
  *   that many waiting, its partition is paused instead, sought back to
- *   that record and resumed when it is due.  The loop polls with
+ *   that record and resumed when it is due.  It is due at
+ *   orderflow.not-before, but never later than backoff_max_ms from when
+ *   it was read (a header further ahead is logged); a header that is no
+ *   decimal number is ignored, so the record is due at once.  The loop polls with
  *   timeouts of at most 100 ms and never sleeps, so a long backoff never
  *   costs the group membership (orderflow(7), "Retries and the DLQ").
  *   An output the broker did not acknowledge stops the worker (its offset

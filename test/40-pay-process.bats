@@ -678,6 +678,31 @@ p-visa approved" ]
 	[ "$c" -le 0 ]
 }
 
+@test "pay-process: a retry's not-before a century ahead, garbage or negative waits at most --backoff-max" {
+	new_flow 1
+	now=$(date +%s%3N)
+	# retry NAME NOT-BEFORE: a retry record in partition 0.
+	retry() {
+		printf '%s|%s\n' "$1" "$(mkev "$1" pm_card_visa)" |
+		    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" \
+		    -p 0 -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$2"
+	}
+	retry o-century $((now + 3153600000000))
+	retry o-max 9223372036854775807
+	retry o-garbage 12ab
+	retry o-negative -5
+	# Behind them in the same partition: one due already.
+	retry o-due $((now - 1000))
+	start_pp --backoff 100ms --backoff-max 2s
+	wait_until 20 at_least 5 payment-processed
+	run --separate-stderr payments
+	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = \
+	    "o-century o-due o-garbage o-max o-negative " ]
+	stop_pp "${PP_PIDS[0]}"
+	grep -q 'orderflow.not-before 9223372036854775807 is more than the longest backoff (2000 ms) ahead' \
+	    "$BATS_TEST_TMPDIR/pp.log"
+}
+
 @test "pay-process: SIGKILL with hundreds of gateway calls in flight, then a restart: each order paid once" {
 	new_flow 6
 	n=1000
