@@ -78,7 +78,10 @@
  * idle.  A transient failure is retried in-process on the same schedule
  * (with the monotonic clock); at most WORKER_PIPE_RETRIES records wait at
  * once, and reading pauses while that many do.  A line jsonl.h rejects is
- * a dead letter of kind "invalid" with a null value.  After the end of the
+ * a dead letter of kind "invalid" whose value is what jsonl_rejected()
+ * kept: the whole line (NUL byte, invalid UTF-8: "value_base64" below),
+ * or for a line longer than the limit its first JSONL_REJECT_HEAD (1024)
+ * bytes, with the line's length in header orderflow.original.length.  After the end of the
  * input the worker waits for the retries still due, then returns.
  *
  * Dead letters as JSON lines, one object a line:

@@ -79,6 +79,10 @@ jsonl() {
 	jsonl pieces
 }
 
+@test "jsonl: a rejected line's bytes are kept for its dead letter, a long one's head" {
+	jsonl rejected
+}
+
 @test "jsonl: an unknown subtest is a usage error" {
 	run --separate-stderr "$BUILD/test/jsonl_test" nosuchtest
 	assert_failure 2

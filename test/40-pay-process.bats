@@ -535,6 +535,34 @@ p-visa approved" ]
 	[ "$(jq -r '.topic' "$BATS_TEST_TMPDIR/dlq.jsonl" | sort -u)" = order-created-dlq ]
 }
 
+@test "pay-process: pipe mode's dead letters carry the rejected bytes, a long line's head and length" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	{
+		printf '{"a":"\xff\xfe"}\n'
+		printf '{"a":"x\0y"}\n'
+		printf '{"long":"'
+		head -c 1200000 /dev/zero | tr '\0' x
+		printf '"}\n'
+		mkev p-visa pm_card_visa
+	} >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --dlq "$BATS_TEST_TMPDIR/dlq.jsonl" <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 3
+	[ "$(jq -r .data.order_id <<<"$output")" = p-visa ]
+	dl() {	# LINE-NUMBER: that line's dead letter
+		jq -c --arg n "$1" 'select(.headers["orderflow.original.offset"] == $n)' \
+		    "$BATS_TEST_TMPDIR/dlq.jsonl"
+	}
+	[ "$(dl 1 | jq -r .value_base64)" = "$(printf '{"a":"\xff\xfe"}' | base64)" ]
+	dl 1 | jq -e '.value == null and .headers["orderflow.original.length"] == null'
+	[ "$(dl 2 | jq -r .value_base64)" = "$(printf '{"a":"x\0y"}' | base64)" ]
+	# Too long: its first 1024 bytes and its length.
+	dl 3 | jq -e --arg head "{\"long\":\"$(head -c 1015 /dev/zero | tr '\0' x)" '
+	    .value == $head and .headers["orderflow.original.length"] == "1200011" and
+	    .headers["orderflow.error.kind"] == "invalid" and
+	    (.headers["orderflow.error.message"] | test("line too long: 1200011 bytes"))'
+}
+
 @test "pay-process: the pipeline order-submit | pay-process | jq" {
 	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
 	printf '%s\n' \
