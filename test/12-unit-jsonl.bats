@@ -16,7 +16,7 @@ jsonl() {
 	run --separate-stderr "$BUILD/test/jsonl_test"
 	assert_success
 	assert_output "$(printf '%s\n' lines empty nofinalnl crlf toolong nul \
-	    badutf8 goodutf8 garbage chunks pipe readerr name bom pieces)"
+	    badutf8 goodutf8 garbage chunks pipe readerr name bom pieces rejected)"
 }
 
 @test "jsonl: lines returned in order with their numbers" {
