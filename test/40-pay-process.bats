@@ -563,6 +563,26 @@ p-visa approved" ]
 	    (.headers["orderflow.error.message"] | test("line too long: 1200011 bytes"))'
 }
 
+@test "pay-process: pipe mode refuses a bad -X or -F property with exit 2" {
+	local props="$BATS_TEST_TMPDIR/client.properties"
+	mkev p-visa pm_card_visa >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -X foo.bar=1 <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 2
+	assert_output ""
+	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/st" ]
+	printf 'security.protocol=carrier-pigeon\n' >"$props"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -F "$props" <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 2
+	[[ "$stderr" == *"$props:1"*security.protocol* ]]
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -X client.id=demo <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r .data.order_id <<<"$output")" = p-visa ]
+}
+
 @test "pay-process: the pipeline order-submit | pay-process | jq" {
 	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
 	printf '%s\n' \

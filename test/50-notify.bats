@@ -663,6 +663,23 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	[ "$status" -eq 2 ]
 }
 
+@test "notify -i: a bad -X or -F property exits 2 in pipe mode too" {
+	local props="$BATS_TEST_TMPDIR/client.properties"
+	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \
+	    --state "$BATS_TEST_TMPDIR/st" -X foo.bar=1 </dev/null
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/st" ]
+	printf '# client\nfetch.wait.max.ms=soon\n' >"$props"
+	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \
+	    --state "$BATS_TEST_TMPDIR/st" -F "$props" </dev/null
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"$props:2"*fetch.wait.max.ms* ]]
+	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \
+	    --state "$BATS_TEST_TMPDIR/st" -X client.id=demo </dev/null
+	[ "$status" -eq 0 ]
+}
+
 @test "notify: --webhook at --concurrency 256, a 100 ms receiver: each delivered once, one per order at a time" {
 	new_flow 6
 	GROUP=$(unique_name notify)
