@@ -610,9 +610,7 @@ check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
 			return respond_error(conn, r, 413, "the body is larger "
 			    "than 64 KiB", NULL);
 	}
-	if ((v = header(conn, FLOW_H_TRACEPARENT)) != NULL && trace_valid(v))
-		snprintf(r->traceparent, sizeof(r->traceparent), "%s", v);
-	else
+	if (trace_parse(header(conn, FLOW_H_TRACEPARENT), r->traceparent) == -1)
 		trace_generate(r->traceparent);
 	if ((v = header(conn, "Idempotency-Key")) != NULL) {
 		if (!valid_idem_key(v))

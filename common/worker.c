@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "exitcode.h"
 #include "flow.h"
 #include "kafka.h"
@@ -258,7 +259,7 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	struct worker_input in;
 	const char *topic;
 	int64_t due, v;
-	char tp[64];
+	char raw[256], tp[TRACEPARENT_LEN + 1];
 	int from_retry;
 
 	topic = rd_kafka_topic_name(m->rkt);
@@ -276,7 +277,8 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	in.topic = from_retry ? w->cf->retry_topic : w->cf->in_topic;
 	in.partition = m->partition;
 	in.offset = m->offset;
-	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, tp, sizeof(tp)) >= 0)
+	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, raw, sizeof(raw)) >= 0 &&
+	    trace_parse(raw, tp) == 0)
 		in.traceparent = tp;
 	/*
 	 * A retry not due yet waits in memory, its offset pending, while

@@ -583,6 +583,25 @@ p-visa approved" ]
 	[ "$(jq -r .data.order_id <<<"$output")" = p-visa ]
 }
 
+@test "pay-process: a traceparent of a later version is carried on as version 00" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	local t=4bf92f3577b34da6a3ce929d0e0e4736 p=00f067aa0ba902b7
+	{
+		TP="01-$t-$p-01" mkev p-1 pm_card_visa
+		TP="cc-$t-$p-03-and-more" mkev p-2 pm_card_visa
+		TP="00-$t-$p-01-and-more" mkev p-3 pm_card_visa
+	} >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r 'select(.subject != "p-3") | .traceparent' <<<"$output" | sort -u)" = \
+	    "00-$t-$p-01" ]
+	# Version 00 with more fields is invalid: a new trace.
+	run jq -r 'select(.subject == "p-3") | .traceparent' <<<"$output"
+	assert_output --regexp '^00-[0-9a-f]{32}-[0-9a-f]{16}-01$'
+	refute_output --partial "$t"
+}
+
 @test "pay-process: the pipeline order-submit | pay-process | jq" {
 	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
 	printf '%s\n' \
