@@ -139,7 +139,7 @@ struct worker_input {
 	const char	*topic;		/* where it was read; "-" in pipe mode */
 	int32_t		 partition;	/* -1 in pipe mode */
 	int64_t		 offset;	/* the line number in pipe mode */
-	const char	*traceparent;	/* from the header, or NULL */
+	const char	*traceparent;	/* trace_parse()d header, or NULL */
 };
 
 /*
