@@ -123,9 +123,11 @@ reader_copy(struct jsonl *r, int st, const char *line, size_t *len,
 {
 	char *copy;
 
-	*total = *len;
-	if (st == JSONL_LINE)
+	if (st == JSONL_LINE) {
+		*total = *len;
 		return strndup(line, *len);
+	}
+	*len = *total = 0;
 	if (st != JSONL_REJECT ||
 	    (line = jsonl_rejected(r, len, total)) == NULL ||
 	    (copy = malloc(*len)) == NULL) {

@@ -243,9 +243,10 @@ retry_due(const struct worker *w, const rd_kafka_message_t *m,
 		return 0;
 	if (v - now > w->cf->backoff_max_ms) {
 		log_warn("%s [%d]: offset %" PRId64 ": %s %" PRId64 " is more "
-		    "than the longest backoff (%" PRId64 " ms) ahead: due then",
-		    rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset,
-		    FLOW_H_NOT_BEFORE, v, w->cf->backoff_max_ms);
+		    "than --backoff-max (%" PRId64 " ms) ahead: due in %" PRId64
+		    " ms instead", rd_kafka_topic_name(m->rkt),
+		    (int)m->partition, m->offset, FLOW_H_NOT_BEFORE, v,
+		    w->cf->backoff_max_ms, w->cf->backoff_max_ms);
 		return w->cf->backoff_max_ms > 0 ?
 		    now + w->cf->backoff_max_ms : 0;
 	}

@@ -766,7 +766,7 @@ p-visa approved" ]
 	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = \
 	    "o-century o-due o-garbage o-max o-negative " ]
 	stop_pp "${PP_PIDS[0]}"
-	grep -q 'orderflow.not-before 9223372036854775807 is more than the longest backoff (2000 ms) ahead' \
+	grep -q 'orderflow.not-before 9223372036854775807 is more than --backoff-max (2000 ms) ahead: due in 2000 ms instead' \
 	    "$BATS_TEST_TMPDIR/pp.log"
 }
 
