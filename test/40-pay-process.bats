@@ -723,7 +723,8 @@ p-visa approved" ]
 	    total: 100, payment_method: "pm_card_visa"}} | tojson)' |
 	    retry_p0 $((now - 1000))
 	log=$BATS_TEST_TMPDIR/pp.log
-	start_pp -v
+	# A retry waits at most --backoff-max: one of 10 minutes needs more.
+	start_pp -v --backoff-max 20m
 	wait_until 120 grep -q "order-created-retry \\[0\\]: $bound records unfinished: partition paused" "$log"
 	# Another partition goes on.
 	order o-other pm_card_visa
