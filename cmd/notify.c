@@ -52,6 +52,7 @@
 #include "exitcode.h"
 #include "flow.h"
 #include "httpq.h"
+#include "kafka.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
@@ -1019,6 +1020,9 @@ parse_options(struct notify *n, int argc, char **argv)
 		usage_error("%s", "--dlq goes with -i");
 	if (n->backoff_max_ms < n->backoff_ms)
 		usage_error("%s", "--backoff-max is below --backoff");
+	/* Kafka mode checks them as it makes its clients. */
+	if (n->input != NULL)
+		kafka_conf_check(&n->o);
 	n->sink = n->url != NULL ? SINK_WEBHOOK : n->cmd != NULL ?
 	    SINK_EXEC : SINK_STDOUT;
 }

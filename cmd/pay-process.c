@@ -38,6 +38,7 @@
 #include "exitcode.h"
 #include "flow.h"
 #include "httpq.h"
+#include "kafka.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
@@ -873,6 +874,9 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 		usage_error("%s", "--backoff-max is less than --backoff", NULL);
 	if (cf->dlq_file != NULL && cf->output == NULL)
 		usage_error("%s", "--dlq goes with -o -", NULL);
+	/* With a client to make, the worker checks them then. */
+	if (cf->input != NULL && cf->output != NULL)
+		kafka_conf_check(&p->o);
 }
 
 int

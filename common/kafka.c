@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "exitcode.h"
 #include "kafka.h"
 #include "log.h"
 #include "offtrack.h"
@@ -632,6 +633,19 @@ kafka_producer_new(const struct opt_kafka *o, char *err, size_t errlen)
 		return NULL;
 	}
 	return p;
+}
+
+void
+kafka_conf_check(const struct opt_kafka *o)
+{
+	struct kafka_base b;
+	rd_kafka_conf_t *conf;
+	char err[512];
+
+	base_init(&b);
+	if ((conf = conf_new(o, &b, NULL, NULL, err, sizeof(err))) == NULL)
+		log_fatal(OF_EXIT_USAGE, "%s", err);
+	rd_kafka_conf_destroy(conf);
 }
 
 rd_kafka_resp_err_t

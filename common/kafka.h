@@ -64,6 +64,14 @@ struct kafka_producer *kafka_producer_new(const struct opt_kafka *,
 	    char *err, size_t errlen);
 
 /*
+ * For a mode that makes no client (pipe mode): checks -b, -X and -F as
+ * making one would, on a librdkafka configuration that is then dropped,
+ * so that a bad property is the same usage error in every mode.  Exits
+ * OF_EXIT_USAGE with the message a client's making would log.
+ */
+void	kafka_conf_check(const struct opt_kafka *);
+
+/*
  * Queues one message for topic; the key (NULL for none) and value are
  * copied.  headers (may be NULL) belong to librdkafka once this returns 0;
  * on an error the caller keeps them.  A full queue is not an error: it

@@ -29,10 +29,15 @@
 #define READER_SLOTS	64
 #define READER_BYTES	(1024 * 1024)
 
+/*
+ * A line, or what a rejected line left (jsonl_rejected()): line holds
+ * len bytes, not NUL-terminated when rejected, total the line's length.
+ */
 struct reader_slot {
 	int		 status;	/* enum jsonl_status */
 	char		*line;
 	size_t		 len;
+	size_t		 total;
 	long		 lineno;
 	char		 err[256];
 };
@@ -111,6 +116,28 @@ reader_low(const struct reader *rd)
 	    rd->bytes <= READER_BYTES / 2);
 }
 
+/* A copy of what jsonl_next() returned (st) for a slot, or NULL. */
+static char *
+reader_copy(struct jsonl *r, int st, const char *line, size_t *len,
+    size_t *total)
+{
+	char *copy;
+
+	if (st == JSONL_LINE) {
+		*total = *len;
+		return strndup(line, *len);
+	}
+	*len = *total = 0;
+	if (st != JSONL_REJECT ||
+	    (line = jsonl_rejected(r, len, total)) == NULL ||
+	    (copy = malloc(*len)) == NULL) {
+		*len = 0;
+		return NULL;
+	}
+	memcpy(copy, line, *len);
+	return copy;
+}
+
 static void *
 reader_main(void *arg)
 {
@@ -118,7 +145,7 @@ reader_main(void *arg)
 	struct reader_slot *sl;
 	const char *line;
 	char *copy;
-	size_t len;
+	size_t len, total;
 	int st;
 
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
@@ -127,8 +154,8 @@ reader_main(void *arg)
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
 		st = jsonl_next(rd->r, &line, &len);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-		copy = NULL;
-		if (st == JSONL_LINE && (copy = strndup(line, len)) == NULL)
+		copy = reader_copy(rd->r, st, line, &len, &total);
+		if (st == JSONL_LINE && copy == NULL)
 			st = JSONL_ERROR;
 		pthread_mutex_lock(&rd->mu);
 		while (!reader_room(rd) && !rd->quit) {
@@ -145,6 +172,7 @@ reader_main(void *arg)
 		sl->status = st;
 		sl->line = copy;
 		sl->len = len;
+		sl->total = total;
 		sl->lineno = jsonl_lineno(rd->r);
 		snprintf(sl->err, sizeof(sl->err), "%s", copy == NULL &&
 		    st == JSONL_ERROR && *jsonl_error(rd->r) == '\0' ?
@@ -211,12 +239,12 @@ reader_stop(struct reader *rd, int finished)
 
 /*
  * Waits up to wait_ms for the reader's next slot.  Returns 1 with the
- * slot's contents (the caller frees *line), 0 on a timeout.  The reader
- * is woken when the ring has drained to half, not for every slot.
+ * slot's contents in *out (the caller frees out->line), 0 on a timeout.
+ * The reader is woken when the ring has drained to half, not for every
+ * slot.
  */
 static int
-reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
-    size_t *len, long *lineno, char *err, size_t errlen)
+reader_take(struct reader *rd, int64_t wait_ms, struct reader_slot *out)
 {
 	struct timespec ts = util_time_in(CLOCK_MONOTONIC, wait_ms);
 	struct reader_slot *sl;
@@ -228,11 +256,7 @@ reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
 		;
 	if (rd->count > 0) {
 		sl = &rd->slots[rd->head];
-		*status = sl->status;
-		*line = sl->line;
-		*len = sl->len;
-		*lineno = sl->lineno;
-		snprintf(err, errlen, "%s", sl->err);
+		*out = *sl;
 		if (sl->line != NULL)
 			rd->bytes -= sl->len;
 		sl->line = NULL;
@@ -251,16 +275,15 @@ reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
  * runs first when nothing is there at once.
  */
 static int
-pipe_take(struct worker *w, struct reader *rd, int64_t wait_ms, int *status,
-    char **line, size_t *len, long *lineno, char *err, size_t errlen)
+pipe_take(struct worker *w, struct reader *rd, int64_t wait_ms,
+    struct reader_slot *out)
 {
 	if (w->cf->idle != NULL) {
-		if (reader_take(rd, 0, status, line, len, lineno, err, errlen))
+		if (reader_take(rd, 0, out))
 			return 1;
 		w->cf->idle(w->cf->ctx);
 	}
-	return reader_take(rd, wait_ms, status, line, len, lineno, err,
-	    errlen);
+	return reader_take(rd, wait_ms, out);
 }
 
 static void
@@ -288,26 +311,47 @@ pipe_retry_now(struct worker *w)
 	free(r.why);
 }
 
+/*
+ * A line jsonl.h rejected: a dead letter of kind invalid with the bytes
+ * the reader kept, and, when that is only the head of a line too long,
+ * the line's length in FLOW_H_ORIG_LENGTH.
+ */
+static void
+pipe_reject(struct worker *w, const struct reader_slot *sl)
+{
+	struct worker_input in;
+	rd_kafka_headers_t *h = NULL;
+
+	pipe_input(&in, sl->line, sl->line != NULL ? sl->len : 0, sl->lineno,
+	    1);
+	if (sl->line != NULL && sl->len < sl->total &&
+	    (h = rd_kafka_headers_new(1)) != NULL)
+		kafka_header_add_int64(h, FLOW_H_ORIG_LENGTH,
+		    (int64_t)sl->total);
+	w->st->processed++;
+	route_dead_letter(w, &in, h, "invalid", sl->err);
+	if (h != NULL)
+		rd_kafka_headers_destroy(h);
+}
+
 /* One slot from the reader.  Returns 1 at the end of the input. */
 static int
-pipe_slot(struct worker *w, int status, char *line, size_t len, long lineno,
-    const char *err)
+pipe_slot(struct worker *w, struct reader_slot *sl)
 {
 	struct worker_input in;
 
-	switch (status) {
+	switch (sl->status) {
 	case JSONL_LINE:
-		pipe_input(&in, line, len, lineno, 1);
+		pipe_input(&in, sl->line, sl->len, sl->lineno, 1);
 		inflight_submit(w, &in, NULL);
-		free(line);
+		free(sl->line);
 		return 0;
 	case JSONL_REJECT:
-		pipe_input(&in, NULL, 0, lineno, 1);
-		w->st->processed++;
-		route_dead_letter(w, &in, NULL, "invalid", err);
+		pipe_reject(w, sl);
+		free(sl->line);
 		return 0;
 	case JSONL_ERROR:
-		log_error("%s: %s", w->in_name, err);
+		log_error("%s: %s", w->in_name, sl->err);
 		worker_fail(w, OF_EXIT_FAIL);
 		return 1;
 	default:
@@ -350,11 +394,9 @@ void
 pipe_run(struct worker *w)
 {
 	struct reader rd;
+	struct reader_slot sl;
 	int64_t now, wait;
-	size_t len;
-	long lineno;
-	char *line, err[256];
-	int busy, eof = 0, status;
+	int busy, eof = 0;
 
 	if (reader_start(&rd, w->cf->input) == -1) {
 		worker_fail(w, OF_EXIT_FAIL);
@@ -383,10 +425,8 @@ pipe_run(struct worker *w)
 					inflight_run(w, (int)wait);
 				else
 					nap(wait);
-			} else if (pipe_take(w, &rd, busy ? 0 : wait, &status,
-			    &line, &len, &lineno, err, sizeof(err)))
-				eof = pipe_slot(w, status, line, len, lineno,
-				    err);
+			} else if (pipe_take(w, &rd, busy ? 0 : wait, &sl))
+				eof = pipe_slot(w, &sl);
 			else if (busy)
 				inflight_run(w, (int)wait);
 		}

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "exitcode.h"
 #include "flow.h"
 #include "kafka.h"
@@ -223,14 +224,43 @@ resume_due(struct worker *w)
 	}
 }
 
+/*
+ * When a record read from the retry topic is due: its orderflow.not-before,
+ * but never later than backoff_max_ms from now, the longest any retry of
+ * ours waits, so that a crafted or corrupt header cannot hold a record
+ * (and the commit point of its partition) back for longer.  A value that
+ * is no decimal number, is missing or is not in the future is due now
+ * (0).  The bound is this process's --backoff-max, whoever wrote the
+ * header.
+ */
+static int64_t
+retry_due(const struct worker *w, const rd_kafka_message_t *m,
+    const rd_kafka_headers_t *h)
+{
+	int64_t now = util_now_ms(), v;
+
+	if (kafka_header_get_int64(h, FLOW_H_NOT_BEFORE, &v) != 0 || v <= now)
+		return 0;
+	if (v - now > w->cf->backoff_max_ms) {
+		log_warn("%s [%d]: offset %" PRId64 ": %s %" PRId64 " is more "
+		    "than --backoff-max (%" PRId64 " ms) ahead: due in %" PRId64
+		    " ms instead", rd_kafka_topic_name(m->rkt),
+		    (int)m->partition, m->offset, FLOW_H_NOT_BEFORE, v,
+		    w->cf->backoff_max_ms, w->cf->backoff_max_ms);
+		return w->cf->backoff_max_ms > 0 ?
+		    now + w->cf->backoff_max_ms : 0;
+	}
+	return v;
+}
+
 static void
 on_message(struct worker *w, const rd_kafka_message_t *m)
 {
 	const rd_kafka_headers_t *h;
 	struct worker_input in;
 	const char *topic;
-	int64_t v;
-	char tp[64];
+	int64_t due, v;
+	char raw[256], tp[TRACEPARENT_LEN + 1];
 	int from_retry;
 
 	topic = rd_kafka_topic_name(m->rkt);
@@ -248,22 +278,22 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	in.topic = from_retry ? w->cf->retry_topic : w->cf->in_topic;
 	in.partition = m->partition;
 	in.offset = m->offset;
-	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, tp, sizeof(tp)) >= 0)
+	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, raw, sizeof(raw)) >= 0 &&
+	    trace_parse(raw, tp) == 0)
 		in.traceparent = tp;
 	/*
 	 * A retry not due yet waits in memory, its offset pending, while
 	 * the records behind it go on; with the heap full, its partition
 	 * pauses there instead.
 	 */
-	if (from_retry && kafka_header_get_int64(h, FLOW_H_NOT_BEFORE,
-	    &v) == 0 && v > util_now_ms()) {
+	if (from_retry && (due = retry_due(w, m, h)) > 0) {
 		if (kafka_consumer_track(w->c, m) == 0 &&
-		    inflight_hold(w, &in, h, v) == 0) {
+		    inflight_hold(w, &in, h, due) == 0) {
 			pause_window(w, in.topic, in.partition);
 			return;
 		}
 		if (pause_until(w, w->cf->retry_topic, m->partition,
-		    m->offset, v) == 0)
+		    m->offset, due) == 0)
 			return;
 	}
 	if (kafka_consumer_track(w->c, m) == -1) {

@@ -603,6 +603,73 @@ p-visa approved" ]
 	[ "$(jq -r '.topic' "$BATS_TEST_TMPDIR/dlq.jsonl" | sort -u)" = order-created-dlq ]
 }
 
+@test "pay-process: pipe mode's dead letters carry the rejected bytes, a long line's head and length" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	{
+		printf '{"a":"\xff\xfe"}\n'
+		printf '{"a":"x\0y"}\n'
+		printf '{"long":"'
+		head -c 1200000 /dev/zero | tr '\0' x
+		printf '"}\n'
+		mkev p-visa pm_card_visa
+	} >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --dlq "$BATS_TEST_TMPDIR/dlq.jsonl" <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 3
+	[ "$(jq -r .data.order_id <<<"$output")" = p-visa ]
+	dl() {	# LINE-NUMBER: that line's dead letter
+		jq -c --arg n "$1" 'select(.headers["orderflow.original.offset"] == $n)' \
+		    "$BATS_TEST_TMPDIR/dlq.jsonl"
+	}
+	[ "$(dl 1 | jq -r .value_base64)" = "$(printf '{"a":"\xff\xfe"}' | base64)" ]
+	dl 1 | jq -e '.value == null and .headers["orderflow.original.length"] == null'
+	[ "$(dl 2 | jq -r .value_base64)" = "$(printf '{"a":"x\0y"}' | base64)" ]
+	# Too long: its first 1024 bytes and its length.
+	dl 3 | jq -e --arg head "{\"long\":\"$(head -c 1015 /dev/zero | tr '\0' x)" '
+	    .value == $head and .headers["orderflow.original.length"] == "1200011" and
+	    .headers["orderflow.error.kind"] == "invalid" and
+	    (.headers["orderflow.error.message"] | test("line too long: 1200011 bytes"))'
+}
+
+@test "pay-process: pipe mode refuses a bad -X or -F property with exit 2" {
+	local props="$BATS_TEST_TMPDIR/client.properties"
+	mkev p-visa pm_card_visa >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -X foo.bar=1 <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 2
+	assert_output ""
+	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/st" ]
+	printf 'security.protocol=carrier-pigeon\n' >"$props"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -F "$props" <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 2
+	[[ "$stderr" == *"$props:1"*security.protocol* ]]
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -X client.id=demo <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r .data.order_id <<<"$output")" = p-visa ]
+}
+
+@test "pay-process: a traceparent of a later version is carried on as version 00" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	local t=4bf92f3577b34da6a3ce929d0e0e4736 p=00f067aa0ba902b7
+	{
+		TP="01-$t-$p-01" mkev p-1 pm_card_visa
+		TP="cc-$t-$p-03-and-more" mkev p-2 pm_card_visa
+		TP="00-$t-$p-01-and-more" mkev p-3 pm_card_visa
+	} >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r 'select(.subject != "p-3") | .traceparent' <<<"$output" | sort -u)" = \
+	    "00-$t-$p-01" ]
+	# Version 00 with more fields is invalid: a new trace.
+	run jq -r 'select(.subject == "p-3") | .traceparent' <<<"$output"
+	assert_output --regexp '^00-[0-9a-f]{32}-[0-9a-f]{16}-01$'
+	refute_output --partial "$t"
+}
+
 @test "pay-process: the pipeline order-submit | pay-process | jq" {
 	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
 	printf '%s\n' \
@@ -724,7 +791,8 @@ p-visa approved" ]
 	    total: 100, payment_method: "pm_card_visa"}} | tojson)' |
 	    retry_p0 $((now - 1000))
 	log=$BATS_TEST_TMPDIR/pp.log
-	start_pp -v
+	# A retry waits at most --backoff-max: one of 10 minutes needs more.
+	start_pp -v --backoff-max 20m
 	wait_until 120 grep -q "order-created-retry \\[0\\]: $bound records unfinished: partition paused" "$log"
 	# Another partition goes on.
 	order o-other pm_card_visa
@@ -744,6 +812,31 @@ p-visa approved" ]
 	# Nothing of that partition was committed past the late record.
 	c=$(committed order-created-retry 0)
 	[ "$c" -le 0 ]
+}
+
+@test "pay-process: a retry's not-before a century ahead, garbage or negative waits at most --backoff-max" {
+	new_flow 1
+	now=$(date +%s%3N)
+	# retry NAME NOT-BEFORE: a retry record in partition 0.
+	retry() {
+		printf '%s|%s\n' "$1" "$(mkev "$1" pm_card_visa)" |
+		    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" \
+		    -p 0 -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$2"
+	}
+	retry o-century $((now + 3153600000000))
+	retry o-max 9223372036854775807
+	retry o-garbage 12ab
+	retry o-negative -5
+	# Behind them in the same partition: one due already.
+	retry o-due $((now - 1000))
+	start_pp --backoff 100ms --backoff-max 2s
+	wait_until 20 at_least 5 payment-processed
+	run --separate-stderr payments
+	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = \
+	    "o-century o-due o-garbage o-max o-negative " ]
+	stop_pp "${PP_PIDS[0]}"
+	grep -q 'orderflow.not-before 9223372036854775807 is more than --backoff-max (2000 ms) ahead: due in 2000 ms instead' \
+	    "$BATS_TEST_TMPDIR/pp.log"
 }
 
 @test "pay-process: SIGKILL with hundreds of gateway calls in flight, then a restart: each order paid once" {

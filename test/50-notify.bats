@@ -663,6 +663,47 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	[ "$status" -eq 2 ]
 }
 
+@test "notify -i: a bad -X or -F property exits 2 in pipe mode too" {
+	local props="$BATS_TEST_TMPDIR/client.properties"
+	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \
+	    --state "$BATS_TEST_TMPDIR/st" -X foo.bar=1 </dev/null
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/st" ]
+	printf '# client\nfetch.wait.max.ms=soon\n' >"$props"
+	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \
+	    --state "$BATS_TEST_TMPDIR/st" -F "$props" </dev/null
+	[ "$status" -eq 2 ]
+	[[ "$stderr" == *"$props:2"*fetch.wait.max.ms* ]]
+	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \
+	    --state "$BATS_TEST_TMPDIR/st" -X client.id=demo </dev/null
+	[ "$status" -eq 0 ]
+}
+
+@test "notify: a retry's not-before a century ahead waits at most --backoff-max" {
+	new_flow 1
+	GROUP=$(unique_name notify)
+	now=$(date +%s%3N)
+	{
+		printf 'o-far|%s\n' "$(payment_event o-far approved 100)" |
+		    timeout 30 kcat -P -b "$KAFKA_BROKERS" \
+		    -t "${PREFIX}payment-processed-retry" -p 0 -K '|' \
+		    -H orderflow.attempt=2 \
+		    -H "orderflow.not-before=$((now + 3153600000000))"
+		# Behind it in the same partition: one due already.
+		printf 'o-due|%s\n' "$(payment_event o-due approved 100)" |
+		    timeout 30 kcat -P -b "$KAFKA_BROKERS" \
+		    -t "${PREFIX}payment-processed-retry" -p 0 -K '|' \
+		    -H orderflow.attempt=2 -H "orderflow.not-before=$((now - 1000))"
+	}
+	start_notify --backoff 100ms --backoff-max 2s
+	await 30 has_lines "$OUT" 2
+	stop_notify
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .order_id "$OUT" | sort | tr '\n' ' ')" = "o-due o-far " ]
+	grep -q 'is more than --backoff-max (2000 ms) ahead' "$ERR"
+}
+
 @test "notify: --webhook at --concurrency 256, a 100 ms receiver: each delivered once, one per order at a time" {
 	new_flow 6
 	GROUP=$(unique_name notify)
