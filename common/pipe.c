@@ -39,6 +39,8 @@ struct reader_slot {
 	size_t		 len;
 	size_t		 total;
 	long		 lineno;
+	char		*key;		/* JSONL_LINE, keyed: the subject */
+	size_t		 keylen;
 	char		 err[256];
 };
 
@@ -51,6 +53,7 @@ struct reader {
 	size_t		 head;		/* the oldest filled slot */
 	size_t		 count;		/* filled slots */
 	size_t		 bytes;		/* of their lines */
+	int		 keyed;	/* take each line's ordering key */
 	int		 waiting;	/* the reader waits for room */
 	int		 quit;		/* the worker wants no more */
 };
@@ -144,8 +147,8 @@ reader_main(void *arg)
 	struct reader *rd = arg;
 	struct reader_slot *sl;
 	const char *line;
-	char *copy;
-	size_t len, total;
+	char *copy, *key;
+	size_t len, total, keylen = 0;
 	int st;
 
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
@@ -157,6 +160,17 @@ reader_main(void *arg)
 		copy = reader_copy(rd->r, st, line, &len, &total);
 		if (st == JSONL_LINE && copy == NULL)
 			st = JSONL_ERROR;
+		/*
+		 * The ordering key costs a parse of the line: here, on the
+		 * reader's thread, rather than the worker's.
+		 */
+		key = NULL;
+		if (st == JSONL_LINE && rd->keyed &&
+		    (key = inflight_key_of(copy, len, &keylen)) == NULL) {
+			free(copy);
+			copy = NULL;
+			st = JSONL_ERROR;
+		}
 		pthread_mutex_lock(&rd->mu);
 		while (!reader_room(rd) && !rd->quit) {
 			rd->waiting = 1;
@@ -166,6 +180,7 @@ reader_main(void *arg)
 		if (rd->quit) {
 			pthread_mutex_unlock(&rd->mu);
 			free(copy);
+			free(key);
 			break;
 		}
 		sl = &rd->slots[(rd->head + rd->count) % READER_SLOTS];
@@ -174,6 +189,8 @@ reader_main(void *arg)
 		sl->len = len;
 		sl->total = total;
 		sl->lineno = jsonl_lineno(rd->r);
+		sl->key = key;
+		sl->keylen = keylen;
 		snprintf(sl->err, sizeof(sl->err), "%s", copy == NULL &&
 		    st == JSONL_ERROR && *jsonl_error(rd->r) == '\0' ?
 		    "out of memory" : jsonl_error(rd->r));
@@ -187,13 +204,14 @@ reader_main(void *arg)
 }
 
 static int
-reader_start(struct reader *rd, const char *path)
+reader_start(struct reader *rd, const char *path, int keyed)
 {
 	pthread_condattr_t ca;
 	sigset_t block, old;
 	int e;
 
 	memset(rd, 0, sizeof(*rd));
+	rd->keyed = keyed;
 	if ((rd->r = jsonl_open_file(path, 0)) == NULL) {
 		log_error("%s: %s", path, strerror(errno));
 		return -1;
@@ -230,6 +248,7 @@ reader_stop(struct reader *rd, int finished)
 	pthread_join(rd->th, NULL);
 	for (; rd->count > 0; rd->count--) {
 		free(rd->slots[rd->head].line);
+		free(rd->slots[rd->head].key);
 		rd->head = (rd->head + 1) % READER_SLOTS;
 	}
 	jsonl_close(rd->r);
@@ -268,22 +287,6 @@ reader_take(struct reader *rd, int64_t wait_ms, struct reader_slot *out)
 	}
 	pthread_mutex_unlock(&rd->mu);
 	return got;
-}
-
-/*
- * The reader's next slot as reader_take(), but with an idle hook the hook
- * runs first when nothing is there at once.
- */
-static int
-pipe_take(struct worker *w, struct reader *rd, int64_t wait_ms,
-    struct reader_slot *out)
-{
-	if (w->cf->idle != NULL) {
-		if (reader_take(rd, 0, out))
-			return 1;
-		w->cf->idle(w->cf->ctx);
-	}
-	return reader_take(rd, wait_ms, out);
 }
 
 static void
@@ -343,8 +346,9 @@ pipe_slot(struct worker *w, struct reader_slot *sl)
 	switch (sl->status) {
 	case JSONL_LINE:
 		pipe_input(&in, sl->line, sl->len, sl->lineno, 1);
-		inflight_submit(w, &in, NULL);
+		inflight_submit_keyed(w, &in, sl->key, sl->keylen);
 		free(sl->line);
+		free(sl->key);
 		return 0;
 	case JSONL_REJECT:
 		pipe_reject(w, sl);
@@ -398,7 +402,7 @@ pipe_run(struct worker *w)
 	int64_t now, wait;
 	int busy, eof = 0;
 
-	if (reader_start(&rd, w->cf->input) == -1) {
+	if (reader_start(&rd, w->cf->input, w->cf->start != NULL) == -1) {
 		worker_fail(w, OF_EXIT_FAIL);
 		return;
 	}
@@ -419,13 +423,11 @@ pipe_run(struct worker *w)
 				wait = WORKER_PUMP_MS;
 			if (eof || w->retries.t.n >= WORKER_PIPE_RETRIES ||
 			    inflight_full(w)) {
-				if (w->cf->idle != NULL)
-					w->cf->idle(w->cf->ctx);
 				if (busy)
 					inflight_run(w, (int)wait);
 				else
 					nap(wait);
-			} else if (pipe_take(w, &rd, busy ? 0 : wait, &sl))
+			} else if (reader_take(&rd, busy ? 0 : wait, &sl))
 				eof = pipe_slot(w, &sl);
 			else if (busy)
 				inflight_run(w, (int)wait);

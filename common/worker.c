@@ -446,8 +446,6 @@ consumer_renew(struct worker *w, const struct opt_kafka *o, int64_t *renewed)
 	log_warn("kafka: %s: finishing what is in flight, then joining the "
 	    "group again; records not committed come again", buf);
 	inflight_drain(w, util_mono_ms() + WORKER_FLUSH_MS);
-	if (w->cf->idle != NULL)
-		w->cf->idle(w->cf->ctx);
 	drain(w);
 	kafka_consumer_close(w->c);
 	w->c = NULL;
@@ -473,12 +471,7 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 		/* Calls in flight: a glance at Kafka, then the calls. */
 		busy = inflight_busy(w);
 		wait = busy ? 0 : poll_wait(w);
-		/* With an idle hook: first what is there, then the hook. */
-		m = kafka_consumer_poll(w->c, w->cf->idle != NULL ? 0 : wait);
-		if (m == NULL && w->cf->idle != NULL) {
-			w->cf->idle(w->cf->ctx);
-			m = kafka_consumer_poll(w->c, wait);
-		}
+		m = kafka_consumer_poll(w->c, wait);
 		if (m != NULL) {
 			on_message(w, m);
 			rd_kafka_message_destroy(m);
@@ -691,8 +684,6 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	run_mode(&w, o);
 	/* Records in flight end first: their outcomes are produced. */
 	inflight_drain(&w, util_mono_ms() + WORKER_FLUSH_MS);
-	if (cf->idle != NULL)
-		cf->idle(cf->ctx);
 
 	/* Outputs in flight first: their acknowledgements store offsets. */
 	drain(&w);

@@ -232,14 +232,6 @@ struct worker_config {
 			    int final);
 	/* Called about once a second on the worker's thread; may be NULL. */
 	void		(*tick)(void *ctx);
-	/*
-	 * Called when no input is waiting, just before the worker waits
-	 * for some (so at least every WORKER_POLL_MS while idle), and once
-	 * when the run ends, on the worker's thread; may be NULL.  For
-	 * group commit: what the handlers did since the last call can be
-	 * made durable in one go.
-	 */
-	void		(*idle)(void *ctx);
 };
 
 
