@@ -54,6 +54,9 @@
 /* store_open() flags. */
 #define STORE_NOSYNC	0x01	/* commits survive a process crash, not an
 				   OS crash (DB_TXN_WRITE_NOSYNC) */
+#define STORE_SMALLCACHE 0x02	/* half the cache, for a smaller resident
+				   set (a new environment; an existing one
+				   keeps its size) */
 
 /* Limits on keys (idempotency keys, order ids). */
 #define STORE_KEY_MAX	1024

@@ -53,6 +53,9 @@
 #define STOREENV_NOSYNC	0x01	/* commits do not flush the log: they
 				   survive a process crash, not an OS
 				   crash (DB_TXN_WRITE_NOSYNC) */
+#define STOREENV_SMALLCACHE 0x02 /* a cache of SMALL_CACHE_BYTES, not
+				   CACHE_BYTES (storeenv.c); for an
+				   environment created now */
 
 struct storeenv;
 
