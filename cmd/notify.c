@@ -13,11 +13,16 @@
  * commits an input's offset only after the record committed.
  *
  * Group commit: the store runs on a thread of its own (storeq.h), which
- * writes the records queued at the time in one transaction and flushes
- * the log once for them (a flush per notification held notify to one
- * disk flush per event, about 700 a second on a loaded disk).  A crash,
- * of the process or of the machine, repeats only the notifications in
- * flight or in a batch not yet committed.
+ * writes the records queued at the time in one transaction, committed
+ * without a disk flush (it outlives the process, not the machine:
+ * STORE_NOSYNC), and flushes the log when nothing is queued after a
+ * batch and at least once a second.  A flush per notification held
+ * notify to one disk flush per event (about 700 a second on a loaded
+ * disk), and a flush with each batch makes the lookups queued behind it
+ * wait for the disk.  A crash of the process repeats only the
+ * notifications in flight or in a batch not yet committed; a crash of
+ * the machine also those recorded since the last flush, never more than
+ * a second's.
  *
  * Up to --concurrency notifications are in flight at once (worker.h's
  * start and pump), each waiting for the store or for its delivery:
@@ -129,6 +134,7 @@ struct notify {
 	uint64_t		 duplicates;
 	int			 failed;	/* exit 1: stdout broke */
 	struct storeq		*sq;		/* the store's thread */
+	int			 dirty;		/* store thread: to flush */
 };
 
 /*
@@ -615,8 +621,9 @@ note_build(struct note *nt, const struct event *ev)
 /*
  * The store, on its own thread (storeq.h): the lookup of an event's
  * record and the record of its delivery are requests, run with the
- * others queued at the time in one transaction, each committed (and the
- * log flushed: one flush a batch) before it comes back.
+ * others queued at the time in one transaction, each committed before it
+ * comes back; the log is flushed when nothing is queued and once a
+ * second.
  */
 
 /*
@@ -632,12 +639,31 @@ store_batch_failed(void *arg, int err)
 	(void)upkeep_failed(&n->up, err, NULL);
 }
 
-/* Failchk, expiry and checkpoints (upkeep.h), between batches. */
+/* Store thread: the records committed since the last flush, on disk. */
+static void
+store_flush_dirty(void *arg)
+{
+	struct notify *n = arg;
+	int r;
+
+	if (!n->dirty || n->st == NULL)
+		return;
+	n->dirty = 0;
+	if ((r = store_flush(n->st)) != 0) {
+		log_error("the records of the last notifications may not be "
+		    "on disk: a repeat of their events after a crash of the "
+		    "machine would be notified again");
+		(void)upkeep_failed(&n->up, r, NULL);
+	}
+}
+
+/* The flush, failchk, expiry and checkpoints (upkeep.h), once a second. */
 static void
 store_tick(void *arg)
 {
 	struct notify *n = arg;
 
+	store_flush_dirty(n);
 	upkeep_tick(&n->up);
 }
 
@@ -682,6 +708,7 @@ record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 	rec.state = NOTE_DONE;
 	rec.outcome = c->nt.id;
 	rec.outcome_len = strlen(c->nt.id);
+	c->n->dirty = 1;
 	return store_idem_put(s, t, c->key, &rec);
 }
 
@@ -1052,8 +1079,9 @@ int
 main(int argc, char **argv)
 {
 	struct notify *n = &nf;
-	struct storeq_hooks hooks = { store_tick, store_batch_failed,
-	    store_wake, &nf };
+	struct storeq_hooks hooks = { .tick = store_tick,
+	    .failed = store_batch_failed, .wake = store_wake,
+	    .idle = store_flush_dirty, .arg = &nf };
 	struct worker_config wc;
 	struct worker_stats ws;
 	int r, rc;
@@ -1078,10 +1106,11 @@ main(int argc, char **argv)
 		webhook_init(n);
 	opt_lock_state(&n->o);
 	if ((r = store_open(&n->st, opt_state_dir(&n->o),
-	    STORE_SMALLCACHE)) != 0)
+	    STORE_NOSYNC | STORE_SMALLCACHE)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
 		    store_strerror(r));
-	upkeep_init(&n->up, &n->st, opt_state_dir(&n->o), STORE_SMALLCACHE);
+	upkeep_init(&n->up, &n->st, opt_state_dir(&n->o),
+	    STORE_NOSYNC | STORE_SMALLCACHE);
 	if ((n->sq = storeq_start(&n->st, &hooks)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "cannot start the store's thread: %s",
 		    strerror(errno));
@@ -1106,6 +1135,7 @@ main(int argc, char **argv)
 	memset(&ws, 0, sizeof(ws));
 	rc = worker_run(&wc, &n->o, &ws);
 	storeq_stop(n->sq);
+	store_flush_dirty(n);
 
 	if ((n->failed || n->up.failed) &&
 	    (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))

@@ -882,8 +882,8 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 int
 main(int argc, char *argv[])
 {
-	struct storeq_hooks hooks = { store_tick, store_batch_failed,
-	    store_wake, &pp };
+	struct storeq_hooks hooks = { .tick = store_tick,
+	    .failed = store_batch_failed, .wake = store_wake, .arg = &pp };
 	struct worker_config cf;
 	struct worker_stats st;
 	int rc, ret;

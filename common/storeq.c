@@ -161,6 +161,11 @@ storeq_main(void *arg)
 		batch_back(q, batch, tail, batch_run(q, batch));
 		tick_due(q, &next);
 		pthread_mutex_lock(&q->mu);
+		if (q->in == NULL && q->h.idle != NULL) {
+			pthread_mutex_unlock(&q->mu);
+			q->h.idle(q->h.arg);
+			pthread_mutex_lock(&q->mu);
+		}
 	}
 	pthread_mutex_unlock(&q->mu);
 	return NULL;

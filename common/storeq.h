@@ -31,6 +31,10 @@
  * - wake (may be NULL) is called on the store thread whenever requests
  *   were handed back, for a worker that waits on something else (an
  *   HTTP queue's poll) rather than in storeq_collect().
+ * - idle (may be NULL) is called on the store thread after a batch that
+ *   left nothing queued: where a store whose commits do not flush the
+ *   log (STORE_NOSYNC) can flush it for the batches before, off the
+ *   worker's thread and when no request waits for it.
  */
 #ifndef OF_STOREQ_H
 #define OF_STOREQ_H
@@ -63,6 +67,7 @@ struct storeq_hooks {
 	void	(*tick)(void *arg);		/* about once a second */
 	void	(*failed)(void *arg, int err);	/* a batch failed */
 	void	(*wake)(void *arg);		/* requests handed back */
+	void	(*idle)(void *arg);		/* nothing queued */
 	void	 *arg;
 };
 

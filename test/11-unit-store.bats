@@ -103,3 +103,8 @@ load test_helper
 	run --separate-stderr "$BUILD/test/storeq_test" stop
 	assert_success
 }
+
+@test "storeq: the idle hook runs after a batch that left nothing queued" {
+	run --separate-stderr "$BUILD/test/storeq_test" idle
+	assert_success
+}

@@ -3,7 +3,8 @@
  * only once its batch committed, a failed batch comes back whole with
  * nothing of it stored, a deadlock runs the batch again, requests queued
  * while a batch commits share the next one, the tick runs while idle,
- * and stopping runs what was queued.
+ * the idle hook after a batch that left nothing queued, and stopping
+ * runs what was queued.
  *
  * Each test works in its own directory from mkdtemp(3), removed after.
  */
@@ -188,7 +189,7 @@ test_commit(void)
 static void
 test_abort(void)
 {
-	struct storeq_hooks h = { NULL, on_failed, NULL, NULL };
+	struct storeq_hooks h = { .failed = on_failed };
 	struct store *s = open_store();
 	struct storeq *sq;
 	struct req hold, q[3];
@@ -254,7 +255,7 @@ on_tick(void *arg)
 static void
 test_tick(void)
 {
-	struct storeq_hooks h = { on_tick, NULL, NULL, NULL };
+	struct storeq_hooks h = { .tick = on_tick };
 	struct store *s = open_store();
 	struct storeq *sq;
 	int64_t end = util_mono_ms() + WAIT_MS;
@@ -266,6 +267,39 @@ test_tick(void)
 		usleep(10000);
 	CHECK(ticks >= 2);
 	storeq_stop(sq);
+	close_store(s);
+}
+
+static int idles;
+static struct storeq *idle_q;
+
+static void
+on_idle(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&idles, 1, __ATOMIC_RELEASE);
+}
+
+/* After a batch that left nothing queued, the idle hook runs. */
+static void
+test_idle(void)
+{
+	struct storeq_hooks h = { .idle = on_idle };
+	struct store *s = open_store();
+	struct req q;
+	int64_t end = util_mono_ms() + WAIT_MS;
+
+	idles = 0;
+	CHECK((idle_q = storeq_start(&s, &h)) != NULL);
+	CHECK(idles == 0);
+	req_init(&q, &s, "i-%d", 0);
+	storeq_submit(idle_q, &q.r);
+	while (__atomic_load_n(&idles, __ATOMIC_ACQUIRE) == 0 &&
+	    util_mono_ms() < end)
+		usleep(1000);
+	CHECK(idles == 1);
+	CHECK(collect(idle_q, 1) == 1 && q.err == 0 && q.visible);
+	storeq_stop(idle_q);
 	close_store(s);
 }
 
@@ -294,6 +328,7 @@ static const struct unit_test tests[] = {
 	{ "abort", test_abort },
 	{ "deadlock", test_deadlock },
 	{ "tick", test_tick },
+	{ "idle", test_idle },
 	{ "stop", test_stop }
 };
 
