@@ -30,6 +30,17 @@ sr() {
 	schema-registry-local --dir "$SR_DIR" --port "$SR_PORT" "$@"
 }
 
+# sr_noport: as sr, with no --port.
+sr_noport() {
+	schema-registry-local --dir "$SR_DIR" "$@"
+}
+
+# sr_up: the file's registry started unless it runs; PID is its pid.
+sr_up() {
+	sr start >/dev/null
+	PID=$(cat "$SR_DIR/pid")
+}
+
 # registry_procs DIR: the pids of the registries running from DIR.
 registry_procs() {
 	pgrep -f -- "-Dschema-registry-local.dir=$1 " || :
@@ -38,9 +49,8 @@ registry_procs() {
 # exited PID: the process is gone, or a zombie nobody has reaped yet.
 exited() {
 	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-	st=${st##*) }
-	[ "${st:0:1}" = Z ]
+	st=$(ps -o stat= -p "$1") || return 0
+	[[ $st == Z* ]]
 }
 
 # api METHOD PATH [JSON]: one request to the registry's Confluent-compatible
@@ -162,31 +172,28 @@ stub_java() {
 }
 
 @test "schema-registry-local: start on a running registry prints the URL again and starts nothing" {
-	sr start >/dev/null
-	pid=$(cat "$SR_DIR/pid")
-	run --separate-stderr sr start
-	assert_success
-	assert_output "$SR_URL"
-	# Without --port, the port the directory ran last.
-	run --separate-stderr schema-registry-local --dir "$SR_DIR" start
-	assert_success
-	assert_output "$SR_URL"
-	assert_equal "$(cat "$SR_DIR/pid")" "$pid"
-	assert_equal "$(registry_procs "$SR_DIR")" "$pid"
+	sr_up
+	# Without --port: the port the directory ran last.
+	for again in sr sr_noport; do
+		run --separate-stderr "$again" start
+		assert_success
+		assert_output "$SR_URL"
+		assert_equal "$(cat "$SR_DIR/pid")" "$PID"
+	done
+	assert_equal "$(registry_procs "$SR_DIR")" "$PID"
 	run --separate-stderr schema-registry-local --dir "$SR_DIR" \
 	    --port "$SR_BAD_PORT" start
 	assert_failure 1
 	assert_output ""
 	assert_regex "$stderr" "runs a registry on port $SR_PORT; run 'schema-registry-local stop' first"
-	assert_equal "$(registry_procs "$SR_DIR")" "$pid"
+	assert_equal "$(registry_procs "$SR_DIR")" "$PID"
 }
 
 @test "schema-registry-local: stop leaves no process, no pid file, nothing listening" {
-	sr start >/dev/null
-	pid=$(cat "$SR_DIR/pid")
+	sr_up
 	run --separate-stderr sr stop
 	assert_success
-	exited "$pid"
+	exited "$PID"
 	assert_equal "$(registry_procs "$SR_DIR")" ""
 	[ ! -e "$SR_DIR/pid" ]
 	# Asked to stop, not killed.
@@ -202,19 +209,19 @@ stub_java() {
 
 @test "schema-registry-local: a stale pid file (process gone, or another program) is ignored" {
 	sr stop
-	sleep 0 &
-	dead=$!
-	wait "$dead"
-	echo "$dead" >"$SR_DIR/pid"
-	run --separate-stderr sr status
-	assert_failure 3
-	[ ! -e "$SR_DIR/pid" ]
-	# A live process that is not the registry: this shell.
-	echo "$$" >"$SR_DIR/pid"
-	run --separate-stderr sr stop
-	assert_success
+	# A process that has exited, and a live one that is not the registry
+	# (this shell): status then exits 3, stop 0 ("not running"), and
+	# neither keeps the file.
+	for stale in "$(sh -c 'echo $$')" "$$"; do
+		for try in status:3 stop:0; do
+			echo "$stale" >"$SR_DIR/pid"
+			run --separate-stderr sr "${try%:*}"
+			assert_equal "$status" "${try#*:}"
+			[ ! -e "$SR_DIR/pid" ]
+		done
+		assert_equal "$stderr" "schema-registry-local: not running"
+	done
 	kill -0 "$$"
-	[ ! -e "$SR_DIR/pid" ]
 }
 
 @test "schema-registry-local: with no Java 21 or later, start fails naming what it tried" {
@@ -239,9 +246,8 @@ stub_java() {
 }
 
 @test "schema-registry-local: a JAVA_HOME older than 21 is passed over for a newer JDK in the JVM directory" {
-	sr start >/dev/null
-	pid=$(cat "$SR_DIR/pid")
-	jdk=$(dirname "$(dirname "$(readlink -f "/proc/$pid/exe")")")
+	sr_up
+	jdk=$(dirname "$(dirname "$(readlink -f "/proc/$PID/exe")")")
 	sr stop
 	stub_java "$BATS_TEST_TMPDIR/home17" 17
 	stub_java "$BATS_TEST_TMPDIR/jvm/jdk-17" 17
