@@ -189,6 +189,21 @@ stub_java() {
 	assert_equal "$(registry_procs "$SR_DIR")" "$PID"
 }
 
+@test "schema-registry-local: start on a running registry that does not answer fails and leaves it be" {
+	sr_up
+	kill -STOP "$PID"
+	run --separate-stderr sr --timeout 1 start
+	kill -CONT "$PID"
+	assert_failure 1
+	assert_output ""
+	assert_regex "$stderr" "no answer from $SR_URL within 1s"
+	assert_equal "$(registry_procs "$SR_DIR")" "$PID"
+	assert_equal "$(cat "$SR_DIR/pid")" "$PID"
+	run --separate-stderr sr start
+	assert_success
+	assert_output "$SR_URL"
+}
+
 @test "schema-registry-local: stop leaves no process, no pid file, nothing listening" {
 	sr_up
 	run --separate-stderr sr stop
