@@ -619,3 +619,19 @@ p-visa approved" ]
 	[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -gt "$n" ]
 	[ -z "$(records order-created-dlq)" ]
 }
+
+@test "pay-process: a damaged state file is reported as damage, once, with what to do" {
+	local st="$BATS_TEST_TMPDIR/state" ev="$BATS_TEST_TMPDIR/ev.jsonl"
+	mkev o-d1 pm_card_visa >"$ev"
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_success
+	# Berkeley DB reads a damaged page as an encrypted one.
+	head -c 8192 /dev/urandom |
+	    dd of="$st/idem.db" conv=notrunc status=none
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_failure 1
+	[[ "$stderr" == *"store: $st: "*": the state is damaged"*"restore it from a backup, or move it aside"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(grep -c 'Encrypted database' <<<"$stderr")" -le 1 ] ||
+	    fail "repeated: $stderr"
+}
