@@ -10,25 +10,22 @@
  * between the delivery and the record delivers the notification again,
  * with the same notification id (derived from the event id) for receivers
  * to drop; nothing else repeats one, and nothing is lost: the worker
- * commits an input's offset only after the handler returned.
+ * commits an input's offset only after the record committed.
  *
- * Group commit: a record is committed at once without a disk flush (it
- * outlives the process, not the machine: STORE_NOSYNC), and the log is
- * flushed when no input is waiting (the worker's idle hook), after
- * FLUSH_MAX records and before exiting.  A flush per notification held
- * notify to one disk flush per event (about 700 a second on a loaded
- * disk, under the 1,000 a second of make bench); one per burst costs the
- * same when idle.  A crash of the process repeats only the notifications
- * in flight, as before; a crash of the machine also those delivered
- * since the last flush, which is never more than FLUSH_MAX records or
- * longer than it takes to handle what was waiting.
+ * Group commit: the store runs on a thread of its own (storeq.h), which
+ * writes the records queued at the time in one transaction and flushes
+ * the log once for them (a flush per notification held notify to one
+ * disk flush per event, about 700 a second on a loaded disk).  A crash,
+ * of the process or of the machine, repeats only the notifications in
+ * flight or in a batch not yet committed.
  *
- * --webhook and --exec deliver up to --concurrency notifications at once
- * (worker.h's start and pump): requests through httpq.h, commands as
- * child processes watched from the pump.  The worker never has two
- * events of one order in flight, and each is recorded when its delivery
- * ended, so a crash repeats at most the deliveries in flight, each with
- * its notification id.  Standard output stays one at a time.
+ * Up to --concurrency notifications are in flight at once (worker.h's
+ * start and pump), each waiting for the store or for its delivery:
+ * requests through httpq.h, commands as child processes watched from the
+ * pump, lines on standard output written in the order their lookups
+ * came back.  The worker never has two events of one order in flight,
+ * and each is recorded when its delivery ended, so a crash repeats at
+ * most the deliveries in flight, each with its notification id.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -55,9 +52,11 @@
 #include "exitcode.h"
 #include "flow.h"
 #include "httpq.h"
+#include "kafka.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
+#include "storeq.h"
 #include "upkeep.h"
 #include "util.h"
 #include "worker.h"
@@ -74,7 +73,6 @@
 #define WHSEC_PREFIX		"whsec_"	/* Standard Webhooks' form */
 #define REPORT_MS		10000	/* the -v counters line */
 #define IDEM_PREFIX		"notified:"
-#define FLUSH_MAX		64	/* records between two log flushes */
 #define CHANNEL			"email"	/* what the notification is */
 #define NOTE_DONE		1	/* the idempotency record's state */
 
@@ -131,7 +129,7 @@ struct notify {
 	uint64_t		 notified;
 	uint64_t		 duplicates;
 	int			 failed;	/* exit 1: stdout broke */
-	int			 unflushed;	/* records to flush */
+	struct storeq		*sq;		/* the store's thread */
 };
 
 /*
@@ -145,6 +143,9 @@ struct ncall {
 	struct event		 ev;
 	struct note		 nt;
 	char			 key[sizeof(IDEM_PREFIX) + EVENT_ID_MAX];
+	struct storeq_req	 req;		/* the lookup, the record */
+	int64_t			 now_ms;	/* the request's time */
+	int			 seen;		/* delivered before */
 	pid_t			 pid;
 	int64_t			 deadline;	/* monotonic ms */
 	struct ncall		*next;		/* in children */
@@ -613,194 +614,185 @@ note_build(struct note *nt, const struct event *ev)
 }
 
 /*
- * A store error: upkeep.h's rule (orderflow(7), STATE) reopens the store
+ * The store, on its own thread (storeq.h): the lookup of an event's
+ * record and the record of its delivery are requests, run with the
+ * others queued at the time in one transaction, each committed (and the
+ * log flushed: one flush a batch) before it comes back.
+ */
+
+/*
+ * A batch failed: upkeep.h's rule (orderflow(7), STATE) reopens the store
  * (STORE_RUNRECOVERY), goes on (STORE_DEADLOCK) or stops notify, which
- * then exits 1.  A reopened store starts with nothing to flush.
+ * then exits 1; on the store's thread.
  */
 static void
-store_failed(struct notify *n, int err, const struct log_ctx *lc)
+store_batch_failed(void *arg, int err)
 {
-	if (err == STORE_RUNRECOVERY)
-		n->unflushed = 0;
-	(void)upkeep_failed(&n->up, err, lc);
+	struct notify *n = arg;
+
+	(void)upkeep_failed(&n->up, err, NULL);
 }
 
-/* Whether the notification of this event was delivered already. */
-static int
-note_seen(struct notify *n, const char *key, const struct log_ctx *lc,
-    int *seen)
+/* Failchk, expiry and checkpoints (upkeep.h), between batches. */
+static void
+store_tick(void *arg)
 {
+	struct notify *n = arg;
+
+	upkeep_tick(&n->up);
+}
+
+static void
+store_wake(void *arg)
+{
+	struct notify *n = arg;
+
+	if (n->hq != NULL)
+		httpq_wakeup(n->hq);
+}
+
+/* Store thread: whether the notification was delivered already. */
+static int
+seen_body(struct store *s, struct store_txn *t, struct storeq_req *req)
+{
+	struct ncall *c = req->arg;
 	struct store_idem rec;
 	int r;
 
-	*seen = 0;
-	if (n->st == NULL)
-		return -1;
-	r = store_idem_get(n->st, NULL, key, util_now_ms(), &rec);
+	c->seen = 0;
+	r = store_idem_get(s, t, c->key, c->now_ms, &rec);
 	if (r == STORE_NOTFOUND)
 		return 0;
-	if (r != 0) {
-		store_failed(n, r, lc);
-		return -1;
-	}
+	if (r != 0)
+		return r;
 	store_idem_free(&rec);
-	*seen = 1;
+	c->seen = 1;
 	return 0;
 }
 
-/* Puts the records committed so far on disk (group commit). */
-static void
-note_flush(struct notify *n)
+/* Store thread: the record of the delivery. */
+static int
+record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 {
-	int r;
-
-	if (n->unflushed == 0 || n->st == NULL)
-		return;
-	if ((r = store_flush(n->st)) != 0) {
-		log_error("the records of %d notification(s) may not be on "
-		    "disk: a repeat of their events after a crash of the "
-		    "machine would be notified again", n->unflushed);
-		store_failed(n, r, NULL);
-	}
-	n->unflushed = 0;
-}
-
-/*
- * Records the delivery.  A failure here cannot be retried without
- * delivering again, so the input counts as done; a failure other than a
- * deadlock stops notify (exit 1, upkeep.h) rather than run on without
- * its memory of what it sent.
- */
-static void
-note_record(struct notify *n, const char *key, const struct note *nt)
-{
+	struct ncall *c = req->arg;
 	struct store_idem rec;
-	int64_t now = util_now_ms();
-	int r;
 
 	memset(&rec, 0, sizeof(rec));
-	rec.created_ms = now;
-	rec.expires_ms = now + n->ttl_ms;
+	rec.created_ms = c->now_ms;
+	rec.expires_ms = c->now_ms + c->n->ttl_ms;
 	rec.state = NOTE_DONE;
-	rec.outcome = (void *)nt->id;
-	rec.outcome_len = strlen(nt->id);
-	if (n->st == NULL)
-		r = EINVAL;
-	else
-		r = store_idem_put(n->st, NULL, key, &rec);
-	if (r != 0) {
-		log_msg(LOG_LEVEL_ERROR, &nt->lc, "delivered but not "
-		    "recorded: a repeat of this event would be notified again");
-		store_failed(n, r, &nt->lc);
-		return;
-	}
-	if (++n->unflushed >= FLUSH_MAX)
-		note_flush(n);
+	rec.outcome = c->nt.id;
+	rec.outcome_len = strlen(c->nt.id);
+	return store_idem_put(s, t, c->key, &rec);
 }
 
-/* No input waiting: what was recorded goes to disk. */
 static void
-idle(void *ctx)
+store_submit(struct ncall *c, storeq_body_fn *body, storeq_done_fn *done)
 {
-	note_flush(ctx);
-}
-
-/*
- * Parses the input into c and looks for its record.  Returns 1 when the
- * notification is to be delivered, else 0 with the outcome in *r (an
- * invalid event, a duplicate, a store error).  note_release() frees c's
- * contents either way.
- */
-static int
-note_prepare(struct notify *n, const struct worker_input *in,
-    struct ncall *c, char *why, size_t whylen, enum worker_outcome *r)
-{
-	struct event_err err;
-	int seen;
-
-	if (event_parse(in->value != NULL ? in->value : "", in->len, &c->ev,
-	    &err) == -1) {
-		snprintf(why, whylen, "%s", err.text);
-		*r = WORKER_INVALID;
-		return 0;
-	}
-	if (c->ev.kind != EVENT_PAYMENT_PROCESSED_V1) {
-		snprintf(why, whylen, "type: %s is not %s", c->ev.type,
-		    EVENT_TYPE_PAYMENT_PROCESSED_V1);
-		*r = WORKER_INVALID;
-		return 0;
-	}
-	if (note_build(&c->nt, &c->ev) == -1) {
-		snprintf(why, whylen, "cannot build the notification: %s",
-		    strerror(errno));
-		*r = WORKER_TRANSIENT;
-		return 0;
-	}
-	snprintf(c->key, sizeof(c->key), IDEM_PREFIX "%s", c->ev.id);
-	if (note_seen(n, c->key, &c->nt.lc, &seen) == -1) {
-		snprintf(why, whylen, "state: cannot read %s", c->key);
-		*r = WORKER_TRANSIENT;
-		return 0;
-	}
-	if (seen) {
-		log_msg(LOG_LEVEL_DEBUG, &c->nt.lc, "duplicate: notified "
-		    "already");
-		n->duplicates++;
-		*r = WORKER_DONE;
-		return 0;
-	}
-	return 1;
+	c->now_ms = util_now_ms();
+	c->req.body = body;
+	c->req.done = done;
+	c->req.arg = c;
+	storeq_submit(c->n->sq, &c->req);
 }
 
 static void
 note_release(struct ncall *c)
 {
 	free(c->nt.json);
-	c->nt.json = NULL;
 	event_free(&c->ev);
+	free(c);
 }
 
-/* Delivered: the record, and the counter. */
+/* The outcome of c: the worker has it, c is gone. */
 static void
-note_delivered(struct notify *n, struct ncall *c)
+note_complete(struct ncall *c, enum worker_outcome r, const char *why)
 {
-	note_record(n, c->key, &c->nt);
-	n->notified++;
-	log_msg(LOG_LEVEL_DEBUG, &c->nt.lc, "notified %s", c->nt.id);
-}
-
-/* Standard output: one notification at a time, synchronously. */
-static enum worker_outcome
-handle(void *ctx, const struct worker_input *in, struct worker_output *out,
-    char *why, size_t whylen)
-{
-	struct notify *n = ctx;
-	struct ncall c;
-	enum worker_outcome r;
-
-	(void)out;
-	memset(&c, 0, sizeof(c));
-	if (note_prepare(n, in, &c, why, whylen, &r)) {
-		r = sink_stdout(n, &c.nt, why, whylen);
-		if (r == WORKER_DONE)
-			note_delivered(n, &c);
-	}
-	note_release(&c);
-	return r;
+	worker_complete(c->job, r, NULL, why);
+	note_release(c);
 }
 
 /*
- * --webhook and --exec: the delivery starts here and is pending until
- * note_finish().  The worker never has two events of one order in
- * flight, and an event's record is read before its delivery starts.
+ * The delivery's record came back.  A failure here cannot be retried
+ * without delivering again, so the input counts as done; a failure other
+ * than a deadlock stops notify (exit 1, upkeep.h) rather than run on
+ * without its memory of what it sent.
+ */
+static void
+recorded(struct storeq_req *req, int err)
+{
+	struct ncall *c = req->arg;
+
+	if (err != 0)
+		log_msg(LOG_LEVEL_ERROR, &c->nt.lc, "delivered but not "
+		    "recorded: %s: a repeat of this event would be notified "
+		    "again", store_strerror(err));
+	c->n->notified++;
+	log_msg(LOG_LEVEL_DEBUG, &c->nt.lc, "notified %s", c->nt.id);
+	note_complete(c, WORKER_DONE, "");
+}
+
+/* A delivery ended: delivered, it is recorded, else its outcome stands. */
+static void
+note_finish(struct ncall *c, enum worker_outcome r, const char *why)
+{
+	if (r == WORKER_DONE)
+		store_submit(c, record_body, recorded);
+	else
+		note_complete(c, r, why);
+}
+
+/*
+ * The lookup came back: a duplicate is done; anything else is delivered
+ * through the sink (standard output at once; a webhook call or a command
+ * pending until note_finish()).
+ */
+static void
+looked_up(struct storeq_req *req, int err)
+{
+	struct ncall *c = req->arg;
+	struct notify *n = c->n;
+	enum worker_outcome r;
+	char why[512];
+
+	if (err != 0) {
+		snprintf(why, sizeof(why), "state: cannot read %s: %s", c->key,
+		    store_strerror(err));
+		note_complete(c, WORKER_TRANSIENT, why);
+		return;
+	}
+	if (c->seen) {
+		log_msg(LOG_LEVEL_DEBUG, &c->nt.lc, "duplicate: notified "
+		    "already");
+		n->duplicates++;
+		note_complete(c, WORKER_DONE, "");
+		return;
+	}
+	why[0] = '\0';
+	if (n->sink == SINK_STDOUT)
+		r = sink_stdout(n, &c->nt, why, sizeof(why));
+	else if (n->sink == SINK_WEBHOOK)
+		r = sink_webhook(n, c, why, sizeof(why));
+	else
+		r = sink_exec(n, c, why, sizeof(why));
+	if (r != WORKER_PENDING)
+		note_finish(c, r, why);
+}
+
+/*
+ * Parses the input into c, builds its notification and looks for its
+ * record: pending until looked_up(), or an outcome at once (an invalid
+ * event, no memory).  The worker never has two events of one order in
+ * flight, so the record read is still the truth when the delivery ends.
  */
 static enum worker_outcome
 start(void *ctx, struct worker_job *job, const struct worker_input *in,
     struct worker_output *out, char *why, size_t whylen)
 {
 	struct notify *n = ctx;
+	struct event_err err;
 	struct ncall *c;
-	enum worker_outcome r;
+	enum worker_outcome r = WORKER_INVALID;
 
 	(void)out;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -809,48 +801,45 @@ start(void *ctx, struct worker_job *job, const struct worker_input *in,
 	}
 	c->n = n;
 	c->job = job;
-	if (note_prepare(n, in, c, why, whylen, &r)) {
-		r = n->sink == SINK_WEBHOOK ? sink_webhook(n, c, why, whylen) :
-		    sink_exec(n, c, why, whylen);
-		if (r == WORKER_PENDING)
-			return r;
+	if (event_parse(in->value != NULL ? in->value : "", in->len, &c->ev,
+	    &err) == -1)
+		snprintf(why, whylen, "%s", err.text);
+	else if (c->ev.kind != EVENT_PAYMENT_PROCESSED_V1)
+		snprintf(why, whylen, "type: %s is not %s", c->ev.type,
+		    EVENT_TYPE_PAYMENT_PROCESSED_V1);
+	else if (note_build(&c->nt, &c->ev) == -1) {
+		snprintf(why, whylen, "cannot build the notification: %s",
+		    strerror(errno));
+		r = WORKER_TRANSIENT;
+	} else {
+		snprintf(c->key, sizeof(c->key), IDEM_PREFIX "%s", c->ev.id);
+		store_submit(c, seen_body, looked_up);
+		return WORKER_PENDING;
 	}
 	note_release(c);
-	free(c);
 	return r;
 }
 
-static void
-note_finish(struct ncall *c, enum worker_outcome r, const char *why)
-{
-	if (r == WORKER_DONE)
-		note_delivered(c->n, c);
-	worker_complete(c->job, r, NULL, why);
-	note_release(c);
-	free(c);
-}
-
+/*
+ * The worker's wait: on the store's answers, the webhook's calls (whose
+ * wait the store thread's wake cuts short) or the commands running.
+ */
 static void
 pump(void *ctx, int wait_ms)
 {
 	struct notify *n = ctx;
 
+	if (storeq_collect(n->sq, 0) > 0)
+		wait_ms = 0;
 	if (n->hq != NULL)
 		httpq_run(n->hq, wait_ms);
-	else
-		exec_reap(n, wait_ms);
-}
-
-/* Flushes the log, then failchk, expiry and checkpoints: upkeep.h. */
-static void
-tick(void *ctx)
-{
-	struct notify *n = ctx;
-
-	if (n->st == NULL)
+	else if (storeq_pending(n->sq) > 0) {
+		exec_reap(n, 0);
+		storeq_collect(n->sq, wait_ms);
 		return;
-	note_flush(n);
-	upkeep_tick(&n->up);
+	} else
+		exec_reap(n, wait_ms);
+	storeq_collect(n->sq, 0);
 }
 
 /* The counters: a line every REPORT_MS with -v, and the summary at exit. */
@@ -1043,6 +1032,9 @@ parse_options(struct notify *n, int argc, char **argv)
 		usage_error("%s", "--dlq goes with -i");
 	if (n->backoff_max_ms < n->backoff_ms)
 		usage_error("%s", "--backoff-max is below --backoff");
+	/* Kafka mode checks them as it makes its clients. */
+	if (n->input != NULL)
+		kafka_conf_check(&n->o);
 	n->sink = n->url != NULL ? SINK_WEBHOOK : n->cmd != NULL ?
 	    SINK_EXEC : SINK_STDOUT;
 }
@@ -1072,6 +1064,8 @@ int
 main(int argc, char **argv)
 {
 	struct notify *n = &nf;
+	struct storeq_hooks hooks = { store_tick, store_batch_failed,
+	    store_wake, &nf };
 	struct worker_config wc;
 	struct worker_stats ws;
 	int r, rc;
@@ -1095,11 +1089,13 @@ main(int argc, char **argv)
 	if (n->sink == SINK_WEBHOOK)
 		webhook_init(n);
 	opt_lock_state(&n->o);
-	if ((r = store_open(&n->st, opt_state_dir(&n->o),
-	    STORE_NOSYNC)) != 0)
+	if ((r = store_open(&n->st, opt_state_dir(&n->o), 0)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
 		    store_strerror(r));
-	upkeep_init(&n->up, &n->st, opt_state_dir(&n->o), STORE_NOSYNC);
+	upkeep_init(&n->up, &n->st, opt_state_dir(&n->o), 0);
+	if ((n->sq = storeq_start(&n->st, &hooks)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "cannot start the store's thread: %s",
+		    strerror(errno));
 
 	memset(&wc, 0, sizeof(wc));
 	wc.in_topic = opt_topic(&n->o, FLOW_TOPIC_PAYMENTS);
@@ -1113,18 +1109,14 @@ main(int argc, char **argv)
 	wc.backoff_ms = n->backoff_ms;
 	wc.backoff_max_ms = n->backoff_max_ms;
 	wc.report_ms = log_level() >= LOG_LEVEL_DEBUG ? REPORT_MS : 0;
-	wc.handle = handle;
+	wc.start = start;
+	wc.pump = pump;
 	wc.concurrency = n->concurrency;
-	if (n->sink != SINK_STDOUT) {
-		wc.start = start;
-		wc.pump = pump;
-	}
 	wc.ctx = n;
 	wc.report = report;
-	wc.tick = tick;
-	wc.idle = idle;
 	memset(&ws, 0, sizeof(ws));
 	rc = worker_run(&wc, &n->o, &ws);
+	storeq_stop(n->sq);
 
 	if ((n->failed || n->up.failed) &&
 	    (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))

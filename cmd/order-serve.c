@@ -398,15 +398,44 @@ json_content_type(const char *ct)
 	return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
+/*
+ * The key of an Idempotency-Key header (the IETF httpapi draft): an RFC
+ * 8941 sf-string, "k-1", whose only escapes are \" and \\ and which may
+ * have spaces around it but no parameters; or, as clients sent it before
+ * the draft, the bare k-1 (visible ASCII, not starting with a double
+ * quote), which is the same key.  Stores the key (1 to IDEM_KEY_MAX
+ * characters) in out and returns 0, or -1 when v is neither.
+ */
 static int
-valid_idem_key(const char *k)
+idem_key_parse(const char *v, char out[IDEM_KEY_MAX + 1])
 {
-	size_t n;
+	size_t n = 0;
 
-	for (n = 0; k[n] != '\0'; n++)
-		if (k[n] < 0x21 || k[n] > 0x7e || n >= IDEM_KEY_MAX)
-			return 0;
-	return n > 0;
+	while (*v == ' ')
+		v++;
+	if (*v != '"') {
+		for (; v[n] != '\0'; n++)
+			if (v[n] < 0x21 || v[n] > 0x7e || n >= IDEM_KEY_MAX)
+				return -1;
+		memcpy(out, v, n);
+		out[n] = '\0';
+		return n > 0 ? 0 : -1;
+	}
+	for (v++; *v != '"'; v++) {
+		if (*v == '\\' && v[1] != '"' && v[1] != '\\')
+			return -1;
+		if (*v == '\\')
+			v++;
+		else if (*v < 0x20 || *v > 0x7e)	/* NUL: no closing quote */
+			return -1;
+		if (n >= IDEM_KEY_MAX)
+			return -1;
+		out[n++] = *v;
+	}
+	for (v++; *v == ' '; v++)
+		;
+	out[n] = '\0';
+	return *v == '\0' && n > 0 ? 0 : -1;
 }
 
 static enum MHD_Result
@@ -646,19 +675,21 @@ check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
 			return respond_error(conn, r, 413, "the body is larger "
 			    "than 64 KiB", NULL);
 	}
-	if ((v = header(conn, FLOW_H_TRACEPARENT)) != NULL && trace_valid(v))
-		snprintf(r->traceparent, sizeof(r->traceparent), "%s", v);
-	else
+	if (trace_parse(header(conn, FLOW_H_TRACEPARENT), r->traceparent) == -1)
 		trace_generate(r->traceparent);
 	if ((v = header(conn, "Idempotency-Key")) != NULL) {
-		if (!valid_idem_key(v))
-			return respond_error(conn, r, 400, "must be 1 to 255 "
+		if (idem_key_parse(v, r->idem_key) == -1) {
+			r->idem_key[0] = '\0';
+			return respond_error(conn, r, 400, "must be a string "
+			    "(RFC 8941) of 1 to 255 characters, or 1 to 255 "
 			    "visible ASCII characters", "Idempotency-Key");
-		if (keyset_add(sv->keys, v) == -1)
+		}
+		if (keyset_add(sv->keys, r->idem_key) == -1) {
+			r->idem_key[0] = '\0';
 			return respond_error(conn, r, 409, "a request with "
 			    "this Idempotency-Key is in progress",
 			    "Idempotency-Key");
-		snprintf(r->idem_key, sizeof(r->idem_key), "%s", v);
+		}
 		r->key_owned = 1;
 	}
 	return MHD_YES;
@@ -1117,9 +1148,9 @@ server_close(struct server *sv)
 		log_error("store: outbox: %s", store_strerror(ret));
 		code = OF_EXIT_FAIL;
 	} else if (depth > 0) {
-		log_error("%" PRIu64 " order(s) not acknowledged by the broker "
-		    "stay in the outbox; they are published at the next start",
-		    depth);
+		log_error("%" PRIu64 " accepted order(s) stay in the outbox "
+		    "(not acknowledged by the broker, or their deletion "
+		    "failed); they are published at the next start", depth);
 		code = OF_EXIT_KAFKA;
 	}
 	if (kafka_failed(sv))

@@ -519,6 +519,9 @@ parse_options(struct submit *s, int argc, char **argv)
 			break;
 		}
 	}
+	/* Kafka mode checks them as it makes its producer. */
+	if (s->pipe)
+		kafka_conf_check(&s->o);
 }
 
 /* 1 beats 4 beats 3: the worst outcome decides. */

@@ -5,18 +5,21 @@
  * dead letters, pipe mode and shutdown are worker.h's.
  *
  * At most one payment per order id: the outcome (the payment.processed
- * event) is recorded in Berkeley DB under the order id, put-if-absent in
- * one transaction, before the event is sent.  A repeat of the order finds
+ * event) is recorded in Berkeley DB under the order id, put-if-absent,
+ * and committed before the event is sent.  A repeat of the order finds
  * the record and re-sends the recorded event, same id, charging nothing.
  * A crash between the charge and the record charges again only through
  * the gateway, with the same Idempotency-Key (the order id), which the
  * gateway answers with the first charge's outcome.
  *
- * The simulator answers in microseconds: one order at a time (worker.h's
- * handler).  A gateway's calls go through httpq.h, up to --concurrency at
- * once (worker.h's start and pump); the worker never has two events of
- * one order in flight, so two calls with one Idempotency-Key never
- * overlap, and a crash repeats at most the calls in flight.
+ * Up to --concurrency orders are in flight at once (worker.h's start and
+ * pump): each waits for the store, and with a gateway for its call too.
+ * The store runs on a thread of its own (storeq.h), one transaction for
+ * the records queued at the time, so the loop never waits on Berkeley DB
+ * and a batch costs one commit.  A gateway's calls go through httpq.h;
+ * the worker never has two events of one order in flight, so two calls
+ * with one Idempotency-Key never overlap, and a crash repeats at most
+ * the calls in flight, with those whose records were not committed yet.
  */
 #include <sys/stat.h>
 
@@ -35,9 +38,11 @@
 #include "exitcode.h"
 #include "flow.h"
 #include "httpq.h"
+#include "kafka.h"
 #include "log.h"
 #include "opt.h"
 #include "store.h"
+#include "storeq.h"
 #include "upkeep.h"
 #include "util.h"
 #include "worker.h"
@@ -51,6 +56,7 @@
 #define DEF_GW_TIMEOUT_MS	10000
 #define GW_CONNECT_MAX_MS	3000
 #define REPORT_MS		10000
+#define WHY_LEN			1024	/* a failure's message, room to spare */
 
 /* The state of an idempotency record. */
 #define IDEM_PAID		1	/* outcome: the payment.processed JSON */
@@ -94,6 +100,7 @@ struct pp {
 	int64_t		 gw_timeout_ms;
 	int		 concurrency;
 	struct httpq	*hq;		/* the gateway's calls */
+	struct storeq	*sq;		/* the store's thread */
 	struct upkeep	 up;		/* the store's upkeep */
 	uint64_t	 approved;
 	uint64_t	 declined;
@@ -142,57 +149,150 @@ usage_error(const char *fmt, const char *arg, const char *why)
 }
 
 /*
- * The store.
+ * The store, on its own thread (storeq.h): every read and write of an
+ * order's record is a request, run with the others queued at the time in
+ * one transaction, and answered on the worker's thread once it
+ * committed.
  */
 
 /*
- * A store error: upkeep.h's rule (orderflow(7), STATE) reopens the store
- * or stops pay-process; the record is transient either way, so it goes
- * to the retry topic, or is tried again after a restart.
+ * An order in flight, from its start to its outcome: the event, the
+ * charge once known, and the store request of the step it is at (a
+ * lookup before a gateway call or after a failed charge, the record of an
+ * approval or a decline).
  */
-static enum worker_outcome
-store_failed(struct pp *p, int err, char *why, size_t whylen)
-{
-	snprintf(why, whylen, "state: %s", store_strerror(err));
-	(void)upkeep_failed(&p->up, err, NULL);
-	return WORKER_TRANSIENT;
-}
-
-/* What record_fn needs and finds. */
-struct record {
-	const char	*order_id;
-	const char	*json;
-	size_t		 len;
-	int64_t		 now_ms;
-	int64_t		 ttl_ms;
-	char		*recorded;	/* a payment recorded before: malloc'd */
+struct payjob {
+	struct pp		*p;
+	struct worker_job	*job;
+	struct event		 ev;
+	int			 attempt;
+	int			 charged;	/* ch holds the charge */
+	struct charge		 ch;
+	struct storeq_req	 req;
+	struct event		 payev;		/* the payment recorded */
+	char			*json;		/* its event: to record */
+	size_t			 len;
+	int64_t			 now_ms;
+	char			*recorded;	/* a payment recorded before */
 };
 
-/* Put-if-absent: the payment, unless one is recorded already. */
-static int
-record_fn(struct store *s, struct store_txn *t, void *arg)
+static void	call_gateway(struct payjob *);
+
+static void
+payjob_free(struct payjob *pj)
 {
-	struct record *r = arg;
+	event_free(&pj->ev);
+	free(pj->json);
+	free(pj->recorded);
+	free(pj);
+}
+
+/* The outcome of pj: the worker has it, pj is gone. */
+static void
+finish(struct payjob *pj, enum worker_outcome r, struct worker_output *out,
+    const char *why)
+{
+	worker_complete(pj->job, r, out, why);
+	payjob_free(pj);
+}
+
+/* A failure with its message. */
+static void
+finish_failed(struct payjob *pj, enum worker_outcome r, const char *fmt,
+    const char *arg)
+{
+	char why[WHY_LEN];
+
+	snprintf(why, sizeof(why), fmt, arg);
+	finish(pj, r, NULL, why);
+}
+
+/*
+ * A batch failed: upkeep.h's rule (orderflow(7), STATE) reopens the store
+ * or stops pay-process, on the store's thread; its records are transient
+ * either way (store_failed() below), so they go to the retry topic, or
+ * are tried again after a restart.
+ */
+static void
+store_batch_failed(void *arg, int err)
+{
+	struct pp *p = arg;
+
+	(void)upkeep_failed(&p->up, err, NULL);
+}
+
+static void
+store_failed(struct payjob *pj, int err)
+{
+	finish_failed(pj, WORKER_TRANSIENT, "state: %s", store_strerror(err));
+}
+
+/* Failchk, expiry and checkpoints (upkeep.h), between batches. */
+static void
+store_tick(void *arg)
+{
+	struct pp *p = arg;
+
+	upkeep_tick(&p->up);
+}
+
+/* Store thread: the order's payment, when one was recorded. */
+static int
+lookup_body(struct store *s, struct store_txn *t, struct storeq_req *req)
+{
+	struct payjob *pj = req->arg;
+	struct store_idem old;
+	int ret;
+
+	free(pj->recorded);
+	pj->recorded = NULL;
+	ret = store_idem_get(s, t, pj->ev.subject, pj->now_ms, &old);
+	if (ret == STORE_NOTFOUND)
+		return 0;
+	if (ret != 0)
+		return ret;
+	if (old.state == IDEM_PAID)
+		pj->recorded = old.outcome;
+	else
+		store_idem_free(&old);
+	return 0;
+}
+
+/* Store thread: put-if-absent, the payment unless one is recorded. */
+static int
+record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
+{
+	struct payjob *pj = req->arg;
 	struct store_idem rec, old;
 	int ret;
 
-	free(r->recorded);
-	r->recorded = NULL;
+	free(pj->recorded);
+	pj->recorded = NULL;
 	memset(&rec, 0, sizeof(rec));
-	rec.created_ms = r->now_ms;
-	rec.expires_ms = r->now_ms + r->ttl_ms;
+	rec.created_ms = pj->now_ms;
+	rec.expires_ms = pj->now_ms + pj->p->ttl_ms;
 	rec.state = IDEM_PAID;
-	rec.outcome = (void *)(uintptr_t)r->json;
-	rec.outcome_len = r->len;
-	ret = store_idem_put_new(s, t, r->order_id, &rec, r->now_ms, &old);
+	rec.outcome = pj->json;
+	rec.outcome_len = pj->len;
+	ret = store_idem_put_new(s, t, pj->ev.subject, &rec, pj->now_ms, &old);
 	if (ret != STORE_EXISTS)
 		return ret;
 	if (old.state == IDEM_PAID) {
-		r->recorded = old.outcome;
+		pj->recorded = old.outcome;
 		return 0;
 	}
 	store_idem_free(&old);
-	return store_idem_put(s, t, r->order_id, &rec);
+	return store_idem_put(s, t, pj->ev.subject, &rec);
+}
+
+static void
+store_submit(struct payjob *pj, storeq_body_fn *body, storeq_done_fn *done)
+{
+	pj->now_ms = util_now_ms();
+	pj->req.body = body;
+	pj->req.done = done;
+	pj->req.arg = pj;
+	storeq_submit(pj->p->sq, &pj->req);
 }
 
 /*
@@ -436,115 +536,99 @@ payment_json(const struct event *ev, const struct charge *ch,
 }
 
 /*
- * Whether the order was paid before: 1 with its outcome set, 0 if not,
- * -1 with *r set on a store error.
+ * A record came back (store thread, committed): the order's payment
+ * event goes out, or the one recorded before it.
  */
-static int
-paid_before(struct pp *p, const struct event *ev, struct worker_output *out,
-    char *why, size_t whylen, enum worker_outcome *r)
+static void
+recorded(struct storeq_req *req, int err)
 {
-	struct store_idem old;
-	int ret;
+	struct payjob *pj = req->arg;
+	struct pp *p = pj->p;
+	struct worker_output out;
+	struct log_ctx ctx = { pj->ev.id, pj->ev.subject, NULL };
+	char trace[TRACE_ID_LEN + 1], why[WHY_LEN];
+	enum worker_outcome r;
 
-	ret = store_idem_get(p->store, NULL, ev->subject, util_now_ms(), &old);
-	if (ret == 0 && old.state == IDEM_PAID) {
-		*r = repeat(p, ev, old.outcome, out, why, whylen);
-		return 1;
+	if (err != 0) {
+		store_failed(pj, err);
+		return;
 	}
-	if (ret == 0) {
-		store_idem_free(&old);
-		return 0;
+	memset(&out, 0, sizeof(out));
+	if (pj->recorded != NULL) {
+		/* Another event of this order was paid before. */
+		r = repeat(p, &pj->ev, pj->recorded, &out, why, sizeof(why));
+		pj->recorded = NULL;
+		finish(pj, r, &out, why);
+		return;
 	}
-	if (ret == STORE_NOTFOUND)
-		return 0;
-	*r = store_failed(p, ret, why, whylen);
-	return -1;
+	if ((out.key = strdup(pj->ev.subject)) == NULL) {
+		finish_failed(pj, WORKER_TRANSIENT, "%s", "out of memory");
+		return;
+	}
+	out.value = pj->json;
+	pj->json = NULL;
+	snprintf(out.traceparent, sizeof(out.traceparent), "%s",
+	    pj->payev.traceparent);
+	if (pj->ch.r == CHARGE_APPROVED)
+		p->approved++;
+	else
+		p->declined++;
+	if (trace_id_of(pj->ev.traceparent, trace) == 0)
+		ctx.trace_id = trace;
+	log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s: %s%s%s", pj->ev.subject,
+	    event_pay_status_name(pj->payev.payment.status),
+	    pj->ch.r == CHARGE_DECLINED ? " " : "",
+	    pj->ch.r == CHARGE_DECLINED ? pj->payev.payment.reason : "");
+	finish(pj, WORKER_DONE, &out, "");
 }
 
 /*
  * The outcome of a charge: a failure as it is; an approval or a decline
- * recorded put-if-absent, then its event, or the payment recorded before.
+ * recorded put-if-absent, then its event (recorded()).
  */
-static enum worker_outcome
-settle(struct pp *p, const struct event *ev, const struct charge *ch,
-    struct worker_output *out, char *why, size_t whylen)
+static void
+settle(struct payjob *pj)
 {
-	struct record r = { 0 };
-	struct event payev;
-	char *json;
-	int ret;
-
-	if (ch->r == CHARGE_TRANSIENT || ch->r == CHARGE_PERMANENT) {
-		snprintf(why, whylen, "%s", ch->why);
-		return ch->r == CHARGE_TRANSIENT ? WORKER_TRANSIENT :
-		    WORKER_PERMANENT;
+	if (pj->ch.r == CHARGE_TRANSIENT || pj->ch.r == CHARGE_PERMANENT) {
+		finish_failed(pj, pj->ch.r == CHARGE_TRANSIENT ?
+		    WORKER_TRANSIENT : WORKER_PERMANENT, "%s", pj->ch.why);
+		return;
 	}
-	r.now_ms = util_now_ms();
-	r.ttl_ms = p->ttl_ms;
-	json = payment_json(ev, ch, &payev);
-	if (json == NULL) {
-		snprintf(why, whylen, "cannot build the payment event: %s",
-		    strerror(errno));
-		return WORKER_TRANSIENT;
+	if ((pj->json = payment_json(&pj->ev, &pj->ch, &pj->payev)) == NULL) {
+		finish_failed(pj, WORKER_TRANSIENT, "cannot build the payment "
+		    "event: %s", strerror(errno));
+		return;
 	}
-	r.order_id = ev->subject;
-	r.json = json;
-	r.len = strlen(json);
-	if ((ret = store_run(p->store, record_fn, &r)) != 0) {
-		free(json);
-		free(r.recorded);
-		return store_failed(p, ret, why, whylen);
-	}
-	if (r.recorded != NULL) {
-		/* Another event of this order was paid meanwhile. */
-		free(json);
-		return repeat(p, ev, r.recorded, out, why, whylen);
-	}
-	if ((out->key = strdup(ev->subject)) == NULL) {
-		free(json);
-		snprintf(why, whylen, "out of memory");
-		return WORKER_TRANSIENT;
-	}
-	out->value = json;
-	snprintf(out->traceparent, sizeof(out->traceparent), "%s",
-	    payev.traceparent);
-	if (ch->r == CHARGE_APPROVED)
-		p->approved++;
-	else
-		p->declined++;
-	{
-		struct log_ctx ctx = { ev->id, ev->subject, NULL };
-		char trace[TRACE_ID_LEN + 1];
-
-		if (trace_id_of(ev->traceparent, trace) == 0)
-			ctx.trace_id = trace;
-
-		log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s: %s%s%s", ev->subject,
-		    event_pay_status_name(payev.payment.status),
-		    ch->r == CHARGE_DECLINED ? " " : "",
-		    ch->r == CHARGE_DECLINED ? payev.payment.reason : "");
-	}
-	return WORKER_DONE;
+	pj->len = strlen(pj->json);
+	store_submit(pj, record_body, recorded);
 }
 
 /*
- * The simulator, which costs nothing, answers first: an approval or a
- * decline meets a recorded payment in the put-if-absent, a failure looks
- * for one, so most orders take a single transaction.
+ * A lookup came back: a payment recorded before is sent again; else a
+ * failed charge stands (the simulator's), or the gateway is called.
  */
-static enum worker_outcome
-pay(struct pp *p, const struct event *ev, int attempt,
-    struct worker_output *out, char *why, size_t whylen)
+static void
+looked_up(struct storeq_req *req, int err)
 {
-	struct charge ch;
-	enum worker_outcome wr;
+	struct payjob *pj = req->arg;
+	struct worker_output out;
+	char why[WHY_LEN];
+	enum worker_outcome r;
 
-	memset(&ch, 0, sizeof(ch));
-	simulate(p, ev, attempt, &ch);
-	if ((ch.r == CHARGE_TRANSIENT || ch.r == CHARGE_PERMANENT) &&
-	    paid_before(p, ev, out, why, whylen, &wr) != 0)
-		return wr;
-	return settle(p, ev, &ch, out, why, whylen);
+	if (err != 0) {
+		store_failed(pj, err);
+		return;
+	}
+	if (pj->recorded != NULL) {
+		memset(&out, 0, sizeof(out));
+		r = repeat(pj->p, &pj->ev, pj->recorded, &out, why,
+		    sizeof(why));
+		pj->recorded = NULL;
+		finish(pj, r, &out, why);
+	} else if (pj->charged)
+		settle(pj);
+	else
+		call_gateway(pj);
 }
 
 /*
@@ -582,101 +666,104 @@ order_event(const struct worker_input *in, struct event *ev, char *why,
 	return WORKER_DONE;
 }
 
-/* The simulator's handler: one record at a time, synchronously. */
-static enum worker_outcome
-handle(void *ctx, const struct worker_input *in, struct worker_output *out,
-    char *why, size_t whylen)
-{
-	struct event ev;
-	struct pp *p = ctx;
-	enum worker_outcome r;
-
-	if ((r = order_event(in, &ev, why, whylen)) != WORKER_DONE)
-		return r;
-	r = pay(p, &ev, in->attempt, out, why, whylen);
-	event_free(&ev);
-	return r;
-}
-
-/* A gateway call ended: its outcome is settled and the job completed. */
+/* A gateway call ended: its outcome is settled. */
 static void
 gateway_done(void *arg, const struct httpq_result *res)
 {
-	struct gwcall *gc = arg;
-	struct worker_output out;
-	struct charge ch;
-	enum worker_outcome r;
-	char why[512];
+	struct payjob *pj = arg;
 
-	memset(&out, 0, sizeof(out));
-	why[0] = '\0';
-	gateway_result(&gc->ev, res, &ch);
-	r = settle(gc->p, &gc->ev, &ch, &out, why, sizeof(why));
-	worker_complete(gc->job, r, &out, why);
-	event_free(&gc->ev);
-	free(gc);
+	gateway_result(&pj->ev, res, &pj->ch);
+	pj->charged = 1;
+	settle(pj);
+}
+
+static void
+call_gateway(struct payjob *pj)
+{
+	struct curl_slist *h;
+	char *body;
+
+	body = gateway_body(&pj->ev);
+	h = gateway_headers(&pj->ev);
+	if (body != NULL && h != NULL && httpq_post(pj->p->hq, body,
+	    strlen(body), h, gateway_done, pj) == 0)
+		return;
+	if (body == NULL || h == NULL) {
+		free(body);
+		curl_slist_free_all(h);
+	}
+	finish_failed(pj, WORKER_TRANSIENT, "%s", "gateway: out of memory");
 }
 
 /*
- * The gateway's handler: an order paid before is answered at once from
- * the record; any other starts a call and is pending until it ends.  The
- * worker never has two records of one order in flight, so the record
- * read here is still the truth when the call ends.
+ * The handler, for the simulator and the gateway alike: every order is
+ * pending until the store answered.  The simulator, which costs
+ * nothing, answers first: an approval or a decline meets a recorded
+ * payment in the put-if-absent, a failure looks for one.  A gateway call
+ * comes after a lookup, so that an order paid before is answered from
+ * its record without a call.  The worker never has two records of one
+ * order in flight, so the record read is still the truth when the call
+ * ends.
  */
 static enum worker_outcome
 start(void *ctx, struct worker_job *job, const struct worker_input *in,
     struct worker_output *out, char *why, size_t whylen)
 {
 	struct pp *p = ctx;
-	struct gwcall *gc;
-	struct curl_slist *h;
+	struct payjob *pj;
 	enum worker_outcome r;
-	char *body;
 
-	if ((gc = calloc(1, sizeof(*gc))) == NULL) {
+	(void)out;
+	if ((pj = calloc(1, sizeof(*pj))) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return WORKER_TRANSIENT;
 	}
-	if ((r = order_event(in, &gc->ev, why, whylen)) != WORKER_DONE) {
-		free(gc);
+	if ((r = order_event(in, &pj->ev, why, whylen)) != WORKER_DONE) {
+		free(pj);
 		return r;
 	}
-	if (paid_before(p, &gc->ev, out, why, whylen, &r) == 0) {
-		gc->p = p;
-		gc->job = job;
-		gc->attempt = in->attempt;
-		body = gateway_body(&gc->ev);
-		h = gateway_headers(&gc->ev);
-		if (body != NULL && h != NULL && httpq_post(p->hq, body,
-		    strlen(body), h, gateway_done, gc) == 0)
+	pj->p = p;
+	pj->job = job;
+	pj->attempt = in->attempt;
+	if (p->hq == NULL) {
+		simulate(p, &pj->ev, in->attempt, &pj->ch);
+		pj->charged = 1;
+		if (pj->ch.r == CHARGE_APPROVED ||
+		    pj->ch.r == CHARGE_DECLINED) {
+			settle(pj);
 			return WORKER_PENDING;
-		if (body == NULL || h == NULL) {
-			free(body);
-			curl_slist_free_all(h);
 		}
-		snprintf(why, whylen, "gateway: out of memory");
-		r = WORKER_TRANSIENT;
 	}
-	event_free(&gc->ev);
-	free(gc);
-	return r;
+	store_submit(pj, lookup_body, looked_up);
+	return WORKER_PENDING;
 }
 
+/*
+ * The worker's wait: on the store's answers, and on the gateway's calls
+ * (whose wait the store thread's wake cuts short).
+ */
 static void
 pump(void *ctx, int wait_ms)
 {
 	struct pp *p = ctx;
 
+	if (p->hq == NULL) {
+		storeq_collect(p->sq, wait_ms);
+		return;
+	}
+	if (storeq_collect(p->sq, 0) > 0)
+		wait_ms = 0;
 	httpq_run(p->hq, wait_ms);
+	storeq_collect(p->sq, 0);
 }
 
-/* Failchk, expiry and checkpoints: upkeep.h. */
 static void
-tick(void *ctx)
+store_wake(void *arg)
 {
-	struct pp *p = ctx;
+	struct pp *p = arg;
 
-	upkeep_tick(&p->up);
+	if (p->hq != NULL)
+		httpq_wakeup(p->hq);
 }
 
 static void
@@ -787,11 +874,16 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 		usage_error("%s", "--backoff-max is less than --backoff", NULL);
 	if (cf->dlq_file != NULL && cf->output == NULL)
 		usage_error("%s", "--dlq goes with -o -", NULL);
+	/* With a client to make, the worker checks them then. */
+	if (cf->input != NULL && cf->output != NULL)
+		kafka_conf_check(&p->o);
 }
 
 int
 main(int argc, char *argv[])
 {
+	struct storeq_hooks hooks = { store_tick, store_batch_failed,
+	    store_wake, &pp };
 	struct worker_config cf;
 	struct worker_stats st;
 	int rc, ret;
@@ -816,25 +908,26 @@ main(int argc, char *argv[])
 	cf.dlq_topic = opt_topic(&pp.o, FLOW_TOPIC_ORDERS_DLQ);
 	cf.out_topic = opt_topic(&pp.o, FLOW_TOPIC_PAYMENTS);
 	cf.report_ms = pp.o.verbosity > LOG_LEVEL_INFO ? REPORT_MS : 0;
-	cf.handle = handle;
+	cf.start = start;
+	cf.pump = pump;
 	cf.concurrency = pp.concurrency;
 	cf.ctx = &pp;
 	cf.report = report;
-	cf.tick = tick;
 
 	pp.state = opt_state_dir(&pp.o);
 	opt_lock_state(&pp.o);
 	if ((ret = store_open(&pp.store, pp.state, pp.store_flags)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", pp.state,
 		    store_strerror(ret));
-	if (pp.gateway != NULL) {
+	if (pp.gateway != NULL)
 		gateway_init(&pp);
-		cf.start = start;
-		cf.pump = pump;
-	}
 	upkeep_init(&pp.up, &pp.store, pp.state, pp.store_flags);
+	if ((pp.sq = storeq_start(&pp.store, &hooks)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "cannot start the store's thread: %s",
+		    strerror(errno));
 
 	rc = worker_run(&cf, &pp.o, &st);
+	storeq_stop(pp.sq);
 	if (pp.up.failed && (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))
 		rc = OF_EXIT_FAIL;
 

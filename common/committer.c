@@ -329,6 +329,31 @@ jobs_done(struct committer *c, struct committer_job *j)
 	}
 }
 
+/*
+ * Gives up what waits, when stopping after a failed batch (called with mu
+ * held, which it lets go and takes again): the acknowledgements are
+ * forgotten, the jobs done as failed.
+ */
+static void
+abandon(struct committer *c)
+{
+	struct committer_job *jobs = c->jobs, *j;
+
+	c->jobs = NULL;
+	c->jobs_tail = &c->jobs;
+	free(c->acked);
+	c->acked = NULL;
+	c->nacked = c->acked_cap = 0;
+	for (j = jobs; j != NULL; j = j->next) {
+		job_reset(j);
+		j->result = COMMITTER_FAILED;
+		j->done = 1;
+	}
+	pthread_mutex_unlock(&c->mu);
+	jobs_done(c, jobs);
+	pthread_mutex_lock(&c->mu);
+}
+
 static void *
 committer_main(void *arg)
 {
@@ -355,6 +380,19 @@ committer_main(void *arg)
 		if (ret != 0)
 			util_sleep_ms(100);
 		pthread_mutex_lock(&c->mu);
+		/*
+		 * Stopping, a failed batch is not tried again: a full disk
+		 * would fail it for ever and hold up the stop.  What it held
+		 * stays in the store: its outbox records are published again
+		 * at the next start.
+		 */
+		if (ret != 0 && c->stop) {
+			log_error("store: stopping with the batch failed: "
+			    "%zu acknowledged record(s) stay in the outbox",
+			    c->nacked);
+			abandon(c);
+			break;
+		}
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;

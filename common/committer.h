@@ -140,7 +140,11 @@ void	committer_stats(struct committer *, uint64_t *batches,
 /*
  * Runs what waits (jobs, acknowledgements) to its end, then ends the
  * thread and returns once it has.  Stop the relay and the HTTP server
- * first: a job submitted afterwards is refused.
+ * first: a job submitted afterwards is refused.  A batch that fails once
+ * stopping (a full disk) is not tried again: what still waits is given
+ * up, the jobs done as COMMITTER_FAILED, the acknowledged records left
+ * in the outbox (published again at the next start), so that the stop
+ * never waits for the store to mend.
  */
 void	committer_stop(struct committer *);
 

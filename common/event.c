@@ -875,8 +875,8 @@ envelope(const cJSON *root, struct event *ev, struct event_err *err)
 		    "must be \"application/json\"");
 	if (member(root, "", FLOW_H_TRACEPARENT, &v, err) == -1)
 		return -1;
-	if (cJSON_IsString(v) && trace_valid(v->valuestring))
-		strcpy(ev->traceparent, v->valuestring);
+	if (cJSON_IsString(v))
+		(void)trace_parse(v->valuestring, ev->traceparent);
 	if (member(root, "", "data", &data, err) == -1)
 		return -1;
 	if (data == NULL)
@@ -1505,18 +1505,51 @@ hex_nonzero(const char *s, int from, int to)
 	return nz;
 }
 
-int
-trace_valid(const char *s)
+/* s's first 55 characters: ids and flags as in version 00, any version. */
+static int
+trace_fields(const char *s)
 {
-	if (s == NULL || strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN ||
-	    s[2] != '-' || s[35] != '-' || s[52] != '-')
+	if (s[2] != '-' || s[35] != '-' || s[52] != '-')
 		return 0;
-	if (!lower_hex[(unsigned char)s[0]] ||
-	    !lower_hex[(unsigned char)s[1]] || (s[0] == 'f' && s[1] == 'f') ||
-	    !lower_hex[(unsigned char)s[53]] ||
+	if (!lower_hex[(unsigned char)s[53]] ||
 	    !lower_hex[(unsigned char)s[54]])
 		return 0;
 	return hex_nonzero(s, 3, 35) && hex_nonzero(s, 36, 52);
+}
+
+int
+trace_valid(const char *s)
+{
+	return s != NULL && strnlen(s, TRACEPARENT_LEN + 1) == TRACEPARENT_LEN &&
+	    s[0] == '0' && s[1] == '0' && trace_fields(s);
+}
+
+int
+trace_parse(const char *s, char out[TRACEPARENT_LEN + 1])
+{
+	size_t n;
+
+	out[0] = '\0';
+	if (s == NULL)
+		return -1;
+	if (trace_valid(s)) {
+		memcpy(out, s, TRACEPARENT_LEN + 1);
+		return 0;
+	}
+	/* A later version: 00's fields first, its own after a "-". */
+	n = strnlen(s, TRACEPARENT_LEN + 1);
+	if (n < TRACEPARENT_LEN || (s[0] == '0' && s[1] == '0') ||
+	    !lower_hex[(unsigned char)s[0]] ||
+	    !lower_hex[(unsigned char)s[1]] || (s[0] == 'f' && s[1] == 'f') ||
+	    (n > TRACEPARENT_LEN && s[TRACEPARENT_LEN] != '-') ||
+	    !trace_fields(s))
+		return -1;
+	memcpy(out, "00", 2);
+	memcpy(out + 2, s + 2, TRACEPARENT_LEN - 4);
+	/* The sampled bit: the last hex digit's lowest bit. */
+	memcpy(out + TRACEPARENT_LEN - 2, strchr("13579bdf",
+	    s[TRACEPARENT_LEN - 1]) != NULL ? "01" : "00", 3);
+	return 0;
 }
 
 int

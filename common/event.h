@@ -164,7 +164,8 @@ void	 order_free(struct order *);
  * an unknown version, is an error whose message says so (field "type"):
  * callers send every failure here to the DLQ as kind invalid.  A missing
  * or malformed traceparent is not an error (W3C Trace Context says to
- * start a new trace): ev->traceparent is then "".  Returns 0 or -1;
+ * start a new trace): ev->traceparent is then "".  One of a later version
+ * is carried on as version 00 (trace_parse()).  Returns 0 or -1;
  * *ev is always initialised and event_free() is safe either way.
  */
 int	 event_parse(const void *buf, size_t len, struct event *ev,
@@ -265,10 +266,25 @@ void	 trace_generate(char out[TRACEPARENT_LEN + 1]);
 
 /*
  * Whether s is a traceparent orderflow carries: exactly 55 characters,
- * version, trace id, parent id and flags in lower-case hex separated by
- * "-", version not ff, neither id all zeros.
+ * version 00, then trace id, parent id and flags in lower-case hex, all
+ * separated by "-", neither id all zeros.  orderflow writes version 00
+ * only, the one it knows.
  */
 int	 trace_valid(const char *s);
+
+/*
+ * A traceparent received (an HTTP header, a CloudEvents attribute, a
+ * Kafka header) as orderflow carries it on, by W3C Trace Context,
+ * "Versioning of traceparent": version 00 must be trace_valid(), with
+ * nothing after its flags.  A higher version (lower-case hex, not ff) is
+ * parsed with the layout of 00: its first 55 characters must be one,
+ * followed by the end or by "-" and fields of its own, which are
+ * dropped; of its flags only the sampled bit is kept.  Stores in out the
+ * version-00 traceparent of the same trace id and parent id and returns
+ * 0; returns -1 with out "" when s is NULL or does not parse, and the
+ * caller starts a new trace.
+ */
+int	 trace_parse(const char *s, char out[TRACEPARENT_LEN + 1]);
 
 /* The 32-hex trace id of a valid traceparent, for logs; 0 or -1. */
 int	 trace_id_of(const char *traceparent, char out[TRACE_ID_LEN + 1]);

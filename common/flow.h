@@ -42,6 +42,8 @@
 #define FLOW_H_ORIG_TOPIC	"orderflow.original.topic"
 #define FLOW_H_ORIG_PARTITION	"orderflow.original.partition"
 #define FLOW_H_ORIG_OFFSET	"orderflow.original.offset"
+/* Pipe mode: the length of a line too long, of which the value is a head. */
+#define FLOW_H_ORIG_LENGTH	"orderflow.original.length"
 #define FLOW_H_ERROR_KIND	"orderflow.error.kind"
 #define FLOW_H_ERROR_MESSAGE	"orderflow.error.message"
 #define FLOW_H_REPLAY_COUNT	"orderflow.replay.count"

@@ -256,6 +256,12 @@ httpq_reap(struct httpq *q)
 	return n;
 }
 
+void
+httpq_wakeup(struct httpq *q)
+{
+	(void)curl_multi_wakeup(q->multi);
+}
+
 int
 httpq_run(struct httpq *q, int wait_ms)
 {

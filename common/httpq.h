@@ -77,6 +77,11 @@ int	httpq_post(struct httpq *, char *body, size_t len,
  */
 int	httpq_run(struct httpq *, int wait_ms);
 
+/*
+ * Cuts short the wait of an httpq_run() under way, or makes the next one
+ * return at once; the only call that is safe from another thread.
+ */
+void	httpq_wakeup(struct httpq *);
 /* Calls posted and not yet ended. */
 int	httpq_inflight(const struct httpq *);
 

@@ -8,7 +8,8 @@
  * submitted, so that the consumer's message or pipe mode's line can go
  * at once.  Its key is the record's Kafka key; a record without one is
  * ordered with the other keyless records of its partition; in pipe mode
- * it is the event's subject (one parse a line), "" when it has none.
+ * it is the event's subject, "" when it has none (one parse a line, on the
+ * reader's thread for a new line, here for a retry).
  *
  * Beyond the concurrency jobs started, as many again (at least
  * INFLIGHT_BACKLOG) are held ready, so that a burst of calls that end
@@ -47,26 +48,28 @@ struct worker_job {
 	char			 data[];	/* value, NUL, key, NUL, key */
 };
 
-/* The event's subject, as the key of pipe mode; "" without one. */
-static char *
-subject_of(const struct worker_input *in, size_t *len)
+char *
+inflight_key_of(const void *line, size_t len, size_t *keylen)
 {
 	const cJSON *s;
 	cJSON *o;
 	char *k;
 
-	o = in->len > 0 ? cJSON_ParseWithLength(in->value, in->len) : NULL;
+	o = len > 0 ? cJSON_ParseWithLength(line, len) : NULL;
 	s = cJSON_GetObjectItemCaseSensitive(o, "subject");
 	k = strdup(cJSON_IsString(s) ? s->valuestring : "");
 	cJSON_Delete(o);
-	*len = k != NULL ? strlen(k) : 0;
+	*keylen = k != NULL ? strlen(k) : 0;
 	return k;
 }
 
-/* A copy of in and src, with its ordering key; NULL: out of memory. */
+/*
+ * A copy of in and src, with its ordering key (given: pipe_key, else
+ * found here); NULL: out of memory.
+ */
 static struct worker_job *
 job_new(struct worker *w, const struct worker_input *in,
-    const rd_kafka_headers_t *src)
+    const rd_kafka_headers_t *src, const char *pipe_key, size_t pipe_keylen)
 {
 	struct worker_job *j;
 	char part[sizeof(int32_t) + 1], *subj = NULL;
@@ -82,8 +85,12 @@ job_new(struct worker *w, const struct worker_input *in,
 		memcpy(part + 1, &in->partition, sizeof(in->partition));
 		key = part;
 		keylen = sizeof(part);
+	} else if (pipe_key != NULL) {
+		key = pipe_key;
+		keylen = pipe_keylen;
 	} else {
-		if ((subj = subject_of(in, &keylen)) == NULL)
+		if ((subj = inflight_key_of(in->value, in->len,
+		    &keylen)) == NULL)
 			return NULL;
 		key = subj;
 	}
@@ -252,7 +259,25 @@ inflight_submit(struct worker *w, const struct worker_input *in,
 		route_handle(w, in, src, NULL);
 		return;
 	}
-	if ((j = job_new(w, in, src)) == NULL) {
+	if ((j = job_new(w, in, src, NULL, 0)) == NULL) {
+		oom(w);
+		return;
+	}
+	job_enqueue(w, j);
+	ready_run(w);
+}
+
+void
+inflight_submit_keyed(struct worker *w, const struct worker_input *in,
+    const char *key, size_t keylen)
+{
+	struct worker_job *j;
+
+	if (key == NULL || (w->cf->start == NULL && keyq_items(w->kq) == 0)) {
+		inflight_submit(w, in, NULL);
+		return;
+	}
+	if ((j = job_new(w, in, NULL, key, keylen)) == NULL) {
 		oom(w);
 		return;
 	}
@@ -268,7 +293,7 @@ inflight_hold(struct worker *w, const struct worker_input *in,
 
 	if (w->timers.n >= WORKER_RETRY_WAITING)
 		return -1;
-	if ((j = job_new(w, in, src)) == NULL)
+	if ((j = job_new(w, in, src, NULL, 0)) == NULL)
 		return -1;
 	if (timerheap_push(&w->timers, due_ms, j) == -1) {
 		job_free(j);

@@ -39,6 +39,8 @@ struct jsonl {
 	int	 eof;		/* EOF seen: never read again */
 	int	 failed;	/* read error seen: sticky JSONL_ERROR */
 	char	 err[160];
+	size_t	 rej_len;	/* jsonl_rejected(): bytes at buf, or 0 */
+	size_t	 rej_total;	/* the rejected line's length */
 };
 
 /* The result of reading one raw line into r->buf. */
@@ -138,6 +140,24 @@ const char *
 jsonl_error(const struct jsonl *r)
 {
 	return r->err;
+}
+
+const char *
+jsonl_rejected(const struct jsonl *r, size_t *len, size_t *total)
+{
+	*len = r->rej_len;
+	*total = r->rej_total;
+	return r->rej_total > 0 ? r->buf : NULL;
+}
+
+/* The last line is rejected; keeps (a head of) its n bytes in r->buf. */
+static int
+reject(struct jsonl *r, size_t n, size_t total)
+{
+	r->rej_len = n < total ? (n < JSONL_REJECT_HEAD ? n :
+	    JSONL_REJECT_HEAD) : n;
+	r->rej_total = total;
+	return JSONL_REJECT;
 }
 
 /*
@@ -275,6 +295,7 @@ jsonl_next(struct jsonl *r, const char **line, size_t *len)
 	struct raw raw;
 	size_t n, skip;
 
+	r->rej_len = r->rej_total = 0;
 	if (r->failed)
 		return JSONL_ERROR;
 	for (;;) {
@@ -298,7 +319,7 @@ jsonl_next(struct jsonl *r, const char **line, size_t *len)
 			snprintf(r->err, sizeof(r->err),
 			    "line too long: %zu bytes, at most %zu allowed",
 			    raw.total, r->maxlen);
-			return JSONL_REJECT;
+			return reject(r, n, raw.total);
 		}
 		skip = 0;
 		if (r->lineno == 1 && n >= 3 &&
@@ -306,7 +327,7 @@ jsonl_next(struct jsonl *r, const char **line, size_t *len)
 			skip = 3;
 		r->buf[n] = '\0';
 		if (check_line(r, r->buf + skip, n - skip, skip) == -1)
-			return JSONL_REJECT;
+			return reject(r, n, n);
 		if (skip && blank(r->buf + skip, n - skip))
 			continue;
 		*line = r->buf + skip;

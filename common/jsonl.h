@@ -14,7 +14,8 @@
  * - A UTF-8 byte order mark at the very start of the input is dropped.
  * - A line longer than maxlen bytes (not counting its "\n" or "\r\n") is
  *   rejected and skipped: the reader reads on to the next newline keeping
- *   none of it, so memory stays bounded by maxlen whatever the input.
+ *   only its first maxlen bytes, so memory stays bounded by maxlen
+ *   whatever the input.
  * - A rejected line has an error message (jsonl_error()); byte offsets in
  *   it count from 0 at the start of the line.
  *
@@ -36,6 +37,7 @@
 #include <stdio.h>
 
 #define JSONL_MAXLEN_DEFAULT	(1024 * 1024)	/* 1 MiB */
+#define JSONL_REJECT_HEAD	1024	/* jsonl_rejected(): a long line's bytes */
 
 /* What jsonl_next() returns. */
 enum jsonl_status {
@@ -81,6 +83,18 @@ const char	*jsonl_name(const struct jsonl *);
 
 /* Why the last line was rejected or reading failed; "" if neither. */
 const char	*jsonl_error(const struct jsonl *);
+
+/*
+ * What the last jsonl_next() rejected, for a dead letter that carries it:
+ * returns its bytes as read (without the line end; a byte order mark
+ * kept), valid until the next call, and stores their number in *len and
+ * the line's length in bytes in *total.  A line rejected for a NUL byte
+ * or invalid UTF-8 is whole (*len == *total); of a line longer than
+ * maxlen only the first JSONL_REJECT_HEAD bytes (at most maxlen) are
+ * kept.  NULL, with both 0, when the last call rejected nothing.
+ */
+const char	*jsonl_rejected(const struct jsonl *, size_t *len,
+		    size_t *total);
 
 /* Frees the reader; closes the file only if jsonl_open_file() opened it. */
 void		 jsonl_close(struct jsonl *);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "exitcode.h"
 #include "kafka.h"
 #include "log.h"
 #include "offtrack.h"
@@ -646,6 +647,19 @@ kafka_producer_new(const struct opt_kafka *o, char *err, size_t errlen)
 		return NULL;
 	}
 	return p;
+}
+
+void
+kafka_conf_check(const struct opt_kafka *o)
+{
+	struct kafka_base b;
+	rd_kafka_conf_t *conf;
+	char err[512];
+
+	base_init(&b);
+	if ((conf = conf_new(o, &b, NULL, NULL, err, sizeof(err))) == NULL)
+		log_fatal(OF_EXIT_USAGE, "%s", err);
+	rd_kafka_conf_destroy(conf);
 }
 
 rd_kafka_resp_err_t
@@ -1429,8 +1443,11 @@ kafka_consumer_close(struct kafka_consumer *c)
 	if (rd_kafka_fatal_error(c->rk, reason, sizeof(reason)) == 0 &&
 	    !kafka_unreachable(c->rk) && kafka_consumer_commit(c) == -1)
 		rc = -1;
-	if ((err = rd_kafka_consumer_close(c->rk)) !=
-	    RD_KAFKA_RESP_ERR_NO_ERROR) {
+	/* After a fatal error it says so again: the caller reported it. */
+	if ((err = rd_kafka_consumer_close(c->rk)) ==
+	    RD_KAFKA_RESP_ERR__FATAL)
+		log_debug("kafka: close: %s", rd_kafka_err2str(err));
+	else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_warn("kafka: close: %s", rd_kafka_err2str(err));
 		rc = -1;
 	}

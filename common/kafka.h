@@ -64,6 +64,14 @@ struct kafka_producer *kafka_producer_new(const struct opt_kafka *,
 	    char *err, size_t errlen);
 
 /*
+ * For a mode that makes no client (pipe mode): checks -b, -X and -F as
+ * making one would, on a librdkafka configuration that is then dropped,
+ * so that a bad property is the same usage error in every mode.  Exits
+ * OF_EXIT_USAGE with the message a client's making would log.
+ */
+void	kafka_conf_check(const struct opt_kafka *);
+
+/*
  * Queues one message for topic; the key (NULL for none) and value are
  * copied.  headers (may be NULL) belong to librdkafka once this returns 0;
  * on an error the caller keeps them.  A full queue is not an error: it
@@ -175,11 +183,14 @@ rd_kafka_headers_t *kafka_headers_copy_except(const rd_kafka_headers_t *src,
  * librdkafka commits in the background only what this module stored, and
  * it stores only offsets the tracker says are safe.  Overriding
  * enable.auto.offset.store voids the guarantee.  session.timeout.ms=10000:
- * a member gone for good loses its partitions within 10 s.  With -X
- * group.instance.id=ID the member is static: a restart with the same id
- * gets its partitions back with no rebalance, and closing does not leave
- * the group (its partitions wait for it for the session timeout).  Returns
- * NULL with a message in err on a bad property or topic list.
+ * a member gone for good loses its partitions within 10 s.  With a
+ * group.instance.id (worker.h gives one by default, -X sets another) the
+ * member is static: a restart with the same id gets its partitions back
+ * with no rebalance, and closing does not leave the group (its
+ * partitions wait for it for the session timeout).  A static member can
+ * be fenced (kafka_fatal() with FENCED_INSTANCE_ID): then the caller
+ * closes it and makes a new one.  Returns NULL with a message in err on
+ * a bad property or topic list.
  */
 struct kafka_consumer *kafka_consumer_new(const struct opt_kafka *,
 	    const char *const *topics, char *err, size_t errlen);

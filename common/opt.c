@@ -1,6 +1,7 @@
 /*
  * opt.c - the common options of orderflow(7) and librdkafka property files,
- * and the lock of the state directory --state names.
+ * and what follows from --state: the state directory's lock and the
+ * group.instance.id derived from it.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -337,6 +338,37 @@ opt_lock_state(struct opt_kafka *o)
 			    "state directory", dir, log_progname());
 		log_fatal(OF_EXIT_FAIL, "%s: %s", path, strerror(errno));
 	}
+}
+
+/*
+ * Kafka takes [A-Za-z0-9._-] in a group.instance.id, up to 249 bytes:
+ * "HOST-HASH" stays within both.
+ */
+#define INSTANCE_HOST_MAX	64
+
+char *
+opt_instance_id(const char *dir)
+{
+	char host[256], abs[PATH_MAX], *id;
+	const unsigned char *c;
+	uint64_t h = 0xcbf29ce484222325ULL;	/* FNV-1a, 64 bits */
+	size_t i;
+
+	if (realpath(dir, abs) == NULL)
+		return NULL;
+	for (c = (const unsigned char *)abs; *c != '\0'; c++)
+		h = (h ^ *c) * 0x100000001b3ULL;
+	if (gethostname(host, sizeof(host)) == -1 || host[0] == '\0')
+		strcpy(host, "localhost");
+	host[sizeof(host) - 1] = '\0';
+	host[INSTANCE_HOST_MAX] = '\0';
+	for (i = 0; host[i] != '\0'; i++)
+		if (!isalnum((unsigned char)host[i]) && host[i] != '.' &&
+		    host[i] != '_' && host[i] != '-')
+			host[i] = '_';
+	if (asprintf(&id, "%s-%016llx", host, (unsigned long long)h) == -1)
+		return NULL;
+	return id;
 }
 
 const char *

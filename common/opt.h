@@ -10,7 +10,8 @@
  * -X and -F properties are kept in the order given and applied in that
  * order by opt_apply(), after bootstrap.servers from -b.  --state names
  * the state directory, which one process uses at a time
- * (opt_lock_state()).
+ * (opt_lock_state()) and from which a worker's group.instance.id is
+ * derived (opt_instance_id()).
  */
 #ifndef OF_OPT_H
 #define OF_OPT_H
@@ -96,6 +97,19 @@ const char *opt_state_dir(struct opt_kafka *);
  * when another process holds it, OF_EXIT_FAIL on any other error.
  */
 void	opt_lock_state(struct opt_kafka *);
+
+/*
+ * The group.instance.id a worker on state directory dir takes by default
+ * (static group membership, worker.h): "HOST-HASH", the host name
+ * (characters outside [A-Za-z0-9._-] as '_', at most 64) and 16 hex
+ * digits of the 64-bit FNV-1a hash of dir's real path (realpath(3): one
+ * directory however it is named).  One process locks a state directory
+ * (opt_lock_state()), so no two live members on one host share the id,
+ * and a process restarted on the same state takes the same one.  Returns
+ * a string to free, or NULL with errno set (dir cannot be resolved, or
+ * out of memory).
+ */
+char	*opt_instance_id(const char *dir);
 
 /*
  * The name of one of the flow's topics (flow.h) with the topic prefix in front

@@ -29,11 +29,18 @@
 #define READER_SLOTS	64
 #define READER_BYTES	(1024 * 1024)
 
+/*
+ * A line, or what a rejected line left (jsonl_rejected()): line holds
+ * len bytes, not NUL-terminated when rejected, total the line's length.
+ */
 struct reader_slot {
 	int		 status;	/* enum jsonl_status */
 	char		*line;
 	size_t		 len;
+	size_t		 total;
 	long		 lineno;
+	char		*key;		/* JSONL_LINE, keyed: the subject */
+	size_t		 keylen;
 	char		 err[256];
 };
 
@@ -46,6 +53,7 @@ struct reader {
 	size_t		 head;		/* the oldest filled slot */
 	size_t		 count;		/* filled slots */
 	size_t		 bytes;		/* of their lines */
+	int		 keyed;	/* take each line's ordering key */
 	int		 waiting;	/* the reader waits for room */
 	int		 quit;		/* the worker wants no more */
 };
@@ -111,14 +119,36 @@ reader_low(const struct reader *rd)
 	    rd->bytes <= READER_BYTES / 2);
 }
 
+/* A copy of what jsonl_next() returned (st) for a slot, or NULL. */
+static char *
+reader_copy(struct jsonl *r, int st, const char *line, size_t *len,
+    size_t *total)
+{
+	char *copy;
+
+	if (st == JSONL_LINE) {
+		*total = *len;
+		return strndup(line, *len);
+	}
+	*len = *total = 0;
+	if (st != JSONL_REJECT ||
+	    (line = jsonl_rejected(r, len, total)) == NULL ||
+	    (copy = malloc(*len)) == NULL) {
+		*len = 0;
+		return NULL;
+	}
+	memcpy(copy, line, *len);
+	return copy;
+}
+
 static void *
 reader_main(void *arg)
 {
 	struct reader *rd = arg;
 	struct reader_slot *sl;
 	const char *line;
-	char *copy;
-	size_t len;
+	char *copy, *key;
+	size_t len, total, keylen = 0;
 	int st;
 
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
@@ -127,9 +157,20 @@ reader_main(void *arg)
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
 		st = jsonl_next(rd->r, &line, &len);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-		copy = NULL;
-		if (st == JSONL_LINE && (copy = strndup(line, len)) == NULL)
+		copy = reader_copy(rd->r, st, line, &len, &total);
+		if (st == JSONL_LINE && copy == NULL)
 			st = JSONL_ERROR;
+		/*
+		 * The ordering key costs a parse of the line: here, on the
+		 * reader's thread, rather than the worker's.
+		 */
+		key = NULL;
+		if (st == JSONL_LINE && rd->keyed &&
+		    (key = inflight_key_of(copy, len, &keylen)) == NULL) {
+			free(copy);
+			copy = NULL;
+			st = JSONL_ERROR;
+		}
 		pthread_mutex_lock(&rd->mu);
 		while (!reader_room(rd) && !rd->quit) {
 			rd->waiting = 1;
@@ -139,13 +180,17 @@ reader_main(void *arg)
 		if (rd->quit) {
 			pthread_mutex_unlock(&rd->mu);
 			free(copy);
+			free(key);
 			break;
 		}
 		sl = &rd->slots[(rd->head + rd->count) % READER_SLOTS];
 		sl->status = st;
 		sl->line = copy;
 		sl->len = len;
+		sl->total = total;
 		sl->lineno = jsonl_lineno(rd->r);
+		sl->key = key;
+		sl->keylen = keylen;
 		snprintf(sl->err, sizeof(sl->err), "%s", copy == NULL &&
 		    st == JSONL_ERROR && *jsonl_error(rd->r) == '\0' ?
 		    "out of memory" : jsonl_error(rd->r));
@@ -159,13 +204,14 @@ reader_main(void *arg)
 }
 
 static int
-reader_start(struct reader *rd, const char *path)
+reader_start(struct reader *rd, const char *path, int keyed)
 {
 	pthread_condattr_t ca;
 	sigset_t block, old;
 	int e;
 
 	memset(rd, 0, sizeof(*rd));
+	rd->keyed = keyed;
 	if ((rd->r = jsonl_open_file(path, 0)) == NULL) {
 		log_error("%s: %s", path, strerror(errno));
 		return -1;
@@ -202,6 +248,7 @@ reader_stop(struct reader *rd, int finished)
 	pthread_join(rd->th, NULL);
 	for (; rd->count > 0; rd->count--) {
 		free(rd->slots[rd->head].line);
+		free(rd->slots[rd->head].key);
 		rd->head = (rd->head + 1) % READER_SLOTS;
 	}
 	jsonl_close(rd->r);
@@ -211,12 +258,12 @@ reader_stop(struct reader *rd, int finished)
 
 /*
  * Waits up to wait_ms for the reader's next slot.  Returns 1 with the
- * slot's contents (the caller frees *line), 0 on a timeout.  The reader
- * is woken when the ring has drained to half, not for every slot.
+ * slot's contents in *out (the caller frees out->line), 0 on a timeout.
+ * The reader is woken when the ring has drained to half, not for every
+ * slot.
  */
 static int
-reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
-    size_t *len, long *lineno, char *err, size_t errlen)
+reader_take(struct reader *rd, int64_t wait_ms, struct reader_slot *out)
 {
 	struct timespec ts = util_time_in(CLOCK_MONOTONIC, wait_ms);
 	struct reader_slot *sl;
@@ -228,11 +275,7 @@ reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
 		;
 	if (rd->count > 0) {
 		sl = &rd->slots[rd->head];
-		*status = sl->status;
-		*line = sl->line;
-		*len = sl->len;
-		*lineno = sl->lineno;
-		snprintf(err, errlen, "%s", sl->err);
+		*out = *sl;
 		if (sl->line != NULL)
 			rd->bytes -= sl->len;
 		sl->line = NULL;
@@ -244,23 +287,6 @@ reader_take(struct reader *rd, int64_t wait_ms, int *status, char **line,
 	}
 	pthread_mutex_unlock(&rd->mu);
 	return got;
-}
-
-/*
- * The reader's next slot as reader_take(), but with an idle hook the hook
- * runs first when nothing is there at once.
- */
-static int
-pipe_take(struct worker *w, struct reader *rd, int64_t wait_ms, int *status,
-    char **line, size_t *len, long *lineno, char *err, size_t errlen)
-{
-	if (w->cf->idle != NULL) {
-		if (reader_take(rd, 0, status, line, len, lineno, err, errlen))
-			return 1;
-		w->cf->idle(w->cf->ctx);
-	}
-	return reader_take(rd, wait_ms, status, line, len, lineno, err,
-	    errlen);
 }
 
 static void
@@ -288,26 +314,48 @@ pipe_retry_now(struct worker *w)
 	free(r.why);
 }
 
+/*
+ * A line jsonl.h rejected: a dead letter of kind invalid with the bytes
+ * the reader kept, and, when that is only the head of a line too long,
+ * the line's length in FLOW_H_ORIG_LENGTH.
+ */
+static void
+pipe_reject(struct worker *w, const struct reader_slot *sl)
+{
+	struct worker_input in;
+	rd_kafka_headers_t *h = NULL;
+
+	pipe_input(&in, sl->line, sl->line != NULL ? sl->len : 0, sl->lineno,
+	    1);
+	if (sl->line != NULL && sl->len < sl->total &&
+	    (h = rd_kafka_headers_new(1)) != NULL)
+		kafka_header_add_int64(h, FLOW_H_ORIG_LENGTH,
+		    (int64_t)sl->total);
+	w->st->processed++;
+	route_dead_letter(w, &in, h, "invalid", sl->err);
+	if (h != NULL)
+		rd_kafka_headers_destroy(h);
+}
+
 /* One slot from the reader.  Returns 1 at the end of the input. */
 static int
-pipe_slot(struct worker *w, int status, char *line, size_t len, long lineno,
-    const char *err)
+pipe_slot(struct worker *w, struct reader_slot *sl)
 {
 	struct worker_input in;
 
-	switch (status) {
+	switch (sl->status) {
 	case JSONL_LINE:
-		pipe_input(&in, line, len, lineno, 1);
-		inflight_submit(w, &in, NULL);
-		free(line);
+		pipe_input(&in, sl->line, sl->len, sl->lineno, 1);
+		inflight_submit_keyed(w, &in, sl->key, sl->keylen);
+		free(sl->line);
+		free(sl->key);
 		return 0;
 	case JSONL_REJECT:
-		pipe_input(&in, NULL, 0, lineno, 1);
-		w->st->processed++;
-		route_dead_letter(w, &in, NULL, "invalid", err);
+		pipe_reject(w, sl);
+		free(sl->line);
 		return 0;
 	case JSONL_ERROR:
-		log_error("%s: %s", w->in_name, err);
+		log_error("%s: %s", w->in_name, sl->err);
 		worker_fail(w, OF_EXIT_FAIL);
 		return 1;
 	default:
@@ -350,13 +398,11 @@ void
 pipe_run(struct worker *w)
 {
 	struct reader rd;
+	struct reader_slot sl;
 	int64_t now, wait;
-	size_t len;
-	long lineno;
-	char *line, err[256];
-	int busy, eof = 0, status;
+	int busy, eof = 0;
 
-	if (reader_start(&rd, w->cf->input) == -1) {
+	if (reader_start(&rd, w->cf->input, w->cf->start != NULL) == -1) {
 		worker_fail(w, OF_EXIT_FAIL);
 		return;
 	}
@@ -377,16 +423,12 @@ pipe_run(struct worker *w)
 				wait = WORKER_PUMP_MS;
 			if (eof || w->retries.t.n >= WORKER_PIPE_RETRIES ||
 			    inflight_full(w)) {
-				if (w->cf->idle != NULL)
-					w->cf->idle(w->cf->ctx);
 				if (busy)
 					inflight_run(w, (int)wait);
 				else
 					nap(wait);
-			} else if (pipe_take(w, &rd, busy ? 0 : wait, &status,
-			    &line, &len, &lineno, err, sizeof(err)))
-				eof = pipe_slot(w, status, line, len, lineno,
-				    err);
+			} else if (reader_take(&rd, busy ? 0 : wait, &sl))
+				eof = pipe_slot(w, &sl);
 			else if (busy)
 				inflight_run(w, (int)wait);
 		}

@@ -8,7 +8,8 @@
  * (a longer line comes alone) and sleeps until the ring has drained to
  * half; SIGINT and SIGTERM never reach it.  On the caller's thread, in
  * input order, each line goes to route_handle() (route.h) and each line
- * jsonl.h rejects to route_dead_letter() as "invalid" with a null value;
+ * jsonl.h rejects to route_dead_letter() as "invalid" with the bytes
+ * jsonl_rejected() kept (and FLOW_H_ORIG_LENGTH when only a head);
  * a retry that came due goes before the next line.  While
  * WORKER_PIPE_RETRIES records wait, reading pauses.  It returns at the
  * end of the input once no retry waits, after the first error (w->rc),

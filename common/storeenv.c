@@ -57,12 +57,18 @@
  * are never serialised here: BDB flushes the log once for all commits
  * waiting at that moment (group commit).
  */
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +88,8 @@ _Static_assert(sizeof(db_threadid_t) >= sizeof(pid_t), "db_threadid_t");
 #define FAILCHK_MS		1000
 #define LOCK_TIMEOUT_US		2000000
 #define STALL_MS		30000
+
+#define REGION_PREFIX		"__db."	/* Berkeley DB's region files */
 
 #define ENV_FLAGS	(DB_CREATE | DB_INIT_TXN | DB_INIT_LOCK |	\
 	DB_INIT_LOG | DB_INIT_MPOOL | DB_THREAD | DB_REGISTER |		\
@@ -255,14 +263,191 @@ env_config(DB_ENV *env, unsigned flags)
 	    (ret = env->set_thread_id(env, thread_id)) != 0 ||
 	    (ret = env->set_isalive(env, is_alive)) != 0)
 		return ret;
+	/*
+	 * The regions' first pages are written at creation, so a disk
+	 * too full for them fails the open; regions_reserve() does the rest.
+	 */
+	if ((ret = env->set_flags(env, DB_REGION_INIT, 1)) != 0)
+		return ret;
 	if (flags & STOREENV_NOSYNC)
 		ret = env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1);
+	return ret;
+}
+
+/*
+ * Berkeley DB's open(2) for every file it opens (regions, log, tables):
+ * a symbolic link planted in the state directory is not followed.
+ */
+static int
+open_nofollow(const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode = 0;
+
+	if (flags & O_CREAT) {
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	return open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+static void
+open_nofollow_install(void)
+{
+	(void)db_env_set_func_open(open_nofollow);
+}
+
+/*
+ * Whether st, the state directory or a file in it (path), may be trusted,
+ * as ssh's StrictModes decides: owned by this process's user, writable by
+ * nobody else, not a symbolic link.  Another user who can write there
+ * could plant a link that makes this process write its log over any file
+ * it may write, or change the state under it.
+ */
+static int
+trusted(const char *path, const struct stat *st)
+{
+	if (S_ISLNK(st->st_mode)) {
+		log_error("store: %s: a symbolic link in the state directory; "
+		    "refusing to use it", path);
+		return 0;
+	}
+	if (st->st_uid != geteuid()) {
+		log_error("store: %s: owned by uid %lu, not by this user "
+		    "(uid %lu); refusing to use it", path,
+		    (unsigned long)st->st_uid, (unsigned long)geteuid());
+		return 0;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		log_error("store: %s: writable by group or others (mode %04o); "
+		    "refusing to use it (chmod go-w)", path,
+		    (unsigned)(st->st_mode & 07777));
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * Refuses (EPERM, with the reason in the log) a state directory, or an
+ * entry in it, that trusted() does not accept.  The directory itself may
+ * be reached through a symbolic link that its owner made.
+ */
+static int
+dir_check(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int ret = 0;
+
+	if ((d = opendir(dir)) == NULL || fstat(dirfd(d), &st) == -1) {
+		ret = errno;
+		log_error("store: %s: %s", dir, strerror(ret));
+		if (d != NULL)
+			closedir(d);
+		return ret;
+	}
+	if (!trusted(dir, &st))
+		ret = EPERM;
+	while (ret == 0 && (errno = 0, de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		(void)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (fstatat(dirfd(d), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno == ENOENT)	/* removed meanwhile */
+				continue;
+			ret = errno;
+			log_error("store: %s: %s", path, strerror(ret));
+		} else if (!trusted(path, &st))
+			ret = EPERM;
+	}
+	if (ret == 0 && errno != 0) {
+		ret = errno;
+		log_error("store: %s: %s", dir, strerror(ret));
+	}
+	closedir(d);
+	return ret;
+}
+
+/*
+ * Gives the region file path the disk space of its whole mapping, end
+ * bytes.  Berkeley DB maps each region file at its maximum size but
+ * extends the file only by writing its last byte: on a full disk the
+ * first touch of a page without space is a SIGBUS.  With the space
+ * reserved now, a full disk is an error of this open instead.
+ */
+static int
+region_reserve(const char *path, off_t end)
+{
+	int fd, ret;
+
+	if ((fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return errno;
+	ret = posix_fallocate(fd, 0, end);
+	close(fd);
+	return ret;
+}
+
+/*
+ * Reserves the space of every region file of dir that this process maps
+ * (/proc/self/maps says how far each mapping reaches).  ENOSPC and the
+ * like are returned, with the state directory named in the log.
+ */
+static int
+regions_reserve(const char *dir)
+{
+	char real[PATH_MAX], line[PATH_MAX + 128], *path, *nl;
+	unsigned long long lo, hi, off;
+	size_t len;
+	FILE *f;
+	int n, ret = 0;
+
+	if (realpath(dir, real) == NULL)
+		return errno;
+	len = strlen(real);
+	if ((f = fopen("/proc/self/maps", "re")) == NULL) {
+		log_warn("store: /proc/self/maps: %s; the disk space of "
+		    "Berkeley DB's regions is not reserved", strerror(errno));
+		return 0;
+	}
+	while (ret == 0 && fgets(line, sizeof(line), f) != NULL) {
+		if ((nl = strchr(line, '\n')) != NULL)
+			*nl = '\0';
+		if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &lo, &hi,
+		    &off, &n) != 3)
+			continue;
+		path = line + n;
+		/*
+		 * Mappings of an environment this process failed to close
+		 * (it was panicked) may stay, of files recovery removed.
+		 */
+		if (strncmp(path, real, len) != 0 || path[len] != '/' ||
+		    strncmp(path + len + 1, REGION_PREFIX,
+		    strlen(REGION_PREFIX)) != 0 ||
+		    strstr(path, " (deleted)") != NULL)
+			continue;
+		if ((ret = region_reserve(path, (off_t)(off + hi - lo))) ==
+		    ENOENT)
+			ret = 0;
+		if (ret != 0)
+			log_error("store: %s: cannot reserve %llu bytes for "
+			    "Berkeley DB's region file %s: %s; free space "
+			    "there and start again", dir,
+			    (unsigned long long)(off + hi - lo),
+			    path + len + 1, strerror(ret));
+	}
+	fclose(f);
 	return ret;
 }
 
 static int
 env_open(struct storeenv *s, const char *dir, unsigned flags)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	int ret;
 
 	if (util_mkdir_p(dir, 0700) == -1) {
@@ -270,12 +455,17 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 		log_error("store: %s: %s", dir, strerror(ret));
 		return ret;
 	}
+	if ((ret = dir_check(dir)) != 0)
+		return ret;
+	(void)pthread_once(&once, open_nofollow_install);
 	if ((ret = db_env_create(&s->env, 0)) != 0)
 		return ret;
 	if ((ret = env_config(s->env, flags)) == 0 &&
 	    (ret = s->env->open(s->env, dir, ENV_FLAGS, 0600)) != 0)
 		log_error("store: %s: %s%s", dir, db_strerror(ret),
 		    storeenv_damage_hint(ret));
+	if (ret == 0)
+		ret = regions_reserve(dir);
 	if (ret != 0) {
 		(void)s->env->close(s->env, 0);
 		s->env = NULL;

@@ -9,6 +9,15 @@
  *   environment with DB_REGISTER|DB_RECOVER: when a process died with it
  *   open (or the machine crashed), the open runs full recovery first.
  *   One open environment per directory per process (DB_REGISTER).
+ *   The open refuses (EPERM, the reason in the log) a directory that
+ *   another user owns or that group or others may write, and an entry
+ *   in it that is a symbolic link, another user's, or writable by group
+ *   or others (as ssh's StrictModes); Berkeley DB opens every file with
+ *   O_NOFOLLOW.  After the open, each region file (__db.NNN, a shared
+ *   mapping) is given its whole size on the disk: a full disk is then
+ *   an error of the open (ENOSPC, the directory named in the log), not
+ *   a SIGBUS at a later page fault.  A region that grows during the
+ *   open itself (recovery) is not covered.
  * - storeenv_watch() starts two threads for the environment.  The
  *   watchdog runs failchk every second: the transaction of a process
  *   killed holding locks is aborted and its locks released, so waiters

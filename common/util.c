@@ -314,7 +314,8 @@ util_lock(const char *path)
 {
 	int fd, e;
 
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1)
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0644)) == -1)
 		return -1;
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
 		e = errno;

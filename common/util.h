@@ -48,8 +48,9 @@ int		 util_mkdir_p(const char *dir, unsigned int mode);
  * An exclusive flock(2) on path (created 0644 when missing), taken without
  * waiting and held until the returned descriptor is closed or the process
  * ends, however it ends.  Returns the descriptor, or -1 with errno set:
- * EWOULDBLOCK when another process holds the lock.  The file is never to
- * be removed: two processes could then lock two different files.
+ * EWOULDBLOCK when another process holds the lock, ELOOP when path is a
+ * symbolic link (never followed).  The file is never to be removed: two
+ * processes could then lock two different files.
  */
 int		 util_lock(const char *path);
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.h"
 #include "exitcode.h"
 #include "flow.h"
 #include "kafka.h"
@@ -28,6 +29,7 @@
 #define REACHABLE_MS		10000	/* startup: wait for a broker */
 #define REVOKE_FLUSH_MS		10000
 #define ATTEMPT_MAX		1000000
+#define FENCED_AGAIN_MS		60000	/* see consumer_renew() */
 
 /*
  * Memory (pay-process stays under 32 MiB resident): the consumer keeps
@@ -48,6 +50,8 @@ static struct opt_prop consumer_props[] = {
 	{ "fetch.max.bytes", "1048576", "worker default" },
 	{ "fetch.queue.backoff.ms", "20", "worker default" }
 };
+#define CONSUMER_PROPS	\
+	(sizeof(consumer_props) / sizeof(consumer_props[0]))
 #define CONSUMER_PROPS_OLD	3	/* librdkafka < 2.2: the first three */
 static struct opt_prop producer_props[] = {
 	{ "queue.buffering.max.kbytes", "2048", "worker default" }
@@ -220,14 +224,43 @@ resume_due(struct worker *w)
 	}
 }
 
+/*
+ * When a record read from the retry topic is due: its orderflow.not-before,
+ * but never later than backoff_max_ms from now, the longest any retry of
+ * ours waits, so that a crafted or corrupt header cannot hold a record
+ * (and the commit point of its partition) back for longer.  A value that
+ * is no decimal number, is missing or is not in the future is due now
+ * (0).  The bound is this process's --backoff-max, whoever wrote the
+ * header.
+ */
+static int64_t
+retry_due(const struct worker *w, const rd_kafka_message_t *m,
+    const rd_kafka_headers_t *h)
+{
+	int64_t now = util_now_ms(), v;
+
+	if (kafka_header_get_int64(h, FLOW_H_NOT_BEFORE, &v) != 0 || v <= now)
+		return 0;
+	if (v - now > w->cf->backoff_max_ms) {
+		log_warn("%s [%d]: offset %" PRId64 ": %s %" PRId64 " is more "
+		    "than --backoff-max (%" PRId64 " ms) ahead: due in %" PRId64
+		    " ms instead", rd_kafka_topic_name(m->rkt),
+		    (int)m->partition, m->offset, FLOW_H_NOT_BEFORE, v,
+		    w->cf->backoff_max_ms, w->cf->backoff_max_ms);
+		return w->cf->backoff_max_ms > 0 ?
+		    now + w->cf->backoff_max_ms : 0;
+	}
+	return v;
+}
+
 static void
 on_message(struct worker *w, const rd_kafka_message_t *m)
 {
 	const rd_kafka_headers_t *h;
 	struct worker_input in;
 	const char *topic;
-	int64_t v;
-	char tp[64];
+	int64_t due, v;
+	char raw[256], tp[TRACEPARENT_LEN + 1];
 	int from_retry;
 
 	topic = rd_kafka_topic_name(m->rkt);
@@ -245,22 +278,22 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	in.topic = from_retry ? w->cf->retry_topic : w->cf->in_topic;
 	in.partition = m->partition;
 	in.offset = m->offset;
-	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, tp, sizeof(tp)) >= 0)
+	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, raw, sizeof(raw)) >= 0 &&
+	    trace_parse(raw, tp) == 0)
 		in.traceparent = tp;
 	/*
 	 * A retry not due yet waits in memory, its offset pending, while
 	 * the records behind it go on; with the heap full, its partition
 	 * pauses there instead.
 	 */
-	if (from_retry && kafka_header_get_int64(h, FLOW_H_NOT_BEFORE,
-	    &v) == 0 && v > util_now_ms()) {
+	if (from_retry && (due = retry_due(w, m, h)) > 0) {
 		if (kafka_consumer_track(w->c, m) == 0 &&
-		    inflight_hold(w, &in, h, v) == 0) {
+		    inflight_hold(w, &in, h, due) == 0) {
 			pause_window(w, in.topic, in.partition);
 			return;
 		}
 		if (pause_until(w, w->cf->retry_topic, m->partition,
-		    m->offset, v) == 0)
+		    m->offset, due) == 0)
 			return;
 	}
 	if (kafka_consumer_track(w->c, m) == -1) {
@@ -281,13 +314,34 @@ on_revoke(void *opaque)
 	kafka_flush(w->p, REVOKE_FLUSH_MS);
 }
 
+/*
+ * The consumer's fatal error is FENCED_INSTANCE_ID: the group gave its
+ * group.instance.id to a newer member.  Another process with the same
+ * id does that, and so does the broker's own restart: librdkafka 2.0
+ * rejoins with the member id it had, which the group forgot when that
+ * session ran out while the broker was away.
+ */
+static int
+consumer_fenced(struct worker *w)
+{
+	char reason[512];
+
+	return w->c != NULL && rd_kafka_fatal_error(kafka_consumer_rk(w->c),
+	    reason, sizeof(reason)) == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+}
+
+/*
+ * A fatal error of the producer or the consumer ends the run with
+ * OF_EXIT_KAFKA; a fenced consumer does not (run_kafka() renews it).
+ */
 static int
 check_fatal(struct worker *w)
 {
 	char buf[512];
 
-	if ((w->c != NULL && kafka_fatal(kafka_consumer_rk(w->c), buf,
-	    sizeof(buf))) || (w->p != NULL &&
+	if ((w->c != NULL && !consumer_fenced(w) &&
+	    kafka_fatal(kafka_consumer_rk(w->c), buf, sizeof(buf))) ||
+	    (w->p != NULL &&
 	    kafka_fatal(kafka_producer_rk(w->p), buf, sizeof(buf)))) {
 		log_error("kafka: fatal error: %s", buf);
 		worker_fail(w, OF_EXIT_KAFKA);
@@ -339,38 +393,90 @@ poll_wait(const struct worker *w)
 	    WORKER_POLL_MS;
 }
 
-static void
-run_kafka(struct worker *w, const struct opt_kafka *o)
+/*
+ * The group consumer of the input and retry topics, in w->c.  Returns 0,
+ * or -1 with the run failed with code.
+ */
+static int
+consumer_start(struct worker *w, const struct opt_kafka *o, int code)
 {
 	const char *topics[3];
-	rd_kafka_message_t *m;
 	char err[512];
-	int busy, wait;
 
 	topics[0] = w->cf->in_topic;
 	topics[1] = w->cf->retry_topic;
 	topics[2] = NULL;
 	if ((w->c = kafka_consumer_new(o, topics, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
-		worker_fail(w, OF_EXIT_USAGE);
-		return;
+		worker_fail(w, code);
+		return -1;
 	}
 	kafka_consumer_on_revoke(w->c, on_revoke, w);
+	return 0;
+}
+
+static void	drain(struct worker *);
+
+/*
+ * A fenced consumer can do nothing more, not even commit.  What is in
+ * flight is finished and its outputs acknowledged (storing their offsets
+ * fails: they are not committed), the consumer closed and a new one made
+ * with the same group.instance.id, which gets the partitions again.  The
+ * records after the last commit come again: repeats, which the state's
+ * records and the derived event ids answer (orderflow(7)).  Retries held
+ * in memory are dropped and come again too.  Fenced again within
+ * FENCED_AGAIN_MS of the last renewal, the id is another live member's:
+ * the run ends with OF_EXIT_KAFKA, as on any other fatal error.  *renewed
+ * is the time (monotonic) of the last renewal, -1 before the first.
+ * Returns 0, or -1 when the run failed.
+ */
+static int
+consumer_renew(struct worker *w, const struct opt_kafka *o, int64_t *renewed)
+{
+	char buf[512];
+
+	kafka_fatal(kafka_consumer_rk(w->c), buf, sizeof(buf));
+	if (*renewed >= 0 && util_mono_ms() - *renewed < FENCED_AGAIN_MS) {
+		log_error("kafka: fatal error: %s; fenced again %" PRId64
+		    " ms after rejoining: another member of the group has "
+		    "this group.instance.id", buf, util_mono_ms() - *renewed);
+		worker_fail(w, OF_EXIT_KAFKA);
+		return -1;
+	}
+	log_warn("kafka: %s: finishing what is in flight, then joining the "
+	    "group again; records not committed come again", buf);
+	inflight_drain(w, util_mono_ms() + WORKER_FLUSH_MS);
+	drain(w);
+	kafka_consumer_close(w->c);
+	w->c = NULL;
+	w->npauses = 0;
+	w->holding = 0;
+	if (w->rc != OF_EXIT_OK || consumer_start(w, o, OF_EXIT_KAFKA) == -1)
+		return -1;
+	*renewed = util_mono_ms();
+	return 0;
+}
+
+static void
+run_kafka(struct worker *w, const struct opt_kafka *o)
+{
+	rd_kafka_message_t *m;
+	int64_t renewed = -1;
+	int busy, wait;
+
+	if (consumer_start(w, o, OF_EXIT_USAGE) == -1)
+		return;
 	while (w->rc == OF_EXIT_OK && worker_running()) {
 		hold(w);
 		/* Calls in flight: a glance at Kafka, then the calls. */
 		busy = inflight_busy(w);
 		wait = busy ? 0 : poll_wait(w);
-		/* With an idle hook: first what is there, then the hook. */
-		m = kafka_consumer_poll(w->c, w->cf->idle != NULL ? 0 : wait);
-		if (m == NULL && w->cf->idle != NULL) {
-			w->cf->idle(w->cf->ctx);
-			m = kafka_consumer_poll(w->c, wait);
-		}
+		m = kafka_consumer_poll(w->c, wait);
 		if (m != NULL) {
 			on_message(w, m);
 			rd_kafka_message_destroy(m);
-		} else if (check_fatal(w))
+		} else if (check_fatal(w) || (consumer_fenced(w) &&
+		    consumer_renew(w, o, &renewed) == -1))
 			break;
 		inflight_run(w, m == NULL && busy ? WORKER_PUMP_MS : 0);
 		kafka_poll(w->p, 0);
@@ -485,11 +591,41 @@ close_dlq(struct worker *w)
 	}
 }
 
+/*
+ * The consumer's defaults in defs: consumer_props and, with a state
+ * directory, static membership under opt_instance_id() (*id, to free).
+ * The user's -X group.instance.id=ID comes after and wins; an empty ID
+ * makes the member dynamic.  Returns how many, or (size_t)-1 with errno
+ * set when the id cannot be derived.
+ */
+static size_t
+consumer_defaults(const struct opt_kafka *o, struct opt_prop *defs,
+    char **id)
+{
+	size_t n;
+
+	n = rd_kafka_version() >= 0x02020000 ? CONSUMER_PROPS :
+	    CONSUMER_PROPS_OLD;
+	memcpy(defs, consumer_props, n * sizeof(*defs));
+	*id = NULL;
+	if (o->state == NULL)
+		return n;
+	if ((*id = opt_instance_id(o->state)) == NULL)
+		return (size_t)-1;
+	defs[n].name = "group.instance.id";
+	defs[n].value = *id;
+	defs[n].where = "worker default";
+	return n + 1;
+}
+
 /* Opens where the run writes, then runs the mode of its input. */
 static void
 run_mode(struct worker *w, const struct opt_kafka *o)
 {
+	struct opt_prop defs[CONSUMER_PROPS + 1];
 	struct opt_kafka co;
+	char *id;
+	size_t n;
 	int rc;
 
 	if (open_dlq(w) == -1) {
@@ -506,15 +642,20 @@ run_mode(struct worker *w, const struct opt_kafka *o)
 		pipe_run(w);
 		return;
 	}
-	if (opt_with(o, consumer_props, rd_kafka_version() >= 0x02020000 ?
-	    sizeof(consumer_props) / sizeof(consumer_props[0]) :
-	    CONSUMER_PROPS_OLD, &co) == -1) {
+	if ((n = consumer_defaults(o, defs, &id)) == (size_t)-1) {
+		log_error("%s: %s", o->state, strerror(errno));
+		worker_fail(w, OF_EXIT_FAIL);
+		return;
+	}
+	if (opt_with(o, defs, n, &co) == -1) {
 		log_error("out of memory");
 		worker_fail(w, OF_EXIT_FAIL);
+		free(id);
 		return;
 	}
 	run_kafka(w, &co);
 	free(co.props);
+	free(id);
 }
 
 int
@@ -543,8 +684,6 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 	run_mode(&w, o);
 	/* Records in flight end first: their outcomes are produced. */
 	inflight_drain(&w, util_mono_ms() + WORKER_FLUSH_MS);
-	if (cf->idle != NULL)
-		cf->idle(cf->ctx);
 
 	/* Outputs in flight first: their acknowledgements store offsets. */
 	drain(&w);

@@ -35,7 +35,10 @@
  *   future waits in memory (at most WORKER_RETRY_WAITING) until it is
  *   due, its offset pending, while the records behind it go on; with
  *   that many waiting, its partition is paused instead, sought back to
- *   that record and resumed when it is due.  The loop polls with
+ *   that record and resumed when it is due.  It is due at
+ *   orderflow.not-before, but never later than backoff_max_ms from when
+ *   it was read (a header further ahead is logged); a header that is no
+ *   decimal number is ignored, so the record is due at once.  The loop polls with
  *   timeouts of at most 100 ms and never sleeps, so a long backoff never
  *   costs the group membership (orderflow(7), "Retries and the DLQ").
  *   An output the broker did not acknowledge stops the worker (its offset
@@ -58,12 +61,27 @@
  * in flight.  The loop waits on the effects in flight through the pump
  * (at most WORKER_PUMP_MS at a time) instead of in the consumer.
  *
+ * Group membership (Kafka mode): the consumer is a static member of the
+ * group, its group.instance.id opt_instance_id() of the state directory
+ * (o->state; none without one), so a worker restarted on its state gets
+ * its partitions back at once; -X group.instance.id=ID sets another, an
+ * empty ID makes it a dynamic member.  A consumer fenced
+ * (FENCED_INSTANCE_ID: its session ran out while the broker was away,
+ * or another member took the id) is replaced, with a warning: what is in
+ * flight is finished, the consumer closed and a new one made, and the
+ * records after the last commit come again.  Fenced again within a
+ * minute of that, the run ends with OF_EXIT_KAFKA like any other fatal
+ * error.
+ *
  * Pipe mode (input a file, "-" for stdin): events are read as JSON lines
  * (jsonl.h) by a reader thread, so retries come due while the input is
  * idle.  A transient failure is retried in-process on the same schedule
  * (with the monotonic clock); at most WORKER_PIPE_RETRIES records wait at
  * once, and reading pauses while that many do.  A line jsonl.h rejects is
- * a dead letter of kind "invalid" with a null value.  After the end of the
+ * a dead letter of kind "invalid" whose value is what jsonl_rejected()
+ * kept: the whole line (NUL byte, invalid UTF-8: "value_base64" below),
+ * or for a line longer than the limit its first JSONL_REJECT_HEAD (1024)
+ * bytes, with the line's length in header orderflow.original.length.  After the end of the
  * input the worker waits for the retries still due, then returns.
  *
  * Dead letters as JSON lines, one object a line:
@@ -121,7 +139,7 @@ struct worker_input {
 	const char	*topic;		/* where it was read; "-" in pipe mode */
 	int32_t		 partition;	/* -1 in pipe mode */
 	int64_t		 offset;	/* the line number in pipe mode */
-	const char	*traceparent;	/* from the header, or NULL */
+	const char	*traceparent;	/* trace_parse()d header, or NULL */
 };
 
 /*
@@ -214,14 +232,6 @@ struct worker_config {
 			    int final);
 	/* Called about once a second on the worker's thread; may be NULL. */
 	void		(*tick)(void *ctx);
-	/*
-	 * Called when no input is waiting, just before the worker waits
-	 * for some (so at least every WORKER_POLL_MS while idle), and once
-	 * when the run ends, on the worker's thread; may be NULL.  For
-	 * group commit: what the handlers did since the last call can be
-	 * made durable in one go.
-	 */
-	void		(*idle)(void *ctx);
 };
 
 

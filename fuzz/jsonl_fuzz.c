@@ -137,16 +137,32 @@ check_line(const uint8_t *p, size_t n, long no, const char *line,
 		abort();
 }
 
+/* What jsonl_rejected() kept: the line as read, or its head. */
 static void
-check_rejected(const uint8_t *p, size_t n, long no, size_t maxlen,
-    const char *err)
+check_kept(const struct jsonl *r, const uint8_t *p, size_t start, size_t len,
+    size_t maxlen)
+{
+	const char *b;
+	size_t kept, total, want = len;
+
+	if (len > maxlen)
+		want = maxlen < JSONL_REJECT_HEAD ? maxlen : JSONL_REJECT_HEAD;
+	if ((b = jsonl_rejected(r, &kept, &total)) == NULL ||
+	    total != len || kept != want || memcmp(b, p + start, kept) != 0)
+		abort();
+}
+
+static void
+check_rejected(const struct jsonl *r, const uint8_t *p, size_t n, long no,
+    size_t maxlen)
 {
 	size_t start, len;
 
-	if (*err == '\0')
+	if (*jsonl_error(r) == '\0')
 		abort();
 	input_line(p, n, no, &start, &len);
 	strip_cr(p, start, &len);
+	check_kept(r, p, start, len, maxlen);
 	if (len > maxlen)
 		return;
 	strip_bom(p, no, &start, &len);
@@ -239,8 +255,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc == JSONL_LINE)
 			check_line(src.p, src.len, last, line, len, maxlen);
 		else if (rc == JSONL_REJECT)
-			check_rejected(src.p, src.len, last, maxlen,
-			    jsonl_error(r));
+			check_rejected(r, src.p, src.len, last, maxlen);
 		else
 			abort();	/* no read error from memory */
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # 11-unit-store.bats - runs the unit tests of common/store.c and
 # storeenv.c (Berkeley DB state: tables, transactions, threads, processes
-# killed mid-transaction) and of common/upkeep.c (the workers' upkeep).
+# killed mid-transaction), of common/upkeep.c (the workers' upkeep) and of
+# common/storeq.c (group commit on a store thread).
 
 load test_helper
 
@@ -76,4 +77,29 @@ load test_helper
 @test "store: an unknown test name is an error" {
 	run --separate-stderr "$BUILD/test/store_test" nosuch
 	assert_failure 2
+}
+
+@test "storeq: a request comes back only once its batch committed" {
+	run --separate-stderr "$BUILD/test/storeq_test" commit
+	assert_success
+}
+
+@test "storeq: a failed batch comes back whole, nothing of it stored" {
+	run --separate-stderr "$BUILD/test/storeq_test" abort
+	assert_success
+}
+
+@test "storeq: a deadlock runs the batch again" {
+	run --separate-stderr "$BUILD/test/storeq_test" deadlock
+	assert_success
+}
+
+@test "storeq: the upkeep tick runs while idle" {
+	run --separate-stderr "$BUILD/test/storeq_test" tick
+	assert_success
+}
+
+@test "storeq: stopping runs what was queued" {
+	run --separate-stderr "$BUILD/test/storeq_test" stop
+	assert_success
 }

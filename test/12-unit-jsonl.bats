@@ -16,7 +16,7 @@ jsonl() {
 	run --separate-stderr "$BUILD/test/jsonl_test"
 	assert_success
 	assert_output "$(printf '%s\n' lines empty nofinalnl crlf toolong nul \
-	    badutf8 goodutf8 garbage chunks pipe readerr name bom pieces)"
+	    badutf8 goodutf8 garbage chunks pipe readerr name bom pieces rejected)"
 }
 
 @test "jsonl: lines returned in order with their numbers" {
@@ -77,6 +77,10 @@ jsonl() {
 
 @test "jsonl: lines longer than one read, kept exact, checked at every offset" {
 	jsonl pieces
+}
+
+@test "jsonl: a rejected line's bytes are kept for its dead letter, a long one's head" {
+	jsonl rejected
 }
 
 @test "jsonl: an unknown subtest is a usage error" {

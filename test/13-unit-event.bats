@@ -18,7 +18,7 @@ event() {
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
 	    nesting generated sameid derive derive_libuuid amount upcast types \
-	    envelope payment serialize_cjson format trace jsonmem)"
+	    envelope payment serialize_cjson format trace trace_parse jsonmem)"
 }
 
 @test "event: a valid order parsed, total computed" {
@@ -95,6 +95,10 @@ event() {
 
 @test "event: traceparent generated, validated, trace id extracted" {
 	event trace
+}
+
+@test "event: traceparent of a later version parsed and carried on as 00, 00 with more fields refused" {
+	event trace_parse
 }
 
 @test "event: cJSON's arena: scopes nest, big blocks fall back, threads free theirs" {

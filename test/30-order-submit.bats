@@ -310,6 +310,28 @@ records_at_least() {
 	assert_failure 2
 }
 
+@test "order-submit: pipe mode refuses a bad -X or -F property with exit 2, as Kafka mode does" {
+	local f="$BATS_TEST_TMPDIR/orders.jsonl" props="$BATS_TEST_TMPDIR/client.properties"
+	order p-1 >"$f"
+	run --separate-stderr timeout 30 order-submit -b 127.0.0.1:1 -o - \
+	    -X foo.bar=1 "$f"
+	assert_failure 2
+	assert_output ""
+	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]] ||
+	    fail "stderr: $stderr"
+	printf 'client.id=demo\nacks=sometimes\n' >"$props"
+	run --separate-stderr timeout 30 order-submit -b 127.0.0.1:1 -o - \
+	    -F "$props" "$f"
+	assert_failure 2
+	assert_output ""
+	[[ "$stderr" == *"$props:2"*acks* ]] || fail "stderr: $stderr"
+	# A good one is taken.
+	run --separate-stderr timeout 30 order-submit -b 127.0.0.1:1 -o - \
+	    -X client.id=demo "$f"
+	assert_success
+	[ "$(jq -r .subject <<<"$output")" = p-1 ]
+}
+
 @test "order-submit: an unreachable broker gives exit 4 quickly and an error receipt per order" {
 	local f="$BATS_TEST_TMPDIR/orders.jsonl" start
 	{ order u-1; order u-2 0; order u-3; } > "$f"

@@ -356,6 +356,53 @@ status_is() {	# ORDER-ID STATUS
 	assert_output 201
 }
 
+@test "Idempotency-Key: the RFC 8941 string \"k-1\" is the same key as the bare k-1; a malformed one is 400" {
+	new_flow
+	start_serve
+	local key bad
+	# same_answer BODY KEY AGAIN: 201 with KEY, the same answer with AGAIN.
+	same_answer() {
+		local first
+		[ "$(post "$1" -H "Idempotency-Key: $2")" = 201 ] || return 1
+		first=$(cat "$BATS_TEST_TMPDIR/b")
+		[ "$(post "$1" -H "Idempotency-Key: $3")" = 201 ] &&
+		    [ "$(cat "$BATS_TEST_TMPDIR/b")" = "$first" ]
+	}
+	key=$(unique_name key)
+	same_answer "$(order_json o-s1)" "\"$key\"" "$key"
+	same_answer "$(order_json o-s1)" "$key" "   \"$key\"  "
+	run post "$(order_json o-s3)" -H "Idempotency-Key: \"$key\""
+	assert_output 422
+	# Escapes: "a\"b\\c" is the key a"b\c.
+	same_answer "$(order_json o-s2)" "\"$key-a\\\"b\\\\c\"" "$key-a\"b\\c"
+	for bad in '"open' '"bad\escape"' '"k";p=1' '""' '"k" x' \
+	    "\"$(printf 'k%.0s' $(seq 256))\""; do
+		run post "$(order_json o-s4)" -H "Idempotency-Key: $bad"
+		assert_output 400
+		[ "$(jq -r .field "$BATS_TEST_TMPDIR/b")" = Idempotency-Key ]
+	done
+	run curl -sS -o /dev/null -w '%{http_code}' "$URL/orders/o-s4"
+	assert_output 404
+	wait_until 30 metric_is order_serve_outbox_depth 0
+	[ "$(metric order_serve_committed_orders_total)" = 2 ]
+}
+
+@test "traceparent: a later version is carried on as version 00, with its trace id" {
+	new_flow
+	start_serve
+	local t=4bf92f3577b34da6a3ce929d0e0e4736 p=00f067aa0ba902b7
+	run post "$(order_json o-t1)" -H "traceparent: 01-$t-$p-01-future-field"
+	assert_output 201
+	run grep -i "^traceparent: 00-$t-$p-01"$'\r'"\$" "$BATS_TEST_TMPDIR/h"
+	assert_success
+	wait_until 30 metric_is order_serve_outbox_depth 0
+	run --separate-stderr kcat -C -b "$KAFKA_BROKERS" \
+	    -t "${PREFIX}order-created" -e -q -f '%h %s\n'
+	assert_success
+	[[ "$output" == *"traceparent=00-$t-$p-01 "* ]] || fail "record: $output"
+	[ "$(cut -d' ' -f2- <<<"$output" | jq -r .traceparent)" = "00-$t-$p-01" ]
+}
+
 @test "slow and half-open clients time out and do not block others" {
 	new_flow
 	start_serve --idle-timeout 1s

@@ -108,6 +108,16 @@ overlaps() {
 	    length' "$BATS_TEST_TMPDIR/gw.log"
 }
 
+# committed TOPIC PARTITION: the group's committed offset of the flow's
+# TOPIC at PARTITION, -1 when none.
+committed() {
+	local lag
+
+	lag=$(topic-admin -J lag "$GROUP") || return 1
+	jq -s --arg t "${PREFIX}$1" --argjson p "$2" 'map(select(.topic ==
+	    $t and .partition == $p) | .committed // -1) | max // -1' <<<"$lag"
+}
+
 # at_least N TOPIC: TOPIC holds N records or more.
 at_least() {
 	[ "$(records "$2" | wc -l)" -ge "$1" ]
@@ -386,10 +396,10 @@ at_least() {
 @test "pay-process: restarted after SIGKILL on its state, it consumes again within 15 s" {
 	new_flow
 	# A session timeout longer than the bound: only static membership
-	# (the same group.instance.id again) gets the partitions back in
-	# time; a new dynamic member would wait for the killed one's session
-	# to expire.
-	kx=(-X session.timeout.ms=30000 -X "group.instance.id=$GROUP-1")
+	# (by default, the same group.instance.id from the same state
+	# directory) gets the partitions back in time; a new dynamic member
+	# would wait for the killed one's session to expire.
+	kx=(-X session.timeout.ms=30000)
 	start_pp "${kx[@]}"
 	order o-before pm_card_visa
 	wait_until 30 at_least 1 payment-processed
@@ -408,6 +418,50 @@ at_least() {
 	# same event id (at least once, one effect).
 	[ "$(payments | jq -r .order_id | sort -u | tr '\n' ' ')" = "o-after o-before " ]
 	[ "$(payments | jq -r '"\(.order_id) \(.id)"' | sort -u | wc -l)" -eq 2 ]
+}
+
+@test "pay-process: fenced by a member that took its group.instance.id, it joins again and goes on; fenced again at once, it exits 4" {
+	new_flow 3
+	log=$BATS_TEST_TMPDIR/pp.log
+	start_pp -v
+	order o-1 pm_card_visa
+	wait_until 30 at_least 1 payment-processed
+	# The default id, derived from the host and the state directory.
+	id=$(sed -n 's/^pay-process: worker default: group.instance.id=//p' "$log")
+	[ -n "$id" ]
+	# fence: a consumer joins the group with pay-process's id, which
+	# fences the member that had it.
+	fence() {
+		kcat -b "$KAFKA_BROKERS" -X "group.instance.id=$id" \
+		    -X partition.assignment.strategy=cooperative-sticky \
+		    -G "$GROUP" "${PREFIX}order-created" \
+		    "${PREFIX}order-created-retry" \
+		    >/dev/null 2>>"$BATS_TEST_TMPDIR/kcat.err" &
+		KCAT_PID=$!
+		PP_PIDS+=("$KCAT_PID")
+	}
+	joined() {
+		[ "$(grep -c 'kafka: assigned' "$log")" -ge "$1" ]
+	}
+	fence
+	wait_until 30 grep -q 'FENCED_INSTANCE_ID.*joining the group again' "$log"
+	# pay-process's new member fences kcat in turn and has the
+	# partitions again.
+	wait_until 30 joined 2
+	kill -KILL "$KCAT_PID"
+	wait "$KCAT_PID" || true
+	kill -0 "${PP_PIDS[0]}"
+	order o-2 pm_card_visa
+	wait_until 30 at_least 2 payment-processed
+	[ "$(payments | jq -r .order_id | sort -u | tr '\n' ' ')" = "o-1 o-2 " ]
+	# Fenced again within a minute: another live member has the id;
+	# pay-process stops as on any other fatal error.
+	fence
+	st=0
+	wait_until 60 eval '! kill -0 "${PP_PIDS[0]}" 2>/dev/null'
+	wait "${PP_PIDS[0]}" || st=$?
+	[ "$st" -eq 4 ]
+	grep -q 'fenced again .* another member of the group has this group.instance.id' "$log"
 }
 
 @test "pay-process: a second process on one state directory exits 5" {
@@ -429,6 +483,74 @@ at_least() {
 	    -i - -o - <<<"$(mkev o-pipe pm_card_visa)"
 	assert_success
 	stop_pp "${PP_PIDS[0]}"
+}
+
+# refused ARG...: pay-process in pipe mode on $ORDERFLOW_STATE refuses
+# to start (exit 1, nothing processed), saying ARGs (patterns) in stderr.
+refused() {
+	local want
+
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 \
+	    --state "$ORDERFLOW_STATE" -i - -o - <<<"$(mkev o-st pm_card_visa)"
+	assert_failure 1
+	[ -z "$output" ]
+	for want in "$@"; do
+		assert_regex "$stderr" "$want"
+	done
+}
+
+@test "pay-process: a state directory, or a file in it, that another user owns or can write, or a symbolic link there: refused" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	local st=$ORDERFLOW_STATE victim=$BATS_TEST_TMPDIR/victim
+
+	getent passwd nobody >/dev/null || fail "no user nobody"
+	[ "$(id -u)" -eq 0 ] || fail "the ownership cases need root"
+	mkdir -m 0777 "$st"
+	chmod 0777 "$st"
+	refused "pay-process: store: $st: writable by group or others \(mode 0777\); refusing"
+	chmod 0700 "$st"
+	chown nobody "$st"
+	refused "pay-process: store: $st: owned by uid $(id -u nobody), not by this user"
+	chown "$(id -u)" "$st"
+
+	# A working state, then files planted in it.
+	run --separate-stderr pay-process --state "$st" -i - -o - \
+	    <<<"$(mkev o-ok pm_card_visa)"
+	assert_success
+	echo precious >"$victim"
+	touch "$st/planted"
+	chmod 0666 "$st/planted"
+	refused "pay-process: store: $st/planted: writable by group or others"
+	chmod 0600 "$st/planted"
+	chown nobody "$st/planted"
+	refused "pay-process: store: $st/planted: owned by uid"
+	rm -f "$st/planted"
+	# A link where the log goes: as root, the log was written over the
+	# link's target.
+	mv "$st/log.0000000001" "$BATS_TEST_TMPDIR/log"
+	ln -s "$victim" "$st/log.0000000001"
+	refused "pay-process: store: $st/log.0000000001: a symbolic link in the state directory; refusing"
+	rm "$st/log.0000000001"
+	mv "$st/__db.001" "$BATS_TEST_TMPDIR/region"
+	ln -s "$victim" "$st/__db.001"
+	refused "pay-process: store: $st/__db.001: a symbolic link"
+	rm "$st/__db.001"
+	# The lock file is opened before the store: not followed either.
+	mv "$st/lock" "$BATS_TEST_TMPDIR/lock"
+	ln -s "$BATS_TEST_TMPDIR/new-file" "$st/lock"
+	refused "pay-process: $st/lock: Too many levels of symbolic links"
+	[ ! -e "$BATS_TEST_TMPDIR/new-file" ]
+	[ "$(cat "$victim")" = precious ]
+	rm "$st/lock"
+	mv "$BATS_TEST_TMPDIR/lock" "$st/lock"
+	mv "$BATS_TEST_TMPDIR/region" "$st/__db.001"
+	mv "$BATS_TEST_TMPDIR/log" "$st/log.0000000001"
+	# Put right, it works again, with the state it had: o-ok is a
+	# duplicate.
+	run --separate-stderr pay-process --state "$st" -i - -o - \
+	    <<<"$(mkev o-ok pm_card_visa)"
+	assert_success
+	assert_regex "$stderr" 'duplicates=1'
 }
 
 @test "pay-process: --gateway, 503 twice then 200, one Idempotency-Key" {
@@ -479,6 +601,73 @@ p-visa approved" ]
 	[ "$(jq -r 'select(.headers["orderflow.original.offset"] == "4") | .value' \
 	    "$BATS_TEST_TMPDIR/dlq.jsonl")" = '{"not": "an event"}' ]
 	[ "$(jq -r '.topic' "$BATS_TEST_TMPDIR/dlq.jsonl" | sort -u)" = order-created-dlq ]
+}
+
+@test "pay-process: pipe mode's dead letters carry the rejected bytes, a long line's head and length" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	{
+		printf '{"a":"\xff\xfe"}\n'
+		printf '{"a":"x\0y"}\n'
+		printf '{"long":"'
+		head -c 1200000 /dev/zero | tr '\0' x
+		printf '"}\n'
+		mkev p-visa pm_card_visa
+	} >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --dlq "$BATS_TEST_TMPDIR/dlq.jsonl" <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 3
+	[ "$(jq -r .data.order_id <<<"$output")" = p-visa ]
+	dl() {	# LINE-NUMBER: that line's dead letter
+		jq -c --arg n "$1" 'select(.headers["orderflow.original.offset"] == $n)' \
+		    "$BATS_TEST_TMPDIR/dlq.jsonl"
+	}
+	[ "$(dl 1 | jq -r .value_base64)" = "$(printf '{"a":"\xff\xfe"}' | base64)" ]
+	dl 1 | jq -e '.value == null and .headers["orderflow.original.length"] == null'
+	[ "$(dl 2 | jq -r .value_base64)" = "$(printf '{"a":"x\0y"}' | base64)" ]
+	# Too long: its first 1024 bytes and its length.
+	dl 3 | jq -e --arg head "{\"long\":\"$(head -c 1015 /dev/zero | tr '\0' x)" '
+	    .value == $head and .headers["orderflow.original.length"] == "1200011" and
+	    .headers["orderflow.error.kind"] == "invalid" and
+	    (.headers["orderflow.error.message"] | test("line too long: 1200011 bytes"))'
+}
+
+@test "pay-process: pipe mode refuses a bad -X or -F property with exit 2" {
+	local props="$BATS_TEST_TMPDIR/client.properties"
+	mkev p-visa pm_card_visa >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -X foo.bar=1 <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 2
+	assert_output ""
+	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/st" ]
+	printf 'security.protocol=carrier-pigeon\n' >"$props"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -F "$props" <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_failure 2
+	[[ "$stderr" == *"$props:1"*security.protocol* ]]
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    --state "$BATS_TEST_TMPDIR/st" -X client.id=demo <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r .data.order_id <<<"$output")" = p-visa ]
+}
+
+@test "pay-process: a traceparent of a later version is carried on as version 00" {
+	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
+	local t=4bf92f3577b34da6a3ce929d0e0e4736 p=00f067aa0ba902b7
+	{
+		TP="01-$t-$p-01" mkev p-1 pm_card_visa
+		TP="cc-$t-$p-03-and-more" mkev p-2 pm_card_visa
+		TP="00-$t-$p-01-and-more" mkev p-3 pm_card_visa
+	} >"$BATS_TEST_TMPDIR/in.jsonl"
+	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
+	    <"$BATS_TEST_TMPDIR/in.jsonl"
+	assert_success
+	[ "$(jq -r 'select(.subject != "p-3") | .traceparent' <<<"$output" | sort -u)" = \
+	    "00-$t-$p-01" ]
+	# Version 00 with more fields is invalid: a new trace.
+	run jq -r 'select(.subject == "p-3") | .traceparent' <<<"$output"
+	assert_output --regexp '^00-[0-9a-f]{32}-[0-9a-f]{16}-01$'
+	refute_output --partial "$t"
 }
 
 @test "pay-process: the pipeline order-submit | pay-process | jq" {
@@ -572,11 +761,82 @@ p-visa approved" ]
 	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = "o-due o-main " ]
 	stop_pp "${PP_PIDS[0]}"
 	# The late ones' offsets held the commit point back, even at exit.
-	run topic-admin -J lag "$GROUP"
-	assert_success
-	[ "$(jq -s --arg t "${PREFIX}order-created-retry" \
-	    'map(select(.topic == $t and .partition == 0) | .committed // -1) |
-	    max // -1' <<<"$output")" -le 0 ]
+	c=$(committed order-created-retry 0)
+	[ "$c" -le 0 ]
+}
+
+@test "pay-process: a partition whose window of unfinished records reaches its bound pauses alone" {
+	new_flow 2
+	# The bound is WORKER_WINDOW_MAX (worker.h), 20000 records: a retry
+	# due in 10 minutes at the head of order-created-retry [0] holds the
+	# window open while the 25,000 records behind it are done.  The
+	# pause is seen in the -v log; that it holds is seen in what was
+	# paid, and that it is that partition's alone, in an order on
+	# another topic paid meanwhile.
+	bound=20000
+	n=25000
+	now=$(date +%s%3N)
+	retry_p0() {
+		kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" \
+		    -p 0 -K '|' -H orderflow.attempt=2 \
+		    -H "orderflow.not-before=$1"
+	}
+	printf 'o-late|%s\n' "$(mkev o-late pm_card_visa)" | retry_p0 $((now + 600000))
+	jq -rn --argjson n "$n" --arg tp "$TP" --arg run "$RANDOM$RANDOM" '
+	    range(0; $n) | "w-\(.)" as $o | "\($o)|" + ({specversion: "1.0",
+	    id: "e-\($run)-\(.)", source: "/test", type: "order.created.v2",
+	    subject: $o, time: "2026-01-01T00:00:00Z", traceparent: $tp,
+	    data: {order_id: $o, customer_id: "c-1", email: "a@example.com",
+	    currency: "EUR", items: [{sku: "S", qty: 1, unit_price: 100}],
+	    total: 100, payment_method: "pm_card_visa"}} | tojson)' |
+	    retry_p0 $((now - 1000))
+	log=$BATS_TEST_TMPDIR/pp.log
+	# A retry waits at most --backoff-max: one of 10 minutes needs more.
+	start_pp -v --backoff-max 20m
+	wait_until 120 grep -q "order-created-retry \\[0\\]: $bound records unfinished: partition paused" "$log"
+	# Another partition goes on.
+	order o-other pm_card_visa
+	paid_other() {
+		payments | jq -e -s 'any(.order_id == "o-other")' >/dev/null
+	}
+	wait_until 30 paid_other
+	# The paused partition stopped within its window: of the records
+	# behind the late one, at most bound - 1 were read, so paid.
+	paid=$(payments | jq -r 'select(.order_id | startswith("w-")) |
+	    .order_id' | sort -u | wc -l)
+	echo "paid behind the late record: $paid of $n"
+	[ "$paid" -le $((bound - 1)) ]
+	[ "$paid" -ge $((bound / 2)) ]
+	kill -0 "${PP_PIDS[0]}"
+	stop_pp "${PP_PIDS[0]}"
+	# Nothing of that partition was committed past the late record.
+	c=$(committed order-created-retry 0)
+	[ "$c" -le 0 ]
+}
+
+@test "pay-process: a retry's not-before a century ahead, garbage or negative waits at most --backoff-max" {
+	new_flow 1
+	now=$(date +%s%3N)
+	# retry NAME NOT-BEFORE: a retry record in partition 0.
+	retry() {
+		printf '%s|%s\n' "$1" "$(mkev "$1" pm_card_visa)" |
+		    kcat -P -b "$KAFKA_BROKERS" -t "${PREFIX}order-created-retry" \
+		    -p 0 -K '|' -H orderflow.attempt=2 -H "orderflow.not-before=$2"
+	}
+	retry o-century $((now + 3153600000000))
+	retry o-max 9223372036854775807
+	retry o-garbage 12ab
+	retry o-negative -5
+	# Behind them in the same partition: one due already.
+	retry o-due $((now - 1000))
+	start_pp --backoff 100ms --backoff-max 2s
+	wait_until 20 at_least 5 payment-processed
+	run --separate-stderr payments
+	[ "$(jq -r .order_id <<<"$output" | sort | tr '\n' ' ')" = \
+	    "o-century o-due o-garbage o-max o-negative " ]
+	stop_pp "${PP_PIDS[0]}"
+	grep -q 'orderflow.not-before 9223372036854775807 is more than --backoff-max (2000 ms) ahead: due in 2000 ms instead' \
+	    "$BATS_TEST_TMPDIR/pp.log"
 }
 
 @test "pay-process: SIGKILL with hundreds of gateway calls in flight, then a restart: each order paid once" {

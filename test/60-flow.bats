@@ -198,6 +198,108 @@ check_summary() {
 	check_flow "$BATS_TEST_TMPDIR/orders.jsonl" "$w"
 }
 
+@test "two hosts, simulated: two pay-process and two notify with their own state, one of each killed with SIGKILL mid-run: one payment event id and one notification id per order, nothing lost" {
+	new_flow 6
+	local w=$BATS_TEST_TMPDIR/w n=2000 half pp nt
+	local -a kx=(-X session.timeout.ms=6000 -X heartbeat.interval.ms=1000)
+	local -a wx=(--backoff "$BACKOFF" --max-attempts "$MAX_ATTEMPTS")
+
+	mkdir -p "$w/notes"
+	gen_orders "$n" "h-" >"$w/orders.jsonl"
+	half=$((n / 2))
+	head -n "$half" "$w/orders.jsonl" >"$w/first.jsonl"
+	tail -n +"$((half + 1))" "$w/orders.jsonl" >"$w/second.jsonl"
+	expected <"$w/orders.jsonl" >"$w/expected.txt"
+	# A host each: its own state directory; the groups are the
+	# commands' own (the topic prefix and the command's name).
+	start_host() {
+		pay-process --state "$w/state/pp.$1" "${wx[@]}" "${kx[@]}" \
+		    </dev/null >/dev/null 2>>"$w/pp.$1.err" &
+		PIDS+=($!)
+		notify --state "$w/state/nt.$1" "${wx[@]}" "${kx[@]}" \
+		    </dev/null >"$w/notes/$1.jsonl" 2>>"$w/nt.$1.err" &
+		PIDS+=($!)
+	}
+	notified() {
+		cat "$w"/notes/*.jsonl | jq -R -r 'fromjson? | .order_id' |
+		    sort -u | wc -l
+	}
+	at_least_notified() { [ "$(notified)" -ge "$1" ]; }
+	# has_share FILE: the process logging to FILE has partitions.
+	has_share() { grep -q 'kafka: assigned [1-9]' "$1"; }
+	start_host a
+	start_host b
+	pp=${PIDS[0]} nt=${PIDS[1]}
+	# Each host has its share before the orders come: both work.
+	for f in pp.a pp.b nt.a nt.b; do
+		wait_until 60 has_share "$w/$f.err"
+	done
+	timeout 120 order-submit -q -m 60s "$w/first.jsonl" >/dev/null
+	wait_until 120 at_least_notified $((half / 2))
+	# Host a's two processes die mid-run and do not come back: b takes
+	# their partitions once their sessions ran out, without their state.
+	kill -KILL "$pp" "$nt"
+	wait "$pp" || :
+	wait "$nt" || :
+	timeout 120 order-submit -q -m 60s "$w/second.jsonl" >/dev/null
+	# Every order the rules give a payment is notified, and every one
+	# they give a dead letter is in the DLQ (an exhausted order may
+	# still be waiting for its last retry when the last one is notified).
+	want=$(grep -vc ' dlq:' "$w/expected.txt")
+	dead=$(grep -c ' dlq:' "$w/expected.txt")
+	dead_letters() { dlq_topic order-created-dlq | sort -u | wc -l; }
+	at_least_dead() { [ "$(dead_letters)" -ge "$1" ]; }
+	wait_until 180 at_least_notified "$want"
+	wait_until 180 at_least_dead "$dead"
+	for p in "${PIDS[2]}" "${PIDS[3]}"; do
+		kill -TERM "$p"
+		st=0
+		wait "$p" || st=$?
+		[ "$st" = 0 ] || { cat "$w"/*.err; false; }
+	done
+	PIDS=()
+
+	# payment-processed, repeats and all: "ORDER_ID EVENT_ID OUTCOME
+	# AMOUNT"; a repeat (b redoing what a had not committed) is the same
+	# event again, with its id.
+	timeout 60 kcat -C -b "$KAFKA_BROKERS" -t "${PREFIX}payment-processed" \
+	    -o beginning -e -q -X fetch.wait.max.ms=10 |
+	    jq -r '.id as $id | .data | "\(.order_id) \($id) \(.status)\(if
+	    .status == "declined" then ":" + .reason else "" end) \(.amount)"' |
+	    sort -u >"$w/payments.txt"
+	run --separate-stderr bash -c "cut -d' ' -f1 '$w/payments.txt' | sort | uniq -d"
+	assert_output ''
+	# Complete notification lines (a SIGKILL may cut one): one
+	# notification id per order, for its payment's event.
+	cat "$w"/notes/*.jsonl | jq -R -c 'fromjson?' >"$w/notifications.jsonl"
+	jq -r '"\(.order_id) \(.notification_id) \(.event_id)"' \
+	    "$w/notifications.jsonl" | sort -u >"$w/ids.txt"
+	run --separate-stderr bash -c "cut -d' ' -f1 '$w/ids.txt' | sort | uniq -d"
+	assert_output ''
+	[ "$(cut -d' ' -f2 "$w/ids.txt" | sort -u | wc -l)" -eq "$want" ]
+	run --separate-stderr diff <(cut -d' ' -f1,3 "$w/ids.txt" | sort) \
+	    <(cut -d' ' -f1,2 "$w/payments.txt" | sort)
+	assert_success
+	# Nothing lost: every order has the outcome its rules give, paid and
+	# notified, or in the dead-letter topic.
+	{ dlq_topic order-created-dlq; dlq_topic payment-processed-dlq; } \
+	    >"$w/dlq.txt"
+	jq -s -c 'group_by(.order_id) | map(.[0]) | .[]' \
+	    "$w/notifications.jsonl" >"$w/notes.distinct"
+	outcomes "$w/notes.distinct" "$w/dlq.txt" >"$w/actual.txt"
+	run --separate-stderr diff "$w/expected.txt" "$w/actual.txt"
+	assert_success
+	run --separate-stderr diff <(grep -v ' dlq:' "$w/expected.txt") \
+	    <(cut -d' ' -f1,3,4 "$w/payments.txt" | sort)
+	assert_success
+	# The survivors took the dead ones' share over: assigned partitions
+	# again after the kill.
+	[ "$(grep -c 'kafka: assigned [1-9]' "$w/pp.b.err")" -ge 2 ]
+	[ "$(grep -c 'kafka: assigned [1-9]' "$w/nt.b.err")" -ge 2 ]
+	echo "notifications: $(wc -l <"$w/notifications.jsonl") lines" \
+	    "for $want orders"
+}
+
 @test "200 orders through order-serve: one notification each, as the rules predict; pipe mode gives the same" {
 	new_flow 3
 	local w=$BATS_TEST_TMPDIR/w

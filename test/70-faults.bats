@@ -10,7 +10,10 @@
 #   restarted at random moments on their state, and the broker is
 #   stopped and started once;
 # - ORDERFLOW_FAULT_CLUSTER_ORDERS orders through a three-node cluster
-#   (replication 3, min.insync.replicas 2) losing one node mid-run.
+#   (replication 3, min.insync.replicas 2) losing one node mid-run;
+# - a full disk under each stateful command's --state (a small tmpfs:
+#   these tests need root, as CI has, and fail rather than skip without
+#   it): pay-process and notify in pipe mode, order-serve with its broker.
 #
 # In the end every order has exactly one payment outcome, the one the
 # simulator's rules of pay-process(1) predict, and exactly one distinct
@@ -52,6 +55,8 @@ setup() {
 	SLOTS=()
 	declare -gA KIND=() PID=() INC=()
 	EXITS=()
+	MOUNTS=()
+	SERVE_PID=
 	DEADLINE_AT=$((SECONDS + DEADLINE))
 	T0=$SECONDS
 	NOTE_AT=$((SECONDS + 60))
@@ -78,6 +83,13 @@ teardown() {
 		[ -n "$p" ] || continue
 		kill -KILL "$p" 2>/dev/null || :
 		{ wait "$p" || :; } 2>/dev/null
+	done
+	if [ -n "$SERVE_PID" ]; then
+		kill -KILL "$SERVE_PID" 2>/dev/null || :
+		{ wait "$SERVE_PID" || :; } 2>/dev/null
+	fi
+	for p in "${MOUNTS[@]}"; do
+		umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || :
 	done
 	if [ -n "$KDIR" ]; then
 		kafka-local --dir "$KDIR" --timeout 30 stop 2>/dev/null || :
@@ -178,7 +190,9 @@ add_worker() {
 # start_worker SLOT: the slot's next incarnation, with its own log and,
 # for notify, its own notification file (the stdout sink): a line cut by
 # a SIGKILL cannot run into the next incarnation's first.  Each slot has
-# a state directory of its own, which every incarnation reuses.
+# a state directory of its own, which every incarnation reuses (and so
+# its default group.instance.id: a restart gets the slot's partitions
+# back at once).
 start_worker() {
 	local s=$1 i
 
@@ -582,4 +596,176 @@ check_outcomes() {
 	check_exits
 	echo "reading the topics after $((SECONDS - T0))s" >&2
 	check_outcomes "$W/orders.jsonl" "$(exits_of pp)" "$(exits_of nt)"
+}
+
+# small_disk DIR SIZE: a tmpfs of SIZE on DIR (made), unmounted by the
+# teardown.  Mounting needs root, which CI has: without it the test fails
+# here, loudly, rather than being skipped.
+small_disk() {
+	mkdir -p "$1"
+	mount -t tmpfs -o "size=$2,mode=0700" tmpfs "$1" ||
+	    fail "cannot mount a tmpfs on $1 (the disk-full tests need root)"
+	MOUNTS+=("$1")
+}
+
+# order_events N: N order.created events, one a line, order ids d-0 ...
+order_events() {
+	jq -cn --argjson n "$1" 'range(0; $n) | {specversion: "1.0",
+	    id: "e-\(.)", source: "/test/70", type: "order.created.v2",
+	    subject: "d-\(.)", time: "2026-01-01T00:00:00Z",
+	    data: {order_id: "d-\(.)", customer_id: "c-1",
+	    email: "a@example.com", currency: "EUR",
+	    items: [{sku: "S", qty: 1, unit_price: 100}], total: 100,
+	    payment_method: "pm_card_visa"}}'
+}
+
+# payment_events N: N payment.processed events, one a line, order ids d-0 ...
+payment_events() {
+	jq -cn --argjson n "$1" 'range(0; $n) | {specversion: "1.0",
+	    id: "p-\(.)", source: "/test/70", type: "payment.processed.v1",
+	    subject: "d-\(.)", time: "2026-01-01T00:00:00Z",
+	    data: {order_id: "d-\(.)", payment_id: "pay-\(.)",
+	    status: "approved", amount: 100, currency: "EUR",
+	    customer_id: "c-1", email: "a@example.com"}}'
+}
+
+# disk_full_pipe CMD JQ-ID EVENTS [ARG...]: CMD (pay-process or notify) in
+# pipe mode, with ARGs, on a state directory on a small disk, EVENTS the
+# input file:
+# - 2 MiB, too small for Berkeley DB's regions: exit 1 at the start,
+#   the state directory named, never a signal (it was SIGBUS inside the
+#   library, status 135);
+# - room for the regions but not for the input: exit 1 when the disk
+#   fills, again no signal;
+# - space back: everything is done, and no order has two different
+#   outcomes (JQ-ID, on an output line, names the order and its outcome
+#   id) over the three runs; each order has one.
+disk_full_pipe() {
+	local cmd=$1 id=$2 in=$3 d=$W/disk st=$W/disk/state n
+
+	shift 3
+	n=$(wc -l <"$in")
+	small_disk "$d" 2m
+	run --separate-stderr "$cmd" --state "$st" -i - "$@" <"$in"
+	[ "$status" -eq 1 ] || fail "a 2 MiB disk: status $status, not 1"
+	assert_regex "$stderr" "(^|"$'\n'")$cmd: $st: No space left on device($|"$'\n'")"
+	printf '%s\n' "$output" >"$W/out.1"
+
+	mount -o remount,size=14m "$d" || fail "cannot grow the tmpfs"
+	run --separate-stderr "$cmd" --state "$st" -i - "$@" <"$in"
+	[ "$status" -eq 1 ] || fail "a 14 MiB disk: status $status, not 1"
+	assert_regex "$stderr" "(^|"$'\n'")$cmd: $st: No space left on device($|"$'\n'")"
+	printf '%s\n' "$output" >"$W/out.2"
+	[ "$(grep -c . "$W/out.2")" -gt 0 ] ||
+	    fail "the disk filled before anything was done"
+
+	mount -o remount,size=256m "$d" || fail "cannot grow the tmpfs"
+	run --separate-stderr "$cmd" --state "$st" -i - "$@" <"$in"
+	assert_success
+	printf '%s\n' "$output" >"$W/out.3"
+	echo "# $cmd: $(grep -c . "$W/out.2") done before the disk filled," \
+	    "$(grep -c . "$W/out.3") after" >&3
+	run --separate-stderr jq -r "$id" "$W/out.1" "$W/out.2" "$W/out.3"
+	assert_success
+	[ "$(sort -u <<<"$output" | wc -l)" -eq "$n" ] ||
+	    fail "$(sort -u <<<"$output" | wc -l) outcomes for $n orders"
+	[ "$(sort -u <<<"$output" | cut -d' ' -f1 | sort -u | wc -l)" -eq "$n" ]
+}
+
+@test "faults: a full disk under pay-process's state (pipe mode): exit 1 naming the state directory, never a signal; with space back each order paid once" {
+	order_events 20000 >"$W/in.jsonl"
+	disk_full_pipe pay-process '"\(.data.order_id) \(.id)"' \
+	    "$W/in.jsonl" -o -
+}
+
+@test "faults: a full disk under notify's state (pipe mode): exit 1 naming the state directory, never a signal; with space back each order notified under one id" {
+	payment_events 20000 >"$W/in.jsonl"
+	disk_full_pipe notify '"\(.order_id) \(.notification_id)"' \
+	    "$W/in.jsonl"
+}
+
+# serve_post N PREFIX: POSTs orders PREFIX-1 .. PREFIX-N to order-serve,
+# one status code a line on stdout.
+serve_post() {
+	local i
+
+	for ((i = 1; i <= $1; i++)); do
+		curl -sS -o /dev/null -w '%{http_code}\n' \
+		    -H 'Content-Type: application/json' --data-binary \
+		    '{"order_id":"'"$2-$i"'","customer_id":"c-1","email":"a@example.com","currency":"EUR","items":[{"sku":"S","qty":1,"unit_price":100}]}' \
+		    "http://127.0.0.1:$SERVE_PORT/orders"
+	done
+}
+
+serve_up() {
+	curl -fsS -o /dev/null "http://127.0.0.1:$SERVE_PORT/healthz" \
+	    2>/dev/null
+}
+
+# start_serve_on STATE: order-serve on a free port; logs in $W/log.
+start_serve_on() {
+	SERVE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	order-serve --listen "127.0.0.1:$SERVE_PORT" --state "$1" \
+	    --drain-timeout 3s 2>>"$W/log/serve.err" 3>&- &
+	SERVE_PID=$!
+	wait_until 60 serve_up || fail "order-serve did not start"
+}
+
+topic_keys() {
+	kcat -C -b "$KAFKA_BROKERS" -t "${PREFIX}order-created" -e -q \
+	    -f '%k\n' 2>/dev/null | sort -u
+}
+
+@test "faults: a full disk under order-serve's state: SIGTERM ends it within --drain-timeout, the accepted orders counted in the outbox and published at the next start" {
+	local d=$W/disk st=$W/disk/state t0 st_code
+
+	start_kafka 1
+	new_faulty_flow 3 1
+	# Too small for Berkeley DB's regions: exit 1 at the start.
+	small_disk "$d" 2m
+	run --separate-stderr timeout 60 order-serve --listen 127.0.0.1:0 \
+	    --state "$st"
+	[ "$status" -eq 1 ] || fail "a 2 MiB disk: status $status, not 1"
+	assert_regex "$stderr" "(^|"$'\n'")order-serve: $st: No space left on device($|"$'\n'")"
+
+	mount -o remount,size=32m "$d" || fail "cannot grow the tmpfs"
+	start_serve_on "$st"
+	serve_post 20 a >"$W/codes.a"
+	[ "$(sort -u "$W/codes.a")" = 201 ]
+	# The disk fills: the acknowledged records cannot leave the outbox,
+	# new orders are refused or accepted while their batch still fits.
+	dd if=/dev/zero of="$d/filler" bs=64k 2>/dev/null || :
+	serve_post 20 b >"$W/codes.b"
+	grep -qv 201 "$W/codes.b" || fail "the full disk took every order"
+	t0=$SECONDS
+	kill -TERM "$SERVE_PID"
+	# --drain-timeout 3s, and a second to close.
+	wait_until 10 eval '! running "$SERVE_PID"' ||
+	    fail "still running $((SECONDS - t0)) s after SIGTERM"
+	st_code=0
+	wait "$SERVE_PID" || st_code=$?
+	SERVE_PID=
+	echo "# stopped in $((SECONDS - t0)) s with status $st_code" >&3
+	[ "$st_code" -eq 1 ] || [ "$st_code" -eq 4 ] ||
+	    fail "status $st_code, not 1 or 4"
+	grep -Eq "order-serve: [0-9]+ accepted order\(s\) stay in the outbox" \
+	    "$W/log/serve.err" || fail "no count of the orders in the outbox"
+
+	# Space back: the next start publishes what stayed; every order
+	# that was answered 201 is on the topic.
+	rm -f "$d/filler"
+	start_serve_on "$st"
+	{
+		for i in $(seq 1 20); do echo "a-$i"; done
+		paste -d' ' <(seq 1 20) "$W/codes.b" |
+		    awk '$2 == 201 { print "b-" $1 }'
+	} | sort >"$W/accepted"
+	wait_until 60 bash -c '[ "$(kcat -C -b "$1" -t "$2" -e -q -f "%k\n" 2>/dev/null | sort -u)" = "$(cat "$3")" ]' _ \
+	    "$KAFKA_BROKERS" "${PREFIX}order-created" "$W/accepted" ||
+	    fail "the accepted orders are not all on the topic: $(topic_keys | tr '\n' ' ')"
+	kill -TERM "$SERVE_PID"
+	st_code=0
+	wait "$SERVE_PID" || st_code=$?
+	SERVE_PID=
+	[ "$st_code" -eq 0 ]
 }

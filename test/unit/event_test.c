@@ -114,16 +114,23 @@ event_err(int line, const char *json, const char *field, const char *msg)
 	event_free(&ev);
 }
 
-/* An event envelope of the given type around data. */
+/* An event envelope of the given type and traceparent around data. */
 static char *
-envelope(const char *type, const char *subject, const char *data)
+envelope_tp(const char *type, const char *subject, const char *tp,
+    const char *data)
 {
 	return fmt("{\"specversion\":\"1.0\",\"id\":\"e-1\","
 	    "\"source\":\"/test\",\"type\":\"%s\",\"subject\":\"%s\","
 	    "\"time\":\"2026-11-26T10:00:00Z\","
 	    "\"datacontenttype\":\"application/json\","
-	    "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-"
-	    "00f067aa0ba902b7-01\",\"data\":%s}", type, subject, data);
+	    "\"traceparent\":\"%s\",\"data\":%s}", type, subject, tp, data);
+}
+
+static char *
+envelope(const char *type, const char *subject, const char *data)
+{
+	return envelope_tp(type, subject, "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+	    "00f067aa0ba902b7-01", data);
 }
 
 static char *
@@ -809,6 +816,22 @@ test_envelope(void)
 	    ev.traceparent[0] == '\0');
 	event_free(&ev);
 	free(s);
+	/*
+	 * W3C versioning: a later version is carried on as 00, the fields
+	 * it adds dropped; 00 with more fields is invalid.
+	 */
+	for (i = 0; i < 3; i++) {
+		s = envelope_tp("order.created.v2", "o-7", i == 0 ?
+		    "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" :
+		    i == 1 ? "7e-4bf92f3577b34da6a3ce929d0e0e4736-"
+		    "00f067aa0ba902b7-03-f00" : "00-4bf92f3577b34da6a3ce929d0e0e"
+		    "4736-00f067aa0ba902b7-01-f00", v2);
+		CHECK(event_parse(s, strlen(s), &ev, NULL) == 0);
+		CHECK(strcmp(ev.traceparent, i == 2 ? "" : "00-4bf92f3577b34da6a3"
+		    "ce929d0e0e4736-00f067aa0ba902b7-01") == 0);
+		event_free(&ev);
+		free(s);
+	}
 }
 
 static void
@@ -1096,7 +1119,8 @@ test_trace(void)
 	    "00f067aa0ba902b7-01"));
 	CHECK(trace_valid("00-4bf92f3577b34da6a3ce929d0e0e4736-"
 	    "00f067aa0ba902b7-00"));
-	CHECK(trace_valid("01-4bf92f3577b34da6a3ce929d0e0e4736-"
+	/* Version 00 is what orderflow carries: trace_parse() turns others. */
+	CHECK(!trace_valid("01-4bf92f3577b34da6a3ce929d0e0e4736-"
 	    "00f067aa0ba902b7-01"));
 	CHECK(!trace_valid(NULL));
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -1119,6 +1143,67 @@ test_trace(void)
 	    "00f067aa0ba902b7-01", id) == 0 &&
 	    strcmp(id, "4bf92f3577b34da6a3ce929d0e0e4736") == 0);
 	CHECK(trace_id_of(bad[5], id) == -1);
+}
+
+/* W3C Trace Context, "Versioning of traceparent". */
+static void
+test_trace_parse(void)
+{
+	static const char *bad[] = {
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_01",
+		"01-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+		"0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"1-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-a",
+		"01-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+		"", "01",
+	};
+	static const struct {
+		const char	*in;
+		const char	*out;
+	} good[] = {
+		{ "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" },
+		{ "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+		  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00" },
+		{ "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" },
+		{ "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-"
+		  "what-the-future-will-be-like",
+		  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" },
+		{ "fe-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fe-",
+		  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00" },
+		{ "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02",
+		  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00" },
+	};
+	char out[TRACEPARENT_LEN + 1];
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		memset(out, 'x', sizeof(out));
+		if (trace_parse(good[i].in, out) != 0 ||
+		    strcmp(out, good[i].out) != 0 || !trace_valid(out)) {
+			fprintf(stderr, "%s:%d: %s: got \"%s\"\n", __FILE__,
+			    __LINE__, good[i].in, out);
+			failures++;
+		}
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(out, 'x', sizeof(out));
+		if (trace_parse(bad[i], out) != -1 || out[0] != '\0') {
+			fprintf(stderr, "%s:%d: parsed: %s\n", __FILE__,
+			    __LINE__, bad[i]);
+			failures++;
+		}
+	}
+	CHECK(trace_parse(NULL, out) == -1 && out[0] == '\0');
 }
 
 /* Parses and builds in a thread of its own, which then exits. */
@@ -1284,6 +1369,7 @@ static const struct unit_test tests[] = {
 	{ "serialize_cjson", test_serialize_cjson },
 	{ "format", test_format },
 	{ "trace", test_trace },
+	{ "trace_parse", test_trace_parse },
 	{ "jsonmem", test_jsonmem },
 };
 

@@ -841,6 +841,53 @@ test_bom(void)
 	done(r);
 }
 
+/* What a rejected line leaves for its dead letter: all, or its head. */
+static void
+test_rejected(void)
+{
+	char big[5000 + 2];
+	const char *b;
+	size_t len, total;
+	struct jsonl *r;
+
+	r = OPEN_STR("{\"a\":\"x\0y\"}\n{}\n123456789\r\n"
+	    "ab\xff\r\n", 8 * 1024);
+	EXPECT_REJECT(r, 1, "NUL byte");
+	b = jsonl_rejected(r, &len, &total);
+	CHECK(b != NULL && len == 11 && total == 11 &&
+	    memcmp(b, "{\"a\":\"x\0y\"}", 11) == 0);
+	EXPECT_LINE(r, 2, "{}");
+	CHECK(jsonl_rejected(r, &len, &total) == NULL && len == 0 &&
+	    total == 0);
+	EXPECT_LINE(r, 3, "123456789");
+	EXPECT_REJECT(r, 4, "invalid UTF-8");
+	b = jsonl_rejected(r, &len, &total);
+	CHECK(b != NULL && len == 3 && total == 3 &&
+	    memcmp(b, "ab\xff", 3) == 0);
+	EXPECT_EOF(r);
+	CHECK(jsonl_rejected(r, &len, &total) == NULL);
+	done(r);
+
+	/* Too long: the first bytes, up to maxlen, and the whole length. */
+	r = OPEN_STR("123456789\r\n", 8);
+	EXPECT_REJECT(r, 1, "9 bytes");
+	b = jsonl_rejected(r, &len, &total);
+	CHECK(b != NULL && len == 8 && total == 9 &&
+	    memcmp(b, "12345678", 8) == 0);
+	done(r);
+	memset(big, 'a', sizeof(big) - 2);
+	big[0] = '{';
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = '\n';
+	r = open_bytes(big, sizeof(big), 4096);
+	EXPECT_REJECT(r, 1, "5000 bytes");
+	b = jsonl_rejected(r, &len, &total);
+	CHECK(b != NULL && len == JSONL_REJECT_HEAD && total == 5000 &&
+	    b[0] == '{' && b[JSONL_REJECT_HEAD - 1] == 'a');
+	EXPECT_EOF(r);
+	done(r);
+}
+
 static const struct unit_test tests[] = {
 	{ "lines", test_lines },
 	{ "empty", test_empty },
@@ -857,6 +904,7 @@ static const struct unit_test tests[] = {
 	{ "name", test_name },
 	{ "bom", test_bom },
 	{ "pieces", test_pieces },
+	{ "rejected", test_rejected },
 };
 
 int
