@@ -74,6 +74,7 @@
 #define CONNECT_TIMEOUT_MS	5000	/* the connection, never above --timeout */
 #define MAX_ATTEMPTS_MAX	1000
 #define SECRET_MAX		1024	/* bytes of a secret file */
+#define SECRET_MIN		24	/* bytes of the key: Standard Webhooks' floor */
 #define WHSEC_PREFIX		"whsec_"	/* Standard Webhooks' form */
 #define REPORT_MS		10000	/* the -v counters line */
 #define IDEM_PREFIX		"notified:"
@@ -885,7 +886,10 @@ report(void *ctx, const struct worker_stats *s, int final)
 /*
  * Reads the webhook secret: "whsec_" and base64 (Standard Webhooks'
  * form) is decoded; anything else is the key's bytes as written.  A
- * trailing newline is not part of it.  The secret is never logged.
+ * trailing newline is not part of it.  The secret is never logged.  A
+ * key shorter than SECRET_MIN bytes is a usage error; a file that others
+ * than its owner may read is used, with a warning (a deployment may
+ * share it with a group on purpose).
  */
 static void
 secret_load(struct notify *n)
@@ -893,12 +897,17 @@ secret_load(struct notify *n)
 	char buf[SECRET_MAX + 2];
 	const char *b64;
 	size_t len, blen;
+	struct stat st;
 	FILE *f;
 	int k;
 
 	if ((f = fopen(n->secret_file, "r")) == NULL)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", n->secret_file,
 		    strerror(errno));
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+		log_warn("--secret-file %s: readable by other users (mode "
+		    "%04o); chmod go-rwx it", n->secret_file,
+		    (unsigned)(st.st_mode & 07777));
 	len = fread(buf, 1, sizeof(buf) - 1, f);
 	if (ferror(f))
 		log_fatal(OF_EXIT_FAIL, "%s: %s", n->secret_file,
@@ -929,6 +938,9 @@ secret_load(struct notify *n)
 	if (n->keylen == 0)
 		usage_error("--secret-file %s: the secret is empty",
 		    n->secret_file);
+	if (n->keylen < SECRET_MIN)
+		usage_error("--secret-file %s: the secret is shorter than 24 "
+		    "bytes (after decoding whsec_'s base64)", n->secret_file);
 }
 
 static void

@@ -76,6 +76,8 @@
 #define DEF_MAX_IN_FLIGHT	1000
 #define BODY_MAX		(64 * 1024)	/* larger: 413 */
 #define DISCARD_MAX		(1024 * 1024)	/* then the connection is cut */
+#define URL_MAX			(8 * 1024)	/* longer: 414 */
+#define HEADERS_MAX		(16 * 1024)	/* more bytes of header fields: 431 */
 #define IDEM_KEY_MAX		255
 #define EXPIRE_EVERY_MS		10000
 /*
@@ -608,6 +610,40 @@ post_answer(struct server *sv, struct MHD_Connection *conn, struct req *r)
 	return ret;
 }
 
+static enum MHD_Result
+add_field_len(void *cls, enum MHD_ValueKind kind, const char *name,
+    const char *value)
+{
+	size_t *n = cls;
+
+	(void)kind;
+	*n += strlen(name) + (value != NULL ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+/*
+ * The request's size, checked before anything else; MHD_YES with
+ * r->status 0 goes on.  The limits are below libmicrohttpd's own (a
+ * request line and header fields that do not fit its 32 KiB memory pool
+ * a connection get its HTML 414 or 431, which no option of libmicrohttpd
+ * 0.9 can change), so that all but the largest requests get this API's
+ * JSON answer.
+ */
+static enum MHD_Result
+check_size(struct MHD_Connection *conn, struct req *r, const char *url)
+{
+	size_t n = 0;
+
+	if (strlen(url) > URL_MAX)
+		return respond_error(conn, r, 414, "the URL is longer than "
+		    "8 KiB", NULL);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, add_field_len, &n);
+	if (n > HEADERS_MAX)
+		return respond_error(conn, r, 431, "the header fields are "
+		    "larger than 16 KiB", NULL);
+	return MHD_YES;
+}
+
 /* Checks done once the headers are in; MHD_YES with r->status 0 goes on. */
 static enum MHD_Result
 check_headers(struct server *sv, struct MHD_Connection *conn, struct req *r)
@@ -711,7 +747,9 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
 	 */
 	if (r == NULL) {
 		*con_cls = r = req_new(conn, url, method);
-		return check_headers(sv, conn, r);
+		if (check_size(conn, r, url) == MHD_NO)
+			return MHD_NO;
+		return r->status != 0 ? MHD_YES : check_headers(sv, conn, r);
 	}
 	if (*upload_data_size > 0)
 		return take_body(r, upload_data, upload_data_size);
@@ -822,6 +860,22 @@ parse_listen(const char *s, struct sockaddr_storage *ss)
 	return 0;
 }
 
+/*
+ * libmicrohttpd's unescaping of the path and arguments, except that one
+ * with an escaped NUL ("%00") is left as it came: decoded, the NUL would
+ * end the string and /orders/h-1%00junk would name order h-1.  Left
+ * escaped it is no valid order id, so such a path is unknown (404).
+ */
+static size_t
+unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	if (strstr(s, "%00") != NULL)
+		return strlen(s);
+	return MHD_http_unescape(s);
+}
+
 static int
 http_start(struct server *sv)
 {
@@ -846,6 +900,7 @@ http_start(struct server *sv)
 	    (unsigned int)(sv->max_conn / 2 > 0 ? sv->max_conn / 2 : 1),
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 	    MHD_OPTION_NOTIFY_COMPLETED, completed, sv,
+	    MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 	    MHD_OPTION_END);
 	if (sv->httpd == NULL) {
 		log_error("cannot listen on %s: %s", sv->listen,

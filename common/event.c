@@ -299,9 +299,126 @@ mark_fractions(cJSON *item, struct numscan *s)
 }
 
 /*
+ * For json_path_at(): one open object or array on the way to a byte.
+ * key is the member being read (keylen bytes, as written), or NULL
+ * between members; idx counts an array's elements; done: the member's or
+ * element's value has ended.
+ */
+struct path_frame {
+	const char	*key;
+	size_t		 keylen;
+	int		 idx;
+	int		 is_array;
+	int		 done;
+};
+
+#define PATH_DEPTH	32	/* deeper: the path is not worked out */
+
+/*
+ * Writes to path (len bytes) the JSON path ("items[0].sku") of the value
+ * that byte off of buf is in, or "" for the whole input; buf is JSON text
+ * cJSON read without fault up to off.  A byte in a member's name, or
+ * after a value's end, belongs to the object or array around it.
+ */
+static void
+json_path_at(const char *buf, size_t off, char *path, size_t len)
+{
+	struct path_frame f[PATH_DEPTH], *t = NULL;
+	const char *p, *q, *end = buf + off;
+	size_t n = 0;
+	int d = 0, i, scalar = 0;
+
+	path[0] = '\0';
+	for (p = buf; p < end; p++) {
+		if (scalar && strchr(" \t\r\n,]}", *p) != NULL && t != NULL)
+			t->done = 1;
+		scalar = 0;
+		switch (*p) {
+		case '"':
+			for (q = p + 1; q < end && *q != '"'; q++)
+				if (*q == '\\')
+					q++;
+			if (q < end && t != NULL && !t->is_array &&
+			    t->key == NULL) {
+				t->key = p + 1;
+				t->keylen = q - p - 1;
+			} else if (q < end && t != NULL)
+				t->done = 1;
+			p = q;
+			break;
+		case '{':
+		case '[':
+			if (d == PATH_DEPTH)
+				return;
+			t = &f[d++];
+			memset(t, 0, sizeof(*t));
+			t->is_array = *p == '[';
+			break;
+		case '}':
+		case ']':
+			if (d > 0)
+				d--;
+			t = d > 0 ? &f[d - 1] : NULL;
+			if (t != NULL)
+				t->done = 1;
+			break;
+		case ',':
+			if (t != NULL && t->is_array)
+				t->idx++;
+			else if (t != NULL)
+				t->key = NULL;
+			if (t != NULL)
+				t->done = 0;
+			break;
+		case ' ':
+		case '\t':
+		case '\r':
+		case '\n':
+		case ':':
+			break;
+		default:
+			scalar = 1;
+			break;
+		}
+	}
+	for (i = 0; i < d && n < len; i++) {
+		if (i == d - 1 && f[i].done)
+			break;
+		if (f[i].is_array)
+			n += snprintf(path + n, len - n, "[%d]", f[i].idx);
+		else if (f[i].key != NULL)
+			n += snprintf(path + n, len - n, "%s%.*s",
+			    n > 0 ? "." : "", (int)f[i].keylen, f[i].key);
+	}
+}
+
+/*
+ * When cJSON stopped at a lone UTF-16 surrogate (an escape from \ud800
+ * to \udfff that is not half of a pair), names the field it is in and
+ * returns -1; returns 0 for any other fault.
+ */
+static int
+lone_surrogate(const char *buf, size_t len, size_t off,
+    struct event_err *err)
+{
+	char field[sizeof(err->field)];
+	const char *e = buf + off;
+
+	if (len - off < 6 || e[0] != '\\' || e[1] != 'u' ||
+	    (e[2] != 'd' && e[2] != 'D') || e[3] == '\0' ||
+	    strchr("89abcdefABCDEF", e[3]) == NULL)
+		return 0;
+	json_path_at(buf, off, field, sizeof(field));
+	errf(err, "", field, "invalid JSON: a lone UTF-16 surrogate "
+	    "(\\u%.4s) in a string at byte offset %zu", e + 2, off);
+	return -1;
+}
+
+/*
  * Parses len bytes of JSON: one value, maybe surrounded by whitespace,
  * nested at most CJSON_NESTING_LIMIT deep.  Numbers not written as
- * integers become NaN (see the top of this file).
+ * integers become NaN (see the top of this file).  A syntax error names
+ * the member it is in, if any.
  */
 static cJSON *
 json_parse(const char *buf, size_t len, struct event_err *err)
@@ -309,6 +426,8 @@ json_parse(const char *buf, size_t len, struct event_err *err)
 	struct numscan s;
 	const char *end = NULL, *p;
 	cJSON *root;
+	char field[sizeof(err->field)];
+	size_t off;
 
 	if (buf == NULL)
 		len = 0;
@@ -320,8 +439,13 @@ json_parse(const char *buf, size_t len, struct event_err *err)
 		return NULL;
 	}
 	if ((root = cJSON_ParseWithLengthOpts(buf, len, &end, 0)) == NULL) {
-		errf(err, "", "", "invalid JSON at byte offset %zu",
-		    end != NULL && end >= buf ? (size_t)(end - buf) : 0);
+		off = end != NULL && end >= buf ? (size_t)(end - buf) : 0;
+		if (off < len && lone_surrogate(buf, len, off, err) == -1)
+			return NULL;
+		/* cJSON reports a fault at the end as at the last byte. */
+		json_path_at(buf, off + 1 == len ? len : off, field,
+		    sizeof(field));
+		errf(err, "", field, "invalid JSON at byte offset %zu", off);
 		return NULL;
 	}
 	for (p = end; p < buf + len; p++)

@@ -177,7 +177,11 @@ secret_mark(const char *name, size_t n)
 	return log_redact(tmp, NULL);
 }
 
-/* Length of a value starting at v; whole: it runs to the end of the line. */
+/*
+ * Length of a value starting at v; whole: it runs to the end of the line.
+ * A PEM block (a key has blanks and newlines) runs to the end of its
+ * "-----END ...-----" line, or of the text.
+ */
 static size_t
 value_len(const char *v, int whole)
 {
@@ -185,6 +189,12 @@ value_len(const char *v, int whole)
 
 	if (whole)
 		return strlen(v);
+	if (strncmp(v, "-----BEGIN", 10) == 0) {
+		if ((q = strstr(v, "-----END")) == NULL ||
+		    (q = strstr(q + 8, "-----")) == NULL)
+			return strlen(v);
+		return q + 5 - v;
+	}
 	if (*v == '"' && (q = strchr(v + 1, '"')) != NULL)
 		return q - v + 1;
 	return strcspn(v, " \t,;()");
@@ -248,7 +258,11 @@ redact(const char *line, char *buf, size_t len)
 			v += strspn(v, " ");
 			put(&t, s, v - s);
 			put(&t, mark, SIZE_MAX);
-			s = v + value_len(v, sp > 0);
+			/* Redacted already: the text after it stays. */
+			if (strncmp(v, mark, strlen(mark)) == 0)
+				s = v + strlen(mark);
+			else
+				s = v + value_len(v, sp > 0);
 		} else {
 			put(&t, s, k);
 			s += k;

@@ -65,16 +65,36 @@ log_set_format_name(const char *name)
 	return 0;
 }
 
+/*
+ * The properties librdkafka itself flags sensitive (_RK_SENSITIVE in its
+ * rdkafka_conf.c, 2.0.2 and later: the private key, its passphrase and
+ * location, the inline CA, the keystore's password, every SASL credential)
+ * that the words of log_redact() do not already cover.
+ */
+static const char *const sensitive[] = {
+	"ssl.ca.pem", "ssl.key.location", "ssl.key.pem", "ssl_key", NULL
+};
+
 const char *
 log_redact(const char *name, const char *value)
 {
+	const char *const *s;
+	size_t n;
+
 	if (name == NULL)
 		return value;
 	if (strcasestr(name, "password") != NULL ||
 	    strcasestr(name, "secret") != NULL ||
 	    strcasestr(name, "token") != NULL ||
+	    strcasestr(name, "private") != NULL ||
 	    strncasecmp(name, "sasl.", 5) == 0)
 		return "[redacted]";
+	n = strlen(name);
+	if (n >= 4 && strcasecmp(name + n - 4, ".pem") == 0)
+		return "[redacted]";
+	for (s = sensitive; *s != NULL; s++)
+		if (strcasecmp(name, *s) == 0)
+			return "[redacted]";
 	return value;
 }
 

@@ -52,9 +52,12 @@ void		 log_fatal(int code, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3), noreturn));
 
 /*
- * Returns "[redacted]" when a property named name holds a secret (any name
- * containing "password", "secret" or "token", or starting with "sasl."),
- * value otherwise.
+ * Returns "[redacted]" when a property named name holds a secret, value
+ * otherwise.  Secrets are: every property librdkafka flags sensitive
+ * (ssl.key.pem, ssl.key.password, ssl.key.location, ssl_key, ssl.ca.pem,
+ * ssl.keystore.password, sasl.username, sasl.password and every other
+ * sasl.* property), any name ending in ".pem", and any name containing
+ * "password", "secret", "token" or "private".  Case does not matter.
  */
 const char	*log_redact(const char *name, const char *value);
 

@@ -22,6 +22,10 @@
 #define VERSION "0.0.0"
 #endif
 
+/* The characters of a librdkafka property name. */
+#define PROP_NAME_CHARS	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" \
+			"0123456789._-"
+
 static void	default_group(struct opt_kafka *);
 
 /* For opt_number() and opt_duration(), which have no opt_kafka. */
@@ -208,7 +212,11 @@ opt_common(struct opt_kafka *o, int ch, const char *arg)
 		break;
 	case 'X':
 		if (opt_prop_add(o, arg, "-X") == -1) {
-			log_error("-X %s: expected name=value", arg);
+			/* Echoed only when it looks like a name, not name:value. */
+			if (arg[strspn(arg, PROP_NAME_CHARS)] == '\0')
+				log_error("-X %s: expected name=value", arg);
+			else
+				log_error("-X: expected name=value");
 			usage_exit(o);
 		}
 		break;
@@ -234,6 +242,31 @@ opt_common(struct opt_kafka *o, int ch, const char *arg)
 	return 1;
 }
 
+/*
+ * Replaces every copy of value in s (a string in len bytes) by
+ * "[redacted]", as far as len allows: librdkafka's message about a bad
+ * value may quote it in any form.
+ */
+static void
+scrub(char *s, size_t len, const char *value)
+{
+	char out[512];
+	const char *p, *from = s;
+	size_t n = strlen(value), k = 0;
+
+	if (n == 0 || len > sizeof(out))
+		return;
+	while ((p = strstr(from, value)) != NULL) {
+		k += snprintf(out + k, sizeof(out) - k, "%.*s[redacted]",
+		    (int)(p - from), from);
+		if (k >= sizeof(out))
+			k = sizeof(out) - 1;
+		from = p + n;
+	}
+	snprintf(out + k, sizeof(out) - k, "%s", from);
+	snprintf(s, len, "%s", out);
+}
+
 int
 opt_apply(const struct opt_kafka *o, rd_kafka_conf_t *conf, char *err,
     size_t errlen)
@@ -249,8 +282,18 @@ opt_apply(const struct opt_kafka *o, rd_kafka_conf_t *conf, char *err,
 	for (i = 0; i < o->nprops; i++) {
 		const struct opt_prop *p = &o->props[i];
 
-		if (rd_kafka_conf_set(conf, p->name, p->value, kerr,
-		    sizeof(kerr)) != RD_KAFKA_CONF_OK) {
+		switch (rd_kafka_conf_set(conf, p->name, p->value, kerr,
+		    sizeof(kerr))) {
+		case RD_KAFKA_CONF_OK:
+			break;
+		case RD_KAFKA_CONF_UNKNOWN:
+			/* A mistyped name may hide a secret's value. */
+			snprintf(err, errlen, "%s: %s: %s", p->where, p->name,
+			    kerr);
+			return -1;
+		default:
+			if (log_redact(p->name, NULL) != NULL)
+				scrub(kerr, sizeof(kerr), p->value);
 			snprintf(err, errlen, "%s: %s=%s: %s", p->where,
 			    p->name, log_redact(p->name, p->value), kerr);
 			return -1;

@@ -35,7 +35,7 @@ orderdoc_error(const char *msg, const char *field)
 
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "error", msg);
-	if (field != NULL)
+	if (field != NULL && *field != '\0')
 		cJSON_AddStringToObject(o, "field", field);
 	return doc_print(o);
 }

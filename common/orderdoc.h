@@ -67,7 +67,7 @@ int	 orderdoc_replay(const char *outcome, size_t outcome_len,
 	    const char *fp, char **body);
 
 /* The body of an error answer: {"error": msg, "field": field}, field */
-/* left out when NULL.  Returns a malloc'd string. */
+/* left out when NULL or "" (the whole body).  Returns a malloc'd string. */
 char	*orderdoc_error(const char *msg, const char *field);
 
 #endif /* OF_ORDERDOC_H */

@@ -353,7 +353,8 @@ store_open(struct store **sp, const char *dir, unsigned flags)
 	    i < OPEN_TRIES; i++)
 		backoff(i + 1);
 	if (ret != 0)
-		log_error("store: %s: %s", dir, db_strerror(ret));
+		log_error("store: %s: %s%s", dir, db_strerror(ret),
+		    storeenv_damage_hint(ret));
 	else if ((ret = storeenv_watch(s->env)) != 0)
 		tables_close(s);
 	if (ret != 0) {

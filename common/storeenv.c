@@ -119,12 +119,49 @@ struct storeenv {
 	int		 watching;	/* the watchdog runs */
 };
 
+/*
+ * Berkeley DB's words for a file it cannot read as its own: a damaged
+ * page or header reads as an encrypted one, or as of another format.
+ */
+static const char *const damage_words[] = {
+	"Encrypted database", "Encrypted checksum", "checksum error",
+	"unexpected file type or format", "magic number",
+	"unable to read region info", NULL
+};
+static unsigned damaged;	/* atomic: bit i: damage_words[i] was seen */
+
+#define DAMAGE_HINT	": the state is damaged (a message above names the " \
+	"file); stop every process that uses it, then " \
+	"restore it from a backup, or move it aside to start afresh: what " \
+	"was not committed comes again from the broker, but the records " \
+	"of what was done are lost (see orderflow(7), STATE)"
+
+/* The first message of each kind about damage is an error, the rest debug. */
 static void
 err_cb(const DB_ENV *env, const char *pfx, const char *msg)
 {
+	unsigned i, bit;
+
 	(void)env;
 	(void)pfx;
-	log_warn("store: %s", msg);
+	for (i = 0; damage_words[i] != NULL; i++)
+		if (strstr(msg, damage_words[i]) != NULL)
+			break;
+	bit = 1u << i;
+	if (damage_words[i] == NULL)
+		log_warn("store: %s", msg);
+	else if ((__atomic_fetch_or(&damaged, bit, __ATOMIC_RELAXED) & bit) == 0)
+		log_error("store: %s (damaged state)", msg);
+	else
+		log_debug("store: %s", msg);
+}
+
+const char *
+storeenv_damage_hint(int err)
+{
+	if (err == EAGAIN || __atomic_load_n(&damaged, __ATOMIC_RELAXED))
+		return DAMAGE_HINT;
+	return "";
 }
 
 static void
@@ -434,7 +471,8 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 		return ret;
 	if ((ret = env_config(s->env, flags)) == 0 &&
 	    (ret = s->env->open(s->env, dir, ENV_FLAGS, 0600)) != 0)
-		log_error("store: %s: %s", dir, db_strerror(ret));
+		log_error("store: %s: %s%s", dir, db_strerror(ret),
+		    storeenv_damage_hint(ret));
 	if (ret == 0)
 		ret = regions_reserve(dir);
 	if (ret != 0) {

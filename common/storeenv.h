@@ -89,6 +89,14 @@ int	 storeenv_flush(struct storeenv *);
  */
 int	 storeenv_failchk(struct storeenv *, int64_t every_ms);
 
+/*
+ * What to add to the message about a failed open that returned err: ""
+ * unless Berkeley DB said that a file is damaged (it reads a damaged
+ * file as encrypted or of another format, a damaged region as busy:
+ * EAGAIN), then a sentence saying so and what to do.
+ */
+const char	*storeenv_damage_hint(int err);
+
 /* Begins a transaction; DB_RUNRECOVERY at once when broken. */
 int	 storeenv_txn_begin(struct storeenv *, DB_TXN **);
 /* Both end the transaction, whatever they return. */

@@ -75,3 +75,59 @@ load test_helper
 	[[ "$stderr" != *hunter2-secret* ]] || fail "password logged: $stderr"
 	[[ "$output" != *hunter2-secret* ]] || fail "password printed"
 }
+
+# Every property librdkafka flags sensitive, from -X and from -F: the
+# private key (a PEM block, blanks and newlines in it), its passphrase and
+# path, the inline CA, the keystore's and SASL's credentials.  acks=bogus
+# comes last so that each command stops right after applying them.
+secret_props() {
+	local pem=$'-----BEGIN PRIVATE KEY-----\nMIIEvQ KEYBYTES-secret0\n-----END PRIVATE KEY-----'
+
+	PROPS="$BATS_TEST_TMPDIR/client.properties"
+	printf '%s\n' 'ssl.key.password = secret1' 'ssl.ca.pem=secret2' \
+	    'sasl.oauthbearer.config=principal=secret3' >"$PROPS"
+	SECRET_ARGS=(-X "ssl.key.pem=$pem" -F "$PROPS"
+	    -X ssl.key.location=/keys/secret4 -X ssl.keystore.password=secret5
+	    -X sasl.username=secret6 -X ssl_key=secret7 -X acks=bogus)
+}
+
+@test "options: no sensitive property's value is logged, by any command, with -vv or without" {
+	local cmd
+	secret_props
+	for cmd in pay-process notify order-submit dlq-replay \
+	    "order-serve --listen 127.0.0.1:0" "topic-admin list"; do
+		for v in -vv -q ""; do
+			# shellcheck disable=SC2086
+			run --separate-stderr $cmd $v \
+			    --state "$BATS_TEST_TMPDIR/state" "${SECRET_ARGS[@]}"
+			[ "$status" -eq 2 ] || fail "$cmd $v: status $status: $stderr"
+			[[ "$stderr$output" != *secret[0-9]* ]] ||
+			    fail "$cmd $v logged a secret: $stderr"
+		done
+	done
+	# A sensitive value librdkafka rejects is named, not shown.
+	run --separate-stderr pay-process -X ssl_key=secret7 \
+	    --state "$BATS_TEST_TMPDIR/state"
+	assert_failure 2
+	[[ "$stderr" == *"ssl_key=[redacted]"* ]] || fail "stderr: $stderr"
+}
+
+@test "options: a mistyped property name is reported without its value" {
+	local cmd
+	for cmd in pay-process "order-serve --listen 127.0.0.1:0"; do
+		# shellcheck disable=SC2086
+		run --separate-stderr $cmd --state "$BATS_TEST_TMPDIR/state" \
+		    -X ssl.key.pemm=hunter2-value
+		assert_failure 2
+		[[ "$stderr" == *"-X: ssl.key.pemm: No such configuration property"* ]] ||
+		    fail "$cmd: stderr: $stderr"
+		[[ "$stderr" != *hunter2* ]] || fail "$cmd: value echoed: $stderr"
+		# shellcheck disable=SC2086
+		run --separate-stderr $cmd --state "$BATS_TEST_TMPDIR/state" \
+		    -X sasl.password:hunter2-value
+		assert_failure 2
+		[[ "$stderr" == *"-X: expected name=value"* ]] ||
+		    fail "$cmd: stderr: $stderr"
+		[[ "$stderr" != *hunter2* ]] || fail "$cmd: value echoed: $stderr"
+	done
+}

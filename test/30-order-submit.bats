@@ -317,7 +317,8 @@ records_at_least() {
 	    -X foo.bar=1 "$f"
 	assert_failure 2
 	assert_output ""
-	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]] ||
+	# The name, never the value: a mistyped name may hold a secret.
+	[[ "$stderr" == *'-X: foo.bar: No such configuration property'* ]] ||
 	    fail "stderr: $stderr"
 	printf 'client.id=demo\nacks=sometimes\n' >"$props"
 	run --separate-stderr timeout 30 order-submit -b 127.0.0.1:1 -o - \

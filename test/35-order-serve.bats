@@ -193,6 +193,54 @@ status_is() {	# ORDER-ID STATUS
 	[ "$(metric order_serve_committed_orders_total)" = 0 ]
 }
 
+@test "errors: 414 and 431 as JSON below libmicrohttpd's own limits" {
+	new_flow
+	start_serve
+	local long
+	long=$(head -c 20000 /dev/zero | tr '\0' a)
+	run curl -sS -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' \
+	    "$URL/orders/${long:0:9000}"
+	assert_output 414
+	jq -e '.error == "the URL is longer than 8 KiB"' "$BATS_TEST_TMPDIR/b"
+	run curl -sS -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' \
+	    -H "X-Filler: $long" "$URL/healthz"
+	assert_output 431
+	jq -e '.error == "the header fields are larger than 16 KiB"' \
+	    "$BATS_TEST_TMPDIR/b"
+	# Past libmicrohttpd's 32 KiB a connection: its own page, as
+	# order-serve(1) says.
+	run curl -sS -o /dev/null -w '%{http_code}' \
+	    -H "X-Filler: $long$long" "$URL/healthz"
+	assert_output 431
+}
+
+@test "errors: an escaped NUL is no order id; no empty field; a lone surrogate is named" {
+	new_flow
+	start_serve
+	run post "$(order_json h-1)"
+	assert_output 201
+	for path in '/orders/h-1%00junk' '/orders/h-1%00'; do
+		run curl -sS -o "$BATS_TEST_TMPDIR/b" -w '%{http_code}' "$URL$path"
+		assert_output 404
+		jq -e '.error == "no such resource"' "$BATS_TEST_TMPDIR/b"
+	done
+	run curl -sS -o /dev/null -w '%{http_code}' "$URL/orders/h-1"
+	assert_output 200
+
+	# The whole body is to blame: no "field".
+	run post ''
+	assert_output 400
+	jq -e '.error == "invalid JSON: empty input" and (has("field") | not)' \
+	    "$BATS_TEST_TMPDIR/b"
+	run post "$(order_json h-2 | sed 's/"c-42"/"c-42\\ud800"/')"
+	assert_output 400
+	jq -e '.field == "customer_id"' "$BATS_TEST_TMPDIR/b"
+	run post "$(order_json h-2 | jq -c '.items[0].qty = 0' |
+	    sed 's/"qty":0/"qty":1e400/')"
+	assert_output 400
+	jq -e '.field == "items[0].qty"' "$BATS_TEST_TMPDIR/b"
+}
+
 @test "--token-file: 401 without the bearer token (JSON, WWW-Authenticate), /healthz open" {
 	new_flow
 	echo 's3cret-token' >"$BATS_TEST_TMPDIR/token"

@@ -638,7 +638,7 @@ p-visa approved" ]
 	    --state "$BATS_TEST_TMPDIR/st" -X foo.bar=1 <"$BATS_TEST_TMPDIR/in.jsonl"
 	assert_failure 2
 	assert_output ""
-	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]]
+	[[ "$stderr" == *'-X: foo.bar: No such configuration property'* ]]
 	[ ! -e "$BATS_TEST_TMPDIR/st" ]
 	printf 'security.protocol=carrier-pigeon\n' >"$props"
 	run --separate-stderr timeout 30 pay-process -b 127.0.0.1:1 -i - -o - \
@@ -878,4 +878,20 @@ p-visa approved" ]
 	# Calls were in flight at the kill: they were made again.
 	[ "$(wc -l <"$BATS_TEST_TMPDIR/gw.log")" -gt "$n" ]
 	[ -z "$(records order-created-dlq)" ]
+}
+
+@test "pay-process: a damaged state file is reported as damage, once, with what to do" {
+	local st="$BATS_TEST_TMPDIR/state" ev="$BATS_TEST_TMPDIR/ev.jsonl"
+	mkev o-d1 pm_card_visa >"$ev"
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_success
+	# Berkeley DB reads a damaged page as an encrypted one.
+	head -c 8192 /dev/urandom |
+	    dd of="$st/idem.db" conv=notrunc status=none
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_failure 1
+	[[ "$stderr" == *"store: $st: "*": the state is damaged"*"restore it from a backup, or move it aside"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(grep -c 'Encrypted database' <<<"$stderr")" -le 1 ] ||
+	    fail "repeated: $stderr"
 }

@@ -395,9 +395,9 @@ duplicate_seen() {
 	new_flow
 	GROUP=$(unique_name notify)
 	SECRET="$BATS_TEST_TMPDIR/secret"
-	printf 'not-base64 raw secret\n' >"$SECRET"
+	printf 'not-base64 raw secret, 24 bytes or more\n' >"$SECRET"
 	start_receiver
-	printf 'another secret\n' >"$BATS_TEST_TMPDIR/wrong"
+	printf 'another secret, 24 bytes or more\n' >"$BATS_TEST_TMPDIR/wrong"
 	produce payment-processed "$(payment_event o-3101 approved 1)" \
 	    "$(payment_event o-3102 approved 2)"
 	start_notify --webhook "http://127.0.0.1:$PORT/" \
@@ -641,6 +641,41 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	assert_output --partial "o-1003 | cy@example.com | approved | Payment of USD 30.00 for order o-1003 approved"
 }
 
+@test "notify: a webhook secret under 24 bytes exits 2; one others can read is warned about" {
+	local s="$BATS_TEST_TMPDIR/s" empty="$BATS_TEST_TMPDIR/empty.jsonl"
+
+	: >"$empty"
+	# 3 bytes after whsec_'s base64, then 23 raw bytes: refused.
+	for secret in whsec_YWJj 12345678901234567890123 \
+	    "whsec_$(head -c 23 /dev/urandom | base64)"; do
+		printf '%s\n' "$secret" >"$s"
+		chmod 600 "$s"
+		run --separate-stderr notify --webhook http://127.0.0.1:9/ \
+		    --secret-file "$s" -i "$empty" --state "$BATS_TEST_TMPDIR/st"
+		[ "$status" -eq 2 ] || fail "$secret: status $status"
+		[[ "$stderr" == *"$s: the secret is shorter than 24 bytes"* ]] ||
+		    fail "stderr: $stderr"
+		[[ "$stderr" != *"$secret"* ]] || fail "secret logged: $stderr"
+	done
+	# 24 bytes, either way, are enough; only the owner reads the file.
+	for secret in 123456789012345678901234 \
+	    "whsec_$(head -c 24 /dev/urandom | base64)"; do
+		printf '%s\n' "$secret" >"$s"
+		chmod 600 "$s"
+		run --separate-stderr notify --webhook http://127.0.0.1:9/ \
+		    --secret-file "$s" -i "$empty" --state "$BATS_TEST_TMPDIR/st"
+		assert_success
+		[[ "$stderr" != *"readable by other users"* ]] ||
+		    fail "stderr: $stderr"
+	done
+	chmod 640 "$s"
+	run --separate-stderr notify --webhook http://127.0.0.1:9/ \
+	    --secret-file "$s" -i "$empty" --state "$BATS_TEST_TMPDIR/st"
+	assert_success
+	[[ "$stderr" == *"--secret-file $s: readable by other users (mode 0640)"* ]] ||
+	    fail "stderr: $stderr"
+}
+
 @test "notify: usage errors exit 2" {
 	run --separate-stderr notify --webhook http://127.0.0.1:9/
 	[ "$status" -eq 2 ]
@@ -671,7 +706,7 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \
 	    --state "$BATS_TEST_TMPDIR/st" -X foo.bar=1 </dev/null
 	[ "$status" -eq 2 ]
-	[[ "$stderr" == *'-X: foo.bar=1: No such configuration property'* ]]
+	[[ "$stderr" == *'-X: foo.bar: No such configuration property'* ]]
 	[ ! -e "$BATS_TEST_TMPDIR/st" ]
 	printf '# client\nfetch.wait.max.ms=soon\n' >"$props"
 	run --separate-stderr timeout 30 notify -b 127.0.0.1:1 -i - \

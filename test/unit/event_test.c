@@ -308,7 +308,8 @@ test_money(void)
 {
 	static const char *notint[] = {
 		"12.5", "1250.0", "1e3", "1E3", "1.25e3", "\"1250\"", "1e300",
-		"-1e300", "true", "null", "{}", "-0.0", "0.0",
+		"-1e300", "1e400", "-1e400", "true", "null", "{}", "-0.0",
+		"0.0",
 	};
 	static const char *range[] = {
 		"-1", "100000001", "99999999999999999999",
@@ -339,7 +340,12 @@ test_strict(void)
 
 	ORDER_ERR("", "", "invalid JSON: empty input");
 	ORDER_ERR(" \n", "", "invalid JSON: empty input");
-	ORDER_ERR("{\"a\":", "", "invalid JSON at byte offset 4");
+	ORDER_ERR("{\"a\":", "a", "invalid JSON at byte offset 4");
+	ORDER_ERR("{\"a\":\"x\"", "", "invalid JSON at byte offset 7");
+	s = with_items("[{\"sku\":\"A\",\"qty\":1,\"unit_price\":1},"
+	    "{\"sku\":\"B\",\"qty\":tru}]");
+	ORDER_ERR(s, "items[1].qty", "invalid JSON at byte offset 124");
+	free(s);
 	ORDER_ERR("{} x", "", "invalid JSON: trailing data at byte offset 3");
 	ORDER_ERR("{}{}", "", "invalid JSON: trailing data at byte offset 2");
 	ORDER_ERR("[1]", "", "must be a JSON object");
@@ -352,6 +358,29 @@ test_strict(void)
 	ORDER_ERR("{\"customer_id\":\"a\\u0000b\"}", "",
 	    "invalid JSON: control character or \\u0000 in a string at byte "
 	    "offset 17");
+	/* A lone surrogate names its field; a pair is a character. */
+	ORDER_ERR("{\"customer_id\":\"c-42\\ud800\"}", "customer_id",
+	    "invalid JSON: a lone UTF-16 surrogate (\\ud800) in a string at "
+	    "byte offset 20");
+	ORDER_ERR("{\"customer_id\":\"c\",\"email\":\"\\uDC00@b.c\"}",
+	    "email", "invalid JSON: a lone UTF-16 surrogate (\\uDC00) in a "
+	    "string at byte offset 28");
+	s = with_items("[{\"sku\":\"A\",\"qty\":1,\"unit_price\":1},"
+	    "{\"sku\":\"B\\ud83d\\u0041\",\"qty\":1,\"unit_price\":1}]");
+	ORDER_ERR(s, "items[1].sku", "invalid JSON: a lone UTF-16 surrogate "
+	    "(\\ud83d) in a string at byte offset 116");
+	free(s);
+	s = envelope("order.created.v2", "o-7", "{\"order_id\":\"o-7\","
+	    "\"customer_id\":\"c\\ud800\"}");
+	EVENT_ERR(s, "data.customer_id", "a lone UTF-16 surrogate (\\ud800)");
+	free(s);
+	ORDER_ERR("{\"x\\ud800\":1}", "", "invalid JSON: a lone UTF-16 "
+	    "surrogate (\\ud800) in a string at byte offset 3");
+	s = with_items("[{\"sku\":\"\\ud83d\\ude00\",\"qty\":1,"
+	    "\"unit_price\":1}]");
+	ORDER_ERR(s, "items[0].sku", "must be 1 to 64 printable ASCII "
+	    "characters without spaces");
+	free(s);
 	/* an escaped backslash before "u0000" is not \u0000 */
 	s = with_items("[{\"sku\":\"A\\\\u0000\",\"qty\":1,\"unit_price\":1}]");
 	{

@@ -735,6 +735,17 @@ test_logging(void)
 		  "kafka: CONF: [thrd:app]:   ssl.key.password = [redacted]\n" },
 		{ "set ssl.key.password=\"hunter2 x\" (ok)",
 		  "kafka: CONF: set ssl.key.password=[redacted] (ok)\n" },
+		{ "set ssl.key.pem=-----BEGIN PRIVATE KEY-----\nMII hunter2\n"
+		  "-----END PRIVATE KEY----- (ok)",
+		  "kafka: CONF: set ssl.key.pem=[redacted] (ok)\n" },
+		{ "Invalid value \"hunter2\" for configuration property "
+		  "\"ssl.key.location\"",
+		  "kafka: CONF: Invalid value \"[redacted]\" for configuration "
+		  "property \"ssl.key.location\"\n" },
+		{ "  ssl.ca.pem = hunter2", "kafka: CONF:   ssl.ca.pem = "
+		  "[redacted]\n" },
+		{ "-X: ssl_key=[redacted]: not settable",
+		  "kafka: CONF: -X: ssl_key=[redacted]: not settable\n" },
 		{ "  bootstrap.servers = 127.0.0.1:9092",
 		  "kafka: CONF:   bootstrap.servers = 127.0.0.1:9092\n" },
 	};
