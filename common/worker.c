@@ -28,6 +28,7 @@
 #define TICK_MS			1000
 #define REACHABLE_MS		10000	/* startup: wait for a broker */
 #define REVOKE_FLUSH_MS		10000
+#define HOLD_MS			1000	/* full that long: fetching paused */
 #define ATTEMPT_MAX		1000000
 #define FENCED_AGAIN_MS		60000	/* see consumer_renew() */
 
@@ -351,18 +352,25 @@ check_fatal(struct worker *w)
 }
 
 /*
- * Bounded memory: with inflight_max() records held, fetching stops until
- * a quarter of them are done.  Resuming resumes every partition, so
- * those paused for a retry are paused again.  librdkafka drops what it
- * prefetched for a paused partition and fetches again from the next
- * record not consumed, so nothing is skipped.
+ * Bounded memory: with inflight_max() records held, the worker takes no
+ * more (take()); held so for HOLD_MS, fetching pauses until a quarter of
+ * them are done.  Resuming resumes every partition, so those paused for
+ * a retry are paused again.  librdkafka drops what it prefetched for a
+ * paused partition and fetches again from the next record not consumed,
+ * so nothing is skipped.
  */
 static void
 hold(struct worker *w)
 {
 	size_t held = inflight_held(w), i, n = inflight_max(w);
+	int64_t now = util_mono_ms();
 
-	if (!w->holding && inflight_full(w)) {
+	if (!inflight_full(w))
+		w->full_since = 0;
+	else if (w->full_since == 0)
+		w->full_since = now;
+	if (!w->holding && w->full_since != 0 &&
+	    now - w->full_since >= HOLD_MS) {
 		if (kafka_consumer_hold(w->c, 1) == 0) {
 			w->holding = 1;
 			log_debug("%zu records in flight: fetching paused",
@@ -378,6 +386,23 @@ hold(struct worker *w)
 			    held);
 		}
 	}
+}
+
+/*
+ * Whether to take a record now.  Full, the worker stops taking them for
+ * up to HOLD_MS: librdkafka's prefetch queue, bounded (consumer_props),
+ * fills and its fetching stops by itself, and what it holds is there
+ * when room comes back.  Pausing the partitions instead throws that
+ * away, to be fetched again after the resume: a worker that fills and
+ * drains every few milliseconds (the simulator against its store) spent
+ * more on fetching again than on paying.  Full for longer (calls that
+ * hang), hold() pauses fetching and the consumer is polled again, for
+ * its rebalances and errors.
+ */
+static int
+take(const struct worker *w)
+{
+	return !inflight_full(w) || w->holding;
 }
 
 /* The consumer's wait: at most until the first retry held is due. */
@@ -471,7 +496,7 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 		/* Calls in flight: a glance at Kafka, then the calls. */
 		busy = inflight_busy(w);
 		wait = busy ? 0 : poll_wait(w);
-		m = kafka_consumer_poll(w->c, wait);
+		m = take(w) ? kafka_consumer_poll(w->c, wait) : NULL;
 		if (m != NULL) {
 			on_message(w, m);
 			rd_kafka_message_destroy(m);

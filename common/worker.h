@@ -52,8 +52,9 @@
  * the order they were read, each once the one before completed; other
  * keys run side by side.  At most concurrency are started and pending;
  * as many again (at least 64) are held ready behind them.  While that
- * many are held, fetching pauses (pipe mode: reading), and resumes once
- * a quarter are done; a
+ * many are held, no more are taken (pipe mode: reading pauses; Kafka:
+ * librdkafka's prefetch, itself bounded, fills and stops fetching);
+ * held so for a second, fetching pauses until a quarter are done; a
  * partition whose window of unfinished records (from the oldest one not
  * done to the newest read) reaches WORKER_WINDOW_MAX pauses alone until
  * it is down to half.

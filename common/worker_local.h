@@ -46,6 +46,7 @@ struct worker {
 	struct timerheap	 timers;	/* Kafka: retries not due (epoch) */
 	size_t			 pending;	/* started, not complete */
 	int			 holding;	/* fetching paused: full */
+	int64_t			 full_since;	/* mono ms; 0: not full */
 };
 
 /* Sets w->rc to code unless an error came first. */
