@@ -717,10 +717,7 @@ static void
 store_submit(struct ncall *c, storeq_body_fn *body, storeq_done_fn *done)
 {
 	c->now_ms = util_now_ms();
-	c->req.body = body;
-	c->req.done = done;
-	c->req.arg = c;
-	storeq_submit(c->n->sq, &c->req);
+	storeq_call(c->n->sq, &c->req, body, done, c);
 }
 
 static void

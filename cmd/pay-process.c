@@ -289,10 +289,7 @@ static void
 store_submit(struct payjob *pj, storeq_body_fn *body, storeq_done_fn *done)
 {
 	pj->now_ms = util_now_ms();
-	pj->req.body = body;
-	pj->req.done = done;
-	pj->req.arg = pj;
-	storeq_submit(pj->p->sq, &pj->req);
+	storeq_call(pj->p->sq, &pj->req, body, done, pj);
 }
 
 /*

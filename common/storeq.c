@@ -217,6 +217,16 @@ storeq_submit(struct storeq *q, struct storeq_req *r)
 	pthread_mutex_unlock(&q->mu);
 }
 
+void
+storeq_call(struct storeq *q, struct storeq_req *r, storeq_body_fn *body,
+    storeq_done_fn *done, void *arg)
+{
+	r->body = body;
+	r->done = done;
+	r->arg = arg;
+	storeq_submit(q, r);
+}
+
 size_t
 storeq_collect(struct storeq *q, int wait_ms)
 {

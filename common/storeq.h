@@ -78,6 +78,9 @@ struct storeq_hooks {
 struct storeq	*storeq_start(struct store **sp, const struct storeq_hooks *);
 /* Queues r (its body and done set). */
 void		 storeq_submit(struct storeq *, struct storeq_req *r);
+/* Sets r's body, done and arg, and queues it. */
+void		 storeq_call(struct storeq *, struct storeq_req *r,
+		    storeq_body_fn *body, storeq_done_fn *done, void *arg);
 /*
  * Calls the done callback of every request handed back, waiting up to
  * wait_ms for one when there is none (0: no wait).  Returns how many.
