@@ -252,6 +252,13 @@ void
 inflight_submit(struct worker *w, const struct worker_input *in,
     const rd_kafka_headers_t *src)
 {
+	inflight_submit_keyed(w, in, src, NULL, 0);
+}
+
+void
+inflight_submit_keyed(struct worker *w, const struct worker_input *in,
+    const rd_kafka_headers_t *src, const char *key, size_t keylen)
+{
 	struct worker_job *j;
 
 	/* One at a time: nothing is ever held, no copy is needed. */
@@ -259,25 +266,7 @@ inflight_submit(struct worker *w, const struct worker_input *in,
 		route_handle(w, in, src, NULL);
 		return;
 	}
-	if ((j = job_new(w, in, src, NULL, 0)) == NULL) {
-		oom(w);
-		return;
-	}
-	job_enqueue(w, j);
-	ready_run(w);
-}
-
-void
-inflight_submit_keyed(struct worker *w, const struct worker_input *in,
-    const char *key, size_t keylen)
-{
-	struct worker_job *j;
-
-	if (key == NULL || (w->cf->start == NULL && keyq_items(w->kq) == 0)) {
-		inflight_submit(w, in, NULL);
-		return;
-	}
-	if ((j = job_new(w, in, NULL, key, keylen)) == NULL) {
+	if ((j = job_new(w, in, src, key, keylen)) == NULL) {
 		oom(w);
 		return;
 	}

@@ -346,7 +346,7 @@ pipe_slot(struct worker *w, struct reader_slot *sl)
 	switch (sl->status) {
 	case JSONL_LINE:
 		pipe_input(&in, sl->line, sl->len, sl->lineno, 1);
-		inflight_submit_keyed(w, &in, sl->key, sl->keylen);
+		inflight_submit_keyed(w, &in, NULL, sl->key, sl->keylen);
 		free(sl->line);
 		free(sl->key);
 		return 0;

@@ -73,11 +73,11 @@ void	inflight_free(struct worker *);
 void	inflight_submit(struct worker *, const struct worker_input *in,
 	    const rd_kafka_headers_t *src);
 /*
- * Pipe mode: inflight_submit() with the ordering key taken already (by
+ * inflight_submit() with the ordering key taken already (pipe mode: by
  * the reader's thread, with inflight_key_of()); key NULL: none taken.
  */
 void	inflight_submit_keyed(struct worker *, const struct worker_input *in,
-	    const char *key, size_t keylen);
+	    const rd_kafka_headers_t *src, const char *key, size_t keylen);
 /*
  * The ordering key of a line of pipe mode, the event's subject ("" when
  * it has none), malloc'd; NULL when out of memory.  Thread-safe.
