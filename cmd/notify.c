@@ -980,7 +980,6 @@ parse_options(struct notify *n, int argc, char **argv)
 		OPT_COMMON_LONG,
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *errstr;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:", longopts,
@@ -997,14 +996,8 @@ parse_options(struct notify *n, int argc, char **argv)
 			    optarg, 1);
 			break;
 		case OPT_CONCURRENCY:
-			n->concurrency = (int)util_strtonum(optarg, 1,
-			    WORKER_CONCURRENCY_MAX, &errstr);
-			if (errstr != NULL) {
-				log_error("--concurrency %s: %s (1 to %d)",
-				    optarg, errstr, WORKER_CONCURRENCY_MAX);
-				usage();
-				exit(OF_EXIT_USAGE);
-			}
+			n->concurrency = (int)opt_number("--concurrency",
+			    optarg, 1, WORKER_CONCURRENCY_MAX);
 			break;
 		case OPT_DEDUP_TTL:
 			n->ttl_ms = opt_duration("--dedup-ttl", optarg, 1);
@@ -1018,14 +1011,8 @@ parse_options(struct notify *n, int argc, char **argv)
 			n->cmd = optarg;
 			break;
 		case OPT_MAX_ATTEMPTS:
-			n->max_attempts = (int)util_strtonum(optarg, 1,
-			    MAX_ATTEMPTS_MAX, &errstr);
-			if (errstr != NULL) {
-				log_error("--max-attempts %s: %s (1 to %d)",
-				    optarg, errstr, MAX_ATTEMPTS_MAX);
-				usage();
-				exit(OF_EXIT_USAGE);
-			}
+			n->max_attempts = (int)opt_number("--max-attempts",
+			    optarg, 1, MAX_ATTEMPTS_MAX);
 			break;
 		case OPT_SECRET_FILE:
 			n->secret_file = optarg;

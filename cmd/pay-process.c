@@ -107,14 +107,6 @@ struct pp {
 	uint64_t	 duplicates;
 };
 
-/* A gateway call in flight: the order it charges and its job. */
-struct gwcall {
-	struct pp		*p;
-	struct worker_job	*job;
-	struct event		 ev;
-	int			 attempt;
-};
-
 static struct pp pp;
 
 static void
@@ -165,7 +157,6 @@ struct payjob {
 	struct pp		*p;
 	struct worker_job	*job;
 	struct event		 ev;
-	int			 attempt;
 	int			 charged;	/* ch holds the charge */
 	struct charge		 ch;
 	struct storeq_req	 req;
@@ -721,7 +712,6 @@ start(void *ctx, struct worker_job *job, const struct worker_input *in,
 	}
 	pj->p = p;
 	pj->job = job;
-	pj->attempt = in->attempt;
 	if (p->hq == NULL) {
 		simulate(p, &pj->ev, in->attempt, &pj->ch);
 		pj->charged = 1;
@@ -797,7 +787,6 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 		{ "sync", no_argument, NULL, OPT_SYNC },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *e;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
@@ -820,10 +809,8 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 			    optarg, 0);
 			break;
 		case OPT_CONCURRENCY:
-			p->concurrency = (int)util_strtonum(optarg, 1,
-			    WORKER_CONCURRENCY_MAX, &e);
-			if (e != NULL)
-				usage_error("--concurrency %s", optarg, e);
+			p->concurrency = (int)opt_number("--concurrency",
+			    optarg, 1, WORKER_CONCURRENCY_MAX);
 			break;
 		case OPT_DEDUP_TTL:
 			p->ttl_ms = opt_duration("--dedup-ttl", optarg, 1000);
@@ -843,16 +830,12 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 			    optarg, 1);
 			break;
 		case OPT_LIMIT:
-			p->limit = util_strtonum(optarg, 0, ORDER_TOTAL_MAX,
-			    &e);
-			if (e != NULL)
-				usage_error("--limit %s", optarg, e);
+			p->limit = opt_number("--limit", optarg, 0,
+			    ORDER_TOTAL_MAX);
 			break;
 		case OPT_MAX_ATTEMPTS:
-			cf->max_attempts = (int)util_strtonum(optarg, 1, 100,
-			    &e);
-			if (e != NULL)
-				usage_error("--max-attempts %s", optarg, e);
+			cf->max_attempts = (int)opt_number("--max-attempts",
+			    optarg, 1, 100);
 			break;
 		case OPT_SYNC:
 			p->store_flags &= ~STORE_NOSYNC;

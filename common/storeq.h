@@ -86,7 +86,7 @@ void		 storeq_call(struct storeq *, struct storeq_req *r,
  * wait_ms for one when there is none (0: no wait).  Returns how many.
  */
 size_t		 storeq_collect(struct storeq *, int wait_ms);
-/* Transactions committed or aborted so far (for -v and tests). */
+/* Transactions committed or aborted so far (for tests). */
 unsigned long	 storeq_batches(const struct storeq *);
 /* Requests queued, in a batch or handed back and not yet collected. */
 size_t		 storeq_pending(const struct storeq *);
