@@ -30,13 +30,15 @@ MAN7 = man/man7/orderflow.7
 
 LIB = build/libcommon.a
 LIB_HDR = $(wildcard common/*.h)
-LIB_OBJ = $(patsubst %.c,build/%.o,$(wildcard common/*.c))
+# The Avro schemas of schemas/, compiled in as strings (schemas.h).
+SCHEMAS = $(wildcard schemas/*.avsc)
+LIB_OBJ = $(patsubst %.c,build/%.o,$(wildcard common/*.c)) build/gen/schemas.o
 UNIT = $(patsubst test/unit/%.c,build/test/%,$(wildcard test/unit/*.c))
 FUZZ = $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*.c))
 
 # Silent here: deps, clean and check must run before the packages are
 # there.  pkgcheck (below) makes a missing one an error when building.
-PKGS = rdkafka libcjson libcurl libmicrohttpd uuid libcrypto
+PKGS = rdkafka libcjson libcurl libmicrohttpd uuid libcrypto avro-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -84,6 +86,19 @@ build/%.o: %.c $(LIB_HDR) build/flags
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) -c -o $@ $<
 
+# schema_NAME[] for each schemas/NAME.avsc, dots as underscores.
+build/gen/schemas.c: $(SCHEMAS) Makefile
+	@mkdir -p $(@D)
+	@for f in $(SCHEMAS); do \
+	    printf 'const char schema_%s[] =\n' \
+	        "$$(basename "$$f" .avsc | tr . _)"; \
+	    sed 's/\\/\\\\/g; s/"/\\"/g; s/.*/\t"&\\n"/' "$$f"; \
+	    printf ';\n'; \
+	done > $@.tmp && mv $@.tmp $@
+
+build/gen/schemas.o: build/gen/schemas.c $(LIB_HDR) build/flags
+	$(CC) $(ALL_CFLAGS) $(ALL_CPPFLAGS) -include schemas.h -c -o $@ $<
+
 $(LIB): $(LIB_OBJ)
 	rm -f $@
 	$(AR) rcs $@ $(LIB_OBJ)
@@ -120,10 +135,11 @@ bench:
 lint:
 	mandoc -Tlint -Wwarning $(MAN1) $(MAN7)
 
-build/fuzz/%: fuzz/%.c $(wildcard common/*.c) $(LIB_HDR) | pkgcheck
+build/fuzz/%: fuzz/%.c $(wildcard common/*.c) build/gen/schemas.c $(LIB_HDR) \
+    | pkgcheck
 	@mkdir -p $(@D)
 	$(FUZZCC) $(FUZZFLAGS) $(ALL_CPPFLAGS) -o $@ $< $(wildcard common/*.c) \
-	    $(ALL_LDLIBS)
+	    build/gen/schemas.c $(ALL_LDLIBS)
 
 fuzz: $(FUZZ)
 

@@ -1,0 +1,116 @@
+/*
+ * codec.h - events on Kafka in either format (orderflow(7), FORMATS):
+ * CloudEvents structured JSON, or Avro in the Confluent wire format with
+ * the CloudEvents attributes in ce_* headers (binary content mode).
+ *
+ * Writing: a command chooses one format (--format).  For avro, the
+ * schema of each event type it writes (schemas/ in the source tree,
+ * compiled in) is registered under the topic's subject ("TOPIC-value",
+ * the TopicNameStrategy) by codec_prepare(), before the first record, and
+ * its id kept; codec_encode() then never waits for the network.
+ *
+ * Reading: every consumer takes both formats, told apart by the
+ * content-type header (application/avro, else JSON), so both can share a
+ * topic during a migration.  An Avro record is decoded with the schema
+ * its id names (fetched from the registry once, then cached) into the
+ * CloudEvents JSON of the same event, which event_parse() checks as it
+ * checks any other: the same rules, the same upcast of v1, the same
+ * messages.  Retry and dead-letter records carry the bytes and headers
+ * they were read with, whatever the format.
+ *
+ * Not thread-safe: one codec per thread that encodes or decodes.
+ */
+#ifndef OF_CODEC_H
+#define OF_CODEC_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "event.h"
+
+enum codec_format { CODEC_JSON = 0, CODEC_AVRO };
+
+/* The content-type of an Avro record (CloudEvents binary mode). */
+#define CODEC_AVRO_CONTENT_TYPE	"application/avro"
+#define CODEC_MAGIC		0	/* the wire format's first byte */
+#define CODEC_HEADER_LEN	5	/* magic byte, 4-byte big-endian id */
+
+/* What codec_decode() and codec_parse() found wrong. */
+enum codec_err {
+	CODEC_OK = 0,
+	CODEC_INVALID = -1,	/* the record is bad: dead letter, kind invalid */
+	CODEC_TRANSIENT = -2,	/* the registry did not answer: try again later */
+	CODEC_NOMEM = -3
+};
+
+struct codec;
+
+/*
+ * A codec writing fmt, with the registry at registry_url (may be NULL:
+ * then Avro records can be neither written nor read).  fmt CODEC_AVRO
+ * needs a registry.  NULL with msg set on a bad URL or no memory.
+ */
+struct codec	*codec_new(enum codec_format fmt, const char *registry_url,
+		    char *msg, size_t msglen);
+void		 codec_free(struct codec *);
+
+/* "json" or "avro" into *fmt; -1 for anything else. */
+int	codec_format_parse(const char *s, enum codec_format *fmt);
+
+enum codec_format codec_format(const struct codec *);
+
+/*
+ * Before writing events of kind to topic: with CODEC_AVRO, registers
+ * kind's schema under "topic-value" (or finds it there) and keeps its id.
+ * 0, or -1 with msg set: REGISTRY_* in *rerr tells a registry that did
+ * not answer (REGISTRY_UNAVAILABLE) from one that refused the schema.
+ * Nothing to do with CODEC_JSON.
+ */
+int	codec_prepare(struct codec *, const char *topic, enum event_kind kind,
+	    int *rerr, char *msg, size_t msglen);
+
+/*
+ * The record of an event given as its CloudEvents JSON (json, len bytes:
+ * event_serialize()'s output or a stored copy of it), for topic: the
+ * value in *value (malloc'd; for CODEC_JSON a copy of json) and *vlen,
+ * and a new header list in *hdrs: content-type and traceparent for JSON
+ * (flow_headers_new()), or content-type application/avro, the ce_*
+ * attributes and traceparent for Avro.  The JSON's traceparent attribute
+ * is the one used when traceparent is NULL or "".  -1 with msg set when
+ * json is no event of a kind prepared for topic, or out of memory.
+ */
+int	codec_encode(struct codec *, const char *topic, const char *json,
+	    size_t len, const char *traceparent, void **value, size_t *vlen,
+	    rd_kafka_headers_t **hdrs, char *msg, size_t msglen);
+
+/*
+ * Whether a record with headers h (may be NULL) is an Avro one: its
+ * content-type is application/avro.
+ */
+int	codec_is_avro(const rd_kafka_headers_t *h);
+
+/*
+ * The CloudEvents JSON of a record (value, len bytes; headers h): for a
+ * JSON record NULL and CODEC_OK (the value is the JSON); for an Avro one
+ * the JSON built from its ce_* headers and its data, decoded with the
+ * schema its id names, in *json (malloc'd, NUL-terminated) and *jlen.
+ * Else an error with why set: CODEC_INVALID (no magic byte, an id the
+ * registry does not know, bytes that do not decode, no registry given),
+ * CODEC_TRANSIENT (the registry did not answer), CODEC_NOMEM.
+ */
+int	codec_decode(struct codec *, const void *value, size_t len,
+	    const rd_kafka_headers_t *h, char **json, size_t *jlen,
+	    char *why, size_t whylen);
+
+/*
+ * codec_decode() and then event_parse(): 0 with *ev filled, or
+ * CODEC_INVALID with err set (a decoding failure has field ""),
+ * CODEC_TRANSIENT or CODEC_NOMEM with err's text set.  *ev is always
+ * initialised: event_free() is safe either way.
+ */
+int	codec_parse(struct codec *, const void *value, size_t len,
+	    const rd_kafka_headers_t *h, struct event *ev,
+	    struct event_err *err);
+
+#endif
