@@ -53,6 +53,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "codec.h"
 #include "event.h"
 #include "exitcode.h"
 #include "flow.h"
@@ -113,6 +114,8 @@ struct note {
 
 struct notify {
 	struct opt_kafka	 o;
+	struct opt_codec	 oc;
+	struct codec		*codec;		/* reads either format */
 	struct store		*st;
 	enum sink		 sink;
 	const char		*input;		/* -i: pipe mode */
@@ -166,10 +169,11 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: %s [-hqVv] [-b brokers] [-F file] [-G group] [-i file] "
-	    "[-X name=value]\n"
-	    "           [--backoff duration] [--backoff-max duration] "
-	    "[--concurrency n]\n"
-	    "           [--dedup-ttl duration] [--dlq file] [--exec command] "
+	    "[-r url]\n"
+	    "           [-X name=value] [--backoff duration] "
+	    "[--backoff-max duration]\n"
+	    "           [--concurrency n] [--dedup-ttl duration] [--dlq file]\n"
+	    "           [--exec command] [--format format] "
 	    "[--log-format format]\n"
 	    "           [--max-attempts n] [--secret-file file] [--state dir] "
 	    "[--timeout duration]\n"
@@ -817,6 +821,7 @@ start(void *ctx, struct worker_job *job, const struct worker_input *in,
 	struct event_err err;
 	struct ncall *c;
 	enum worker_outcome r = WORKER_INVALID;
+	int ret;
 
 	(void)out;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -825,10 +830,12 @@ start(void *ctx, struct worker_job *job, const struct worker_input *in,
 	}
 	c->n = n;
 	c->job = job;
-	if (event_parse(in->value != NULL ? in->value : "", in->len, &c->ev,
-	    &err) == -1)
+	if ((ret = codec_parse(n->codec, in->value, in->len, in->headers,
+	    &c->ev, &err)) != CODEC_OK) {
 		snprintf(why, whylen, "%s", err.text);
-	else if (c->ev.kind != EVENT_PAYMENT_PROCESSED_V1)
+		if (ret != CODEC_INVALID)
+			r = WORKER_TRANSIENT;
+	} else if (c->ev.kind != EVENT_PAYMENT_PROCESSED_V1)
 		snprintf(why, whylen, "type: %s is not %s", c->ev.type,
 		    EVENT_TYPE_PAYMENT_PROCESSED_V1);
 	else if (note_build(&c->nt, &c->ev) == -1) {
@@ -978,12 +985,13 @@ parse_options(struct notify *n, int argc, char **argv)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "webhook", required_argument, NULL, OPT_WEBHOOK },
 		OPT_COMMON_LONG,
+		OPT_CODEC_LONG,
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:", longopts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT OPT_CODEC_SHORT
+	    "i:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
 			n->input = optarg;
@@ -1024,7 +1032,8 @@ parse_options(struct notify *n, int argc, char **argv)
 			n->url = optarg;
 			break;
 		default:
-			if (!opt_common(&n->o, ch, optarg)) {
+			if (!opt_codec(&n->oc, ch, optarg) &&
+			    !opt_common(&n->o, ch, optarg)) {
 				usage();
 				exit(OF_EXIT_USAGE);
 			}
@@ -1046,6 +1055,8 @@ parse_options(struct notify *n, int argc, char **argv)
 	/* Kafka mode checks them as it makes its clients. */
 	if (n->input != NULL)
 		kafka_conf_check(&n->o);
+	/* Nothing is written in a format: avro only asks for a registry. */
+	n->codec = opt_codec_new(&n->oc, n->input != NULL);
 	n->sink = n->url != NULL ? SINK_WEBHOOK : n->cmd != NULL ?
 	    SINK_EXEC : SINK_STDOUT;
 }
@@ -1085,6 +1096,7 @@ main(int argc, char **argv)
 	log_init(argv[0]);
 	worker_catch_signals();
 	opt_init(&n->o, usage);
+	opt_codec_init(&n->oc);
 	n->backoff_ms = DEF_BACKOFF_MS;
 	n->backoff_max_ms = DEF_BACKOFF_MAX_MS;
 	n->max_attempts = DEF_MAX_ATTEMPTS;
@@ -1155,6 +1167,7 @@ main(int argc, char **argv)
 	httpq_free(n->hq);
 	curl_global_cleanup();
 	OPENSSL_cleanse(n->key, sizeof(n->key));
+	codec_free(n->codec);
 	if ((rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED) &&
 	    util_stdout_flush() == -1)
 		rc = OF_EXIT_FAIL;

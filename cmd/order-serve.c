@@ -53,6 +53,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "codec.h"
 #include "committer.h"
 #include "event.h"
 #include "exitcode.h"
@@ -150,6 +151,9 @@ struct job {
 
 struct server {
 	struct opt_kafka	 o;
+	struct opt_codec	 oc;
+	struct codec		*codec;		/* the relay's: writes one format */
+	struct codec		*pf_codec;	/* the follower's: reads both */
 	const char		*listen;
 	const char		*topic;		/* order-created */
 	const char		*pay_topic;	/* payment-processed */
@@ -184,9 +188,10 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: %s [-hqVv] [-b brokers] [-F file] [-G group] "
+	    "usage: %s [-hqVv] [-b brokers] [-F file] [-G group] [-r url] "
 	    "[-X name=value]\n"
-	    "           [--drain-timeout duration] [--idle-timeout duration]\n"
+	    "           [--drain-timeout duration] [--format format] "
+	    "[--idle-timeout duration]\n"
 	    "           [--listen addr:port] [--log-format format] "
 	    "[--max-connections n]\n"
 	    "           [--max-in-flight n] [--state dir] [--threads n]\n"
@@ -976,6 +981,7 @@ parse_options(struct server *sv, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		OPT_COMMON_LONG,
+		OPT_CODEC_LONG,
 		{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
 		{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
@@ -987,8 +993,8 @@ parse_options(struct server *sv, int argc, char **argv)
 	};
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT, longopts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT OPT_CODEC_SHORT,
+	    longopts, NULL)) != -1) {
 		switch (ch) {
 		case OPT_DRAIN_TIMEOUT:
 			sv->drain_ms = opt_duration("--drain-timeout", optarg,
@@ -1016,7 +1022,8 @@ parse_options(struct server *sv, int argc, char **argv)
 			read_token(sv, optarg);
 			break;
 		default:
-			if (opt_common(&sv->o, ch, optarg) == 0) {
+			if (opt_codec(&sv->oc, ch, optarg) == 0 &&
+			    opt_common(&sv->o, ch, optarg) == 0) {
 				usage();
 				exit(OF_EXIT_USAGE);
 			}
@@ -1027,6 +1034,25 @@ parse_options(struct server *sv, int argc, char **argv)
 		usage();
 		exit(OF_EXIT_USAGE);
 	}
+	sv->codec = opt_codec_new(&sv->oc, 0);
+	sv->pf_codec = opt_codec_new(&sv->oc, 0);
+}
+
+/*
+ * --format avro: order.created's schema registered (or found) before any
+ * order is accepted; the outbox holds events as JSON, encoded as they are
+ * published.  A registry that does not answer or refuses it: status 1.
+ */
+static void
+schema_prepare(struct server *sv)
+{
+	char msg[512];
+	int rerr;
+
+	if (codec_prepare(sv->codec, sv->topic, EVENT_ORDER_CREATED_V2, &rerr,
+	    msg, sizeof(msg)) == -1)
+		log_fatal(OF_EXIT_FAIL, "schema registry: %s-value: %s",
+		    sv->topic, msg);
 }
 
 /* A signal ignored already stays ignored (a background job's SIGINT). */
@@ -1061,6 +1087,7 @@ server_open(struct server *sv)
 
 	sv->topic = opt_topic(&sv->o, FLOW_TOPIC_ORDERS);
 	sv->pay_topic = opt_topic(&sv->o, FLOW_TOPIC_PAYMENTS);
+	schema_prepare(sv);
 	/* Two would both publish the outbox, each with its own view. */
 	opt_lock_state(&sv->o);
 	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o), 0)) != 0)
@@ -1069,7 +1096,7 @@ server_open(struct server *sv)
 	if ((prod = kafka_producer_new(&sv->o, err, sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
 	if ((sv->pf = payfollow_open(&sv->o, sv->pay_topic, sv->st,
-	    serve_running, err, sizeof(err))) == NULL)
+	    sv->pf_codec, serve_running, err, sizeof(err))) == NULL)
 		log_fatal(OF_EXIT_USAGE, "%s", err);
 	sv->keys = keyset_new();
 	sv->metrics = metrics_new("order_serve", route_names, R_COUNT);
@@ -1081,6 +1108,7 @@ server_open(struct server *sv)
 	memset(&oc, 0, sizeof(oc));
 	oc.prod = prod;
 	oc.topic = sv->topic;
+	oc.codec = codec_format(sv->codec) == CODEC_AVRO ? sv->codec : NULL;
 	oc.cm = sv->cm;
 	oc.fatal = serve_stop;
 	signals_block(1);
@@ -1165,6 +1193,8 @@ server_close(struct server *sv)
 	committer_free(sv->cm);
 	metrics_free(sv->metrics);
 	keyset_free(sv->keys);
+	codec_free(sv->codec);
+	codec_free(sv->pf_codec);
 	opt_free(&sv->o);
 	return code;
 }
@@ -1178,6 +1208,7 @@ main(int argc, char **argv)
 
 	log_init(argv[0]);
 	opt_init(&sv->o, usage);
+	opt_codec_init(&sv->oc);
 	sv->listen = DEF_LISTEN;
 	sv->threads = DEF_THREADS;
 	sv->idle_ms = DEF_IDLE_MS;

@@ -34,6 +34,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "codec.h"
 #include "event.h"
 #include "exitcode.h"
 #include "flow.h"
@@ -91,6 +92,8 @@ struct charge {
 
 struct pp {
 	struct opt_kafka o;
+	struct opt_codec oc;
+	struct codec	*codec;		/* reads both formats, writes one */
 	struct store	*store;
 	const char	*state;
 	unsigned	 store_flags;
@@ -115,14 +118,14 @@ usage(void)
 	fprintf(stderr,
 	    "usage: %s [-hqVv] [-b brokers] [-F file] [-G group] [-i file] "
 	    "[-o -]\n"
-	    "           [-X name=value] [--backoff duration] "
+	    "           [-r url] [-X name=value] [--backoff duration] "
 	    "[--backoff-max duration]\n"
 	    "           [--concurrency n] [--dedup-ttl duration] [--dlq file]\n"
-	    "           [--gateway url] [--gateway-timeout duration] "
-	    "[--limit amount]\n"
-	    "           [--log-format format] [--max-attempts n] "
-	    "[--state dir] [--sync]\n"
-	    "           [--topic-prefix prefix]\n",
+	    "           [--format format] [--gateway url] "
+	    "[--gateway-timeout duration]\n"
+	    "           [--limit amount] [--log-format format] "
+	    "[--max-attempts n]\n"
+	    "           [--state dir] [--sync] [--topic-prefix prefix]\n",
 	    log_progname());
 }
 
@@ -624,20 +627,22 @@ looked_up(struct storeq_req *req, int err)
  * outcome of an input that is not one (ev is then freed).
  */
 static enum worker_outcome
-order_event(const struct worker_input *in, struct event *ev, char *why,
-    size_t whylen)
+order_event(struct codec *codec, const struct worker_input *in,
+    struct event *ev, char *why, size_t whylen)
 {
 	struct event_err err;
+	int ret;
 
 	if (in->len == 0) {
 		snprintf(why, whylen, "%s value", in->value == NULL ? "null" :
 		    "empty");
 		return WORKER_INVALID;
 	}
-	if (event_parse(in->value, in->len, ev, &err) == -1) {
+	if ((ret = codec_parse(codec, in->value, in->len, in->headers, ev,
+	    &err)) != CODEC_OK) {
 		snprintf(why, whylen, "%s", err.text);
 		event_free(ev);
-		return WORKER_INVALID;
+		return ret == CODEC_INVALID ? WORKER_INVALID : WORKER_TRANSIENT;
 	}
 	if (ev->kind != EVENT_ORDER_CREATED_V1 &&
 	    ev->kind != EVENT_ORDER_CREATED_V2) {
@@ -706,7 +711,8 @@ start(void *ctx, struct worker_job *job, const struct worker_input *in,
 		snprintf(why, whylen, "out of memory");
 		return WORKER_TRANSIENT;
 	}
-	if ((r = order_event(in, &pj->ev, why, whylen)) != WORKER_DONE) {
+	if ((r = order_event(p->codec, in, &pj->ev, why, whylen)) !=
+	    WORKER_DONE) {
 		free(pj);
 		return r;
 	}
@@ -766,6 +772,24 @@ report(void *ctx, const struct worker_stats *st, int final)
 }
 
 /*
+ * --format avro: payment.processed's schema registered (or found) under
+ * the output topic's subject before anything is read.  A registry that
+ * does not answer or refuses it: status 1, nothing consumed.
+ */
+static void
+schema_prepare(struct pp *p, struct worker_config *cf)
+{
+	char msg[512];
+	int rerr;
+
+	if (codec_prepare(p->codec, cf->out_topic, EVENT_PAYMENT_PROCESSED_V1,
+	    &rerr, msg, sizeof(msg)) == -1)
+		log_fatal(OF_EXIT_FAIL, "schema registry: %s-value: %s",
+		    cf->out_topic, msg);
+	cf->codec = p->codec;
+}
+
+/*
  * The options into p and cf, over the defaults main() set; a usage error
  * exits with OF_EXIT_USAGE.
  */
@@ -774,6 +798,7 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		OPT_COMMON_LONG,
+		OPT_CODEC_LONG,
 		{ "backoff", required_argument, NULL, OPT_BACKOFF },
 		{ "backoff-max", required_argument, NULL, OPT_BACKOFF_MAX },
 		{ "concurrency", required_argument, NULL, OPT_CONCURRENCY },
@@ -789,8 +814,8 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 	};
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT "i:o:",
-	    longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, OPT_COMMON_SHORT OPT_CODEC_SHORT
+	    "i:o:", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
 			cf->input = optarg;
@@ -841,7 +866,8 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 			p->store_flags &= ~STORE_NOSYNC;
 			break;
 		default:
-			if (!opt_common(&p->o, ch, optarg)) {
+			if (!opt_codec(&p->oc, ch, optarg) &&
+			    !opt_common(&p->o, ch, optarg)) {
 				usage();
 				exit(OF_EXIT_USAGE);
 			}
@@ -857,6 +883,8 @@ parse_options(struct pp *p, struct worker_config *cf, int argc, char **argv)
 	/* With a client to make, the worker checks them then. */
 	if (cf->input != NULL && cf->output != NULL)
 		kafka_conf_check(&p->o);
+	/* The format is the outputs'; inputs are read in either. */
+	p->codec = opt_codec_new(&p->oc, cf->output != NULL);
 }
 
 int
@@ -871,6 +899,7 @@ main(int argc, char *argv[])
 	log_init(argv[0]);
 	worker_catch_signals();
 	opt_init(&pp.o, usage);
+	opt_codec_init(&pp.oc);
 	memset(&cf, 0, sizeof(cf));
 	cf.max_attempts = DEF_MAX_ATTEMPTS;
 	cf.backoff_ms = DEF_BACKOFF_MS;
@@ -893,6 +922,8 @@ main(int argc, char *argv[])
 	cf.concurrency = pp.concurrency;
 	cf.ctx = &pp;
 	cf.report = report;
+	if (codec_format(pp.codec) == CODEC_AVRO)
+		schema_prepare(&pp, &cf);
 
 	pp.state = opt_state_dir(&pp.o);
 	opt_lock_state(&pp.o);
@@ -930,6 +961,7 @@ main(int argc, char *argv[])
 		httpq_free(pp.hq);
 		curl_global_cleanup();
 	}
+	codec_free(pp.codec);
 	opt_free(&pp.o);
 	if (util_stdout_flush() == -1 &&
 	    (rc == OF_EXIT_OK || rc == OF_EXIT_REJECTED))

@@ -36,6 +36,18 @@
  */
 #define FLOW_H_TRACEPARENT	"traceparent"
 
+/*
+ * An Avro event (codec.h): CloudEvents' Kafka binding in binary content
+ * mode carries the attributes as ce_* headers; content-type is the data's.
+ */
+#define FLOW_H_CE_SPECVERSION	"ce_specversion"
+#define FLOW_H_CE_ID		"ce_id"
+#define FLOW_H_CE_SOURCE	"ce_source"
+#define FLOW_H_CE_TYPE		"ce_type"
+#define FLOW_H_CE_SUBJECT	"ce_subject"
+#define FLOW_H_CE_TIME		"ce_time"
+#define FLOW_H_CE_TRACEPARENT	"ce_traceparent"
+
 /* Retries and dead letters (written by pay-process, notify, dlq-replay). */
 #define FLOW_H_ATTEMPT		"orderflow.attempt"
 #define FLOW_H_NOT_BEFORE	"orderflow.not-before"

@@ -121,6 +121,7 @@ job_new(struct worker *w, const struct worker_input *in,
 		free(j);
 		return NULL;
 	}
+	j->in.headers = j->hdrs;
 	return j;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "exitcode.h"
 #include "log.h"
 #include "opt.h"
@@ -411,4 +412,55 @@ opt_free(struct opt_kafka *o)
 	free(o->props);
 	o->props = NULL;
 	o->nprops = 0;
+}
+
+void
+opt_codec_init(struct opt_codec *oc)
+{
+	const char *url = getenv("SCHEMA_REGISTRY_URL");
+
+	oc->format = CODEC_JSON;
+	oc->registry = url != NULL && *url != '\0' ? url : NULL;
+}
+
+int
+opt_codec(struct opt_codec *oc, int ch, const char *arg)
+{
+	enum codec_format fmt;
+
+	switch (ch) {
+	case OPT_FORMAT:
+		if (codec_format_parse(arg, &fmt) == -1)
+			arg_error("--format", arg, "json or avro");
+		oc->format = fmt;
+		return 1;
+	case 'r':
+		oc->registry = *arg != '\0' ? arg : NULL;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+struct codec *
+opt_codec_new(const struct opt_codec *oc, int pipe)
+{
+	struct codec *c;
+	char msg[512];
+
+	if (oc->format == CODEC_AVRO && pipe) {
+		log_error("--format avro: Avro records are written to Kafka "
+		    "only; pipe mode (-i -, -o -) carries JSON");
+		if (opt_usage != NULL)
+			opt_usage();
+		exit(OF_EXIT_USAGE);
+	}
+	if ((c = codec_new(oc->format, oc->registry, msg, sizeof(msg))) ==
+	    NULL) {
+		log_error("%s", msg);
+		if (opt_usage != NULL)
+			opt_usage();
+		exit(OF_EXIT_USAGE);
+	}
+	return c;
 }

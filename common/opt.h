@@ -27,6 +27,7 @@ enum opt_long_id {
 	OPT_LOG_FORMAT = 256,
 	OPT_STATE,
 	OPT_TOPIC_PREFIX,
+	OPT_FORMAT,
 	OPT_CMD_FIRST = 300	/* commands number their own long options from here */
 };
 
@@ -34,6 +35,22 @@ enum opt_long_id {
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT }, \
 	{ "state", required_argument, NULL, OPT_STATE }, \
 	{ "topic-prefix", required_argument, NULL, OPT_TOPIC_PREFIX }
+
+/*
+ * The options of every command that writes or reads events (codec.h):
+ * --format json|avro and -r URL / --schema-registry URL (default
+ * $SCHEMA_REGISTRY_URL).  A command lists these too and hands them to
+ * opt_codec().
+ */
+#define OPT_CODEC_SHORT		"r:"
+#define OPT_CODEC_LONG \
+	{ "format", required_argument, NULL, OPT_FORMAT }, \
+	{ "schema-registry", required_argument, NULL, 'r' }
+
+struct opt_codec {
+	int		 format;	/* enum codec_format */
+	const char	*registry;	/* -r, else $SCHEMA_REGISTRY_URL, else NULL */
+};
 
 struct opt_prop {
 	char	*name;
@@ -117,6 +134,22 @@ char	*opt_instance_id(const char *dir);
  * flows.  The string lives until opt_free().
  */
 const char *opt_topic(struct opt_kafka *, const char *name);
+
+/* Defaults: json, the registry from the environment. */
+void	opt_codec_init(struct opt_codec *);
+
+/*
+ * Handles --format or -r; returns 1 if ch was one, 0 otherwise.  A format
+ * other than json or avro is a usage error (exit 2).
+ */
+int	opt_codec(struct opt_codec *, int ch, const char *arg);
+
+/*
+ * The command's codec.  Usage errors (exit 2): avro in pipe mode (pipe
+ * not 0: Avro is for Kafka only, orderflow(7) FORMATS), avro with no
+ * registry, a registry URL that is not http(s).
+ */
+struct codec *opt_codec_new(const struct opt_codec *, int pipe);
 
 /* Frees the property list. */
 void	opt_free(struct opt_kafka *);

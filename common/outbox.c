@@ -84,14 +84,25 @@ relay_produce(struct outbox *ob, struct committer_rec *r)
 	struct relay_dr *d;
 	rd_kafka_headers_t *h;
 	rd_kafka_resp_err_t err;
+	char why[256];
+	void *rec = NULL;
+	size_t reclen;
 
 	d = util_xmalloc(sizeof(*d));
 	d->ob = ob;
 	d->rec = r;
-	if ((h = flow_headers_new(r->tp)) == NULL)
-		log_fatal(OF_EXIT_FAIL, "out of memory");
+	if (ob->conf.codec == NULL) {
+		if ((h = flow_headers_new(r->tp)) == NULL)
+			log_fatal(OF_EXIT_FAIL, "out of memory");
+	} else if (codec_encode(ob->conf.codec, ob->conf.topic, r->event,
+	    r->event_len, r->tp, &rec, &reclen, &h, why, sizeof(why)) == -1)
+		/* The outbox holds the events this process built. */
+		log_fatal(OF_EXIT_FAIL, "outbox record %" PRIu64 ": cannot "
+		    "encode it: %s", r->seq, why);
 	err = kafka_produce(ob->conf.prod, ob->conf.topic, r->key,
-	    strlen(r->key), r->event, r->event_len, h, relay_dr_cb, d);
+	    strlen(r->key), rec != NULL ? rec : r->event,
+	    rec != NULL ? reclen : r->event_len, h, relay_dr_cb, d);
+	free(rec);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		ob->in_flight++;
 		return;

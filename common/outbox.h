@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "codec.h"
 #include "committer.h"
 #include "kafka.h"
 
@@ -34,6 +35,11 @@
 struct outbox_conf {
 	struct kafka_producer	*prod;
 	const char		*topic;		/* order-created */
+	/*
+	 * The records' format, its schema prepared for topic; NULL: JSON.
+	 * Used by the relay's thread only.
+	 */
+	struct codec		*codec;
 	struct committer	*cm;
 	void			(*fatal)(void);	/* called by the relay's */
 						/* thread on a fatal Kafka */

@@ -10,6 +10,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "codec.h"
 #include "event.h"
 #include "kafka.h"
 #include "log.h"
@@ -38,6 +39,7 @@ struct payfollow {
 	struct kafka_consumer	*cons;
 	const char		*topic;
 	struct store		*st;
+	struct codec		*codec;
 	int			(*running)(void);
 	atomic_uint_fast64_t	 applied;
 	struct payments		 p;
@@ -82,20 +84,38 @@ payments_fn(struct store *s, struct store_txn *t, void *arg)
 	return 0;
 }
 
-/* Takes a message into the batch; anything but a payment is passed over. */
-static void
-payment_add(struct payments *p, const rd_kafka_message_t *m)
+/*
+ * Takes a message into the batch; anything but a payment is passed over.
+ * -1: stopped while waiting for the registry, the message not taken.
+ */
+static int
+payment_add(struct payfollow *pf, const rd_kafka_message_t *m)
 {
+	struct payments *p = &pf->p;
 	struct event ev;
 	struct event_err err;
 	struct payment_upd *u;
+	int ret, tries = 0;
 
-	if (event_parse(m->payload, m->len, &ev, &err) == -1) {
+	/* An Avro record waits for the registry: its outcome must not be lost. */
+	while ((ret = codec_parse(pf->codec, m->payload, m->len,
+	    kafka_msg_headers(m), &ev, &err)) == CODEC_TRANSIENT ||
+	    ret == CODEC_NOMEM) {
+		if (tries++ == 0)
+			log_warn("%s [%d] offset %" PRId64 ": %s; trying again "
+			    "every 500 ms", rd_kafka_topic_name(m->rkt),
+			    (int)m->partition, m->offset, err.text);
+		event_free(&ev);
+		if (!pf->running())
+			return -1;
+		util_sleep_ms(500);
+	}
+	if (ret != CODEC_OK) {
 		log_warn("%s [%d] offset %" PRId64 ": not an event: %s",
 		    rd_kafka_topic_name(m->rkt), (int)m->partition, m->offset,
 		    err.text);
 		event_free(&ev);
-		return;
+		return 0;
 	}
 	if (ev.kind == EVENT_PAYMENT_PROCESSED_V1) {
 		u = &p->u[p->n++];
@@ -109,11 +129,13 @@ payment_add(struct payments *p, const rd_kafka_message_t *m)
 		u->status = ev.payment.status;
 	}
 	event_free(&ev);
+	return 0;
 }
 
 struct payfollow *
 payfollow_open(const struct opt_kafka *o, const char *topic,
-    struct store *st, int (*running)(void), char *err, size_t errlen)
+    struct store *st, struct codec *codec, int (*running)(void), char *err,
+    size_t errlen)
 {
 	struct payfollow *pf;
 	const char *topics[2];
@@ -127,6 +149,7 @@ payfollow_open(const struct opt_kafka *o, const char *topic,
 	}
 	pf->topic = topic;
 	pf->st = st;
+	pf->codec = codec;
 	pf->running = running;
 	return pf;
 }
@@ -138,7 +161,7 @@ payfollow_poll(struct payfollow *pf)
 	rd_kafka_message_t *msgs[CONSUME_BATCH];
 	char reason[512];
 	size_t n = 0, i;
-	int ret = 0;
+	int ret = 0, stopped = 0;
 
 	/* A batch without payments runs no transaction to reset applied. */
 	p->n = 0;
@@ -146,8 +169,10 @@ payfollow_poll(struct payfollow *pf)
 	while (n < CONSUME_BATCH && (msgs[n] =
 	    kafka_consumer_poll(pf->cons, n == 0 ? 100 : 0)) != NULL) {
 		kafka_consumer_track(pf->cons, msgs[n]);
-		payment_add(p, msgs[n]);
-		n++;
+		if (payment_add(pf, msgs[n++]) == -1) {
+			stopped = 1;
+			break;
+		}
 	}
 	if (n == 0)
 		return kafka_fatal(kafka_consumer_rk(pf->cons), reason,
@@ -160,7 +185,7 @@ payfollow_poll(struct payfollow *pf)
 	}
 	atomic_fetch_add(&pf->applied, p->applied);
 	for (i = 0; i < n; i++) {
-		if (p->n == 0 || ret == 0)
+		if (!stopped && (p->n == 0 || ret == 0))
 			kafka_consumer_done(pf->cons,
 			    rd_kafka_topic_name(msgs[i]->rkt),
 			    msgs[i]->partition, msgs[i]->offset);

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "opt.h"
 #include "store.h"
 
@@ -30,13 +31,16 @@ struct payfollow;
 
 /*
  * Subscribes to topic (payment-processed) with the group and properties
- * of o.  running() returns 0 once the command stops (a failed transaction
- * is then not retried).  Returns NULL with a message in err on a bad
+ * of o.  Events are read in either format with codec (borrowed, used on
+ * the polling thread only); an Avro one whose schema the registry does
+ * not give now is tried again every 500 ms while running() returns 1.
+ * running() returns 0 once the command stops (a failed transaction is
+ * then not retried).  Returns NULL with a message in err on a bad
  * property.
  */
 struct payfollow *payfollow_open(const struct opt_kafka *o,
-	    const char *topic, struct store *st, int (*running)(void),
-	    char *err, size_t errlen);
+	    const char *topic, struct store *st, struct codec *codec,
+	    int (*running)(void), char *err, size_t errlen);
 
 /*
  * Applies one batch of events, waiting up to 100 ms for the first one.

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "codec.h"
 #include "event.h"
 #include "exitcode.h"
 #include "flow.h"
@@ -383,6 +384,9 @@ emit(struct worker *w, const struct worker_input *in,
     const struct worker_output *out)
 {
 	rd_kafka_headers_t *h;
+	char why[256];
+	void *rec;
+	size_t reclen;
 
 	if (w->cf->output != NULL) {
 		if (fputs(out->value, stdout) == EOF ||
@@ -399,14 +403,29 @@ emit(struct worker *w, const struct worker_input *in,
 		worker_fail(w, OF_EXIT_FAIL);
 		return;
 	}
-	if ((h = flow_headers_new(out->traceparent)) == NULL) {
-		log_error("out of memory");
+	if (w->cf->codec == NULL) {
+		if ((h = flow_headers_new(out->traceparent)) == NULL) {
+			log_error("out of memory");
+			worker_fail(w, OF_EXIT_FAIL);
+			return;
+		}
+		produce(w, in, DELIVERY_OUTPUT, w->cf->out_topic, out->key,
+		    out->key != NULL ? strlen(out->key) : 0, out->value,
+		    strlen(out->value), h);
+		return;
+	}
+	if (codec_encode(w->cf->codec, w->cf->out_topic, out->value,
+	    strlen(out->value), out->traceparent, &rec, &reclen, &h, why,
+	    sizeof(why)) == -1) {
+		/* Its own output, prepared for: only memory can fail here. */
+		log_error("%s: cannot encode an output: %s", w->cf->out_topic,
+		    why);
 		worker_fail(w, OF_EXIT_FAIL);
 		return;
 	}
 	produce(w, in, DELIVERY_OUTPUT, w->cf->out_topic, out->key,
-	    out->key != NULL ? strlen(out->key) : 0, out->value,
-	    strlen(out->value), h);
+	    out->key != NULL ? strlen(out->key) : 0, rec, reclen, h);
+	free(rec);
 }
 
 void

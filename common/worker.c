@@ -279,6 +279,7 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 	in.topic = from_retry ? w->cf->retry_topic : w->cf->in_topic;
 	in.partition = m->partition;
 	in.offset = m->offset;
+	in.headers = h;
 	if (kafka_header_get_str(h, FLOW_H_TRACEPARENT, raw, sizeof(raw)) >= 0 &&
 	    trace_parse(raw, tp) == 0)
 		in.traceparent = tp;

@@ -141,6 +141,8 @@ struct worker_input {
 	int32_t		 partition;	/* -1 in pipe mode */
 	int64_t		 offset;	/* the line number in pipe mode */
 	const char	*traceparent;	/* trace_parse()d header, or NULL */
+	/* The record's headers (codec_parse() needs them); NULL in pipe mode */
+	const rd_kafka_headers_t *headers;
 };
 
 /*
@@ -172,6 +174,7 @@ typedef enum worker_outcome worker_handle_fn(void *ctx,
  * its pump once the effect ended.  in is valid until then; the command
  * keeps what else it needs.  Called on the worker's thread only.
  */
+struct codec;
 struct worker_job;
 
 typedef enum worker_outcome worker_start_fn(void *ctx,
@@ -203,6 +206,11 @@ struct worker_config {
 	const char	*retry_topic;	/* e.g. "order-created-retry" */
 	const char	*dlq_topic;	/* e.g. "order-created-dlq" */
 	const char	*out_topic;	/* e.g. "payment-processed"; NULL: none */
+	/*
+	 * The format outputs are written in (codec_prepare()d for out_topic
+	 * by the command); NULL: JSON.  Used on the worker's thread only.
+	 */
+	struct codec	*codec;
 	const char	*input;		/* a file, "-" stdin: pipe mode; NULL: Kafka */
 	const char	*output;	/* "-": outputs to stdout; NULL: out_topic */
 	const char	*dlq_file;	/* output "-": dead letters; NULL: stderr */

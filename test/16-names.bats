@@ -14,6 +14,7 @@ names_outside_flow() {
 	local f re
 	re='"(order-created|payment-processed)(-retry|-dlq)?"|"-(retry|dlq)"'
 	re="$re"'|"orderflow\.[a-z.-]*"|"(content-type|traceparent)(:[^"]*)?"'
+	re="$re"'|"ce_[a-z]+"'
 	for f in "$@"; do
 		[ "$(basename "$f")" = flow.h ] && continue
 		cc -fpreprocessed -dD -E "$f" 2>/dev/null | awk -v f="$f" -v re="$re" '

@@ -1,0 +1,874 @@
+/*
+ * codec.c - events in CloudEvents JSON or in Avro with a schema registry
+ * (codec.h): the Confluent wire format, the ce_* headers, and the
+ * conversion between an event's JSON data and an Avro datum, driven by
+ * the schema.
+ *
+ * Decoding uses the writer's schema, the one the record's id names, and
+ * turns the datum into JSON; event_parse() then applies the rules of the
+ * event's type (ce_type).  So a record written with any schema the
+ * registry accepted is read if its data obeys those rules, and v1 and v2
+ * data need no reader schema: the upcast of v1 is event.c's, as for JSON.
+ * The cost is a JSON text built and parsed again per record, against one
+ * validator for both formats.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <avro.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "codec.h"
+#include "event.h"
+#include "flow.h"
+#include "kafka.h"
+#include "registry.h"
+#include "schemas.h"
+
+#define CACHE_MAX	64	/* schema ids decoded with, kept */
+#define HDR_MAX		512	/* the longest ce_* value read */
+#define DEPTH_MAX	32	/* nesting of a datum converted to JSON */
+
+/* A schema ready to read or write with: parsed, its class, one value. */
+struct avsc {
+	int		 id;
+	avro_schema_t	 schema;
+	avro_value_iface_t *iface;
+	avro_value_t	 value;
+};
+
+/* A schema registered for writing one kind of event to one topic. */
+struct wschema {
+	char		*topic;
+	enum event_kind	 kind;
+	struct avsc	 s;
+};
+
+struct codec {
+	enum codec_format fmt;
+	struct registry	*reg;		/* NULL: no registry given */
+	struct wschema	*w;		/* codec_prepare()'s */
+	size_t		 nw;
+	struct avsc	 r[CACHE_MAX];	/* decoding, by id; the oldest goes */
+	size_t		 nr, next_r;
+};
+
+static void
+avsc_free(struct avsc *s)
+{
+	if (s->iface != NULL) {
+		avro_value_decref(&s->value);
+		avro_value_iface_decref(s->iface);
+	}
+	if (s->schema != NULL)
+		avro_schema_decref(s->schema);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Parses text into s; -1 with msg set. */
+static int
+avsc_init(struct avsc *s, int id, const char *text, char *msg, size_t msglen)
+{
+	memset(s, 0, sizeof(*s));
+	s->id = id;
+	if (avro_schema_from_json_length(text, strlen(text), &s->schema) != 0) {
+		snprintf(msg, msglen, "schema %d: %s", id, avro_strerror());
+		s->schema = NULL;
+		return -1;
+	}
+	if ((s->iface = avro_generic_class_from_schema(s->schema)) == NULL ||
+	    avro_generic_value_new(s->iface, &s->value) != 0) {
+		snprintf(msg, msglen, "schema %d: %s", id, avro_strerror());
+		if (s->iface != NULL)
+			avro_value_iface_decref(s->iface);
+		s->iface = NULL;
+		avsc_free(s);
+		return -1;
+	}
+	return 0;
+}
+
+struct codec *
+codec_new(enum codec_format fmt, const char *registry_url, char *msg,
+    size_t msglen)
+{
+	struct codec *c;
+
+	if (fmt == CODEC_AVRO && (registry_url == NULL || *registry_url == '\0')) {
+		snprintf(msg, msglen, "--format avro needs a schema registry "
+		    "(-r URL or $SCHEMA_REGISTRY_URL)");
+		return NULL;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return NULL;
+	}
+	c->fmt = fmt;
+	if (registry_url == NULL || *registry_url == '\0')
+		return c;
+	if ((c->reg = registry_new(registry_url)) == NULL) {
+		snprintf(msg, msglen, "%s: %s", registry_url, errno == EINVAL ?
+		    "not an http or https URL" : strerror(errno));
+		free(c);
+		return NULL;
+	}
+	/* Counted by libcurl: a command that uses it too calls it again. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(msg, msglen, "cannot initialise libcurl");
+		registry_free(c->reg);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+codec_free(struct codec *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nw; i++) {
+		free(c->w[i].topic);
+		avsc_free(&c->w[i].s);
+	}
+	free(c->w);
+	for (i = 0; i < c->nr; i++)
+		avsc_free(&c->r[i]);
+	if (c->reg != NULL) {
+		registry_free(c->reg);
+		curl_global_cleanup();
+	}
+	free(c);
+}
+
+int
+codec_format_parse(const char *s, enum codec_format *fmt)
+{
+	if (strcmp(s, "json") == 0)
+		*fmt = CODEC_JSON;
+	else if (strcmp(s, "avro") == 0)
+		*fmt = CODEC_AVRO;
+	else
+		return -1;
+	return 0;
+}
+
+enum codec_format
+codec_format(const struct codec *c)
+{
+	return c->fmt;
+}
+
+/*
+ * Writing.
+ */
+
+static const char *
+kind_schema(enum event_kind kind)
+{
+	switch (kind) {
+	case EVENT_ORDER_CREATED_V1:
+		return schema_order_created_v1;
+	case EVENT_ORDER_CREATED_V2:
+		return schema_order_created_v2;
+	case EVENT_PAYMENT_PROCESSED_V1:
+		return schema_payment_processed_v1;
+	default:
+		return NULL;
+	}
+}
+
+static struct wschema *
+wschema_find(struct codec *c, const char *topic, enum event_kind kind)
+{
+	size_t i;
+
+	for (i = 0; i < c->nw; i++)
+		if (c->w[i].kind == kind && strcmp(c->w[i].topic, topic) == 0)
+			return &c->w[i];
+	return NULL;
+}
+
+int
+codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
+    int *rerr, char *msg, size_t msglen)
+{
+	struct wschema *w;
+	const char *text;
+	char subject[512];
+	int id, ret;
+
+	*rerr = REGISTRY_OK;
+	if (c->fmt != CODEC_AVRO || wschema_find(c, topic, kind) != NULL)
+		return 0;
+	if ((text = kind_schema(kind)) == NULL) {
+		snprintf(msg, msglen, "no schema for events of this kind");
+		return -1;
+	}
+	snprintf(subject, sizeof(subject), "%s-value", topic);
+	if ((ret = registry_register(c->reg, subject, text, &id, msg,
+	    msglen)) != REGISTRY_OK) {
+		*rerr = ret;
+		return -1;
+	}
+	if ((w = realloc(c->w, (c->nw + 1) * sizeof(*w))) == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	c->w = w;
+	w = &c->w[c->nw];
+	if ((w->topic = strdup(topic)) == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	if (avsc_init(&w->s, id, text, msg, msglen) == -1) {
+		free(w->topic);
+		return -1;
+	}
+	w->kind = kind;
+	c->nw++;
+	return 0;
+}
+
+static int	json_to_avro(const cJSON *j, avro_value_t *v, const char *name,
+		    char *msg, size_t msglen);
+
+/* The branch of union v for j: null for JSON null, else the first other. */
+static int
+union_from_json(const cJSON *j, avro_value_t *v, const char *name, char *msg,
+    size_t msglen)
+{
+	avro_schema_t us = avro_value_get_schema(v);
+	avro_value_t branch;
+	size_t i, n = avro_schema_union_size(us);
+	int isnull;
+
+	for (i = 0; i < n; i++) {
+		isnull = avro_typeof(avro_schema_union_branch(us, (int)i)) ==
+		    AVRO_NULL;
+		if (isnull != cJSON_IsNull(j))
+			continue;
+		if (avro_value_set_branch(v, (int)i, &branch) != 0)
+			break;
+		return json_to_avro(j, &branch, name, msg, msglen);
+	}
+	snprintf(msg, msglen, "%s: no branch of its union fits", name);
+	return -1;
+}
+
+static int
+record_from_json(const cJSON *j, avro_value_t *v, char *msg, size_t msglen)
+{
+	static const cJSON null = { .type = cJSON_NULL };
+	avro_value_t field;
+	const cJSON *m;
+	const char *fname;
+	size_t i, n;
+
+	if (!cJSON_IsObject(j) || avro_value_get_size(v, &n) != 0) {
+		snprintf(msg, msglen, "not an object");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (avro_value_get_by_index(v, i, &field, &fname) != 0)
+			return -1;
+		if ((m = cJSON_GetObjectItemCaseSensitive(j, fname)) == NULL) {
+			/* Absent is null, where the schema allows it. */
+			if (avro_value_get_type(&field) != AVRO_UNION) {
+				snprintf(msg, msglen, "%s: missing", fname);
+				return -1;
+			}
+			m = &null;
+		}
+		if (json_to_avro(m, &field, fname, msg, msglen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+array_from_json(const cJSON *j, avro_value_t *v, const char *name, char *msg,
+    size_t msglen)
+{
+	const cJSON *e;
+	avro_value_t elem;
+
+	if (!cJSON_IsArray(j)) {
+		snprintf(msg, msglen, "%s: not an array", name);
+		return -1;
+	}
+	cJSON_ArrayForEach(e, j) {
+		if (avro_value_append(v, &elem, NULL) != 0 ||
+		    json_to_avro(e, &elem, name, msg, msglen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* An integer JSON number within [min, max] (exact: event.c's limits < 2^53). */
+static int
+json_int(const cJSON *j, int64_t min, int64_t max, int64_t *out)
+{
+	double d;
+
+	if (!cJSON_IsNumber(j))
+		return -1;
+	d = j->valuedouble;
+	if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d)
+		return -1;
+	*out = (int64_t)d;
+	return 0;
+}
+
+/* Sets v, of whatever type its schema gives, from j. */
+static int
+json_to_avro(const cJSON *j, avro_value_t *v, const char *name, char *msg,
+    size_t msglen)
+{
+	int64_t n;
+	int sym;
+
+	switch (avro_value_get_type(v)) {
+	case AVRO_RECORD:
+		return record_from_json(j, v, msg, msglen);
+	case AVRO_ARRAY:
+		return array_from_json(j, v, name, msg, msglen);
+	case AVRO_UNION:
+		return union_from_json(j, v, name, msg, msglen);
+	case AVRO_NULL:
+		if (cJSON_IsNull(j))
+			return avro_value_set_null(v);
+		break;
+	case AVRO_STRING:
+		if (cJSON_IsString(j))
+			return avro_value_set_string(v, j->valuestring);
+		break;
+	case AVRO_ENUM:
+		if (cJSON_IsString(j) && (sym = avro_schema_enum_get_by_name(
+		    avro_value_get_schema(v), j->valuestring)) >= 0)
+			return avro_value_set_enum(v, sym);
+		break;
+	case AVRO_INT32:
+		if (json_int(j, INT32_MIN, INT32_MAX, &n) == 0)
+			return avro_value_set_int(v, (int32_t)n);
+		break;
+	case AVRO_INT64:
+		if (json_int(j, -(INT64_C(1) << 53), INT64_C(1) << 53, &n) == 0)
+			return avro_value_set_long(v, n);
+		break;
+	case AVRO_BOOLEAN:
+		if (cJSON_IsBool(j))
+			return avro_value_set_boolean(v, cJSON_IsTrue(j));
+		break;
+	default:
+		break;
+	}
+	snprintf(msg, msglen, "%s: does not fit its schema", name);
+	return -1;
+}
+
+/* The ce_* headers and content-type of an Avro event ev (its JSON). */
+static rd_kafka_headers_t *
+avro_headers(const cJSON *ev, const char *traceparent)
+{
+	static const struct { const char *attr, *hdr; } ce[] = {
+		{ "specversion", FLOW_H_CE_SPECVERSION },
+		{ "id", FLOW_H_CE_ID },
+		{ "source", FLOW_H_CE_SOURCE },
+		{ "type", FLOW_H_CE_TYPE },
+		{ "subject", FLOW_H_CE_SUBJECT },
+		{ "time", FLOW_H_CE_TIME }
+	};
+	rd_kafka_headers_t *h;
+	const cJSON *a;
+	size_t i;
+
+	if ((h = rd_kafka_headers_new(10)) == NULL)
+		return NULL;
+	if (kafka_header_add_str(h, FLOW_H_CONTENT_TYPE,
+	    CODEC_AVRO_CONTENT_TYPE) != 0)
+		goto fail;
+	for (i = 0; i < sizeof(ce) / sizeof(ce[0]); i++) {
+		a = cJSON_GetObjectItemCaseSensitive(ev, ce[i].attr);
+		if (cJSON_IsString(a) &&
+		    kafka_header_add_str(h, ce[i].hdr, a->valuestring) != 0)
+			goto fail;
+	}
+	if (traceparent == NULL || *traceparent == '\0') {
+		a = cJSON_GetObjectItemCaseSensitive(ev, FLOW_H_TRACEPARENT);
+		traceparent = cJSON_IsString(a) ? a->valuestring : NULL;
+	}
+	if (traceparent != NULL && *traceparent != '\0' &&
+	    (kafka_header_add_str(h, FLOW_H_CE_TRACEPARENT, traceparent) != 0 ||
+	    kafka_header_add_str(h, FLOW_H_TRACEPARENT, traceparent) != 0))
+		goto fail;
+	return h;
+fail:
+	rd_kafka_headers_destroy(h);
+	return NULL;
+}
+
+/* The wire format of datum v, written with schema id. */
+static int
+wire_encode(avro_value_t *v, int id, void **out, size_t *outlen)
+{
+	avro_writer_t wr;
+	unsigned char *buf;
+	size_t size;
+	int ret;
+
+	if (avro_value_sizeof(v, &size) != 0 ||
+	    (buf = malloc(CODEC_HEADER_LEN + size)) == NULL)
+		return -1;
+	buf[0] = CODEC_MAGIC;
+	buf[1] = (unsigned char)((uint32_t)id >> 24);
+	buf[2] = (unsigned char)((uint32_t)id >> 16);
+	buf[3] = (unsigned char)((uint32_t)id >> 8);
+	buf[4] = (unsigned char)id;
+	if ((wr = avro_writer_memory((char *)buf + CODEC_HEADER_LEN,
+	    (int64_t)size)) == NULL) {
+		free(buf);
+		return -1;
+	}
+	ret = avro_value_write(wr, v);
+	avro_writer_free(wr);
+	if (ret != 0) {
+		free(buf);
+		return -1;
+	}
+	*out = buf;
+	*outlen = CODEC_HEADER_LEN + size;
+	return 0;
+}
+
+static enum event_kind
+kind_of_type(const char *type)
+{
+	if (strcmp(type, EVENT_TYPE_ORDER_CREATED_V1) == 0)
+		return EVENT_ORDER_CREATED_V1;
+	if (strcmp(type, EVENT_TYPE_ORDER_CREATED_V2) == 0)
+		return EVENT_ORDER_CREATED_V2;
+	if (strcmp(type, EVENT_TYPE_PAYMENT_PROCESSED_V1) == 0)
+		return EVENT_PAYMENT_PROCESSED_V1;
+	return EVENT_NONE;
+}
+
+static int
+encode_avro(struct codec *c, const char *topic, const char *json, size_t len,
+    const char *traceparent, void **value, size_t *vlen,
+    rd_kafka_headers_t **hdrs, char *msg, size_t msglen)
+{
+	const cJSON *type;
+	struct wschema *w;
+	cJSON *ev;
+	int rc = -1;
+
+	if ((ev = cJSON_ParseWithLength(json, len)) == NULL) {
+		snprintf(msg, msglen, "not JSON");
+		return -1;
+	}
+	type = cJSON_GetObjectItemCaseSensitive(ev, "type");
+	if (!cJSON_IsString(type) ||
+	    (w = wschema_find(c, topic, kind_of_type(type->valuestring))) ==
+	    NULL) {
+		snprintf(msg, msglen, "%s: no schema prepared for this event "
+		    "type", topic);
+		goto done;
+	}
+	avro_value_reset(&w->s.value);
+	if (json_to_avro(cJSON_GetObjectItemCaseSensitive(ev, "data"),
+	    &w->s.value, "data", msg, msglen) == -1)
+		goto done;
+	if (wire_encode(&w->s.value, w->s.id, value, vlen) == -1) {
+		snprintf(msg, msglen, "cannot encode: %s", avro_strerror());
+		goto done;
+	}
+	if ((*hdrs = avro_headers(ev, traceparent)) == NULL) {
+		free(*value);
+		*value = NULL;
+		snprintf(msg, msglen, "out of memory");
+		goto done;
+	}
+	rc = 0;
+done:
+	cJSON_Delete(ev);
+	return rc;
+}
+
+int
+codec_encode(struct codec *c, const char *topic, const char *json,
+    size_t len, const char *traceparent, void **value, size_t *vlen,
+    rd_kafka_headers_t **hdrs, char *msg, size_t msglen)
+{
+	char *copy;
+
+	*value = NULL;
+	*hdrs = NULL;
+	if (c->fmt == CODEC_AVRO)
+		return encode_avro(c, topic, json, len, traceparent, value,
+		    vlen, hdrs, msg, msglen);
+	if ((copy = malloc(len + 1)) == NULL ||
+	    (*hdrs = flow_headers_new(traceparent)) == NULL) {
+		free(copy);
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	memcpy(copy, json, len);
+	copy[len] = '\0';
+	*value = copy;
+	*vlen = len;
+	return 0;
+}
+
+/*
+ * Reading.
+ */
+
+int
+codec_is_avro(const rd_kafka_headers_t *h)
+{
+	char ct[64];
+	size_t n = strlen(CODEC_AVRO_CONTENT_TYPE);
+
+	if (kafka_header_get_str(h, FLOW_H_CONTENT_TYPE, ct, sizeof(ct)) < 0)
+		return 0;
+	return strncmp(ct, CODEC_AVRO_CONTENT_TYPE, n) == 0 &&
+	    (ct[n] == '\0' || ct[n] == ';');
+}
+
+/* The schema of id, from the cache or the registry. */
+static int
+reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
+    size_t whylen)
+{
+	struct avsc *s;
+	char *text, msg[256];
+	size_t i;
+	int ret;
+
+	for (i = 0; i < c->nr; i++)
+		if (c->r[i].id == id) {
+			*sp = &c->r[i];
+			return CODEC_OK;
+		}
+	if ((ret = registry_schema(c->reg, id, &text, msg, sizeof(msg))) !=
+	    REGISTRY_OK) {
+		snprintf(why, whylen, "schema id %d: %s", id, msg);
+		return ret == REGISTRY_NOT_FOUND || ret == REGISTRY_REFUSED ?
+		    CODEC_INVALID : ret == REGISTRY_NOMEM ? CODEC_NOMEM :
+		    CODEC_TRANSIENT;
+	}
+	if (c->nr < CACHE_MAX)
+		s = &c->r[c->nr++];
+	else {
+		s = &c->r[c->next_r];
+		c->next_r = (c->next_r + 1) % CACHE_MAX;
+		avsc_free(s);
+	}
+	ret = avsc_init(s, id, text, why, whylen);
+	free(text);
+	if (ret == -1) {
+		/* Its slot is empty again: the last one in use goes there. */
+		*s = c->r[--c->nr];
+		memset(&c->r[c->nr], 0, sizeof(c->r[c->nr]));
+		c->next_r = 0;
+		return CODEC_INVALID;
+	}
+	*sp = s;
+	return CODEC_OK;
+}
+
+static cJSON	*avro_to_json(avro_value_t *v, int depth);
+
+static cJSON *
+record_to_json(avro_value_t *v, int depth)
+{
+	avro_value_t field;
+	const char *fname;
+	cJSON *o, *m;
+	size_t i, n;
+
+	if (avro_value_get_size(v, &n) != 0 || (o = cJSON_CreateObject()) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (avro_value_get_by_index(v, i, &field, &fname) != 0)
+			goto fail;
+		/* A null union member is left out, as event.c expects. */
+		if (avro_value_get_type(&field) == AVRO_UNION) {
+			avro_value_t b;
+
+			if (avro_value_get_current_branch(&field, &b) != 0)
+				goto fail;
+			if (avro_value_get_type(&b) == AVRO_NULL)
+				continue;
+		}
+		if ((m = avro_to_json(&field, depth + 1)) == NULL)
+			goto fail;
+		cJSON_AddItemToObject(o, fname, m);
+	}
+	return o;
+fail:
+	cJSON_Delete(o);
+	return NULL;
+}
+
+static cJSON *
+array_to_json(avro_value_t *v, int depth)
+{
+	avro_value_t e;
+	cJSON *a, *m;
+	size_t i, n;
+
+	if (avro_value_get_size(v, &n) != 0 || (a = cJSON_CreateArray()) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (avro_value_get_by_index(v, i, &e, NULL) != 0 ||
+		    (m = avro_to_json(&e, depth + 1)) == NULL) {
+			cJSON_Delete(a);
+			return NULL;
+		}
+		cJSON_AddItemToArray(a, m);
+	}
+	return a;
+}
+
+static cJSON *
+int_json(int64_t n)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, n);
+	return cJSON_CreateRaw(buf);
+}
+
+/*
+ * The JSON of datum v: records as objects, longs and ints as exact
+ * integers, enums as their symbol, a union as its branch.  Bytes, fixed,
+ * maps and strings with a NUL are not JSON text event.c could accept:
+ * NULL, as for no memory.
+ */
+static cJSON *
+avro_to_json(avro_value_t *v, int depth)
+{
+	const char *s;
+	size_t size;
+	int32_t i32;
+	int64_t i64;
+	int b, sym;
+	double d;
+	float f;
+	avro_value_t br;
+
+	if (depth > DEPTH_MAX)
+		return NULL;
+	switch (avro_value_get_type(v)) {
+	case AVRO_RECORD:
+		return record_to_json(v, depth);
+	case AVRO_ARRAY:
+		return array_to_json(v, depth);
+	case AVRO_UNION:
+		if (avro_value_get_current_branch(v, &br) != 0)
+			return NULL;
+		return avro_to_json(&br, depth + 1);
+	case AVRO_NULL:
+		return cJSON_CreateNull();
+	case AVRO_STRING:
+		if (avro_value_get_string(v, &s, &size) != 0 || size == 0 ||
+		    memchr(s, '\0', size - 1) != NULL)
+			return NULL;
+		return cJSON_CreateString(s);
+	case AVRO_ENUM:
+		if (avro_value_get_enum(v, &sym) != 0 ||
+		    (s = avro_schema_enum_get(avro_value_get_schema(v), sym)) ==
+		    NULL)
+			return NULL;
+		return cJSON_CreateString(s);
+	case AVRO_INT32:
+		return avro_value_get_int(v, &i32) == 0 ? int_json(i32) : NULL;
+	case AVRO_INT64:
+		return avro_value_get_long(v, &i64) == 0 ? int_json(i64) : NULL;
+	case AVRO_BOOLEAN:
+		return avro_value_get_boolean(v, &b) == 0 ?
+		    cJSON_CreateBool(b) : NULL;
+	case AVRO_DOUBLE:
+		return avro_value_get_double(v, &d) == 0 ?
+		    cJSON_CreateNumber(d) : NULL;
+	case AVRO_FLOAT:
+		return avro_value_get_float(v, &f) == 0 ?
+		    cJSON_CreateNumber(f) : NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* Reads the datum of a wire-format record into s's value. */
+static int
+wire_decode(struct avsc *s, const unsigned char *p, size_t len, char *why,
+    size_t whylen)
+{
+	avro_reader_t rd;
+	size_t size;
+	int ret;
+
+	avro_value_reset(&s->value);
+	if ((rd = avro_reader_memory((const char *)p, (int64_t)len)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return CODEC_NOMEM;
+	}
+	ret = avro_value_read(rd, &s->value);
+	avro_reader_free(rd);
+	if (ret != 0) {
+		snprintf(why, whylen, "the bytes do not decode with schema "
+		    "id %d: %s", s->id, avro_strerror());
+		return CODEC_INVALID;
+	}
+	/* What was read, written again, is all there was. */
+	if (avro_value_sizeof(&s->value, &size) != 0 || size != len) {
+		snprintf(why, whylen, "the bytes do not decode with schema "
+		    "id %d: %zu bytes where its datum takes %zu", s->id, len,
+		    size);
+		return CODEC_INVALID;
+	}
+	return CODEC_OK;
+}
+
+/* Adds attr from header name, if the record has it. */
+static int
+attr_from_header(cJSON *ev, const rd_kafka_headers_t *h, const char *name,
+    const char *attr, char *why, size_t whylen)
+{
+	char buf[HDR_MAX];
+	int n;
+
+	if ((n = kafka_header_get_str(h, name, buf, sizeof(buf))) == -1)
+		return CODEC_OK;
+	if (n < 0) {
+		snprintf(why, whylen, "header %s: too long or holds a NUL",
+		    name);
+		return CODEC_INVALID;
+	}
+	return cJSON_AddStringToObject(ev, attr, buf) != NULL ? CODEC_OK :
+	    CODEC_NOMEM;
+}
+
+/* The CloudEvents JSON of the ce_* headers and data. */
+static int
+envelope(const rd_kafka_headers_t *h, cJSON *data, char **json,
+    size_t *jlen, char *why, size_t whylen)
+{
+	static const struct { const char *hdr, *attr; } ce[] = {
+		{ FLOW_H_CE_SPECVERSION, "specversion" },
+		{ FLOW_H_CE_ID, "id" },
+		{ FLOW_H_CE_SOURCE, "source" },
+		{ FLOW_H_CE_TYPE, "type" },
+		{ FLOW_H_CE_SUBJECT, "subject" },
+		{ FLOW_H_CE_TIME, "time" }
+	};
+	const char *tp;
+	char buf[HDR_MAX];
+	cJSON *ev;
+	size_t i;
+	int ret = CODEC_NOMEM;
+
+	if ((ev = cJSON_CreateObject()) == NULL) {
+		cJSON_Delete(data);
+		snprintf(why, whylen, "out of memory");
+		return CODEC_NOMEM;
+	}
+	for (i = 0; i < sizeof(ce) / sizeof(ce[0]); i++)
+		if ((ret = attr_from_header(ev, h, ce[i].hdr, ce[i].attr, why,
+		    whylen)) != CODEC_OK) {
+			cJSON_Delete(data);
+			goto done;
+		}
+	/* The binding's ce_traceparent, else the W3C header. */
+	tp = kafka_header_get_str(h, FLOW_H_CE_TRACEPARENT, buf,
+	    sizeof(buf)) != -1 ? FLOW_H_CE_TRACEPARENT : FLOW_H_TRACEPARENT;
+	if ((ret = attr_from_header(ev, h, tp, FLOW_H_TRACEPARENT, why,
+	    whylen)) != CODEC_OK) {
+		cJSON_Delete(data);
+		goto done;
+	}
+	cJSON_AddItemToObject(ev, "data", data);
+	ret = CODEC_NOMEM;
+	if ((*json = cJSON_PrintUnformatted(ev)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		goto done;
+	}
+	*jlen = strlen(*json);
+	ret = CODEC_OK;
+done:
+	cJSON_Delete(ev);
+	return ret;
+}
+
+int
+codec_decode(struct codec *c, const void *value, size_t len,
+    const rd_kafka_headers_t *h, char **json, size_t *jlen, char *why,
+    size_t whylen)
+{
+	const unsigned char *p = value;
+	struct avsc *s;
+	cJSON *data;
+	int id, ret;
+
+	*json = NULL;
+	*jlen = 0;
+	if (!codec_is_avro(h))
+		return CODEC_OK;
+	if (c == NULL || c->reg == NULL) {
+		snprintf(why, whylen, "an Avro record, and no schema registry "
+		    "to read it with (-r URL or $SCHEMA_REGISTRY_URL)");
+		return CODEC_INVALID;
+	}
+	if (p == NULL || len < CODEC_HEADER_LEN || p[0] != CODEC_MAGIC) {
+		snprintf(why, whylen, "an Avro record without the wire "
+		    "format's magic byte and schema id");
+		return CODEC_INVALID;
+	}
+	id = (int)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 8 | p[4]);
+	if ((ret = reader_schema(c, id, &s, why, whylen)) != CODEC_OK)
+		return ret;
+	if ((ret = wire_decode(s, p + CODEC_HEADER_LEN, len - CODEC_HEADER_LEN,
+	    why, whylen)) != CODEC_OK)
+		return ret;
+	if (avro_value_get_type(&s->value) != AVRO_RECORD ||
+	    (data = avro_to_json(&s->value, 0)) == NULL) {
+		snprintf(why, whylen, "schema id %d: its datum is no event's "
+		    "data (a record of strings, numbers, enums, arrays and "
+		    "unions)", id);
+		return CODEC_INVALID;
+	}
+	return envelope(h, data, json, jlen, why, whylen);
+}
+
+int
+codec_parse(struct codec *c, const void *value, size_t len,
+    const rd_kafka_headers_t *h, struct event *ev, struct event_err *err)
+{
+	char *json = NULL;
+	size_t jlen;
+	int ret;
+
+	memset(err, 0, sizeof(*err));
+	ret = codec_decode(c, value, len, h, &json, &jlen, err->msg,
+	    sizeof(err->msg));
+	if (ret != CODEC_OK) {
+		memset(ev, 0, sizeof(*ev));
+		snprintf(err->text, sizeof(err->text), "%s", err->msg);
+		return ret;
+	}
+	if (json == NULL)
+		return event_parse(value != NULL ? value : "", len, ev, err) ==
+		    0 ? CODEC_OK : CODEC_INVALID;
+	ret = event_parse(json, jlen, ev, err) == 0 ? CODEC_OK : CODEC_INVALID;
+	free(json);
+	return ret;
+}
