@@ -1,0 +1,458 @@
+/*
+ * codec_test.c - tests of common/codec.c against the real schema registry
+ * in $SCHEMA_REGISTRY_URL: events of every kind encoded in the wire
+ * format and decoded back to the same event, the ce_* headers, JSON
+ * records passed through, and each way a record is refused (no magic
+ * byte, an unknown schema id, bytes short or left over, no registry) or
+ * put off (a registry that does not answer).
+ *
+ * Usage: codec_test NAME.  Each test writes to topics of its own, so its
+ * subjects are new in the shared registry.
+ *
+ * Also a producer of Avro records for the bats tests, which kcat then
+ * sends (a legacy producer of order.created.v1, for one):
+ *
+ *	codec_test encode TOPIC DIR < EVENTS
+ *
+ * registers the schema of each event's type under TOPIC-value and writes,
+ * for the Nth JSON event line (from 1), DIR/N.value (the wire format),
+ * DIR/N.key (its subject) and DIR/N.headers (kcat -H arguments, one
+ * "name=value" a line).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "codec.h"
+#include "event.h"
+#include "flow.h"
+#include "kafka.h"
+#include "registry.h"
+#include "unit.h"
+
+#define REQUIRE(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		exit(1);						\
+	}								\
+} while (0)
+
+static const char order_v2[] =
+    "{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"/test\","
+    "\"type\":\"order.created.v2\",\"subject\":\"o-1\","
+    "\"time\":\"2026-12-06T10:00:00.000Z\","
+    "\"datacontenttype\":\"application/json\","
+    "\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-"
+    "b7ad6b7169203331-01\","
+    "\"data\":{\"order_id\":\"o-1\",\"customer_id\":\"c-42\","
+    "\"email\":\"ana@example.com\",\"currency\":\"EUR\","
+    "\"items\":[{\"sku\":\"BOOK-1\",\"qty\":2,\"unit_price\":1250},"
+    "{\"sku\":\"PEN\",\"qty\":1,\"unit_price\":99}],\"total\":2599,"
+    "\"payment_method\":\"pm_card_visa\"}}";
+
+static const char order_v1[] =
+    "{\"specversion\":\"1.0\",\"id\":\"e-2\",\"source\":\"/legacy\","
+    "\"type\":\"order.created.v1\",\"subject\":\"o-2\","
+    "\"time\":\"2026-12-06T10:00:00Z\","
+    "\"data\":{\"order_id\":\"o-2\",\"customer_id\":\"c-7\","
+    "\"email\":\"bo@example.com\",\"currency\":\"USD\","
+    "\"amount\":\"25.50\",\"payment_method\":\"pm_card_visa\"}}";
+
+static const char pay_declined[] =
+    "{\"specversion\":\"1.0\",\"id\":\"e-3\",\"source\":\"/test\","
+    "\"type\":\"payment.processed.v1\",\"subject\":\"o-3\","
+    "\"time\":\"2026-12-06T10:00:00.000Z\","
+    "\"data\":{\"order_id\":\"o-3\",\"payment_id\":\"p-3\","
+    "\"status\":\"declined\",\"amount\":2000000,\"currency\":\"EUR\","
+    "\"reason\":\"limit_exceeded\",\"customer_id\":\"c-1\","
+    "\"email\":\"cy@example.com\"}}";
+
+static const char pay_approved[] =
+    "{\"specversion\":\"1.0\",\"id\":\"e-4\",\"source\":\"/test\","
+    "\"type\":\"payment.processed.v1\",\"subject\":\"o-4\","
+    "\"time\":\"2026-12-06T10:00:00.000Z\","
+    "\"data\":{\"order_id\":\"o-4\",\"payment_id\":\"p-4\","
+    "\"status\":\"approved\",\"amount\":2500,\"currency\":\"EUR\","
+    "\"customer_id\":\"c-1\",\"email\":\"cy@example.com\","
+    "\"payment_method\":\"pm_card_amex\"}}";
+
+static const char *url;
+
+static void
+topic(char *buf, size_t len, const char *what)
+{
+	snprintf(buf, len, "codec-test-%s-%ld-%d", what, (long)getpid(),
+	    rand());
+}
+
+static struct codec *
+avro_codec(void)
+{
+	struct codec *c;
+	char msg[256];
+
+	if (url == NULL || *url == '\0') {
+		fprintf(stderr, "SCHEMA_REGISTRY_URL is not set: these tests "
+		    "need a real schema registry\n");
+		exit(1);
+	}
+	c = codec_new(CODEC_AVRO, url, msg, sizeof(msg));
+	if (c == NULL)
+		fprintf(stderr, "codec_new: %s\n", msg);
+	REQUIRE(c != NULL);
+	return c;
+}
+
+static void
+prepare(struct codec *c, const char *t, enum event_kind kind)
+{
+	char msg[256];
+	int rerr;
+
+	if (codec_prepare(c, t, kind, &rerr, msg, sizeof(msg)) == -1)
+		fprintf(stderr, "codec_prepare: %s (%d)\n", msg, rerr);
+	REQUIRE(rerr == REGISTRY_OK);
+}
+
+/* The record of json, encoded by c for t. */
+static void *
+encode(struct codec *c, const char *t, const char *json, size_t *len,
+    rd_kafka_headers_t **h)
+{
+	void *v;
+	char msg[256];
+
+	if (codec_encode(c, t, json, strlen(json), NULL, &v, len, h, msg,
+	    sizeof(msg)) == -1)
+		fprintf(stderr, "codec_encode: %s\n", msg);
+	REQUIRE(v != NULL && *h != NULL);
+	return v;
+}
+
+static void
+check_header(const rd_kafka_headers_t *h, const char *name, const char *want)
+{
+	char buf[256];
+
+	CHECK(kafka_header_get_str(h, name, buf, sizeof(buf)) >= 0);
+	if (strcmp(buf, want) != 0) {
+		fprintf(stderr, "header %s: \"%s\", want \"%s\"\n", name, buf,
+		    want);
+		failures++;
+	}
+}
+
+/* Encoded and decoded: the same event as json parsed, byte for byte. */
+static void
+round_trip(struct codec *c, const char *t, const char *json)
+{
+	struct event want, got;
+	struct event_err err;
+	rd_kafka_headers_t *h;
+	char *a, *b;
+	void *v;
+	size_t len;
+
+	v = encode(c, t, json, &len, &h);
+	CHECK(((unsigned char *)v)[0] == CODEC_MAGIC);
+	CHECK(codec_is_avro(h));
+	REQUIRE(event_parse(json, strlen(json), &want, &err) == 0);
+	if (codec_parse(c, v, len, h, &got, &err) != CODEC_OK)
+		fprintf(stderr, "codec_parse: %s\n", err.text);
+	REQUIRE(got.kind == want.kind);
+	check_header(h, FLOW_H_CE_ID, want.id);
+	check_header(h, FLOW_H_CE_TYPE, want.type);
+	check_header(h, FLOW_H_CE_SUBJECT, want.subject);
+	check_header(h, FLOW_H_CE_SPECVERSION, "1.0");
+	a = event_serialize(&want, NULL);
+	b = event_serialize(&got, NULL);
+	REQUIRE(a != NULL && b != NULL);
+	if (strcmp(a, b) != 0) {
+		fprintf(stderr, "decoded:\n%s\nwant:\n%s\n", b, a);
+		failures++;
+	}
+	free(a);
+	free(b);
+	event_free(&want);
+	event_free(&got);
+	rd_kafka_headers_destroy(h);
+	free(v);
+}
+
+static void
+test_round_trip(void)
+{
+	struct codec *c = avro_codec();
+	char t1[128], t2[128];
+
+	topic(t1, sizeof(t1), "orders");
+	topic(t2, sizeof(t2), "payments");
+	prepare(c, t1, EVENT_ORDER_CREATED_V2);
+	prepare(c, t2, EVENT_PAYMENT_PROCESSED_V1);
+	round_trip(c, t1, order_v2);
+	round_trip(c, t2, pay_declined);
+	round_trip(c, t2, pay_approved);
+	codec_free(c);
+}
+
+/* A v1 record decodes as v1, and upcasts as a JSON one does. */
+static void
+test_v1(void)
+{
+	struct codec *c = avro_codec();
+	struct event ev;
+	struct event_err err;
+	rd_kafka_headers_t *h;
+	char t[128];
+	void *v;
+	size_t len;
+
+	topic(t, sizeof(t), "v1");
+	prepare(c, t, EVENT_ORDER_CREATED_V1);
+	round_trip(c, t, order_v1);
+	v = encode(c, t, order_v1, &len, &h);
+	REQUIRE(codec_parse(c, v, len, h, &ev, &err) == CODEC_OK);
+	CHECK(ev.kind == EVENT_ORDER_CREATED_V1);
+	CHECK(event_upcast_v1(&ev) == 0);
+	CHECK(ev.kind == EVENT_ORDER_CREATED_V2);
+	CHECK(ev.order.total == 2550);
+	event_free(&ev);
+	rd_kafka_headers_destroy(h);
+	free(v);
+	codec_free(c);
+}
+
+/* What decodes and what does not, and why. */
+static int
+parse_err(struct codec *c, const void *v, size_t len,
+    const rd_kafka_headers_t *h, const char *want)
+{
+	struct event ev;
+	struct event_err err;
+	int ret;
+
+	ret = codec_parse(c, v, len, h, &ev, &err);
+	event_free(&ev);
+	if (want != NULL && strstr(err.text, want) == NULL) {
+		fprintf(stderr, "error \"%s\", want one with \"%s\"\n",
+		    err.text, want);
+		failures++;
+	}
+	return ret;
+}
+
+static void
+test_invalid(void)
+{
+	struct codec *c = avro_codec(), *nor;
+	rd_kafka_headers_t *h;
+	char t[128], msg[256];
+	unsigned char *v, *w;
+	size_t len;
+
+	topic(t, sizeof(t), "invalid");
+	prepare(c, t, EVENT_ORDER_CREATED_V2);
+	v = encode(c, t, order_v2, &len, &h);
+	REQUIRE(parse_err(c, v, len, h, NULL) == CODEC_OK);
+
+	/* Short by a byte: the last string does not decode. */
+	CHECK(parse_err(c, v, len - 1, h, "do not decode") == CODEC_INVALID);
+	/* A byte over. */
+	REQUIRE((w = malloc(len + 1)) != NULL);
+	memcpy(w, v, len);
+	w[len] = 0;
+	CHECK(parse_err(c, w, len + 1, h, "do not decode") == CODEC_INVALID);
+	/* No magic byte, or too short to hold an id. */
+	w[0] = 1;
+	CHECK(parse_err(c, w, len, h, "magic byte") == CODEC_INVALID);
+	CHECK(parse_err(c, v, 3, h, "magic byte") == CODEC_INVALID);
+	/* An id no registry has given. */
+	memcpy(w, v, len);
+	w[1] = 0x7f;
+	w[2] = w[3] = w[4] = 0xfe;
+	CHECK(parse_err(c, w, len, h, "schema id 2147417854") ==
+	    CODEC_INVALID);
+	/* Without a registry an Avro record cannot be read. */
+	REQUIRE((nor = codec_new(CODEC_JSON, NULL, msg, sizeof(msg))) != NULL);
+	CHECK(parse_err(nor, v, len, h, "no schema registry") ==
+	    CODEC_INVALID);
+	codec_free(nor);
+	free(w);
+	free(v);
+	rd_kafka_headers_destroy(h);
+	codec_free(c);
+}
+
+/* A JSON record: as it is, whatever the codec writes. */
+static void
+test_json(void)
+{
+	struct codec *c = avro_codec();
+	struct event ev;
+	struct event_err err;
+	rd_kafka_headers_t *h;
+	char *json;
+	size_t jlen;
+
+	REQUIRE((h = flow_headers_new(NULL)) != NULL);
+	CHECK(!codec_is_avro(h));
+	CHECK(!codec_is_avro(NULL));
+	CHECK(codec_decode(c, order_v2, strlen(order_v2), h, &json, &jlen,
+	    err.text, sizeof(err.text)) == CODEC_OK && json == NULL);
+	CHECK(codec_parse(c, order_v2, strlen(order_v2), h, &ev, &err) ==
+	    CODEC_OK);
+	CHECK(ev.kind == EVENT_ORDER_CREATED_V2);
+	event_free(&ev);
+	/* No headers at all (pipe mode): JSON. */
+	CHECK(codec_parse(c, order_v2, strlen(order_v2), NULL, &ev, &err) ==
+	    CODEC_OK);
+	event_free(&ev);
+	/* Not JSON, not Avro: invalid, as before. */
+	CHECK(codec_parse(c, "\x00\x01", 2, h, &ev, &err) == CODEC_INVALID);
+	event_free(&ev);
+	rd_kafka_headers_destroy(h);
+	codec_free(c);
+}
+
+/* A loopback port nothing listens on: bound, never listened to. */
+static int
+closed_port(int *fd)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	REQUIRE((*fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	REQUIRE(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	REQUIRE(getsockname(*fd, (struct sockaddr *)&sa, &sl) == 0);
+	return ntohs(sa.sin_port);
+}
+
+/* A registry that does not answer puts a record off; it never refuses it. */
+static void
+test_unavailable(void)
+{
+	struct codec *c = avro_codec(), *down;
+	rd_kafka_headers_t *h;
+	char t[128], msg[256], u[128];
+	void *v;
+	size_t len;
+	int fd, rerr;
+
+	topic(t, sizeof(t), "down");
+	prepare(c, t, EVENT_ORDER_CREATED_V2);
+	v = encode(c, t, order_v2, &len, &h);
+	snprintf(u, sizeof(u), "http://127.0.0.1:%d/apis/ccompat/v7",
+	    closed_port(&fd));
+	REQUIRE((down = codec_new(CODEC_AVRO, u, msg, sizeof(msg))) != NULL);
+	CHECK(parse_err(down, v, len, h, "schema id") == CODEC_TRANSIENT);
+	CHECK(codec_prepare(down, t, EVENT_ORDER_CREATED_V2, &rerr, msg,
+	    sizeof(msg)) == -1 && rerr == REGISTRY_UNAVAILABLE);
+	/* Not prepared: nothing to encode with. */
+	CHECK(codec_encode(down, t, order_v2, strlen(order_v2), NULL, &v,
+	    &len, &h, msg, sizeof(msg)) == -1);
+	close(fd);
+	codec_free(down);
+	codec_free(c);
+}
+
+static void
+test_options(void)
+{
+	enum codec_format f;
+	char msg[256];
+
+	CHECK(codec_format_parse("avro", &f) == 0 && f == CODEC_AVRO);
+	CHECK(codec_format_parse("json", &f) == 0 && f == CODEC_JSON);
+	CHECK(codec_format_parse("Avro", &f) == -1);
+	CHECK(codec_new(CODEC_AVRO, NULL, msg, sizeof(msg)) == NULL &&
+	    strstr(msg, "registry") != NULL);
+	CHECK(codec_new(CODEC_AVRO, "ftp://x", msg, sizeof(msg)) == NULL);
+}
+
+static const struct unit_test tests[] = {
+	{ "round-trip", test_round_trip },
+	{ "v1", test_v1 },
+	{ "invalid", test_invalid },
+	{ "json", test_json },
+	{ "unavailable", test_unavailable },
+	{ "options", test_options },
+};
+
+/* Writes len bytes of p to DIR/N.ext. */
+static void
+put_file(const char *dir, int n, const char *ext, const void *p, size_t len)
+{
+	char path[4096];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%d.%s", dir, n, ext);
+	REQUIRE((fp = fopen(path, "w")) != NULL);
+	REQUIRE(fwrite(p, 1, len, fp) == len && fclose(fp) == 0);
+}
+
+/* codec_test encode TOPIC DIR < EVENTS: see the top of this file. */
+static int
+encode_events(const char *t, const char *dir)
+{
+	struct codec *c = avro_codec();
+	struct event ev;
+	struct event_err err;
+	rd_kafka_headers_t *h;
+	const char *name;
+	const void *hv;
+	char *line = NULL, *hl = NULL;
+	size_t cap = 0, len, i, hsz, hlen = 0;
+	ssize_t n;
+	void *v;
+	int k = 0;
+	FILE *hf;
+
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		if (line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (event_parse(line, (size_t)n, &ev, &err) == -1) {
+			fprintf(stderr, "line %d: %s\n", k + 1, err.text);
+			return 1;
+		}
+		prepare(c, t, ev.kind);
+		v = encode(c, t, line, &len, &h);
+		k++;
+		put_file(dir, k, "value", v, len);
+		put_file(dir, k, "key", ev.subject, strlen(ev.subject));
+		REQUIRE((hf = open_memstream(&hl, &hlen)) != NULL);
+		for (i = 0; rd_kafka_header_get_all(h, i, &name, &hv, &hsz) ==
+		    RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+			fprintf(hf, "%s=%.*s\n", name, (int)hsz,
+			    (const char *)hv);
+		REQUIRE(fclose(hf) == 0);
+		put_file(dir, k, "headers", hl, hlen);
+		free(hl);
+		hl = NULL;
+		rd_kafka_headers_destroy(h);
+		free(v);
+		event_free(&ev);
+	}
+	free(line);
+	codec_free(c);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	REQUIRE(curl_global_init(CURL_GLOBAL_DEFAULT) == 0);
+	srand((unsigned)getpid());
+	url = getenv("SCHEMA_REGISTRY_URL");
+	if (argc == 4 && strcmp(argv[1], "encode") == 0)
+		return encode_events(argv[2], argv[3]);
+	return unit_main("codec_test", tests, argc, argv);
+}
