@@ -107,3 +107,74 @@ new_flow() {
 	export ORDERFLOW_STATE="$BATS_TEST_TMPDIR/state"
 	topic-admin -q create -p "${1:-3}" -r 1 >/dev/null
 }
+
+# avro_decode TOPIC [KCAT-ARG...]: every record of TOPIC, from the
+# beginning to the end of each partition, read by an independent decoder:
+# test/java/AvroDecode.java, Apache Avro's Java library with each schema
+# fetched by its id from $SCHEMA_REGISTRY_URL.  Prints one JSON object a
+# record, {"partition", "offset", "key", "schema_id", "value"} with value
+# the datum in plain JSON (see the top of AvroDecode.java).  Fails when
+# kcat fails or a record is no wire-format Avro that decodes (bad magic
+# byte, unknown id, bytes that do not decode or are left over, a null
+# value): the reason on stderr, the records before it on stdout.
+# KCAT-ARGs go to kcat -C after ours (-p, -o, -c, -X); never -f, -J or -Z,
+# which would change the framing kcat hands the decoder.  One JVM a call,
+# about 1.5 s to start.
+avro_decode() {
+	local topic=$1 java cp rc
+
+	shift
+	java=$(avro_java) && cp=$(avro_classpath) || return 1
+	# -f: see AvroDecode.java; each length comes before its bytes, so
+	# binary values pass unharmed (kcat -J would copy them into JSON
+	# strings unescaped).
+	kcat -C -b "$KAFKA_BROKERS" -t "$topic" -o beginning -e -q \
+	    -f '%p %o %K %k%R%s' "$@" |
+	    "$java" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$cp" \
+	    "$ROOT/test/java/AvroDecode.java" -r "$SCHEMA_REGISTRY_URL"
+	rc=("${PIPESTATUS[@]}")
+	if [ "${rc[0]}" != 0 ]; then
+		echo "avro_decode: kcat exited ${rc[0]} reading $topic" >&2
+		return 1
+	fi
+	return "${rc[1]}"
+}
+
+# avro_java: the java that runs AvroDecode.java: $JAVA_HOME's, else the one
+# on PATH, as scripts/deps has it.  Avro 1.12 and the source-file launcher
+# need Java 11; the default JDK here (17) is enough.
+avro_java() {
+	local java=${JAVA_HOME:+$JAVA_HOME/bin/}java v
+
+	v=$("$java" -XshowSettings:properties -version 2>&1 |
+	    sed -n 's/^ *java\.specification\.version = //p')
+	if ! [[ $v =~ ^[0-9]+$ ]] || [ "$v" -lt 11 ]; then
+		echo "avro_java: $java is not Java 11 or later (${v:-no" \
+		    "version}): set JAVA_HOME to a newer JDK" >&2
+		return 1
+	fi
+	echo "$java"
+}
+
+# avro_classpath: the jars AvroDecode.java needs, from the registry's
+# application (scripts/schema-registry-local fetch: already cached when the
+# suite's registry runs; .ci/run fetches it).  Only these, not all of
+# lib/main: Avro needs Jackson and slf4j-api at run time (commons-compress
+# only for its container files), and the application's other jars bring an
+# slf4j binding that cannot start outside Quarkus.
+avro_classpath() {
+	local app jar cp= name
+
+	app=$(schema-registry-local fetch) || return 1
+	for name in org.apache.avro.avro com.fasterxml.jackson.core.jackson-core \
+	    com.fasterxml.jackson.core.jackson-databind \
+	    com.fasterxml.jackson.core.jackson-annotations org.slf4j.slf4j-api; do
+		jar=$(compgen -G "$app/lib/main/$name-[0-9]*.jar" | head -n 1)
+		if [ -z "$jar" ]; then
+			echo "avro_classpath: no $name jar in $app/lib/main" >&2
+			return 1
+		fi
+		cp=${cp:+$cp:}$jar
+	done
+	echo "$cp"
+}
