@@ -1236,9 +1236,10 @@ cmd_wait(struct ta *t, int argc, char **argv)
 /*
  * schemas: the flow's Avro schemas in the registry.  Subjects follow the
  * TopicNameStrategy (TOPIC-value), topics named as everywhere else
- * (--topic-prefix).  Every registry call either succeeds or ends the
- * command with exit status 1: a registry that does not answer, or one
- * that refuses, leaves nothing worth going on with.
+ * (--topic-prefix).  A registry call that fails ends the command with
+ * exit status 1 (a registry that does not answer, or one that refuses,
+ * leaves nothing worth going on with); only a subject named to show that
+ * has no version lets the others still be shown.
  */
 
 static const struct table_col schema_cols[] = {
