@@ -1,19 +1,24 @@
 /*
  * topic-admin - creates orderflow's six topics, lists and describes
  * topics, deletes them, shows consumer-group lag and waits for a broker,
- * through librdkafka's Admin API.
+ * through librdkafka's Admin API; and registers the flow's Avro schemas in
+ * a schema registry and shows its subjects (schemas).
  *
  * Data (an aligned table, or JSON lines with -J) goes to stdout, logs to
  * stderr.  Every request to Kafka is bounded by -m seconds: an unreachable
  * broker costs one line on stderr and exit status 4, never a hang and
- * never librdkafka's own log lines (those appear with -v).
+ * never librdkafka's own log lines (those appear with -v).  The schemas
+ * commands talk to the registry only (registry.c, each request bounded by
+ * REGISTRY_TIMEOUT_MS) and open no Kafka client: a registry that does not
+ * answer is exit status 1, as 4 means Kafka.
  *
  * The rows are printed by table.c.  What remains stays one file, longer
- * than most: its six subcommands are short flows over one admin handle
- * and share the bounded request, the retry while a coordinator moves and
- * the one way out (ta_exit(), check_interrupt()), which a split would
- * have to export.
+ * than most: its subcommands are short flows over one admin handle (or
+ * one registry client) and share the bounded request, the retry while a
+ * coordinator moves and the one way out (ta_exit(), check_interrupt()),
+ * which a split would have to export.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <librdkafka/rdkafka.h>
 
 #include "exitcode.h"
@@ -28,6 +34,8 @@
 #include "kafka.h"
 #include "log.h"
 #include "opt.h"
+#include "registry.h"
+#include "schemas.h"
 #include "table.h"
 #include "util.h"
 
@@ -36,10 +44,14 @@
 #define DLQ_RETENTION	"1209600000"	/* 14 days in ms */
 #define SLICE_MS	500		/* longest wait between SIGINT checks */
 #define WAIT_POLL_MS	200		/* wait: pause between two rounds */
+#define SUBJECT_SUFFIX	"-value"	/* TopicNameStrategy: TOPIC-value */
+#define SCHEMA_COMPAT	"BACKWARD"	/* the level the flow's subjects get */
+#define SCHEMA_MAXFILE	(1024 * 1024)	/* longest schema file read */
 
 enum {
 	OPT_DRY_RUN = OPT_CMD_FIRST,
-	OPT_YES
+	OPT_YES,
+	OPT_SCHEMA_REGISTRY
 };
 
 /* Options that only some commands take, to reject them elsewhere. */
@@ -49,7 +61,8 @@ enum {
 	GIVEN_T = 1 << 2,
 	GIVEN_DRY_RUN = 1 << 3,
 	GIVEN_YES = 1 << 4,
-	GIVEN_G = 1 << 5
+	GIVEN_G = 1 << 5,
+	GIVEN_SR = 1 << 6	/* also: the command talks to the registry */
 };
 
 struct ta {
@@ -65,6 +78,9 @@ struct ta {
 	const char			**topics;	/* -t */
 	size_t				 ntopics;
 	const char			*group;		/* -G */
+	const char			*registry_url;	/* --schema-registry */
+	struct registry			*reg;
+	int				 curl;	/* curl_global_init() done */
 };
 
 struct cmd {
@@ -109,9 +125,14 @@ usage(void)
 	    "       %s describe topic ...\n"
 	    "       %s delete --yes topic ...\n"
 	    "       %s lag [group ...]\n"
-	    "       %s wait [-t topic]\n",
+	    "       %s wait [-t topic]\n"
+	    "       %s schemas [--schema-registry url]\n"
+	    "       %s schemas show [--schema-registry url] [subject ...]\n"
+	    "       %s schemas register [--schema-registry url] subject "
+	    "file\n",
 	    log_progname(), log_progname(), log_progname(), log_progname(),
-	    log_progname(), log_progname(), log_progname());
+	    log_progname(), log_progname(), log_progname(), log_progname(),
+	    log_progname(), log_progname());
 }
 
 /* Releases librdkafka (and its threads) and what the command holds. */
@@ -127,6 +148,11 @@ ta_release(struct ta *t)
 	t->md = NULL;
 	t->q = NULL;
 	t->rk = NULL;
+	registry_free(t->reg);
+	t->reg = NULL;
+	if (t->curl)
+		curl_global_cleanup();
+	t->curl = 0;
 	free(t->topics);
 	t->topics = NULL;
 	opt_free(&t->o);
@@ -1207,6 +1233,291 @@ cmd_wait(struct ta *t, int argc, char **argv)
 	return OF_EXIT_KAFKA;
 }
 
+/*
+ * schemas: the flow's Avro schemas in the registry.  Subjects follow the
+ * TopicNameStrategy (TOPIC-value), topics named as everywhere else
+ * (--topic-prefix).  A registry call that fails ends the command with
+ * exit status 1 (a registry that does not answer, or one that refuses,
+ * leaves nothing worth going on with); only a subject named to show that
+ * has no version lets the others still be shown.
+ */
+
+static const struct table_col schema_cols[] = {
+	{ "SUBJECT", "subject", TABLE_STR },
+	{ "COMPATIBILITY", "compatibility", TABLE_STR },
+	{ "VERSION", "version", TABLE_INT },
+	{ "ID", "id", TABLE_INT }
+};
+
+/* The flow's schemas: each topic's, in the order they are registered. */
+static const struct {
+	const char	*topic;
+	const char	*schemas[3];
+} flow_schemas[] = {
+	{ FLOW_TOPIC_ORDERS, { schema_order_created_v1,
+	    schema_order_created_v2, NULL } },
+	{ FLOW_TOPIC_PAYMENTS, { schema_payment_processed_v1, NULL } }
+};
+#define NFLOW_SCHEMAS	(sizeof(flow_schemas) / sizeof(flow_schemas[0]))
+
+/*
+ * The registry client, from --schema-registry, else $SCHEMA_REGISTRY_URL;
+ * neither, or a URL that is not http(s), is a usage error.
+ */
+static void
+schemas_open(struct ta *t)
+{
+	const char *url = t->registry_url;
+
+	if (url == NULL)
+		url = getenv("SCHEMA_REGISTRY_URL");
+	if (url == NULL || *url == '\0') {
+		log_error("no schema registry: give --schema-registry or set "
+		    "SCHEMA_REGISTRY_URL");
+		usage();
+		ta_exit(t, OF_EXIT_USAGE);
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+		log_fatal(OF_EXIT_FAIL, "curl_global_init failed");
+	t->curl = 1;
+	/* The URL is not repeated: it may hold credentials. */
+	if ((t->reg = registry_new(url)) == NULL && errno == EINVAL) {
+		log_error("--schema-registry: not an http or https URL");
+		usage();
+		ta_exit(t, OF_EXIT_USAGE);
+	}
+	if (t->reg == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
+}
+
+/*
+ * A registry call that failed: one line on stderr (the registry's reason
+ * for a refusal), exit 1.  what names what was asked for.
+ */
+static void __attribute__((noreturn))
+schemas_fail(struct ta *t, const char *what, int err, const char *msg)
+{
+	if (err == REGISTRY_UNAVAILABLE)
+		log_error("%s: %s: %s", registry_name(t->reg),
+		    registry_strerror(err), msg);
+	else
+		log_error("%s: %s: %s", what, registry_strerror(err), msg);
+	ta_exit(t, OF_EXIT_FAIL);
+}
+
+/* TOPIC-value of one of the flow's topics, prefix included, in buf. */
+static const char *
+schemas_subject(struct ta *t, const char *topic, char *buf, size_t len)
+{
+	if ((size_t)snprintf(buf, len, "%s" SUBJECT_SUFFIX,
+	    opt_topic(&t->o, topic)) >= len)
+		log_fatal(OF_EXIT_USAGE, "--topic-prefix: too long");
+	return buf;
+}
+
+/*
+ * One row for each version of subject.  NOT_FOUND when it has none (it
+ * is no subject then), any other failure ends the command.
+ */
+static int
+schemas_rows(struct ta *t, struct table *out, const char *subject)
+{
+	char msg[1024], level[64], ver[32], idbuf[32];
+	const char *v[4];
+	int *versions, rc, id;
+	size_t i, n;
+
+	rc = registry_versions(t->reg, subject, &versions, &n, msg,
+	    sizeof(msg));
+	check_interrupt(t);
+	if (rc == REGISTRY_NOT_FOUND)
+		return rc;
+	if (rc != REGISTRY_OK)
+		schemas_fail(t, subject, rc, msg);
+	rc = registry_get_compat(t->reg, subject, level, sizeof(level), msg,
+	    sizeof(msg));
+	check_interrupt(t);
+	if (rc != REGISTRY_OK) {
+		free(versions);
+		schemas_fail(t, subject, rc, msg);
+	}
+	for (i = 0; i < n; i++) {
+		rc = registry_version(t->reg, subject, versions[i], &id, NULL,
+		    msg, sizeof(msg));
+		check_interrupt(t);
+		if (rc == REGISTRY_NOT_FOUND)
+			continue;	/* deleted meanwhile */
+		if (rc != REGISTRY_OK) {
+			free(versions);
+			schemas_fail(t, subject, rc, msg);
+		}
+		table_fmt_ll(ver, sizeof(ver), versions[i]);
+		table_fmt_ll(idbuf, sizeof(idbuf), id);
+		v[0] = subject;
+		v[1] = level;
+		v[2] = ver;
+		v[3] = idbuf;
+		table_row(out, v);
+	}
+	free(versions);
+	return REGISTRY_OK;
+}
+
+/* The rows of the subjects named; one without versions is an error. */
+static int
+schemas_show_named(struct ta *t, const char *const *subjects, size_t n)
+{
+	struct table out;
+	size_t i;
+	int rc = OF_EXIT_OK;
+
+	table_init(&out, schema_cols, 4, t->json);
+	for (i = 0; i < n; i++) {
+		if (schemas_rows(t, &out, subjects[i]) == REGISTRY_OK)
+			continue;
+		log_error("%s: no such subject", subjects[i]);
+		rc = OF_EXIT_FAIL;
+	}
+	table_end(&out);
+	return rc;
+}
+
+/*
+ * Registers the flow's schemas, each topic's subject first set to
+ * BACKWARD so that the registry checks every later version against them,
+ * then shows the subjects.  The registry answers the id it has for a
+ * schema registered already, so a second run changes nothing.
+ */
+static int
+cmd_schemas(struct ta *t, int argc, char **argv)
+{
+	char subjects[NFLOW_SCHEMAS][512], msg[1024];
+	const char *names[NFLOW_SCHEMAS];
+	const char *const *schema;
+	size_t i;
+	int rc, id;
+
+	(void)argc;
+	(void)argv;
+	for (i = 0; i < NFLOW_SCHEMAS; i++) {
+		names[i] = schemas_subject(t, flow_schemas[i].topic,
+		    subjects[i], sizeof(subjects[i]));
+		rc = registry_set_compat(t->reg, names[i], SCHEMA_COMPAT, msg,
+		    sizeof(msg));
+		check_interrupt(t);
+		if (rc != REGISTRY_OK)
+			schemas_fail(t, names[i], rc, msg);
+		for (schema = flow_schemas[i].schemas; *schema != NULL;
+		    schema++) {
+			rc = registry_register(t->reg, names[i], *schema, &id,
+			    msg, sizeof(msg));
+			check_interrupt(t);
+			if (rc != REGISTRY_OK)
+				schemas_fail(t, names[i], rc, msg);
+			log_debug("%s: schema id %d", names[i], id);
+		}
+	}
+	return schemas_show_named(t, names, NFLOW_SCHEMAS);
+}
+
+/*
+ * The subjects named, else every subject of the registry that starts
+ * with the topic prefix (all of them without one).
+ */
+static int
+cmd_schemas_show(struct ta *t, int argc, char **argv)
+{
+	struct table out;
+	char msg[1024], **all;
+	size_t i, plen = strlen(t->o.topic_prefix);
+	int rc;
+
+	if (argc > 0)
+		return schemas_show_named(t, (const char *const *)argv,
+		    (size_t)argc);
+	rc = registry_subjects(t->reg, &all, msg, sizeof(msg));
+	check_interrupt(t);
+	if (rc != REGISTRY_OK)
+		schemas_fail(t, "subjects", rc, msg);
+	table_init(&out, schema_cols, 4, t->json);
+	for (i = 0; all[i] != NULL; i++)
+		if (strncmp(all[i], t->o.topic_prefix, plen) == 0)
+			(void)schemas_rows(t, &out, all[i]);
+	table_end(&out);
+	registry_strv_free(all);
+	return OF_EXIT_OK;
+}
+
+/* The contents of path ("-": standard input), or NULL with errno set. */
+static char *
+read_text(const char *path)
+{
+	FILE *f;
+	char *buf;
+	size_t n;
+	int e;
+
+	if (strcmp(path, "-") == 0)
+		f = stdin;
+	else if ((f = fopen(path, "r")) == NULL)
+		return NULL;
+	buf = util_xmalloc(SCHEMA_MAXFILE + 1);
+	n = fread(buf, 1, SCHEMA_MAXFILE + 1, f);
+	e = ferror(f) ? errno : n > SCHEMA_MAXFILE ? EFBIG : 0;
+	if (f != stdin)
+		fclose(f);
+	if (e != 0) {
+		free(buf);
+		errno = e;
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * Registers the schema in file under subject.  A subject without a
+ * version yet is set to BACKWARD first, as the flow's are; one with
+ * versions keeps the level it has (someone chose it).  "Without a
+ * version" rather than "without a level of its own": Confluent's
+ * registry and Apicurio answer GET /config/SUBJECT differently.
+ */
+static int
+cmd_schemas_register(struct ta *t, int argc, char **argv)
+{
+	const char *subject = argv[0], *path = argv[1];
+	char msg[1024], *text;
+	int *versions, rc, id;
+	size_t n;
+
+	(void)argc;
+	if ((text = read_text(path)) == NULL) {
+		log_error("%s: %s", path, errno == EFBIG ?
+		    "longer than 1 MiB" : strerror(errno));
+		return OF_EXIT_FAIL;
+	}
+	rc = registry_versions(t->reg, subject, &versions, &n, msg,
+	    sizeof(msg));
+	check_interrupt(t);
+	if (rc == REGISTRY_NOT_FOUND) {
+		rc = registry_set_compat(t->reg, subject, SCHEMA_COMPAT, msg,
+		    sizeof(msg));
+		check_interrupt(t);
+	} else if (rc == REGISTRY_OK)
+		free(versions);
+	if (rc != REGISTRY_OK) {
+		free(text);
+		schemas_fail(t, subject, rc, msg);
+	}
+	rc = registry_register(t->reg, subject, text, &id, msg, sizeof(msg));
+	free(text);
+	check_interrupt(t);
+	if (rc != REGISTRY_OK)
+		schemas_fail(t, subject, rc, msg);
+	log_debug("%s: schema id %d", subject, id);
+	return schemas_show_named(t, &subject, 1);
+}
+
 static const struct cmd cmds[] = {
 	{ "create", cmd_create, 0, 0, GIVEN_P | GIVEN_R | GIVEN_T |
 	    GIVEN_DRY_RUN },
@@ -1214,8 +1525,12 @@ static const struct cmd cmds[] = {
 	{ "describe", cmd_describe, 1, -1, 0 },
 	{ "lag", cmd_lag, 0, -1, GIVEN_G },
 	{ "list", cmd_list, 0, 0, 0 },
+	{ "schemas", cmd_schemas, 0, 0, GIVEN_SR },
+	{ "schemas register", cmd_schemas_register, 2, 2, GIVEN_SR },
+	{ "schemas show", cmd_schemas_show, 0, -1, GIVEN_SR },
 	{ "wait", cmd_wait, 0, 0, GIVEN_T }
 };
+#define NCMDS	(sizeof(cmds) / sizeof(cmds[0]))
 
 static void
 add_topic(struct ta *t, const char *name)
@@ -1239,6 +1554,8 @@ parse_options(struct ta *t, int argc, char **argv)
 	static const struct option longopts[] = {
 		OPT_COMMON_LONG,
 		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "schema-registry", required_argument, NULL,
+		    OPT_SCHEMA_REGISTRY },
 		{ "yes", no_argument, NULL, OPT_YES },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1273,6 +1590,10 @@ parse_options(struct ta *t, int argc, char **argv)
 		case OPT_DRY_RUN:
 			t->given |= GIVEN_DRY_RUN;
 			break;
+		case OPT_SCHEMA_REGISTRY:
+			t->registry_url = optarg;
+			t->given |= GIVEN_SR;
+			break;
 		case OPT_YES:
 			t->given |= GIVEN_YES;
 			break;
@@ -1286,26 +1607,72 @@ parse_options(struct ta *t, int argc, char **argv)
 	}
 }
 
-/* The command named, with its argument count and options checked. */
+/*
+ * How many of the words of argv (argc of them) spell c's name, whose
+ * words are separated by one space ("schemas show"); 0 if they do not.
+ */
+static int
+cmd_words(const struct cmd *c, int argc, char **argv)
+{
+	const char *p = c->name, *sp;
+	size_t len;
+	int w;
+
+	for (w = 0; w < argc; w++) {
+		sp = strchr(p, ' ');
+		len = sp != NULL ? (size_t)(sp - p) : strlen(p);
+		if (strncmp(argv[w], p, len) != 0 || argv[w][len] != '\0')
+			return 0;
+		if (sp == NULL)
+			return w + 1;
+		p = sp + 1;
+	}
+	return 0;
+}
+
+/* Whether some command's name is c's followed by more words. */
+static int
+cmd_has_sub(const struct cmd *c)
+{
+	size_t i, len = strlen(c->name);
+
+	for (i = 0; i < NCMDS; i++)
+		if (strncmp(cmds[i].name, c->name, len) == 0 &&
+		    cmds[i].name[len] == ' ')
+			return 1;
+	return 0;
+}
+
+/*
+ * The command named by the first words of argv (the longest name that
+ * matches), with its argument count and options checked; *words gets how
+ * many words its name took.
+ */
 static const struct cmd *
-find_cmd(struct ta *t, int argc, char **argv)
+find_cmd(struct ta *t, int argc, char **argv, int *words)
 {
 	static const char *const names[] = { "-p", "-r", "-t", "--dry-run",
-	    "--yes", "-G" };
+	    "--yes", "-G", "--schema-registry" };
 	const struct cmd *c = NULL;
 	size_t i;
+	int w;
 
 	if (argc < 1) {
 		usage();
 		exit(OF_EXIT_USAGE);
 	}
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (strcmp(cmds[i].name, argv[0]) == 0)
+	*words = 0;
+	for (i = 0; i < NCMDS; i++)
+		if ((w = cmd_words(&cmds[i], argc, argv)) > *words) {
 			c = &cmds[i];
+			*words = w;
+		}
 	if (c == NULL)
 		log_error("%s: unknown command", argv[0]);
-	else if (argc - 1 < c->minargs ||
-	    (c->maxargs >= 0 && argc - 1 > c->maxargs))
+	else if (argc > *words && c->maxargs == 0 && cmd_has_sub(c))
+		log_error("%s %s: unknown command", c->name, argv[*words]);
+	else if (argc - *words < c->minargs ||
+	    (c->maxargs >= 0 && argc - *words > c->maxargs))
 		log_error("%s: wrong number of arguments", c->name);
 	else if (c->fn == cmd_delete && !(t->given & GIVEN_YES))
 		log_error("delete: refusing to delete without --yes");
@@ -1328,7 +1695,7 @@ main(int argc, char **argv)
 	static const int stop_signals[] = { SIGINT, SIGHUP, SIGTERM, 0 };
 	struct ta *t = &ta;
 	const struct cmd *c;
-	int rc;
+	int rc, words;
 
 	log_init(argv[0]);
 	opt_init(&t->o, usage);
@@ -1337,9 +1704,13 @@ main(int argc, char **argv)
 	parse_options(t, argc, argv);
 	argc -= optind;
 	argv += optind;
-	c = find_cmd(t, argc, argv);
+	c = find_cmd(t, argc, argv, &words);
 	util_signals_catch(stop_signals, 0, NULL);
-	admin_open(t, c->fn == cmd_lag);
-	rc = c->fn(t, argc - 1, argv + 1);
+	/* The schemas commands need the registry, and no broker. */
+	if (c->allowed & GIVEN_SR)
+		schemas_open(t);
+	else
+		admin_open(t, c->fn == cmd_lag);
+	rc = c->fn(t, argc - words, argv + words);
 	ta_exit(t, rc);
 }
