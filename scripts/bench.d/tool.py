@@ -7,6 +7,7 @@
 #        tool.py stamp
 #        tool.py latency SENT NOTES [--skip N]
 #        tool.py calls LOG KEY
+#        tool.py ports COUNT
 #
 # orders   COUNT orders as JSON lines on stdout, order ids PREFIX0,
 #          PREFIX1, ...  With --rate, N orders a second for S seconds
@@ -31,7 +32,13 @@
 #          second, O calls that started before an earlier call with the
 #          same KEY had ended (which ordering per key forbids), M the most
 #          calls under way at once.  Calls never answered are left out.
+# ports    the first of COUNT consecutive TCP ports on 127.0.0.1 that are
+#          free now (each one bound and released), for a server that takes
+#          a port and the ones after it and cannot be given port 0.  Free
+#          now, not reserved: another program may take one before the
+#          server does, which the server then reports.
 import json
+import socket
 import sys
 import time
 
@@ -174,9 +181,34 @@ def calls(argv):
         overlaps, peak))
 
 
+def ports(argv):
+    count = int(argv[0])
+    for _ in range(100):
+        held = []
+        try:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            first = s.getsockname()[1]
+            if first + count - 1 > 65535:
+                continue
+            for p in range(first + 1, first + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        print(first)
+        return
+    sys.exit("tool.py ports: no %d free ports in a row" % count)
+
+
 def main():
     if len(sys.argv) < 2:
-        sys.exit("usage: tool.py orders|stamp|latency|calls")
+        sys.exit("usage: tool.py orders|stamp|latency|calls|ports")
     cmd, argv = sys.argv[1], sys.argv[2:]
     if cmd == "orders":
         orders(argv)
@@ -186,6 +218,8 @@ def main():
         latency(argv)
     elif cmd == "calls":
         calls(argv)
+    elif cmd == "ports":
+        ports(argv)
     else:
         sys.exit("tool.py: unknown command " + cmd)
 
