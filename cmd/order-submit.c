@@ -299,22 +299,27 @@ produce(struct submit *s, const struct event *ev, const char *value,
 	struct slot *sl;
 	char why[320], fatal[256];
 	void *rec;
-	size_t reclen;
 
 	if (s->down != NULL) {
 		s->failed++;
 		receipt_error(ev->subject, ev->id, s->down);
 		return;
 	}
-	if (codec_encode(s->codec, s->topic, value, vlen, ev->traceparent,
-	    &rec, &reclen, &hdrs, why, sizeof(why)) == -1)
-		log_fatal(OF_EXIT_FAIL, "order %s: cannot encode its event: %s",
-		    ev->subject, why);
+	/* Avro: encoded from ev (value is NULL); JSON: value as it is. */
+	rec = NULL;
+	if (value == NULL) {
+		if (codec_encode_event(s->codec, s->topic, ev, NULL, &rec,
+		    &vlen, &hdrs, why, sizeof(why)) == -1)
+			log_fatal(OF_EXIT_FAIL, "order %s: cannot encode its "
+			    "event: %s", ev->subject, why);
+		value = rec;
+	} else if ((hdrs = flow_headers_new(ev->traceparent)) == NULL)
+		log_fatal(OF_EXIT_FAIL, "out of memory");
 	sl = slot_get(s);
 	memcpy(sl->order_id, ev->subject, sizeof(sl->order_id));
 	memcpy(sl->event_id, ev->id, sizeof(sl->event_id));
 	err = kafka_produce(s->p, s->topic, ev->subject, strlen(ev->subject),
-	    rec, reclen, hdrs, on_delivery, sl);
+	    value, vlen, hdrs, on_delivery, sl);
 	free(rec);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		s->inflight++;
@@ -346,11 +351,12 @@ static void
 submit_order(struct submit *s, const struct order *o)
 {
 	struct event ev;
-	char *value;
-	size_t vlen;
+	char *value = NULL;
+	size_t vlen = 0;
 
 	if (event_order_created(&ev, o, SOURCE, NULL) == -1 ||
-	    (value = event_serialize(&ev, &vlen)) == NULL)
+	    (codec_format(s->codec) == CODEC_JSON &&
+	    (value = event_serialize(&ev, &vlen)) == NULL))
 		log_fatal(OF_EXIT_FAIL, "order %s: cannot build its event: %s",
 		    o->order_id, strerror(errno));
 	s->valid++;

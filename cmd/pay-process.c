@@ -557,6 +557,7 @@ recorded(struct storeq_req *req, int err)
 		return;
 	}
 	out.value = pj->json;
+	out.event = &pj->payev;
 	pj->json = NULL;
 	snprintf(out.traceparent, sizeof(out.traceparent), "%s",
 	    pj->payev.traceparent);

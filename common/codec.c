@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@
 #include "codec.h"
 #include "event.h"
 #include "flow.h"
+#include "jsonl.h"
+#include "jsonmem.h"
 #include "kafka.h"
 #include "registry.h"
 #include "schemas.h"
@@ -236,182 +239,133 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 	return 0;
 }
 
-static int	json_to_avro(const cJSON *j, avro_value_t *v, const char *name,
-		    char *msg, size_t msglen);
+/*
+ * Filling a datum from an event.  The schemas are ours (schemas/): each
+ * field is set by name, and a name the schema lacks is an error.
+ */
 
-/* The branch of union v for j: null for JSON null, else the first other. */
 static int
-union_from_json(const cJSON *j, avro_value_t *v, const char *name, char *msg,
-    size_t msglen)
+set_str(avro_value_t *rec, const char *name, const char *v)
 {
-	avro_schema_t us = avro_value_get_schema(v);
-	avro_value_t branch;
-	size_t i, n = avro_schema_union_size(us);
-	int isnull;
+	avro_value_t f;
 
-	for (i = 0; i < n; i++) {
-		isnull = avro_typeof(avro_schema_union_branch(us, (int)i)) ==
-		    AVRO_NULL;
-		if (isnull != cJSON_IsNull(j))
-			continue;
-		if (avro_value_set_branch(v, (int)i, &branch) != 0)
-			break;
-		return json_to_avro(j, &branch, name, msg, msglen);
-	}
-	snprintf(msg, msglen, "%s: no branch of its union fits", name);
-	return -1;
+	return avro_value_get_by_name(rec, name, &f, NULL) == 0 &&
+	    avro_value_set_string(&f, v) == 0 ? 0 : -1;
 }
 
 static int
-record_from_json(const cJSON *j, avro_value_t *v, char *msg, size_t msglen)
+set_long(avro_value_t *rec, const char *name, int64_t v)
 {
-	static const cJSON null = { .type = cJSON_NULL };
-	avro_value_t field;
-	const cJSON *m;
-	const char *fname;
-	size_t i, n;
+	avro_value_t f;
 
-	if (!cJSON_IsObject(j) || avro_value_get_size(v, &n) != 0) {
-		snprintf(msg, msglen, "not an object");
+	return avro_value_get_by_name(rec, name, &f, NULL) == 0 &&
+	    avro_value_set_long(&f, v) == 0 ? 0 : -1;
+}
+
+/* A ["null", "string"] field: null for NULL or "". */
+static int
+set_opt_str(avro_value_t *rec, const char *name, const char *v)
+{
+	avro_value_t f, b;
+
+	if (avro_value_get_by_name(rec, name, &f, NULL) != 0)
 		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		if (avro_value_get_by_index(v, i, &field, &fname) != 0)
-			return -1;
-		if ((m = cJSON_GetObjectItemCaseSensitive(j, fname)) == NULL) {
-			/* Absent is null, where the schema allows it. */
-			if (avro_value_get_type(&field) != AVRO_UNION) {
-				snprintf(msg, msglen, "%s: missing", fname);
-				return -1;
-			}
-			m = &null;
-		}
-		if (json_to_avro(m, &field, fname, msg, msglen) == -1)
-			return -1;
-	}
-	return 0;
+	if (v == NULL || *v == '\0')
+		return avro_value_set_branch(&f, 0, &b) == 0 &&
+		    avro_value_set_null(&b) == 0 ? 0 : -1;
+	return avro_value_set_branch(&f, 1, &b) == 0 &&
+	    avro_value_set_string(&b, v) == 0 ? 0 : -1;
 }
 
 static int
-array_from_json(const cJSON *j, avro_value_t *v, const char *name, char *msg,
-    size_t msglen)
+set_items(avro_value_t *rec, const struct order *o)
 {
-	const cJSON *e;
-	avro_value_t elem;
-
-	if (!cJSON_IsArray(j)) {
-		snprintf(msg, msglen, "%s: not an array", name);
-		return -1;
-	}
-	cJSON_ArrayForEach(e, j) {
-		if (avro_value_append(v, &elem, NULL) != 0 ||
-		    json_to_avro(e, &elem, name, msg, msglen) == -1)
-			return -1;
-	}
-	return 0;
-}
-
-/* An integer JSON number within [min, max] (exact: event.c's limits < 2^53). */
-static int
-json_int(const cJSON *j, int64_t min, int64_t max, int64_t *out)
-{
-	double d;
-
-	if (!cJSON_IsNumber(j))
-		return -1;
-	d = j->valuedouble;
-	if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d)
-		return -1;
-	*out = (int64_t)d;
-	return 0;
-}
-
-/* Sets v, of whatever type its schema gives, from j. */
-static int
-json_to_avro(const cJSON *j, avro_value_t *v, const char *name, char *msg,
-    size_t msglen)
-{
-	int64_t n;
-	int sym;
-
-	switch (avro_value_get_type(v)) {
-	case AVRO_RECORD:
-		return record_from_json(j, v, msg, msglen);
-	case AVRO_ARRAY:
-		return array_from_json(j, v, name, msg, msglen);
-	case AVRO_UNION:
-		return union_from_json(j, v, name, msg, msglen);
-	case AVRO_NULL:
-		if (cJSON_IsNull(j))
-			return avro_value_set_null(v);
-		break;
-	case AVRO_STRING:
-		if (cJSON_IsString(j))
-			return avro_value_set_string(v, j->valuestring);
-		break;
-	case AVRO_ENUM:
-		if (cJSON_IsString(j) && (sym = avro_schema_enum_get_by_name(
-		    avro_value_get_schema(v), j->valuestring)) >= 0)
-			return avro_value_set_enum(v, sym);
-		break;
-	case AVRO_INT32:
-		if (json_int(j, INT32_MIN, INT32_MAX, &n) == 0)
-			return avro_value_set_int(v, (int32_t)n);
-		break;
-	case AVRO_INT64:
-		if (json_int(j, -(INT64_C(1) << 53), INT64_C(1) << 53, &n) == 0)
-			return avro_value_set_long(v, n);
-		break;
-	case AVRO_BOOLEAN:
-		if (cJSON_IsBool(j))
-			return avro_value_set_boolean(v, cJSON_IsTrue(j));
-		break;
-	default:
-		break;
-	}
-	snprintf(msg, msglen, "%s: does not fit its schema", name);
-	return -1;
-}
-
-/* The ce_* headers and content-type of an Avro event ev (its JSON). */
-static rd_kafka_headers_t *
-avro_headers(const cJSON *ev, const char *traceparent)
-{
-	static const struct { const char *attr, *hdr; } ce[] = {
-		{ "specversion", FLOW_H_CE_SPECVERSION },
-		{ "id", FLOW_H_CE_ID },
-		{ "source", FLOW_H_CE_SOURCE },
-		{ "type", FLOW_H_CE_TYPE },
-		{ "subject", FLOW_H_CE_SUBJECT },
-		{ "time", FLOW_H_CE_TIME }
-	};
-	rd_kafka_headers_t *h;
-	const cJSON *a;
+	avro_value_t arr, it, f;
 	size_t i;
 
+	if (avro_value_get_by_name(rec, "items", &arr, NULL) != 0)
+		return -1;
+	for (i = 0; i < o->nitems; i++)
+		if (avro_value_append(&arr, &it, NULL) != 0 ||
+		    set_str(&it, "sku", o->items[i].sku) == -1 ||
+		    avro_value_get_by_name(&it, "qty", &f, NULL) != 0 ||
+		    avro_value_set_int(&f, o->items[i].qty) != 0 ||
+		    set_long(&it, "unit_price", o->items[i].unit_price) == -1)
+			return -1;
+	return 0;
+}
+
+static int
+fill_order(avro_value_t *rec, const struct event *ev)
+{
+	const struct order *o = &ev->order;
+	char amount[32];
+
+	if (set_str(rec, "order_id", o->order_id) == -1 ||
+	    set_str(rec, "customer_id", o->customer_id) == -1 ||
+	    set_str(rec, "email", o->email) == -1 ||
+	    set_str(rec, "currency", o->currency) == -1 ||
+	    set_opt_str(rec, "payment_method", o->payment_method) == -1)
+		return -1;
+	if (ev->kind == EVENT_ORDER_CREATED_V2)
+		return set_items(rec, o) == -1 ||
+		    set_long(rec, "total", o->total) == -1 ? -1 : 0;
+	if (event_format_money(o->total, o->currency, amount,
+	    sizeof(amount)) == -1)
+		return -1;
+	return set_str(rec, "amount", amount);
+}
+
+static int
+fill_payment(avro_value_t *rec, const struct event *ev)
+{
+	const struct event_payment *p = &ev->payment;
+	avro_value_t f;
+	int sym;
+
+	if (avro_value_get_by_name(rec, "status", &f, NULL) != 0 ||
+	    (sym = avro_schema_enum_get_by_name(avro_value_get_schema(&f),
+	    event_pay_status_name(p->status))) < 0 ||
+	    avro_value_set_enum(&f, sym) != 0)
+		return -1;
+	return set_str(rec, "order_id", p->order_id) == -1 ||
+	    set_str(rec, "payment_id", p->payment_id) == -1 ||
+	    set_long(rec, "amount", p->amount) == -1 ||
+	    set_str(rec, "currency", p->currency) == -1 ||
+	    set_opt_str(rec, "reason", p->status == EVENT_PAY_DECLINED ?
+	    p->reason : NULL) == -1 ||
+	    set_str(rec, "customer_id", p->customer_id) == -1 ||
+	    set_str(rec, "email", p->email) == -1 ||
+	    set_opt_str(rec, "payment_method", p->payment_method) == -1 ?
+	    -1 : 0;
+}
+
+/* The ce_* headers and content-type of Avro event ev. */
+static rd_kafka_headers_t *
+avro_headers(const struct event *ev, const char *traceparent)
+{
+	rd_kafka_headers_t *h;
+
+	if (traceparent == NULL || *traceparent == '\0')
+		traceparent = ev->traceparent;
 	if ((h = rd_kafka_headers_new(10)) == NULL)
 		return NULL;
 	if (kafka_header_add_str(h, FLOW_H_CONTENT_TYPE,
-	    CODEC_AVRO_CONTENT_TYPE) != 0)
-		goto fail;
-	for (i = 0; i < sizeof(ce) / sizeof(ce[0]); i++) {
-		a = cJSON_GetObjectItemCaseSensitive(ev, ce[i].attr);
-		if (cJSON_IsString(a) &&
-		    kafka_header_add_str(h, ce[i].hdr, a->valuestring) != 0)
-			goto fail;
-	}
-	if (traceparent == NULL || *traceparent == '\0') {
-		a = cJSON_GetObjectItemCaseSensitive(ev, FLOW_H_TRACEPARENT);
-		traceparent = cJSON_IsString(a) ? a->valuestring : NULL;
-	}
-	if (traceparent != NULL && *traceparent != '\0' &&
+	    CODEC_AVRO_CONTENT_TYPE) != 0 ||
+	    kafka_header_add_str(h, FLOW_H_CE_SPECVERSION, "1.0") != 0 ||
+	    kafka_header_add_str(h, FLOW_H_CE_ID, ev->id) != 0 ||
+	    kafka_header_add_str(h, FLOW_H_CE_SOURCE, ev->source) != 0 ||
+	    kafka_header_add_str(h, FLOW_H_CE_TYPE,
+	    event_kind_type(ev->kind)) != 0 ||
+	    kafka_header_add_str(h, FLOW_H_CE_SUBJECT, ev->subject) != 0 ||
+	    kafka_header_add_str(h, FLOW_H_CE_TIME, ev->time) != 0 ||
+	    (*traceparent != '\0' &&
 	    (kafka_header_add_str(h, FLOW_H_CE_TRACEPARENT, traceparent) != 0 ||
-	    kafka_header_add_str(h, FLOW_H_TRACEPARENT, traceparent) != 0))
-		goto fail;
+	    kafka_header_add_str(h, FLOW_H_TRACEPARENT, traceparent) != 0))) {
+		rd_kafka_headers_destroy(h);
+		return NULL;
+	}
 	return h;
-fail:
-	rd_kafka_headers_destroy(h);
-	return NULL;
 }
 
 /* The wire format of datum v, written with schema id. */
@@ -447,58 +401,51 @@ wire_encode(avro_value_t *v, int id, void **out, size_t *outlen)
 	return 0;
 }
 
-static enum event_kind
-kind_of_type(const char *type)
-{
-	if (strcmp(type, EVENT_TYPE_ORDER_CREATED_V1) == 0)
-		return EVENT_ORDER_CREATED_V1;
-	if (strcmp(type, EVENT_TYPE_ORDER_CREATED_V2) == 0)
-		return EVENT_ORDER_CREATED_V2;
-	if (strcmp(type, EVENT_TYPE_PAYMENT_PROCESSED_V1) == 0)
-		return EVENT_PAYMENT_PROCESSED_V1;
-	return EVENT_NONE;
-}
-
-static int
-encode_avro(struct codec *c, const char *topic, const char *json, size_t len,
+int
+codec_encode_event(struct codec *c, const char *topic, const struct event *ev,
     const char *traceparent, void **value, size_t *vlen,
     rd_kafka_headers_t **hdrs, char *msg, size_t msglen)
 {
-	const cJSON *type;
 	struct wschema *w;
-	cJSON *ev;
-	int rc = -1;
+	char *json;
+	int rc;
 
-	if ((ev = cJSON_ParseWithLength(json, len)) == NULL) {
-		snprintf(msg, msglen, "not JSON");
+	*value = NULL;
+	*hdrs = NULL;
+	if (c->fmt == CODEC_JSON) {
+		if ((json = event_serialize(ev, vlen)) == NULL) {
+			snprintf(msg, msglen, "%s", strerror(errno));
+			return -1;
+		}
+		if ((*hdrs = flow_headers_new(traceparent != NULL &&
+		    *traceparent != '\0' ? traceparent : ev->traceparent)) ==
+		    NULL) {
+			free(json);
+			snprintf(msg, msglen, "out of memory");
+			return -1;
+		}
+		*value = json;
+		return 0;
+	}
+	if ((w = wschema_find(c, topic, ev->kind)) == NULL) {
+		snprintf(msg, msglen, "%s: no schema prepared for %s events",
+		    topic, event_kind_type(ev->kind));
 		return -1;
 	}
-	type = cJSON_GetObjectItemCaseSensitive(ev, "type");
-	if (!cJSON_IsString(type) ||
-	    (w = wschema_find(c, topic, kind_of_type(type->valuestring))) ==
-	    NULL) {
-		snprintf(msg, msglen, "%s: no schema prepared for this event "
-		    "type", topic);
-		goto done;
-	}
 	avro_value_reset(&w->s.value);
-	if (json_to_avro(cJSON_GetObjectItemCaseSensitive(ev, "data"),
-	    &w->s.value, "data", msg, msglen) == -1)
-		goto done;
-	if (wire_encode(&w->s.value, w->s.id, value, vlen) == -1) {
+	rc = ev->kind == EVENT_PAYMENT_PROCESSED_V1 ?
+	    fill_payment(&w->s.value, ev) : fill_order(&w->s.value, ev);
+	if (rc == -1 || wire_encode(&w->s.value, w->s.id, value, vlen) == -1) {
 		snprintf(msg, msglen, "cannot encode: %s", avro_strerror());
-		goto done;
+		return -1;
 	}
 	if ((*hdrs = avro_headers(ev, traceparent)) == NULL) {
 		free(*value);
 		*value = NULL;
 		snprintf(msg, msglen, "out of memory");
-		goto done;
+		return -1;
 	}
-	rc = 0;
-done:
-	cJSON_Delete(ev);
-	return rc;
+	return 0;
 }
 
 int
@@ -506,13 +453,24 @@ codec_encode(struct codec *c, const char *topic, const char *json,
     size_t len, const char *traceparent, void **value, size_t *vlen,
     rd_kafka_headers_t **hdrs, char *msg, size_t msglen)
 {
+	struct event ev;
+	struct event_err err;
 	char *copy;
+	int rc;
 
 	*value = NULL;
 	*hdrs = NULL;
-	if (c->fmt == CODEC_AVRO)
-		return encode_avro(c, topic, json, len, traceparent, value,
+	if (c->fmt == CODEC_AVRO) {
+		if (event_parse(json, len, &ev, &err) == -1) {
+			snprintf(msg, msglen, "not an event: %s", err.text);
+			event_free(&ev);
+			return -1;
+		}
+		rc = codec_encode_event(c, topic, &ev, traceparent, value,
 		    vlen, hdrs, msg, msglen);
+		event_free(&ev);
+		return rc;
+	}
 	if ((copy = malloc(len + 1)) == NULL ||
 	    (*hdrs = flow_headers_new(traceparent)) == NULL) {
 		free(copy);
@@ -638,20 +596,40 @@ array_to_json(avro_value_t *v, int depth)
 	return a;
 }
 
+/*
+ * An integer as event.c reads one: exact in a double, else NaN ("not an
+ * integer"), so that no rounding can bring a value into range.
+ */
 static cJSON *
 int_json(int64_t n)
 {
-	char buf[24];
+	if (n > INT64_C(1) << 53 || n < -(INT64_C(1) << 53))
+		return cJSON_CreateNumber(NAN);
+	return cJSON_CreateNumber((double)n);
+}
 
-	snprintf(buf, sizeof(buf), "%" PRId64, n);
-	return cJSON_CreateRaw(buf);
+/* A string as JSON text may hold one: UTF-8, no control characters. */
+static cJSON *
+str_json(const char *s, size_t size)
+{
+	size_t i;
+
+	if (size == 0)
+		return NULL;
+	for (i = 0; i < size - 1; i++)
+		if ((unsigned char)s[i] < 0x20)
+			return NULL;
+	if (jsonl_utf8_check(s, size - 1, NULL) != 0)
+		return NULL;
+	return cJSON_CreateString(s);
 }
 
 /*
- * The JSON of datum v: records as objects, longs and ints as exact
- * integers, enums as their symbol, a union as its branch.  Bytes, fixed,
- * maps and strings with a NUL are not JSON text event.c could accept:
- * NULL, as for no memory.
+ * The JSON of datum v: records as objects, longs and ints as integers,
+ * enums as their symbol, a union as its branch.  Floating point is NaN,
+ * which event.c takes for "not an integer", as it takes 1250.0 in JSON
+ * text: money is never a float.  Bytes, fixed, maps and strings that
+ * JSON text could not hold: NULL, as for no memory.
  */
 static cJSON *
 avro_to_json(avro_value_t *v, int depth)
@@ -661,8 +639,6 @@ avro_to_json(avro_value_t *v, int depth)
 	int32_t i32;
 	int64_t i64;
 	int b, sym;
-	double d;
-	float f;
 	avro_value_t br;
 
 	if (depth > DEPTH_MAX)
@@ -679,10 +655,9 @@ avro_to_json(avro_value_t *v, int depth)
 	case AVRO_NULL:
 		return cJSON_CreateNull();
 	case AVRO_STRING:
-		if (avro_value_get_string(v, &s, &size) != 0 || size == 0 ||
-		    memchr(s, '\0', size - 1) != NULL)
+		if (avro_value_get_string(v, &s, &size) != 0)
 			return NULL;
-		return cJSON_CreateString(s);
+		return str_json(s, size);
 	case AVRO_ENUM:
 		if (avro_value_get_enum(v, &sym) != 0 ||
 		    (s = avro_schema_enum_get(avro_value_get_schema(v), sym)) ==
@@ -697,11 +672,8 @@ avro_to_json(avro_value_t *v, int depth)
 		return avro_value_get_boolean(v, &b) == 0 ?
 		    cJSON_CreateBool(b) : NULL;
 	case AVRO_DOUBLE:
-		return avro_value_get_double(v, &d) == 0 ?
-		    cJSON_CreateNumber(d) : NULL;
 	case AVRO_FLOAT:
-		return avro_value_get_float(v, &f) == 0 ?
-		    cJSON_CreateNumber(f) : NULL;
+		return cJSON_CreateNumber(NAN);
 	default:
 		return NULL;
 	}
@@ -757,10 +729,10 @@ attr_from_header(cJSON *ev, const rd_kafka_headers_t *h, const char *name,
 	    CODEC_NOMEM;
 }
 
-/* The CloudEvents JSON of the ce_* headers and data. */
+/* The CloudEvents tree of the ce_* headers and data (taken, always). */
 static int
-envelope(const rd_kafka_headers_t *h, cJSON *data, char **json,
-    size_t *jlen, char *why, size_t whylen)
+envelope(const rd_kafka_headers_t *h, cJSON *data, cJSON **root, char *why,
+    size_t whylen)
 {
 	static const struct { const char *hdr, *attr; } ce[] = {
 		{ FLOW_H_CE_SPECVERSION, "specversion" },
@@ -774,54 +746,42 @@ envelope(const rd_kafka_headers_t *h, cJSON *data, char **json,
 	char buf[HDR_MAX];
 	cJSON *ev;
 	size_t i;
-	int ret = CODEC_NOMEM;
+	int ret;
 
 	if ((ev = cJSON_CreateObject()) == NULL) {
 		cJSON_Delete(data);
 		snprintf(why, whylen, "out of memory");
 		return CODEC_NOMEM;
 	}
+	cJSON_AddItemToObject(ev, "data", data);
 	for (i = 0; i < sizeof(ce) / sizeof(ce[0]); i++)
 		if ((ret = attr_from_header(ev, h, ce[i].hdr, ce[i].attr, why,
-		    whylen)) != CODEC_OK) {
-			cJSON_Delete(data);
-			goto done;
-		}
+		    whylen)) != CODEC_OK)
+			goto fail;
 	/* The binding's ce_traceparent, else the W3C header. */
 	tp = kafka_header_get_str(h, FLOW_H_CE_TRACEPARENT, buf,
 	    sizeof(buf)) != -1 ? FLOW_H_CE_TRACEPARENT : FLOW_H_TRACEPARENT;
 	if ((ret = attr_from_header(ev, h, tp, FLOW_H_TRACEPARENT, why,
-	    whylen)) != CODEC_OK) {
-		cJSON_Delete(data);
-		goto done;
-	}
-	cJSON_AddItemToObject(ev, "data", data);
-	ret = CODEC_NOMEM;
-	if ((*json = cJSON_PrintUnformatted(ev)) == NULL) {
-		snprintf(why, whylen, "out of memory");
-		goto done;
-	}
-	*jlen = strlen(*json);
-	ret = CODEC_OK;
-done:
+	    whylen)) != CODEC_OK)
+		goto fail;
+	*root = ev;
+	return CODEC_OK;
+fail:
 	cJSON_Delete(ev);
 	return ret;
 }
 
-int
-codec_decode(struct codec *c, const void *value, size_t len,
-    const rd_kafka_headers_t *h, char **json, size_t *jlen, char *why,
-    size_t whylen)
+/* codec_decode()'s work, the event as a cJSON tree. */
+static int
+decode_tree(struct codec *c, const void *value, size_t len,
+    const rd_kafka_headers_t *h, cJSON **root, char *why, size_t whylen)
 {
 	const unsigned char *p = value;
 	struct avsc *s;
 	cJSON *data;
 	int id, ret;
 
-	*json = NULL;
-	*jlen = 0;
-	if (!codec_is_avro(h))
-		return CODEC_OK;
+	*root = NULL;
 	if (c == NULL || c->reg == NULL) {
 		snprintf(why, whylen, "an Avro record, and no schema registry "
 		    "to read it with (-r URL or $SCHEMA_REGISTRY_URL)");
@@ -842,33 +802,60 @@ codec_decode(struct codec *c, const void *value, size_t len,
 	if (avro_value_get_type(&s->value) != AVRO_RECORD ||
 	    (data = avro_to_json(&s->value, 0)) == NULL) {
 		snprintf(why, whylen, "schema id %d: its datum is no event's "
-		    "data (a record of strings, numbers, enums, arrays and "
-		    "unions)", id);
+		    "data (a record of UTF-8 strings without control "
+		    "characters, numbers, enums, arrays and unions)", id);
 		return CODEC_INVALID;
 	}
-	return envelope(h, data, json, jlen, why, whylen);
+	return envelope(h, data, root, why, whylen);
+}
+
+int
+codec_decode(struct codec *c, const void *value, size_t len,
+    const rd_kafka_headers_t *h, char **json, size_t *jlen, char *why,
+    size_t whylen)
+{
+	cJSON *root;
+	int ret;
+
+	*json = NULL;
+	*jlen = 0;
+	if (!codec_is_avro(h))
+		return CODEC_OK;
+	if ((ret = decode_tree(c, value, len, h, &root, why, whylen)) !=
+	    CODEC_OK)
+		return ret;
+	*json = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (*json == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return CODEC_NOMEM;
+	}
+	*jlen = strlen(*json);
+	return CODEC_OK;
 }
 
 int
 codec_parse(struct codec *c, const void *value, size_t len,
     const rd_kafka_headers_t *h, struct event *ev, struct event_err *err)
 {
-	char *json = NULL;
-	size_t jlen;
+	cJSON *root;
+	size_t mark;
 	int ret;
 
+	if (!codec_is_avro(h))
+		return event_parse(value != NULL ? value : "", len, ev, err) ==
+		    0 ? CODEC_OK : CODEC_INVALID;
 	memset(err, 0, sizeof(*err));
-	ret = codec_decode(c, value, len, h, &json, &jlen, err->msg,
-	    sizeof(err->msg));
-	if (ret != CODEC_OK) {
+	/* The tree lives and dies in the thread's arena (jsonmem.h). */
+	mark = jsonmem_begin();
+	if ((ret = decode_tree(c, value, len, h, &root, err->msg,
+	    sizeof(err->msg))) != CODEC_OK) {
+		jsonmem_end(mark);
 		memset(ev, 0, sizeof(*ev));
 		snprintf(err->text, sizeof(err->text), "%s", err->msg);
 		return ret;
 	}
-	if (json == NULL)
-		return event_parse(value != NULL ? value : "", len, ev, err) ==
-		    0 ? CODEC_OK : CODEC_INVALID;
-	ret = event_parse(json, jlen, ev, err) == 0 ? CODEC_OK : CODEC_INVALID;
-	free(json);
+	ret = event_parse_tree(root, ev, err) == 0 ? CODEC_OK : CODEC_INVALID;
+	jsonmem_end_tree(mark, root);
 	return ret;
 }

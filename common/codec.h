@@ -71,14 +71,26 @@ int	codec_prepare(struct codec *, const char *topic, enum event_kind kind,
 	    int *rerr, char *msg, size_t msglen);
 
 /*
+ * The record of event ev for topic: the value in *value (malloc'd) and
+ * *vlen, and a new header list in *hdrs: for CODEC_JSON the event
+ * serialised and flow_headers_new()'s; for CODEC_AVRO the datum filled
+ * from ev's fields in the wire format, and content-type
+ * application/avro, the ce_* attributes and traceparent.  traceparent
+ * (NULL or "": ev's own) goes in the headers.  -1 with msg set when ev's
+ * kind was not prepared for topic, or out of memory.
+ */
+int	codec_encode_event(struct codec *, const char *topic,
+	    const struct event *ev, const char *traceparent, void **value,
+	    size_t *vlen, rd_kafka_headers_t **hdrs, char *msg, size_t msglen);
+
+/*
  * The record of an event given as its CloudEvents JSON (json, len bytes:
  * event_serialize()'s output or a stored copy of it), for topic: the
  * value in *value (malloc'd; for CODEC_JSON a copy of json) and *vlen,
  * and a new header list in *hdrs: content-type and traceparent for JSON
- * (flow_headers_new()), or content-type application/avro, the ce_*
- * attributes and traceparent for Avro.  The JSON's traceparent attribute
- * is the one used when traceparent is NULL or "".  -1 with msg set when
- * json is no event of a kind prepared for topic, or out of memory.
+ * (flow_headers_new()); for Avro, json parsed (event_parse()) and then
+ * codec_encode_event(), whose traceparent rule applies.  -1 with msg set
+ * when json is no event of a kind prepared for topic, or out of memory.
  */
 int	codec_encode(struct codec *, const char *topic, const char *json,
 	    size_t len, const char *traceparent, void **value, size_t *vlen,
@@ -104,7 +116,9 @@ int	codec_decode(struct codec *, const void *value, size_t len,
 	    char *why, size_t whylen);
 
 /*
- * codec_decode() and then event_parse(): 0 with *ev filled, or
+ * What codec_decode() and then event_parse() would give, without the
+ * JSON text: the datum becomes a cJSON tree that event_parse_tree()
+ * checks (a JSON record goes to event_parse()).  0 with *ev filled, or
  * CODEC_INVALID with err set (a decoding failure has field ""),
  * CODEC_TRANSIENT or CODEC_NOMEM with err's text set.  *ev is always
  * initialised: event_free() is safe either way.

@@ -930,6 +930,19 @@ event_parse(const void *buf, size_t len, struct event *ev,
 }
 
 int
+event_parse_tree(const cJSON *root, struct event *ev, struct event_err *err)
+{
+	memset(ev, 0, sizeof(*ev));
+	err_clear(err);
+	if (envelope(root, ev, err) == -1) {
+		event_free(ev);
+		ev->kind = EVENT_NONE;
+		return -1;
+	}
+	return 0;
+}
+
+int
 event_upcast_v1(struct event *ev)
 {
 	struct order_item *it;

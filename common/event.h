@@ -172,6 +172,17 @@ int	 event_parse(const void *buf, size_t len, struct event *ev,
 	    struct event_err *err);
 
 /*
+ * event_parse() of an event already a cJSON tree (codec.c's, decoded from
+ * Avro): the same rules and messages.  Numbers must be integers held
+ * exactly in valuedouble (a NaN is "not an integer", as a number written
+ * with a fraction is in JSON text); strings must hold no control
+ * characters.  root is only read.
+ */
+struct cJSON;
+int	 event_parse_tree(const struct cJSON *root, struct event *ev,
+	    struct event_err *err);
+
+/*
  * Turns a parsed order.created.v1 event into order.created.v2 in place:
  * type and kind become v2, total stays the amount (exact minor units), and
  * the order gets one item {"sku":"LEGACY","qty":1,"unit_price":total};

@@ -414,9 +414,11 @@ emit(struct worker *w, const struct worker_input *in,
 		    strlen(out->value), h);
 		return;
 	}
-	if (codec_encode(w->cf->codec, w->cf->out_topic, out->value,
-	    strlen(out->value), out->traceparent, &rec, &reclen, &h, why,
-	    sizeof(why)) == -1) {
+	if ((out->event != NULL ? codec_encode_event(w->cf->codec,
+	    w->cf->out_topic, out->event, out->traceparent, &rec, &reclen, &h,
+	    why, sizeof(why)) : codec_encode(w->cf->codec, w->cf->out_topic,
+	    out->value, strlen(out->value), out->traceparent, &rec, &reclen,
+	    &h, why, sizeof(why))) == -1) {
 		/* Its own output, prepared for: only memory can fail here. */
 		log_error("%s: cannot encode an output: %s", w->cf->out_topic,
 		    why);

@@ -154,6 +154,12 @@ struct worker_output {
 	char	*key;
 	char	*value;
 	char	 traceparent[64];
+	/*
+	 * The event value holds, when the handler has it parsed (may be
+	 * NULL): an Avro output is encoded from it instead of parsing value
+	 * again.  Borrowed until the handler's worker_complete() returns.
+	 */
+	const struct event *event;
 };
 
 /*
@@ -175,6 +181,7 @@ typedef enum worker_outcome worker_handle_fn(void *ctx,
  * keeps what else it needs.  Called on the worker's thread only.
  */
 struct codec;
+struct event;
 struct worker_job;
 
 typedef enum worker_outcome worker_start_fn(void *ctx,

@@ -71,6 +71,7 @@ order_v1() {
 	avro_string zoë@example.com
 	avro_string EUR
 	avro_string 12.50
+	avro_long 1
 	avro_string pm_card_visa
 }
 
@@ -91,10 +92,12 @@ order_v2() {
 	avro_long 0
 	avro_long 0
 	avro_long 123456789012
+	avro_long 1
 	avro_string pm_card_mastercard
 }
 
-# order_v2_empty ID ORDER_ID: an order.created.v2 value with no items.
+# order_v2_empty ID ORDER_ID: an order.created.v2 value with no items and
+# no payment_method (the null branch of its union).
 order_v2_empty() {
 	wire "$1"
 	avro_string "$2"
@@ -103,7 +106,7 @@ order_v2_empty() {
 	avro_string USD
 	avro_long 0
 	avro_long 0
-	avro_string pm_card_visa
+	avro_long 0
 }
 
 # produce TOPIC KEY: stdin, whatever its bytes, as one record of TOPIC
@@ -149,8 +152,8 @@ setup() {
 	assert_equal "$(jq -cS .value <<<"${lines[1]}")" "$(jq -cSn '{
 	    order_id: "o-2", customer_id: "c-7", email: "zoë@example.com",
 	    currency: "EUR", amount: "12.50", payment_method: "pm_card_visa"}')"
-	assert_equal "$(jq -c '.value | [.items, .total]' <<<"${lines[2]}")" \
-	    '[[],0]'
+	assert_equal "$(jq -c '.value | [.items, .total, .payment_method]' \
+	    <<<"${lines[2]}")" '[[],0,null]'
 	# The decoder's fields are the schema's, in the schema's order.
 	assert_equal "$(jq -c '.value | keys_unsorted' <<<"${lines[0]}")" \
 	    "$(jq -c '[.fields[].name]' "$ROOT/schemas/order.created.v2.avsc")"
