@@ -40,6 +40,7 @@
 #include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 
+#include "codec.h"
 #include "exitcode.h"
 #include "flow.h"
 #include "kafka.h"
@@ -605,30 +606,41 @@ print_record(const rd_kafka_message_t *m, const char *target,
 	cJSON_Delete(o);
 }
 
-/* --type T matches type T, and T.vN for any version N. */
+/* Type s is T, or T.vN for any version N. */
 static int
-type_matches(const char *want, const rd_kafka_message_t *m)
+type_is(const char *s, const char *want)
+{
+	size_t n = strlen(want);
+
+	if (strcmp(s, want) == 0)
+		return 1;
+	return strncmp(s, want, n) == 0 && s[n] == '.' && s[n + 1] == 'v' &&
+	    s[n + 2] != '\0' &&
+	    strspn(s + n + 2, "0123456789") == strlen(s + n + 2);
+}
+
+/*
+ * --type T matches type T, and T.vN for any version N: the JSON event's
+ * type, or an Avro record's ce_type header (orderflow(7), FORMATS).
+ */
+static int
+type_matches(const char *want, const rd_kafka_message_t *m,
+    const rd_kafka_headers_t *h)
 {
 	const cJSON *t;
 	cJSON *j;
-	const char *s;
-	size_t n;
+	char type[EVENT_TYPE_MAX + 1];
 	int ok = 0;
 
+	if (codec_is_avro(h))
+		return kafka_header_get_str(h, FLOW_H_CE_TYPE, type,
+		    sizeof(type)) >= 0 && type_is(type, want);
 	if (m->payload == NULL || (j = cJSON_ParseWithLength(m->payload,
 	    m->len)) == NULL)
 		return 0;
 	t = cJSON_GetObjectItemCaseSensitive(j, "type");
-	if (cJSON_IsString(t)) {
-		s = t->valuestring;
-		n = strlen(want);
-		if (strcmp(s, want) == 0)
-			ok = 1;
-		else if (strncmp(s, want, n) == 0 && s[n] == '.' &&
-		    s[n + 1] == 'v' && s[n + 2] != '\0' &&
-		    strspn(s + n + 2, "0123456789") == strlen(s + n + 2))
-			ok = 1;
-	}
+	if (cJSON_IsString(t))
+		ok = type_is(t->valuestring, want);
 	cJSON_Delete(j);
 	return ok;
 }
@@ -649,7 +661,7 @@ selected(const struct run *run, const rd_kafka_message_t *m,
 		if (ts < 0 || ts < run->since || ts >= run->until)
 			return 0;
 	}
-	if (run->type != NULL && !type_matches(run->type, m))
+	if (run->type != NULL && !type_matches(run->type, m, h))
 		return 0;
 	return 1;
 }

@@ -362,6 +362,31 @@ caught_up() {
 	    >/dev/null || fail "order-created: $(records "$oc")"
 }
 
+@test "dlq-replay: --type matches an Avro record by its ce_type header, and replays its bytes unchanged" {
+	new_flow
+	local dlq="${PREFIX}order-created-dlq" oc="${PREFIX}order-created"
+	local ct=content-type=application/avro
+	# binary values whose bytes say nothing of the type
+	dead "$dlq" av2 $'\x01\x02avro' "$ORIG=$oc" "$ct" ce_type=order.created.v2
+	dead "$dlq" apay $'\x01\x03avro' "$ORIG=$oc" "$ct" \
+	    ce_type=payment.processed.v1
+	# ce_type on a JSON record is not its type
+	dead "$dlq" json '{"type":"payment.processed.v1","id":"5"}' \
+	    "$ORIG=$oc" ce_type=order.created.v2
+
+	run --separate-stderr timeout 60 dlq-replay --dry-run --type order.created
+	assert_success
+	jq -e -s '[.[] | select(has("key")) | .key] == ["av2"]' \
+	    <<<"$output" >/dev/null || fail "output: $output"
+	run --separate-stderr timeout 60 dlq-replay --type order.created
+	assert_success
+	summary_is "$output" replayed 1
+	summary_is "$output" skipped 2
+	run bash -c "kcat -C -b '$KAFKA_BROKERS' -t '$oc' -o beginning -e -q \
+	    -f '%k %s\n' | od -c | head -n 1"
+	assert_output --partial "a   v   2     001 002   a   v   r   o"
+}
+
 @test "dlq-replay: --since and --until select by the record's time" {
 	new_flow
 	local dlq="${PREFIX}order-created-dlq" oc="${PREFIX}order-created"
