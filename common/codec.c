@@ -360,8 +360,7 @@ avro_headers(const struct event *ev, const char *traceparent)
 	    kafka_header_add_str(h, FLOW_H_CE_SUBJECT, ev->subject) != 0 ||
 	    kafka_header_add_str(h, FLOW_H_CE_TIME, ev->time) != 0 ||
 	    (*traceparent != '\0' &&
-	    (kafka_header_add_str(h, FLOW_H_CE_TRACEPARENT, traceparent) != 0 ||
-	    kafka_header_add_str(h, FLOW_H_TRACEPARENT, traceparent) != 0))) {
+	    kafka_header_add_str(h, FLOW_H_TRACEPARENT, traceparent) != 0)) {
 		rd_kafka_headers_destroy(h);
 		return NULL;
 	}

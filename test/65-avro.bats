@@ -118,7 +118,17 @@ closed_url() {
 	    $h[.]] | map(select(startswith("ce_"))) | sort | join(" ")' \
 	    "$w/payment-processed.json"
 	assert_equal "$(sort -u <<<"$output")" \
-	    "ce_id ce_source ce_specversion ce_subject ce_time ce_traceparent ce_type"
+	    "ce_id ce_source ce_specversion ce_subject ce_time ce_type"
+	# the trace goes on: each payment carries its order's trace id
+	jq -r '"\(.key) " + ((.headers // []) as $h | [range(0; $h | length;
+	    2) | select($h[.] == "traceparent") | $h[. + 1]] | last |
+	    split("-")[1])' "$w/order-created.json" | sort -u > "$w/oc.trace"
+	jq -r '"\(.key) " + ((.headers // []) as $h | [range(0; $h | length;
+	    2) | select($h[.] == "traceparent") | $h[. + 1]] | last |
+	    split("-")[1])' "$w/payment-processed.json" | sort -u > "$w/pp.trace"
+	[ "$(wc -l < "$w/pp.trace")" -eq 250 ]
+	run comm -13 "$w/oc.trace" "$w/pp.trace"
+	assert_output ''
 	# the event ids of the notifications are the records' ce_id
 	header ce_id < "$w/payment-processed.json" | sort -u > "$w/ce_ids"
 	awk '{ print $6 }' "$w/avro/notes.txt" | sort -u > "$w/note_ids"
