@@ -44,11 +44,27 @@ struct avsc {
 	avro_value_t	 value;
 };
 
+/*
+ * The fields an event's datum is filled in, by their index in the
+ * writer's record (looked up once, at codec_prepare(): by name, each
+ * would cost a hash lookup per record).  -1: not in this schema.
+ */
+enum field {
+	F_ORDER_ID, F_CUSTOMER_ID, F_EMAIL, F_CURRENCY, F_PAYMENT_METHOD,
+	F_AMOUNT, F_ITEMS, F_TOTAL, F_PAYMENT_ID, F_STATUS, F_REASON,
+	F_COUNT
+};
+static const char *const field_names[F_COUNT] = {
+	"order_id", "customer_id", "email", "currency", "payment_method",
+	"amount", "items", "total", "payment_id", "status", "reason"
+};
+
 /* A schema registered for writing one kind of event to one topic. */
 struct wschema {
 	char		*topic;
 	enum event_kind	 kind;
 	struct avsc	 s;
+	int		 idx[F_COUNT];
 };
 
 struct codec {
@@ -58,6 +74,8 @@ struct codec {
 	size_t		 nw;
 	struct avsc	 r[CACHE_MAX];	/* decoding, by id; the oldest goes */
 	size_t		 nr, next_r;
+	char		*wbuf;		/* encoding: grows to the largest */
+	size_t		 wcap;
 };
 
 static void
@@ -147,6 +165,7 @@ codec_free(struct codec *c)
 		registry_free(c->reg);
 		curl_global_cleanup();
 	}
+	free(c->wbuf);
 	free(c);
 }
 
@@ -206,6 +225,7 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 	const char *text;
 	char subject[512];
 	int id, ret;
+	size_t i;
 
 	*rerr = REGISTRY_OK;
 	if (c->fmt != CODEC_AVRO || wschema_find(c, topic, kind) != NULL)
@@ -234,6 +254,9 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 		free(w->topic);
 		return -1;
 	}
+	for (i = 0; i < F_COUNT; i++)
+		w->idx[i] = avro_schema_record_field_get_index(w->s.schema,
+		    field_names[i]);
 	w->kind = kind;
 	c->nw++;
 	return 0;
@@ -245,98 +268,112 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
  */
 
 static int
-set_str(avro_value_t *rec, const char *name, const char *v)
+field(const struct wschema *w, avro_value_t *rec, enum field f,
+    avro_value_t *out)
 {
-	avro_value_t f;
-
-	return avro_value_get_by_name(rec, name, &f, NULL) == 0 &&
-	    avro_value_set_string(&f, v) == 0 ? 0 : -1;
+	return w->idx[f] >= 0 && avro_value_get_by_index(rec,
+	    (size_t)w->idx[f], out, NULL) == 0 ? 0 : -1;
 }
 
 static int
-set_long(avro_value_t *rec, const char *name, int64_t v)
+set_str(const struct wschema *w, avro_value_t *rec, enum field f,
+    const char *v)
 {
-	avro_value_t f;
+	avro_value_t fv;
 
-	return avro_value_get_by_name(rec, name, &f, NULL) == 0 &&
-	    avro_value_set_long(&f, v) == 0 ? 0 : -1;
+	return field(w, rec, f, &fv) == 0 &&
+	    avro_value_set_string(&fv, v) == 0 ? 0 : -1;
+}
+
+static int
+set_long(const struct wschema *w, avro_value_t *rec, enum field f, int64_t v)
+{
+	avro_value_t fv;
+
+	return field(w, rec, f, &fv) == 0 &&
+	    avro_value_set_long(&fv, v) == 0 ? 0 : -1;
 }
 
 /* A ["null", "string"] field: null for NULL or "". */
 static int
-set_opt_str(avro_value_t *rec, const char *name, const char *v)
+set_opt_str(const struct wschema *w, avro_value_t *rec, enum field f,
+    const char *v)
 {
-	avro_value_t f, b;
+	avro_value_t fv, b;
 
-	if (avro_value_get_by_name(rec, name, &f, NULL) != 0)
+	if (field(w, rec, f, &fv) == -1)
 		return -1;
 	if (v == NULL || *v == '\0')
-		return avro_value_set_branch(&f, 0, &b) == 0 &&
+		return avro_value_set_branch(&fv, 0, &b) == 0 &&
 		    avro_value_set_null(&b) == 0 ? 0 : -1;
-	return avro_value_set_branch(&f, 1, &b) == 0 &&
+	return avro_value_set_branch(&fv, 1, &b) == 0 &&
 	    avro_value_set_string(&b, v) == 0 ? 0 : -1;
 }
 
+/* The items, each a record of sku, qty and unit_price in that order. */
 static int
-set_items(avro_value_t *rec, const struct order *o)
+set_items(const struct wschema *w, avro_value_t *rec, const struct order *o)
 {
 	avro_value_t arr, it, f;
 	size_t i;
 
-	if (avro_value_get_by_name(rec, "items", &arr, NULL) != 0)
+	if (field(w, rec, F_ITEMS, &arr) == -1)
 		return -1;
 	for (i = 0; i < o->nitems; i++)
 		if (avro_value_append(&arr, &it, NULL) != 0 ||
-		    set_str(&it, "sku", o->items[i].sku) == -1 ||
-		    avro_value_get_by_name(&it, "qty", &f, NULL) != 0 ||
+		    avro_value_get_by_index(&it, 0, &f, NULL) != 0 ||
+		    avro_value_set_string(&f, o->items[i].sku) != 0 ||
+		    avro_value_get_by_index(&it, 1, &f, NULL) != 0 ||
 		    avro_value_set_int(&f, o->items[i].qty) != 0 ||
-		    set_long(&it, "unit_price", o->items[i].unit_price) == -1)
+		    avro_value_get_by_index(&it, 2, &f, NULL) != 0 ||
+		    avro_value_set_long(&f, o->items[i].unit_price) != 0)
 			return -1;
 	return 0;
 }
 
 static int
-fill_order(avro_value_t *rec, const struct event *ev)
+fill_order(const struct wschema *w, avro_value_t *rec, const struct event *ev)
 {
 	const struct order *o = &ev->order;
 	char amount[32];
 
-	if (set_str(rec, "order_id", o->order_id) == -1 ||
-	    set_str(rec, "customer_id", o->customer_id) == -1 ||
-	    set_str(rec, "email", o->email) == -1 ||
-	    set_str(rec, "currency", o->currency) == -1 ||
-	    set_opt_str(rec, "payment_method", o->payment_method) == -1)
+	if (set_str(w, rec, F_ORDER_ID, o->order_id) == -1 ||
+	    set_str(w, rec, F_CUSTOMER_ID, o->customer_id) == -1 ||
+	    set_str(w, rec, F_EMAIL, o->email) == -1 ||
+	    set_str(w, rec, F_CURRENCY, o->currency) == -1 ||
+	    set_opt_str(w, rec, F_PAYMENT_METHOD, o->payment_method) == -1)
 		return -1;
 	if (ev->kind == EVENT_ORDER_CREATED_V2)
-		return set_items(rec, o) == -1 ||
-		    set_long(rec, "total", o->total) == -1 ? -1 : 0;
+		return set_items(w, rec, o) == -1 ||
+		    set_long(w, rec, F_TOTAL, o->total) == -1 ? -1 : 0;
 	if (event_format_money(o->total, o->currency, amount,
 	    sizeof(amount)) == -1)
 		return -1;
-	return set_str(rec, "amount", amount);
+	return set_str(w, rec, F_AMOUNT, amount);
 }
 
 static int
-fill_payment(avro_value_t *rec, const struct event *ev)
+fill_payment(const struct wschema *w, avro_value_t *rec,
+    const struct event *ev)
 {
 	const struct event_payment *p = &ev->payment;
 	avro_value_t f;
 	int sym;
 
-	if (avro_value_get_by_name(rec, "status", &f, NULL) != 0 ||
+	if (field(w, rec, F_STATUS, &f) == -1 ||
 	    (sym = avro_schema_enum_get_by_name(avro_value_get_schema(&f),
 	    event_pay_status_name(p->status))) < 0 ||
 	    avro_value_set_enum(&f, sym) != 0)
 		return -1;
-	return set_str(rec, "order_id", p->order_id) == -1 ||
-	    set_str(rec, "payment_id", p->payment_id) == -1 ||
-	    set_long(rec, "amount", p->amount) == -1 ||
-	    set_str(rec, "currency", p->currency) == -1 ||
-	    set_opt_str(rec, "reason", p->status == EVENT_PAY_DECLINED ?
+	return set_str(w, rec, F_ORDER_ID, p->order_id) == -1 ||
+	    set_str(w, rec, F_PAYMENT_ID, p->payment_id) == -1 ||
+	    set_long(w, rec, F_AMOUNT, p->amount) == -1 ||
+	    set_str(w, rec, F_CURRENCY, p->currency) == -1 ||
+	    set_opt_str(w, rec, F_REASON, p->status == EVENT_PAY_DECLINED ?
 	    p->reason : NULL) == -1 ||
-	    set_str(rec, "customer_id", p->customer_id) == -1 ||
-	    set_str(rec, "email", p->email) == -1 ||
-	    set_opt_str(rec, "payment_method", p->payment_method) == -1 ?
+	    set_str(w, rec, F_CUSTOMER_ID, p->customer_id) == -1 ||
+	    set_str(w, rec, F_EMAIL, p->email) == -1 ||
+	    set_opt_str(w, rec, F_PAYMENT_METHOD, p->payment_method) == -1 ?
 	    -1 : 0;
 }
 
@@ -367,36 +404,56 @@ avro_headers(const struct event *ev, const char *traceparent)
 	return h;
 }
 
-/* The wire format of datum v, written with schema id. */
-static int
-wire_encode(avro_value_t *v, int id, void **out, size_t *outlen)
+/* Writes datum v into c's buffer from off; its length, or -1 (no room). */
+static int64_t
+write_at(struct codec *c, avro_value_t *v, size_t off)
 {
 	avro_writer_t wr;
+	int64_t n = -1;
+
+	if ((wr = avro_writer_memory(c->wbuf + off, (int64_t)(c->wcap - off))) ==
+	    NULL)
+		return -1;
+	if (avro_value_write(wr, v) == 0)
+		n = avro_writer_tell(wr);
+	avro_writer_free(wr);
+	return n;
+}
+
+/*
+ * The wire format of datum v, written with schema id, in a new buffer.
+ * The datum goes into c's buffer first: asking its size first would walk
+ * it twice.  One that does not fit grows the buffer to its size.
+ */
+static int
+wire_encode(struct codec *c, avro_value_t *v, int id, void **out,
+    size_t *outlen)
+{
 	unsigned char *buf;
 	size_t size;
-	int ret;
+	int64_t n;
+	char *nb;
 
-	if (avro_value_sizeof(v, &size) != 0 ||
-	    (buf = malloc(CODEC_HEADER_LEN + size)) == NULL)
+	if (c->wcap == 0 || (n = write_at(c, v, CODEC_HEADER_LEN)) < 0) {
+		if (avro_value_sizeof(v, &size) != 0 ||
+		    (nb = realloc(c->wbuf, CODEC_HEADER_LEN + size + 1024)) ==
+		    NULL)
+			return -1;
+		c->wbuf = nb;
+		c->wcap = CODEC_HEADER_LEN + size + 1024;
+		if ((n = write_at(c, v, CODEC_HEADER_LEN)) < 0)
+			return -1;
+	}
+	if ((buf = malloc(CODEC_HEADER_LEN + (size_t)n)) == NULL)
 		return -1;
 	buf[0] = CODEC_MAGIC;
 	buf[1] = (unsigned char)((uint32_t)id >> 24);
 	buf[2] = (unsigned char)((uint32_t)id >> 16);
 	buf[3] = (unsigned char)((uint32_t)id >> 8);
 	buf[4] = (unsigned char)id;
-	if ((wr = avro_writer_memory((char *)buf + CODEC_HEADER_LEN,
-	    (int64_t)size)) == NULL) {
-		free(buf);
-		return -1;
-	}
-	ret = avro_value_write(wr, v);
-	avro_writer_free(wr);
-	if (ret != 0) {
-		free(buf);
-		return -1;
-	}
+	memcpy(buf + CODEC_HEADER_LEN, c->wbuf + CODEC_HEADER_LEN, (size_t)n);
 	*out = buf;
-	*outlen = CODEC_HEADER_LEN + size;
+	*outlen = CODEC_HEADER_LEN + (size_t)n;
 	return 0;
 }
 
@@ -433,8 +490,9 @@ codec_encode_event(struct codec *c, const char *topic, const struct event *ev,
 	}
 	avro_value_reset(&w->s.value);
 	rc = ev->kind == EVENT_PAYMENT_PROCESSED_V1 ?
-	    fill_payment(&w->s.value, ev) : fill_order(&w->s.value, ev);
-	if (rc == -1 || wire_encode(&w->s.value, w->s.id, value, vlen) == -1) {
+	    fill_payment(w, &w->s.value, ev) : fill_order(w, &w->s.value, ev);
+	if (rc == -1 || wire_encode(c, &w->s.value, w->s.id, value, vlen) ==
+	    -1) {
 		snprintf(msg, msglen, "cannot encode: %s", avro_strerror());
 		return -1;
 	}
