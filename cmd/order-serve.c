@@ -1038,23 +1038,6 @@ parse_options(struct server *sv, int argc, char **argv)
 	sv->pf_codec = opt_codec_new(&sv->oc, 0);
 }
 
-/*
- * --format avro: order.created's schema registered (or found) before any
- * order is accepted; the outbox holds events as JSON, encoded as they are
- * published.  A registry that does not answer or refuses it: status 1.
- */
-static void
-schema_prepare(struct server *sv)
-{
-	char msg[512];
-	int rerr;
-
-	if (codec_prepare(sv->codec, sv->topic, EVENT_ORDER_CREATED_V2, &rerr,
-	    msg, sizeof(msg)) == -1)
-		log_fatal(OF_EXIT_FAIL, "schema registry: %s-value: %s",
-		    sv->topic, msg);
-}
-
 /* A signal ignored already stays ignored (a background job's SIGINT). */
 static void
 signals_init(void)
@@ -1087,7 +1070,9 @@ server_open(struct server *sv)
 
 	sv->topic = opt_topic(&sv->o, FLOW_TOPIC_ORDERS);
 	sv->pay_topic = opt_topic(&sv->o, FLOW_TOPIC_PAYMENTS);
-	schema_prepare(sv);
+	/* The outbox keeps JSON; its relay encodes as it publishes. */
+	opt_codec_prepare(sv->codec, sv->topic, EVENT_ORDER_CREATED_V2,
+	    "no order is accepted");
 	/* Two would both publish the outbox, each with its own view. */
 	opt_lock_state(&sv->o);
 	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o), 0)) != 0)

@@ -418,23 +418,6 @@ submit_file(struct submit *s, const char *path)
  * Kafka.
  */
 
-/*
- * With --format avro, the schema is registered (or found) before any
- * input is read: a registry that does not answer or refuses it stops the
- * run with status 1, having accepted nothing.
- */
-static void
-schema_prepare(struct submit *s)
-{
-	char msg[512];
-	int rerr;
-
-	if (codec_prepare(s->codec, s->topic, EVENT_ORDER_CREATED_V2, &rerr,
-	    msg, sizeof(msg)) == -1)
-		log_fatal(OF_EXIT_FAIL, "schema registry: %s-value: %s: "
-		    "nothing is sent", s->topic, msg);
-}
-
 /* Unreachable: one line, then every valid order gets an error receipt. */
 static void
 producer_open(struct submit *s)
@@ -596,7 +579,9 @@ main(int argc, char **argv)
 
 	s.topic = opt_topic(&s.o, FLOW_TOPIC_ORDERS);
 	if (!s.pipe) {
-		schema_prepare(&s);
+		/* Before any input: on failure nothing was accepted. */
+		opt_codec_prepare(s.codec, s.topic, EVENT_ORDER_CREATED_V2,
+		    "nothing is sent");
 		receipt_init(&s);
 		producer_open(&s);
 	}

@@ -773,24 +773,6 @@ report(void *ctx, const struct worker_stats *st, int final)
 }
 
 /*
- * --format avro: payment.processed's schema registered (or found) under
- * the output topic's subject before anything is read.  A registry that
- * does not answer or refuses it: status 1, nothing consumed.
- */
-static void
-schema_prepare(struct pp *p, struct worker_config *cf)
-{
-	char msg[512];
-	int rerr;
-
-	if (codec_prepare(p->codec, cf->out_topic, EVENT_PAYMENT_PROCESSED_V1,
-	    &rerr, msg, sizeof(msg)) == -1)
-		log_fatal(OF_EXIT_FAIL, "schema registry: %s-value: %s",
-		    cf->out_topic, msg);
-	cf->codec = p->codec;
-}
-
-/*
  * The options into p and cf, over the defaults main() set; a usage error
  * exits with OF_EXIT_USAGE.
  */
@@ -923,8 +905,11 @@ main(int argc, char *argv[])
 	cf.concurrency = pp.concurrency;
 	cf.ctx = &pp;
 	cf.report = report;
-	if (codec_format(pp.codec) == CODEC_AVRO)
-		schema_prepare(&pp, &cf);
+	if (codec_format(pp.codec) == CODEC_AVRO) {
+		opt_codec_prepare(pp.codec, cf.out_topic,
+		    EVENT_PAYMENT_PROCESSED_V1, "nothing is consumed");
+		cf.codec = pp.codec;
+	}
 
 	pp.state = opt_state_dir(&pp.o);
 	opt_lock_state(&pp.o);

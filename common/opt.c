@@ -442,6 +442,19 @@ opt_codec(struct opt_codec *oc, int ch, const char *arg)
 	}
 }
 
+void
+opt_codec_prepare(struct codec *c, const char *topic, int kind,
+    const char *what)
+{
+	char msg[512];
+	int rerr;
+
+	if (codec_prepare(c, topic, (enum event_kind)kind, &rerr, msg,
+	    sizeof(msg)) == -1)
+		log_fatal(OF_EXIT_FAIL, "schema registry: %s-value: %s: %s",
+		    topic, msg, what);
+}
+
 struct codec *
 opt_codec_new(const struct opt_codec *oc, int pipe)
 {

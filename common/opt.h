@@ -151,6 +151,15 @@ int	opt_codec(struct opt_codec *, int ch, const char *arg);
  */
 struct codec *opt_codec_new(const struct opt_codec *, int pipe);
 
+/*
+ * Before writing events of kind to topic with --format avro: the schema
+ * registered or found (codec_prepare()), else status 1 with "schema
+ * registry: TOPIC-value: WHY: " and then what (what was not done, e.g.
+ * "nothing is sent").  Nothing to do in JSON.
+ */
+void	opt_codec_prepare(struct codec *, const char *topic, int kind,
+	    const char *what);
+
 /* Frees the property list. */
 void	opt_free(struct opt_kafka *);
 

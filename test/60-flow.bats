@@ -16,15 +16,7 @@ LIMIT=1000000
 PIDS=()
 
 teardown() {
-	local pid
-
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || :
-	done
-	for pid in "${PIDS[@]}"; do
-		timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || :
-		kill -KILL "$pid" 2>/dev/null || :
-	done
+	stop_pids
 }
 
 # gen_orders N ID-PREFIX: N orders, one a line, with a deterministic mix of

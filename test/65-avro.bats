@@ -13,15 +13,7 @@ load test_helper
 PIDS=()
 
 teardown() {
-	local pid
-
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || :
-	done
-	for pid in "${PIDS[@]}"; do
-		timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || :
-		kill -KILL "$pid" 2>/dev/null || :
-	done
+	stop_pids
 }
 
 # orders N ID-PREFIX: N orders reaching each rule of the simulator.

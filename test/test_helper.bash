@@ -178,3 +178,18 @@ avro_classpath() {
 	done
 	echo "$cp"
 }
+
+# stop_pids: SIGTERM to every process in PIDS (those a test started in
+# the background), then waits up to 30 s for each before SIGKILL; for a
+# test file's teardown.
+stop_pids() {
+	local pid
+
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || :
+	done
+	for pid in "${PIDS[@]}"; do
+		timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || :
+		kill -KILL "$pid" 2>/dev/null || :
+	done
+}

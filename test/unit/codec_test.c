@@ -36,13 +36,6 @@
 #include "registry.h"
 #include "unit.h"
 
-#define REQUIRE(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		exit(1);						\
-	}								\
-} while (0)
-
 static const char order_v2[] =
     "{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"/test\","
     "\"type\":\"order.created.v2\",\"subject\":\"o-1\","

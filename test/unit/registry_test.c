@@ -28,14 +28,6 @@
 #include "util.h"
 #include "unit.h"
 
-/* A check whose failure makes the rest of the test meaningless. */
-#define REQUIRE(cond) do {						\
-	if (!(cond)) {							\
-		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		exit(1);						\
-	}								\
-} while (0)
-
 static const char v1[] =
     "{\"type\":\"record\",\"name\":\"Probe\",\"namespace\":\"unit\","
     "\"fields\":[{\"name\":\"a\",\"type\":\"int\"}]}";

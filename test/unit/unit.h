@@ -16,6 +16,7 @@
 #define OF_UNIT_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/wait.h>
@@ -32,6 +33,14 @@ static int failures;
 	if (!(cond)) {							\
 		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
 		failures++;						\
+	}								\
+} while (0)
+
+/* A check whose failure makes the rest of the test meaningless. */
+#define REQUIRE(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		exit(1);						\
 	}								\
 } while (0)
 
