@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <avro.h>
 #include <curl/curl.h>
 
 #include "codec.h"
@@ -357,6 +358,109 @@ test_unavailable(void)
 	codec_free(c);
 }
 
+/*
+ * A datum of a schema of someone else's, for the order.created.v2 type:
+ * total a double, and a customer id of raw; written with avro-c.
+ */
+static void *
+foreign(int *idp, double total, const char *customer, size_t *len)
+{
+	static const char schema[] =
+	    "{\"type\":\"record\",\"name\":\"Foreign\",\"fields\":["
+	    "{\"name\":\"order_id\",\"type\":\"string\"},"
+	    "{\"name\":\"customer_id\",\"type\":\"string\"},"
+	    "{\"name\":\"email\",\"type\":\"string\"},"
+	    "{\"name\":\"currency\",\"type\":\"string\"},"
+	    "{\"name\":\"items\",\"type\":{\"type\":\"array\",\"items\":"
+	    "{\"type\":\"record\",\"name\":\"I\",\"fields\":["
+	    "{\"name\":\"sku\",\"type\":\"string\"},"
+	    "{\"name\":\"qty\",\"type\":\"int\"},"
+	    "{\"name\":\"unit_price\",\"type\":\"long\"}]}}},"
+	    "{\"name\":\"total\",\"type\":\"double\"}]}";
+	struct registry *r;
+	avro_schema_t sc;
+	avro_value_iface_t *cls;
+	avro_value_t v, f, it;
+	avro_writer_t wr;
+	char subject[128], msg[256], *buf;
+	size_t size;
+
+	REQUIRE((r = registry_new(url)) != NULL);
+	topic(subject, sizeof(subject), "foreign");
+	REQUIRE(registry_register(r, subject, schema, idp, msg,
+	    sizeof(msg)) == REGISTRY_OK);
+	registry_free(r);
+	REQUIRE(avro_schema_from_json_length(schema, strlen(schema), &sc) == 0);
+	REQUIRE((cls = avro_generic_class_from_schema(sc)) != NULL);
+	REQUIRE(avro_generic_value_new(cls, &v) == 0);
+	REQUIRE(avro_value_get_by_name(&v, "order_id", &f, NULL) == 0 &&
+	    avro_value_set_string(&f, "o-1") == 0);
+	REQUIRE(avro_value_get_by_name(&v, "customer_id", &f, NULL) == 0 &&
+	    avro_value_set_string(&f, customer) == 0);
+	REQUIRE(avro_value_get_by_name(&v, "email", &f, NULL) == 0 &&
+	    avro_value_set_string(&f, "ana@example.com") == 0);
+	REQUIRE(avro_value_get_by_name(&v, "currency", &f, NULL) == 0 &&
+	    avro_value_set_string(&f, "EUR") == 0);
+	REQUIRE(avro_value_get_by_name(&v, "items", &f, NULL) == 0 &&
+	    avro_value_append(&f, &it, NULL) == 0);
+	REQUIRE(avro_value_get_by_name(&it, "sku", &f, NULL) == 0 &&
+	    avro_value_set_string(&f, "B") == 0);
+	REQUIRE(avro_value_get_by_name(&it, "qty", &f, NULL) == 0 &&
+	    avro_value_set_int(&f, 1) == 0);
+	REQUIRE(avro_value_get_by_name(&it, "unit_price", &f, NULL) == 0 &&
+	    avro_value_set_long(&f, 1250) == 0);
+	REQUIRE(avro_value_get_by_name(&v, "total", &f, NULL) == 0 &&
+	    avro_value_set_double(&f, total) == 0);
+	REQUIRE(avro_value_sizeof(&v, &size) == 0);
+	REQUIRE((buf = malloc(CODEC_HEADER_LEN + size)) != NULL);
+	buf[0] = CODEC_MAGIC;
+	buf[1] = (char)((unsigned)*idp >> 24);
+	buf[2] = (char)((unsigned)*idp >> 16);
+	buf[3] = (char)((unsigned)*idp >> 8);
+	buf[4] = (char)*idp;
+	REQUIRE((wr = avro_writer_memory(buf + CODEC_HEADER_LEN,
+	    (int64_t)size)) != NULL && avro_value_write(wr, &v) == 0);
+	avro_writer_free(wr);
+	avro_value_decref(&v);
+	avro_value_iface_decref(cls);
+	avro_schema_decref(sc);
+	*len = CODEC_HEADER_LEN + size;
+	return buf;
+}
+
+/*
+ * Money as a float is refused as it is in JSON text (1250.0), whatever
+ * the writer's schema; so is a string JSON could not hold.
+ */
+static void
+test_foreign(void)
+{
+	struct codec *c = avro_codec();
+	rd_kafka_headers_t *h;
+	char t[128];
+	void *v, *enc;
+	size_t len, elen;
+	int id;
+
+	/* the headers of a genuine v2 record */
+	topic(t, sizeof(t), "foreign-h");
+	prepare(c, t, EVENT_ORDER_CREATED_V2);
+	enc = encode(c, t, order_v2, &elen, &h);
+	free(enc);
+	v = foreign(&id, 1250.0, "c-42", &len);
+	CHECK(parse_err(c, v, len, h, "total: must be an integer") ==
+	    CODEC_INVALID);
+	free(v);
+	v = foreign(&id, 1250.0, "c-\001", &len);
+	CHECK(parse_err(c, v, len, h, "no event's data") == CODEC_INVALID);
+	free(v);
+	v = foreign(&id, 1250.0, "c-\xff", &len);
+	CHECK(parse_err(c, v, len, h, "no event's data") == CODEC_INVALID);
+	free(v);
+	rd_kafka_headers_destroy(h);
+	codec_free(c);
+}
+
 static void
 test_options(void)
 {
@@ -377,6 +481,7 @@ static const struct unit_test tests[] = {
 	{ "invalid", test_invalid },
 	{ "json", test_json },
 	{ "unavailable", test_unavailable },
+	{ "foreign", test_foreign },
 	{ "options", test_options },
 };
 
