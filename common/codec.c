@@ -750,8 +750,22 @@ wire_decode(struct avsc *s, const unsigned char *p, size_t len, char *why,
 		snprintf(why, whylen, "out of memory");
 		return CODEC_NOMEM;
 	}
-	ret = avro_value_read(rd, &s->value);
+	/*
+	 * Skipped through first, which allocates nothing: avro-c's read
+	 * allocates a string or bytes value at the length the record claims
+	 * before it reads them, and leaks it when they are not all there, so
+	 * that a record short of its bytes would cost memory every time.
+	 */
+	ret = avro_skip_data(rd, s->schema);
 	avro_reader_free(rd);
+	if (ret == 0 && (rd = avro_reader_memory((const char *)p,
+	    (int64_t)len)) != NULL) {
+		ret = avro_value_read(rd, &s->value);
+		avro_reader_free(rd);
+	} else if (ret == 0) {
+		snprintf(why, whylen, "out of memory");
+		return CODEC_NOMEM;
+	}
 	if (ret != 0) {
 		snprintf(why, whylen, "the bytes do not decode with schema "
 		    "id %d: %s", s->id, avro_strerror());

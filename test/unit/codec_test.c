@@ -351,8 +351,10 @@ test_unavailable(void)
 	CHECK(codec_prepare(down, t, EVENT_ORDER_CREATED_V2, &rerr, msg,
 	    sizeof(msg)) == -1 && rerr == REGISTRY_UNAVAILABLE);
 	/* Not prepared: nothing to encode with. */
+	free(v);
+	rd_kafka_headers_destroy(h);
 	CHECK(codec_encode(down, t, order_v2, strlen(order_v2), NULL, &v,
-	    &len, &h, msg, sizeof(msg)) == -1);
+	    &len, &h, msg, sizeof(msg)) == -1 && v == NULL && h == NULL);
 	close(fd);
 	codec_free(down);
 	codec_free(c);
