@@ -76,6 +76,8 @@ struct codec {
 	size_t		 nr, next_r;
 	char		*wbuf;		/* encoding: grows to the largest */
 	size_t		 wcap;
+	avro_writer_t	 wr;		/* reused, pointed at each buffer */
+	avro_reader_t	 rd;
 };
 
 static void
@@ -166,6 +168,10 @@ codec_free(struct codec *c)
 		curl_global_cleanup();
 	}
 	free(c->wbuf);
+	if (c->wr != NULL)
+		avro_writer_free(c->wr);
+	if (c->rd != NULL)
+		avro_reader_free(c->rd);
 	free(c);
 }
 
@@ -408,16 +414,14 @@ avro_headers(const struct event *ev, const char *traceparent)
 static int64_t
 write_at(struct codec *c, avro_value_t *v, size_t off)
 {
-	avro_writer_t wr;
-	int64_t n = -1;
-
-	if ((wr = avro_writer_memory(c->wbuf + off, (int64_t)(c->wcap - off))) ==
-	    NULL)
-		return -1;
-	if (avro_value_write(wr, v) == 0)
-		n = avro_writer_tell(wr);
-	avro_writer_free(wr);
-	return n;
+	if (c->wr == NULL) {
+		if ((c->wr = avro_writer_memory(c->wbuf + off,
+		    (int64_t)(c->wcap - off))) == NULL)
+			return -1;
+	} else
+		avro_writer_memory_set_dest(c->wr, c->wbuf + off,
+		    (int64_t)(c->wcap - off));
+	return avro_value_write(c->wr, v) == 0 ? avro_writer_tell(c->wr) : -1;
 }
 
 /*
@@ -736,35 +740,38 @@ avro_to_json(avro_value_t *v, int depth)
 	}
 }
 
+/* c's reader, pointed at len bytes at p; NULL when out of memory. */
+static avro_reader_t
+reader_at(struct codec *c, const unsigned char *p, size_t len)
+{
+	if (c->rd == NULL)
+		return c->rd = avro_reader_memory((const char *)p, (int64_t)len);
+	avro_reader_memory_set_source(c->rd, (const char *)p, (int64_t)len);
+	return c->rd;
+}
+
 /* Reads the datum of a wire-format record into s's value. */
 static int
-wire_decode(struct avsc *s, const unsigned char *p, size_t len, char *why,
-    size_t whylen)
+wire_decode(struct codec *c, struct avsc *s, const unsigned char *p,
+    size_t len, char *why, size_t whylen)
 {
-	avro_reader_t rd;
 	size_t size;
 	int ret;
 
 	avro_value_reset(&s->value);
-	if ((rd = avro_reader_memory((const char *)p, (int64_t)len)) == NULL) {
-		snprintf(why, whylen, "out of memory");
-		return CODEC_NOMEM;
-	}
 	/*
 	 * Skipped through first, which allocates nothing: avro-c's read
 	 * allocates a string or bytes value at the length the record claims
 	 * before it reads them, and leaks it when they are not all there, so
 	 * that a record short of its bytes would cost memory every time.
 	 */
-	ret = avro_skip_data(rd, s->schema);
-	avro_reader_free(rd);
-	if (ret == 0 && (rd = avro_reader_memory((const char *)p,
-	    (int64_t)len)) != NULL) {
-		ret = avro_value_read(rd, &s->value);
-		avro_reader_free(rd);
-	} else if (ret == 0) {
+	if (reader_at(c, p, len) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return CODEC_NOMEM;
+	}
+	if ((ret = avro_skip_data(c->rd, s->schema)) == 0) {
+		reader_at(c, p, len);
+		ret = avro_value_read(c->rd, &s->value);
 	}
 	if (ret != 0) {
 		snprintf(why, whylen, "the bytes do not decode with schema "
@@ -867,8 +874,8 @@ decode_tree(struct codec *c, const void *value, size_t len,
 	    (uint32_t)p[3] << 8 | p[4]);
 	if ((ret = reader_schema(c, id, &s, why, whylen)) != CODEC_OK)
 		return ret;
-	if ((ret = wire_decode(s, p + CODEC_HEADER_LEN, len - CODEC_HEADER_LEN,
-	    why, whylen)) != CODEC_OK)
+	if ((ret = wire_decode(c, s, p + CODEC_HEADER_LEN,
+	    len - CODEC_HEADER_LEN, why, whylen)) != CODEC_OK)
 		return ret;
 	if (avro_value_get_type(&s->value) != AVRO_RECORD ||
 	    (data = avro_to_json(&s->value, 0)) == NULL) {
