@@ -31,10 +31,12 @@
 #include "kafka.h"
 #include "registry.h"
 #include "schemas.h"
+#include "util.h"
 
 #define CACHE_MAX	64	/* schema ids decoded with, kept */
 #define HDR_MAX		512	/* the longest ce_* value read */
 #define DEPTH_MAX	32	/* nesting of a datum converted to JSON */
+#define REGISTRY_QUIET_MS 5000	/* after the registry did not answer */
 
 /* A schema ready to read or write with: parsed, its class, one value. */
 struct avsc {
@@ -78,6 +80,8 @@ struct codec {
 	size_t		 wcap;
 	avro_writer_t	 wr;		/* reused, pointed at each buffer */
 	avro_reader_t	 rd;
+	int64_t		 down_until;	/* the registry failed: quiet till */
+	char		 down_why[256];
 };
 
 static void
@@ -576,9 +580,23 @@ reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
 			*sp = &c->r[i];
 			return CODEC_OK;
 		}
+	/*
+	 * A registry that did not answer is not asked again for a while:
+	 * each call may wait REGISTRY_TIMEOUT_MS, on the consuming thread.
+	 */
+	if (util_mono_ms() < c->down_until) {
+		snprintf(why, whylen, "schema id %d: the registry did not "
+		    "answer a moment ago (%s); not asked again before %d ms",
+		    id, c->down_why, REGISTRY_QUIET_MS);
+		return CODEC_TRANSIENT;
+	}
 	if ((ret = registry_schema(c->reg, id, &text, msg, sizeof(msg))) !=
 	    REGISTRY_OK) {
 		snprintf(why, whylen, "schema id %d: %s", id, msg);
+		if (ret == REGISTRY_UNAVAILABLE || ret == REGISTRY_BAD_REPLY) {
+			c->down_until = util_mono_ms() + REGISTRY_QUIET_MS;
+			snprintf(c->down_why, sizeof(c->down_why), "%s", msg);
+		}
 		return ret == REGISTRY_NOT_FOUND || ret == REGISTRY_REFUSED ?
 		    CODEC_INVALID : ret == REGISTRY_NOMEM ? CODEC_NOMEM :
 		    CODEC_TRANSIENT;

@@ -348,6 +348,9 @@ test_unavailable(void)
 	    closed_port(&fd));
 	REQUIRE((down = codec_new(CODEC_AVRO, u, msg, sizeof(msg))) != NULL);
 	CHECK(parse_err(down, v, len, h, "schema id") == CODEC_TRANSIENT);
+	/* not asked again at once: each call could wait for its timeout */
+	CHECK(parse_err(down, v, len, h, "not asked again") ==
+	    CODEC_TRANSIENT);
 	CHECK(codec_prepare(down, t, EVENT_ORDER_CREATED_V2, &rerr, msg,
 	    sizeof(msg)) == -1 && rerr == REGISTRY_UNAVAILABLE);
 	/* Not prepared: nothing to encode with. */
