@@ -565,6 +565,42 @@ codec_is_avro(const rd_kafka_headers_t *h)
 	    (ct[n] == '\0' || ct[n] == ';');
 }
 
+/* A free slot of the reading cache: a new one, else the oldest's. */
+static struct avsc *
+cache_slot(struct codec *c)
+{
+	struct avsc *s;
+
+	if (c->nr < CACHE_MAX)
+		return &c->r[c->nr++];
+	s = &c->r[c->next_r];
+	c->next_r = (c->next_r + 1) % CACHE_MAX;
+	avsc_free(s);
+	return s;
+}
+
+/* Gives back the slot cache_slot() handed out, when it was not filled. */
+static void
+cache_unslot(struct codec *c, struct avsc *s)
+{
+	*s = c->r[--c->nr];
+	memset(&c->r[c->nr], 0, sizeof(c->r[c->nr]));
+	c->next_r = 0;
+}
+
+int
+codec_cache_schema(struct codec *c, int id, const char *schema, char *msg,
+    size_t msglen)
+{
+	struct avsc *s = cache_slot(c);
+
+	if (avsc_init(s, id, schema, msg, msglen) == -1) {
+		cache_unslot(c, s);
+		return -1;
+	}
+	return 0;
+}
+
 /* The schema of id, from the cache or the registry. */
 static int
 reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
@@ -580,6 +616,11 @@ reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
 			*sp = &c->r[i];
 			return CODEC_OK;
 		}
+	if (c->reg == NULL) {
+		snprintf(why, whylen, "an Avro record, and no schema registry "
+		    "to read it with (-r URL or $SCHEMA_REGISTRY_URL)");
+		return CODEC_INVALID;
+	}
 	/*
 	 * A registry that did not answer is not asked again for a while:
 	 * each call may wait REGISTRY_TIMEOUT_MS, on the consuming thread.
@@ -601,20 +642,11 @@ reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
 		    CODEC_INVALID : ret == REGISTRY_NOMEM ? CODEC_NOMEM :
 		    CODEC_TRANSIENT;
 	}
-	if (c->nr < CACHE_MAX)
-		s = &c->r[c->nr++];
-	else {
-		s = &c->r[c->next_r];
-		c->next_r = (c->next_r + 1) % CACHE_MAX;
-		avsc_free(s);
-	}
+	s = cache_slot(c);
 	ret = avsc_init(s, id, text, why, whylen);
 	free(text);
 	if (ret == -1) {
-		/* Its slot is empty again: the last one in use goes there. */
-		*s = c->r[--c->nr];
-		memset(&c->r[c->nr], 0, sizeof(c->r[c->nr]));
-		c->next_r = 0;
+		cache_unslot(c, s);
 		return CODEC_INVALID;
 	}
 	*sp = s;
@@ -758,6 +790,137 @@ avro_to_json(avro_value_t *v, int depth)
 	}
 }
 
+/*
+ * The guard in front of avro-c's decoding.  avro-c trusts a record's
+ * lengths: a negative one makes its skip run backwards (an array can
+ * then loop for ever) and its read ask malloc for nearly 2^64 bytes, and
+ * a length beyond the record's end is allocated before the bytes are
+ * found missing, and leaked.  So a datum is walked first, as the
+ * writer's schema lays it out, and every length, count, union branch and
+ * enum symbol checked against the bytes there are; avro-c decodes only a
+ * datum that fits its bytes exactly.  The walk allocates nothing, and
+ * visits at most CHECK_BUDGET values, so that a block of a million
+ * zero-byte items costs no more than a refusal.
+ */
+#define CHECK_BUDGET	100000
+
+struct cursor {
+	const unsigned char *p, *end;
+	long		 budget;
+};
+
+/* A zig-zag varint, at most 10 bytes. */
+static int
+cur_long(struct cursor *c, int64_t *v)
+{
+	uint64_t u = 0;
+	int shift;
+
+	for (shift = 0; shift < 70; shift += 7) {
+		if (c->p == c->end)
+			return -1;
+		u |= (uint64_t)(*c->p & 0x7f) << shift;
+		if ((*c->p++ & 0x80) == 0) {
+			*v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+cur_skip(struct cursor *c, int64_t n)
+{
+	if (n < 0 || n > c->end - c->p)
+		return -1;
+	c->p += n;
+	return 0;
+}
+
+static int	check_datum(struct cursor *c, avro_schema_t s, int depth);
+
+/* An array's or a map's blocks of items. */
+static int
+check_blocks(struct cursor *c, avro_schema_t items, int map, int depth)
+{
+	int64_t n, size, i;
+
+	for (;;) {
+		if (cur_long(c, &n) == -1)
+			return -1;
+		if (n == 0)
+			return 0;
+		if (n < 0) {
+			/* -n items, then the block's size in bytes */
+			if (n == INT64_MIN || cur_long(c, &size) == -1 ||
+			    size < 0)
+				return -1;
+			n = -n;
+		}
+		if (n > c->budget)
+			return -1;
+		for (i = 0; i < n; i++)
+			if ((map && (cur_long(c, &size) == -1 ||
+			    cur_skip(c, size) == -1)) ||
+			    check_datum(c, items, depth + 1) == -1)
+				return -1;
+	}
+}
+
+static int
+check_datum(struct cursor *c, avro_schema_t s, int depth)
+{
+	int64_t v;
+	size_t i, n;
+
+	if (depth > DEPTH_MAX || --c->budget < 0)
+		return -1;
+	switch (avro_typeof(s)) {
+	case AVRO_NULL:
+		return 0;
+	case AVRO_BOOLEAN:
+		return cur_skip(c, 1);
+	case AVRO_INT32:
+		return cur_long(c, &v) == 0 && v >= INT32_MIN &&
+		    v <= INT32_MAX ? 0 : -1;
+	case AVRO_INT64:
+		return cur_long(c, &v);
+	case AVRO_FLOAT:
+		return cur_skip(c, 4);
+	case AVRO_DOUBLE:
+		return cur_skip(c, 8);
+	case AVRO_STRING:
+	case AVRO_BYTES:
+		return cur_long(c, &v) == 0 ? cur_skip(c, v) : -1;
+	case AVRO_FIXED:
+		return cur_skip(c, avro_schema_fixed_size(s));
+	case AVRO_ENUM:
+		return cur_long(c, &v) == 0 && v >= 0 &&
+		    v < avro_schema_enum_number_of_symbols(s) ? 0 : -1;
+	case AVRO_UNION:
+		if (cur_long(c, &v) == -1 || v < 0 ||
+		    (uint64_t)v >= avro_schema_union_size(s))
+			return -1;
+		return check_datum(c, avro_schema_union_branch(s, (int)v),
+		    depth + 1);
+	case AVRO_RECORD:
+		n = avro_schema_record_size(s);
+		for (i = 0; i < n; i++)
+			if (check_datum(c, avro_schema_record_field_get_by_index(
+			    s, (int)i), depth + 1) == -1)
+				return -1;
+		return 0;
+	case AVRO_ARRAY:
+		return check_blocks(c, avro_schema_array_items(s), 0, depth);
+	case AVRO_MAP:
+		return check_blocks(c, avro_schema_map_values(s), 1, depth);
+	case AVRO_LINK:
+		return check_datum(c, avro_schema_link_target(s), depth + 1);
+	default:
+		return -1;
+	}
+}
+
 /* c's reader, pointed at len bytes at p; NULL when out of memory. */
 static avro_reader_t
 reader_at(struct codec *c, const unsigned char *p, size_t len)
@@ -773,34 +936,28 @@ static int
 wire_decode(struct codec *c, struct avsc *s, const unsigned char *p,
     size_t len, char *why, size_t whylen)
 {
-	size_t size;
-	int ret;
+	struct cursor cur = { p, p + len, CHECK_BUDGET };
 
 	avro_value_reset(&s->value);
-	/*
-	 * Skipped through first, which allocates nothing: avro-c's read
-	 * allocates a string or bytes value at the length the record claims
-	 * before it reads them, and leaks it when they are not all there, so
-	 * that a record short of its bytes would cost memory every time.
-	 */
+	if (check_datum(&cur, s->schema, 0) == -1) {
+		snprintf(why, whylen, "the bytes do not decode with schema "
+		    "id %d: a length, count or index beyond the record, or "
+		    "too many values", s->id);
+		return CODEC_INVALID;
+	}
+	if (cur.p != cur.end) {
+		snprintf(why, whylen, "the bytes do not decode with schema "
+		    "id %d: %zu bytes where its datum takes %zu", s->id, len,
+		    (size_t)(cur.p - p));
+		return CODEC_INVALID;
+	}
 	if (reader_at(c, p, len) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return CODEC_NOMEM;
 	}
-	if ((ret = avro_skip_data(c->rd, s->schema)) == 0) {
-		reader_at(c, p, len);
-		ret = avro_value_read(c->rd, &s->value);
-	}
-	if (ret != 0) {
+	if (avro_value_read(c->rd, &s->value) != 0) {
 		snprintf(why, whylen, "the bytes do not decode with schema "
 		    "id %d: %s", s->id, avro_strerror());
-		return CODEC_INVALID;
-	}
-	/* What was read, written again, is all there was. */
-	if (avro_value_sizeof(&s->value, &size) != 0 || size != len) {
-		snprintf(why, whylen, "the bytes do not decode with schema "
-		    "id %d: %zu bytes where its datum takes %zu", s->id, len,
-		    size);
 		return CODEC_INVALID;
 	}
 	return CODEC_OK;
@@ -878,11 +1035,6 @@ decode_tree(struct codec *c, const void *value, size_t len,
 	int id, ret;
 
 	*root = NULL;
-	if (c == NULL || c->reg == NULL) {
-		snprintf(why, whylen, "an Avro record, and no schema registry "
-		    "to read it with (-r URL or $SCHEMA_REGISTRY_URL)");
-		return CODEC_INVALID;
-	}
 	if (p == NULL || len < CODEC_HEADER_LEN || p[0] != CODEC_MAGIC) {
 		snprintf(why, whylen, "an Avro record without the wire "
 		    "format's magic byte and schema id");

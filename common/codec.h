@@ -97,6 +97,14 @@ int	codec_encode(struct codec *, const char *topic, const char *json,
 	    rd_kafka_headers_t **hdrs, char *msg, size_t msglen);
 
 /*
+ * Puts schema (Avro JSON text) in the reading cache as id's, as if the
+ * registry had given it: for the fuzz target and tests, which decode with
+ * no registry to ask.  0, or -1 with msg set (not a schema, no memory).
+ */
+int	codec_cache_schema(struct codec *, int id, const char *schema,
+	    char *msg, size_t msglen);
+
+/*
  * Whether a record with headers h (may be NULL) is an Avro one: its
  * content-type is application/avro.
  */

@@ -35,6 +35,7 @@
 #include "flow.h"
 #include "kafka.h"
 #include "registry.h"
+#include "schemas.h"
 #include "unit.h"
 
 static const char order_v2[] =
@@ -466,6 +467,71 @@ test_foreign(void)
 	codec_free(c);
 }
 
+/*
+ * Hostile lengths and counts, refused before avro-c sees them: a
+ * negative string length (avro-c would ask malloc for nearly 2^64 bytes),
+ * one far past the record's end (it would allocate it, then leak it), a
+ * block of 2^40 zero-byte items (it would loop on them), a union branch
+ * and an enum symbol out of range.
+ */
+static void
+test_hostile(void)
+{
+	static const char nulls[] =
+	    "{\"type\":\"record\",\"name\":\"N\",\"fields\":["
+	    "{\"name\":\"a\",\"type\":{\"type\":\"array\","
+	    "\"items\":\"null\"}}]}";
+	struct codec *c;
+	rd_kafka_headers_t *h;
+	char msg[256];
+	unsigned char w[64];
+	size_t n;
+
+	REQUIRE((c = codec_new(CODEC_JSON, NULL, msg, sizeof(msg))) != NULL);
+	REQUIRE(codec_cache_schema(c, 7, schema_order_created_v2, msg,
+	    sizeof(msg)) == 0);
+	REQUIRE(codec_cache_schema(c, 8, nulls, msg, sizeof(msg)) == 0);
+	REQUIRE(codec_cache_schema(c, 9, schema_payment_processed_v1, msg,
+	    sizeof(msg)) == 0);
+	REQUIRE((h = rd_kafka_headers_new(2)) != NULL);
+	REQUIRE(kafka_header_add_str(h, FLOW_H_CONTENT_TYPE,
+	    CODEC_AVRO_CONTENT_TYPE) == 0);
+	memset(w, 0, sizeof(w));
+	w[4] = 7;
+	/* order_id's length -33 */
+	w[5] = 0x41;
+	CHECK(parse_err(c, w, 16, h, "beyond the record") == CODEC_INVALID);
+	/* order_id's length 2^30, the record 16 bytes */
+	w[5] = 0x80; w[6] = 0x80; w[7] = 0x80; w[8] = 0x80; w[9] = 0x08;
+	CHECK(parse_err(c, w, 16, h, "beyond the record") == CODEC_INVALID);
+	/* 2^40 nulls in one block */
+	memset(w, 0, sizeof(w));
+	w[4] = 8;
+	n = 5;
+	w[n++] = 0x80; w[n++] = 0x80; w[n++] = 0x80; w[n++] = 0x80;
+	w[n++] = 0x80; w[n++] = 0x40;
+	w[n++] = 0;
+	CHECK(parse_err(c, w, n, h, "too many values") == CODEC_INVALID);
+	/* payment: four strings, status symbol 5 of 2 */
+	memset(w, 0, sizeof(w));
+	w[4] = 9;
+	n = 5 + 2;	/* order_id, payment_id: "" */
+	w[n++] = 10;
+	CHECK(parse_err(c, w, 20, h, "beyond the record") == CODEC_INVALID);
+	/* ... symbol 1, then reason's union branch 3 of 2 */
+	memset(w, 0, sizeof(w));
+	w[4] = 9;
+	n = 5 + 2;
+	w[n++] = 2;		/* declined */
+	w[n++] = 0;		/* amount 0 */
+	w[n++] = 0;		/* currency "" */
+	w[n++] = 6;		/* reason: branch 3 */
+	CHECK(parse_err(c, w, n + 8, h, "beyond the record") ==
+	    CODEC_INVALID);
+	rd_kafka_headers_destroy(h);
+	codec_free(c);
+}
+
 static void
 test_options(void)
 {
@@ -487,6 +553,7 @@ static const struct unit_test tests[] = {
 	{ "json", test_json },
 	{ "unavailable", test_unavailable },
 	{ "foreign", test_foreign },
+	{ "hostile", test_hostile },
 	{ "options", test_options },
 };
 
