@@ -80,6 +80,7 @@ struct codec {
 	size_t		 wcap;
 	avro_writer_t	 wr;		/* reused, pointed at each buffer */
 	avro_reader_t	 rd;
+	int		 curl;		/* curl_global_init() done */
 	int64_t		 down_until;	/* the registry failed: quiet till */
 	char		 down_why[256];
 };
@@ -143,13 +144,6 @@ codec_new(enum codec_format fmt, const char *registry_url, char *msg,
 		free(c);
 		return NULL;
 	}
-	/* Counted by libcurl: a command that uses it too calls it again. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(msg, msglen, "cannot initialise libcurl");
-		registry_free(c->reg);
-		free(c);
-		return NULL;
-	}
 	return c;
 }
 
@@ -167,10 +161,9 @@ codec_free(struct codec *c)
 	free(c->w);
 	for (i = 0; i < c->nr; i++)
 		avsc_free(&c->r[i]);
-	if (c->reg != NULL) {
-		registry_free(c->reg);
+	registry_free(c->reg);
+	if (c->curl)
 		curl_global_cleanup();
-	}
 	free(c->wbuf);
 	if (c->wr != NULL)
 		avro_writer_free(c->wr);
@@ -195,6 +188,25 @@ enum codec_format
 codec_format(const struct codec *c)
 {
 	return c->fmt;
+}
+
+/*
+ * libcurl initialised at the first request, not before: a command that
+ * is given a registry but only meets JSON never loads it (TLS libraries
+ * and all: some MiB of resident memory).  Counted by libcurl, which a
+ * command may use for itself too; thread-safe since curl 7.84.
+ */
+static int
+curl_ready(struct codec *c, char *msg, size_t msglen)
+{
+	if (!c->curl) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			snprintf(msg, msglen, "cannot initialise libcurl");
+			return -1;
+		}
+		c->curl = 1;
+	}
+	return 0;
 }
 
 /*
@@ -245,6 +257,8 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 		return -1;
 	}
 	snprintf(subject, sizeof(subject), "%s-value", topic);
+	if (curl_ready(c, msg, msglen) == -1)
+		return -1;
 	if ((ret = registry_register(c->reg, subject, text, &id, msg,
 	    msglen)) != REGISTRY_OK) {
 		*rerr = ret;
@@ -631,6 +645,8 @@ reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
 		    id, c->down_why, REGISTRY_QUIET_MS);
 		return CODEC_TRANSIENT;
 	}
+	if (curl_ready(c, why, whylen) == -1)
+		return CODEC_NOMEM;
 	if ((ret = registry_schema(c->reg, id, &text, msg, sizeof(msg))) !=
 	    REGISTRY_OK) {
 		snprintf(why, whylen, "schema id %d: %s", id, msg);
