@@ -69,7 +69,8 @@ inflight_key_of(const void *line, size_t len, size_t *keylen)
  */
 static struct worker_job *
 job_new(struct worker *w, const struct worker_input *in,
-    const rd_kafka_headers_t *src, const char *pipe_key, size_t pipe_keylen)
+    const rd_kafka_headers_t *src, rd_kafka_headers_t *owned,
+    const char *pipe_key, size_t pipe_keylen)
 {
 	struct worker_job *j;
 	char part[sizeof(int32_t) + 1], *subj = NULL;
@@ -117,7 +118,10 @@ job_new(struct worker *w, const struct worker_input *in,
 		snprintf(j->tp, sizeof(j->tp), "%s", in->traceparent);
 		j->in.traceparent = j->tp;
 	}
-	if (src != NULL && (j->hdrs = rd_kafka_headers_copy(src)) == NULL) {
+	if (owned != NULL)
+		j->hdrs = owned;
+	else if (src != NULL && (j->hdrs = rd_kafka_headers_copy(src)) ==
+	    NULL) {
 		free(j);
 		return NULL;
 	}
@@ -260,14 +264,26 @@ void
 inflight_submit_keyed(struct worker *w, const struct worker_input *in,
     const rd_kafka_headers_t *src, const char *key, size_t keylen)
 {
+	inflight_submit_owned(w, in, src, NULL, key, keylen);
+}
+
+void
+inflight_submit_owned(struct worker *w, const struct worker_input *in,
+    const rd_kafka_headers_t *src, rd_kafka_headers_t *owned,
+    const char *key, size_t keylen)
+{
 	struct worker_job *j;
 
 	/* One at a time: nothing is ever held, no copy is needed. */
 	if (w->cf->start == NULL && keyq_items(w->kq) == 0) {
-		route_handle(w, in, src, NULL);
+		route_handle(w, in, owned != NULL ? owned : src, NULL);
+		if (owned != NULL)
+			rd_kafka_headers_destroy(owned);
 		return;
 	}
-	if ((j = job_new(w, in, src, key, keylen)) == NULL) {
+	if ((j = job_new(w, in, src, owned, key, keylen)) == NULL) {
+		if (owned != NULL)
+			rd_kafka_headers_destroy(owned);
 		oom(w);
 		return;
 	}
@@ -283,7 +299,7 @@ inflight_hold(struct worker *w, const struct worker_input *in,
 
 	if (w->timers.n >= WORKER_RETRY_WAITING)
 		return -1;
-	if ((j = job_new(w, in, src, NULL, 0)) == NULL)
+	if ((j = job_new(w, in, src, NULL, NULL, 0)) == NULL)
 		return -1;
 	if (timerheap_push(&w->timers, due_ms, j) == -1) {
 		job_free(j);

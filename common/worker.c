@@ -258,6 +258,7 @@ static void
 on_message(struct worker *w, const rd_kafka_message_t *m)
 {
 	const rd_kafka_headers_t *h;
+	rd_kafka_headers_t *own;
 	struct worker_input in;
 	const char *topic;
 	int64_t due, v;
@@ -303,7 +304,13 @@ on_message(struct worker *w, const rd_kafka_message_t *m)
 		worker_fail(w, OF_EXIT_FAIL);
 		return;
 	}
-	inflight_submit(w, &in, h);
+	/* The message's headers go to the job as they are, not copied. */
+	if (h != NULL && rd_kafka_message_detach_headers(
+	    (rd_kafka_message_t *)m, &own) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		in.headers = own;
+		inflight_submit_owned(w, &in, NULL, own, NULL, 0);
+	} else
+		inflight_submit(w, &in, h);
 	pause_window(w, in.topic, in.partition);
 }
 

@@ -79,6 +79,13 @@ void	inflight_submit(struct worker *, const struct worker_input *in,
 void	inflight_submit_keyed(struct worker *, const struct worker_input *in,
 	    const rd_kafka_headers_t *src, const char *key, size_t keylen);
 /*
+ * inflight_submit_keyed() taking over owned, the record's headers
+ * detached from its message, instead of copying src.
+ */
+void	inflight_submit_owned(struct worker *, const struct worker_input *in,
+	    const rd_kafka_headers_t *src, rd_kafka_headers_t *owned,
+	    const char *key, size_t keylen);
+/*
  * The ordering key of a line of pipe mode, the event's subject ("" when
  * it has none), malloc'd; NULL when out of memory.  Thread-safe.
  */
