@@ -5,12 +5,12 @@
  * the schema.
  *
  * Decoding uses the writer's schema, the one the record's id names, and
- * turns the datum into JSON; event_parse() then applies the rules of the
- * event's type (ce_type).  So a record written with any schema the
- * registry accepted is read if its data obeys those rules, and v1 and v2
- * data need no reader schema: the upcast of v1 is event.c's, as for JSON.
- * The cost is a JSON text built and parsed again per record, against one
- * validator for both formats.
+ * turns the datum into a cJSON tree; event_parse_tree() then applies the
+ * rules of the event's type (ce_type).  So a record written with any
+ * schema the registry accepted is read if its data obeys those rules,
+ * and v1 and v2 data need no reader schema: the upcast of v1 is
+ * event.c's, as for JSON.  Encoding fills the datum from the event's
+ * fields, by our own schemas.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -82,7 +82,7 @@ struct codec {
 	avro_reader_t	 rd;
 	int		 curl;		/* curl_global_init() done */
 	int64_t		 down_until;	/* the registry failed: quiet till */
-	char		 down_why[256];
+	char		 down_why[128];
 };
 
 static void
@@ -621,7 +621,7 @@ reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
     size_t whylen)
 {
 	struct avsc *s;
-	char *text, msg[256];
+	char *text, msg[200];
 	size_t i;
 	int ret;
 
@@ -652,7 +652,7 @@ reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
 		snprintf(why, whylen, "schema id %d: %s", id, msg);
 		if (ret == REGISTRY_UNAVAILABLE || ret == REGISTRY_BAD_REPLY) {
 			c->down_until = util_mono_ms() + REGISTRY_QUIET_MS;
-			snprintf(c->down_why, sizeof(c->down_why), "%s", msg);
+			snprintf(c->down_why, sizeof(c->down_why), "%.120s", msg);
 		}
 		return ret == REGISTRY_NOT_FOUND || ret == REGISTRY_REFUSED ?
 		    CODEC_INVALID : ret == REGISTRY_NOMEM ? CODEC_NOMEM :
@@ -1040,7 +1040,7 @@ fail:
 	return ret;
 }
 
-/* codec_decode()'s work, the event as a cJSON tree. */
+/* An Avro record as the cJSON tree of its CloudEvents JSON. */
 static int
 decode_tree(struct codec *c, const void *value, size_t len,
     const rd_kafka_headers_t *h, cJSON **root, char *why, size_t whylen)
@@ -1071,31 +1071,6 @@ decode_tree(struct codec *c, const void *value, size_t len,
 		return CODEC_INVALID;
 	}
 	return envelope(h, data, root, why, whylen);
-}
-
-int
-codec_decode(struct codec *c, const void *value, size_t len,
-    const rd_kafka_headers_t *h, char **json, size_t *jlen, char *why,
-    size_t whylen)
-{
-	cJSON *root;
-	int ret;
-
-	*json = NULL;
-	*jlen = 0;
-	if (!codec_is_avro(h))
-		return CODEC_OK;
-	if ((ret = decode_tree(c, value, len, h, &root, why, whylen)) !=
-	    CODEC_OK)
-		return ret;
-	*json = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	if (*json == NULL) {
-		snprintf(why, whylen, "out of memory");
-		return CODEC_NOMEM;
-	}
-	*jlen = strlen(*json);
-	return CODEC_OK;
 }
 
 int

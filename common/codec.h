@@ -13,9 +13,9 @@
  * content-type header (application/avro, else JSON), so both can share a
  * topic during a migration.  An Avro record is decoded with the schema
  * its id names (fetched from the registry once, then cached) into the
- * CloudEvents JSON of the same event, which event_parse() checks as it
- * checks any other: the same rules, the same upcast of v1, the same
- * messages.  Retry and dead-letter records carry the bytes and headers
+ * tree of the CloudEvents JSON of the same event, which the one
+ * validator checks as it checks a parsed JSON event: the same rules, the
+ * same upcast of v1, the same messages.  Retry and dead-letter records carry the bytes and headers
  * they were read with, whatever the format.
  *
  * Not thread-safe: one codec per thread that encodes or decodes.
@@ -36,7 +36,7 @@ enum codec_format { CODEC_JSON = 0, CODEC_AVRO };
 #define CODEC_MAGIC		0	/* the wire format's first byte */
 #define CODEC_HEADER_LEN	5	/* magic byte, 4-byte big-endian id */
 
-/* What codec_decode() and codec_parse() found wrong. */
+/* What codec_parse() found wrong. */
 enum codec_err {
 	CODEC_OK = 0,
 	CODEC_INVALID = -1,	/* the record is bad: dead letter, kind invalid */
@@ -111,24 +111,15 @@ int	codec_cache_schema(struct codec *, int id, const char *schema,
 int	codec_is_avro(const rd_kafka_headers_t *h);
 
 /*
- * The CloudEvents JSON of a record (value, len bytes; headers h): for a
- * JSON record NULL and CODEC_OK (the value is the JSON); for an Avro one
- * the JSON built from its ce_* headers and its data, decoded with the
- * schema its id names, in *json (malloc'd, NUL-terminated) and *jlen.
- * Else an error with why set: CODEC_INVALID (no magic byte, an id the
- * registry does not know, bytes that do not decode, no registry given),
- * CODEC_TRANSIENT (the registry did not answer), CODEC_NOMEM.
- */
-int	codec_decode(struct codec *, const void *value, size_t len,
-	    const rd_kafka_headers_t *h, char **json, size_t *jlen,
-	    char *why, size_t whylen);
-
-/*
- * What codec_decode() and then event_parse() would give, without the
- * JSON text: the datum becomes a cJSON tree that event_parse_tree()
- * checks (a JSON record goes to event_parse()).  0 with *ev filled, or
- * CODEC_INVALID with err set (a decoding failure has field ""),
- * CODEC_TRANSIENT or CODEC_NOMEM with err's text set.  *ev is always
+ * The event of a record (value, len bytes; headers h).  A JSON record
+ * goes to event_parse().  An Avro one is checked against its bytes,
+ * decoded with the schema its id names, and turned with its ce_* headers
+ * into the cJSON tree of the same CloudEvents JSON, which
+ * event_parse_tree() checks: the same rules and messages either way.
+ * 0 with *ev filled, or CODEC_INVALID with err set (a decoding failure:
+ * no magic byte, an id the registry does not know, bytes that do not
+ * decode, no registry given; field ""), CODEC_TRANSIENT (the registry
+ * did not answer) or CODEC_NOMEM with err's text set.  *ev is always
  * initialised: event_free() is safe either way.
  */
 int	codec_parse(struct codec *, const void *value, size_t len,

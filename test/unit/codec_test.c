@@ -292,14 +292,10 @@ test_json(void)
 	struct event ev;
 	struct event_err err;
 	rd_kafka_headers_t *h;
-	char *json;
-	size_t jlen;
 
 	REQUIRE((h = flow_headers_new(NULL)) != NULL);
 	CHECK(!codec_is_avro(h));
 	CHECK(!codec_is_avro(NULL));
-	CHECK(codec_decode(c, order_v2, strlen(order_v2), h, &json, &jlen,
-	    err.text, sizeof(err.text)) == CODEC_OK && json == NULL);
 	CHECK(codec_parse(c, order_v2, strlen(order_v2), h, &ev, &err) ==
 	    CODEC_OK);
 	CHECK(ev.kind == EVENT_ORDER_CREATED_V2);
