@@ -485,26 +485,11 @@ codec_encode_event(struct codec *c, const char *topic, const struct event *ev,
     rd_kafka_headers_t **hdrs, char *msg, size_t msglen)
 {
 	struct wschema *w;
-	char *json;
 	int rc;
 
 	*value = NULL;
 	*hdrs = NULL;
-	if (c->fmt == CODEC_JSON) {
-		if ((json = event_serialize(ev, vlen)) == NULL) {
-			snprintf(msg, msglen, "%s", strerror(errno));
-			return -1;
-		}
-		if ((*hdrs = flow_headers_new(traceparent != NULL &&
-		    *traceparent != '\0' ? traceparent : ev->traceparent)) ==
-		    NULL) {
-			free(json);
-			snprintf(msg, msglen, "out of memory");
-			return -1;
-		}
-		*value = json;
-		return 0;
-	}
+	/* JSON prepares nothing: no writer writes through here in JSON. */
 	if ((w = wschema_find(c, topic, ev->kind)) == NULL) {
 		snprintf(msg, msglen, "%s: no schema prepared for %s events",
 		    topic, event_kind_type(ev->kind));
@@ -534,33 +519,19 @@ codec_encode(struct codec *c, const char *topic, const char *json,
 {
 	struct event ev;
 	struct event_err err;
-	char *copy;
 	int rc;
 
 	*value = NULL;
 	*hdrs = NULL;
-	if (c->fmt == CODEC_AVRO) {
-		if (event_parse(json, len, &ev, &err) == -1) {
-			snprintf(msg, msglen, "not an event: %s", err.text);
-			event_free(&ev);
-			return -1;
-		}
-		rc = codec_encode_event(c, topic, &ev, traceparent, value,
-		    vlen, hdrs, msg, msglen);
+	if (event_parse(json, len, &ev, &err) == -1) {
+		snprintf(msg, msglen, "not an event: %s", err.text);
 		event_free(&ev);
-		return rc;
-	}
-	if ((copy = malloc(len + 1)) == NULL ||
-	    (*hdrs = flow_headers_new(traceparent)) == NULL) {
-		free(copy);
-		snprintf(msg, msglen, "out of memory");
 		return -1;
 	}
-	memcpy(copy, json, len);
-	copy[len] = '\0';
-	*value = copy;
-	*vlen = len;
-	return 0;
+	rc = codec_encode_event(c, topic, &ev, traceparent, value, vlen, hdrs,
+	    msg, msglen);
+	event_free(&ev);
+	return rc;
 }
 
 /*

@@ -71,26 +71,23 @@ int	codec_prepare(struct codec *, const char *topic, enum event_kind kind,
 	    int *rerr, char *msg, size_t msglen);
 
 /*
- * The record of event ev for topic: the value in *value (malloc'd) and
- * *vlen, and a new header list in *hdrs: for CODEC_JSON the event
- * serialised and flow_headers_new()'s; for CODEC_AVRO the datum filled
- * from ev's fields in the wire format, and content-type
- * application/avro, the ce_* attributes and traceparent.  traceparent
- * (NULL or "": ev's own) goes in the headers.  -1 with msg set when ev's
- * kind was not prepared for topic, or out of memory.
+ * The Avro record of event ev for topic: the datum filled from ev's
+ * fields, in the wire format, in *value (malloc'd) and *vlen, and a new
+ * header list in *hdrs: content-type application/avro, the ce_*
+ * attributes and traceparent (NULL or "": ev's own).  -1 with msg set
+ * when ev's kind was not prepared for topic (a JSON codec prepares
+ * none: a JSON writer produces event_serialize()'s text with
+ * flow_headers_new()), or out of memory.
  */
 int	codec_encode_event(struct codec *, const char *topic,
 	    const struct event *ev, const char *traceparent, void **value,
 	    size_t *vlen, rd_kafka_headers_t **hdrs, char *msg, size_t msglen);
 
 /*
- * The record of an event given as its CloudEvents JSON (json, len bytes:
- * event_serialize()'s output or a stored copy of it), for topic: the
- * value in *value (malloc'd; for CODEC_JSON a copy of json) and *vlen,
- * and a new header list in *hdrs: content-type and traceparent for JSON
- * (flow_headers_new()); for Avro, json parsed (event_parse()) and then
- * codec_encode_event(), whose traceparent rule applies.  -1 with msg set
- * when json is no event of a kind prepared for topic, or out of memory.
+ * codec_encode_event() of an event given as its CloudEvents JSON (json,
+ * len bytes: event_serialize()'s output or a stored copy of it), parsed
+ * with event_parse() first.  -1 with msg set when json is no event of a
+ * kind prepared for topic, or out of memory.
  */
 int	codec_encode(struct codec *, const char *topic, const char *json,
 	    size_t len, const char *traceparent, void **value, size_t *vlen,

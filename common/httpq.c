@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "httpq.h"
+#include "util.h"
 
 struct httpq_call {
 	struct httpq_call *next;	/* in the free or the active list */
@@ -52,26 +53,18 @@ static size_t
 httpq_write(char *data, size_t size, size_t n, void *arg)
 {
 	struct httpq_call *c = arg;
-	size_t len = size * n, cap;
-	char *r;
+	size_t len = size * n;
 
-	if (len > HTTPQ_REPLY_MAX - c->len) {
+	switch (util_buf_append(&c->reply, &c->len, &c->cap, data, len, 1024,
+	    HTTPQ_REPLY_MAX)) {
+	case 0:
+		return len;
+	case -1:
 		c->overflow = 1;
 		return 0;
+	default:
+		return 0;
 	}
-	if (c->len + len + 1 > c->cap) {
-		cap = c->cap == 0 ? 1024 : c->cap;
-		while (cap < c->len + len + 1)
-			cap *= 2;
-		if ((r = realloc(c->reply, cap)) == NULL)
-			return 0;
-		c->reply = r;
-		c->cap = cap;
-	}
-	memcpy(c->reply + c->len, data, len);
-	c->len += len;
-	c->reply[c->len] = '\0';
-	return len;
 }
 
 struct httpq *

@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 
 #include "registry.h"
+#include "util.h"
 
 #define REG_CTYPE	"application/vnd.schemaregistry.v1+json"
 #define REG_MAXREPLY	(16 * 1024 * 1024)	/* a schema is a few KiB */
@@ -146,28 +147,20 @@ static size_t
 reg_write(char *ptr, size_t size, size_t nmemb, void *arg)
 {
 	struct reg_buf *b = arg;
-	size_t n = size * nmemb, cap;
-	char *p;
+	size_t n = size * nmemb;
 
-	if (n > REG_MAXREPLY - b->len) {
+	/* 0 ends the transfer. */
+	switch (util_buf_append(&b->data, &b->len, &b->cap, ptr, n, 4096,
+	    REG_MAXREPLY)) {
+	case 0:
+		return n;
+	case -1:
 		b->overflow = 1;
-		return 0;	/* ends the transfer */
+		return 0;
+	default:
+		b->nomem = 1;
+		return 0;
 	}
-	if (b->len + n + 1 > b->cap) {
-		cap = b->cap == 0 ? 4096 : b->cap;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((p = realloc(b->data, cap)) == NULL) {
-			b->nomem = 1;
-			return 0;
-		}
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
 }
 
 /*

@@ -459,3 +459,26 @@ util_json_bytes(const void *p, size_t len, int *base64)
 	EVP_EncodeBlock((unsigned char *)s, p, (int)len);
 	return s;
 }
+
+int
+util_buf_append(char **buf, size_t *len, size_t *cap, const void *p,
+    size_t n, size_t first, size_t max)
+{
+	size_t c;
+	char *b;
+
+	if (n > max - *len)
+		return -1;
+	if (*len + n + 1 > *cap) {
+		for (c = *cap == 0 ? first : *cap; c < *len + n + 1; c *= 2)
+			;
+		if ((b = realloc(*buf, c)) == NULL)
+			return -2;
+		*buf = b;
+		*cap = c;
+	}
+	memcpy(*buf + *len, p, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
+}

@@ -120,4 +120,13 @@ int		 util_signal_count(void);
  */
 char		*util_json_bytes(const void *p, size_t len, int *base64);
 
+/*
+ * Appends n bytes at p to a growing reply: *buf (NULL at first) holds
+ * *len bytes and a NUL in *cap, grown by doubling from first.  0; or -1,
+ * nothing appended, when it would pass max bytes; or -2 when out of
+ * memory.  For libcurl's write callbacks (httpq.c, registry.c).
+ */
+int		 util_buf_append(char **buf, size_t *len, size_t *cap,
+		    const void *p, size_t n, size_t first, size_t max);
+
 #endif

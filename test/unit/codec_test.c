@@ -311,22 +311,6 @@ test_json(void)
 	codec_free(c);
 }
 
-/* A loopback port nothing listens on: bound, never listened to. */
-static int
-closed_port(int *fd)
-{
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	REQUIRE((*fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
-	REQUIRE(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	REQUIRE(getsockname(*fd, (struct sockaddr *)&sa, &sl) == 0);
-	return ntohs(sa.sin_port);
-}
-
 /* A registry that does not answer puts a record off; it never refuses it. */
 static void
 test_unavailable(void)
@@ -342,7 +326,7 @@ test_unavailable(void)
 	prepare(c, t, EVENT_ORDER_CREATED_V2);
 	v = encode(c, t, order_v2, &len, &h);
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/apis/ccompat/v7",
-	    closed_port(&fd));
+	    unit_closed_port(&fd));
 	REQUIRE((down = codec_new(CODEC_AVRO, u, msg, sizeof(msg))) != NULL);
 	CHECK(parse_err(down, v, len, h, "schema id") == CODEC_TRANSIENT);
 	/* not asked again at once: each call could wait for its timeout */

@@ -79,25 +79,6 @@ same_json(const char *a, const char *b)
 	return same;
 }
 
-/*
- * A loopback port bound but not listening, so that a connection to it is
- * refused and no one else takes it meanwhile; *fd to close.
- */
-static int
-closed_port(int *fd)
-{
-	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-
-	REQUIRE((*fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	REQUIRE(bind(*fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
-	REQUIRE(getsockname(*fd, (struct sockaddr *)&sin, &len) == 0);
-	return ntohs(sin.sin_port);
-}
-
 static void
 test_new(void)
 {
@@ -318,7 +299,7 @@ test_unavailable(void)
 	int64_t t0;
 
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/apis/ccompat/v7",
-	    closed_port(&fd));
+	    unit_closed_port(&fd));
 	REQUIRE((r = registry_new(u)) != NULL);
 	t0 = util_mono_ms();
 	CHECK(registry_schema(r, 1, &schema, msg, sizeof(msg)) ==
@@ -354,7 +335,7 @@ test_userinfo(void)
 	registry_free(r);
 
 	snprintf(u, sizeof(u), "http://hunter:s3cret@127.0.0.1:%d/",
-	    closed_port(&fd));
+	    unit_closed_port(&fd));
 	REQUIRE((r = registry_new(u)) != NULL);
 	CHECK(registry_schema(r, 1, &schema, msg, sizeof(msg)) ==
 	    REGISTRY_UNAVAILABLE);

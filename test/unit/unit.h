@@ -20,6 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 struct unit_test {
 	const char	*name;
@@ -43,6 +46,25 @@ static int failures;
 		exit(1);						\
 	}								\
 } while (0)
+
+/*
+ * A loopback port bound but not listening, so that a connection to it is
+ * refused and no one else takes it meanwhile; *fd to close.
+ */
+static inline int
+unit_closed_port(int *fd)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	REQUIRE((*fd = socket(AF_INET, SOCK_STREAM, 0)) != -1);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	REQUIRE(bind(*fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	REQUIRE(getsockname(*fd, (struct sockaddr *)&sin, &len) == 0);
+	return ntohs(sin.sin_port);
+}
 
 /*
  * Runs fn in a child process (for what exits, or must not touch the
