@@ -1419,12 +1419,76 @@ close_is_safe(struct kafka_consumer *c)
 	return c->assigned;
 }
 
+/*
+ * librdkafka before 2.4.0 can hang for ever in rd_kafka_consumer_close()
+ * when a cooperative assignment is under way as it closes: the revocation
+ * it then hands the rebalance callback never completes
+ * (rd_kafka_incremental_unassign() waits on a reply that never comes;
+ * librdkafka issue 4527), as after a broker bounce.  So such a consumer
+ * first unsubscribes and serves its rebalances through ordinary polls
+ * until it holds nothing, which takes the path that works, and only
+ * then closes.  Messages fetched meanwhile are dropped untracked.
+ * Returns 1 when the assignment emptied (closing is safe), 0 when it
+ * did not by KAFKA_UNSUBSCRIBE_MS.
+ */
+#define KAFKA_UNSUBSCRIBE_MS	10000
+
+static int
+unsubscribe_first(struct kafka_consumer *c)
+{
+	rd_kafka_topic_partition_list_t *parts;
+	rd_kafka_message_t *m;
+	rd_kafka_resp_err_t err;
+	const char *proto;
+	int64_t deadline;
+	int held;
+
+	if (rd_kafka_version() >= 0x020400ff)
+		return 1;
+	proto = rd_kafka_rebalance_protocol(c->rk);
+	if (proto == NULL || strcmp(proto, "COOPERATIVE") != 0)
+		return 1;
+	if ((err = rd_kafka_unsubscribe(c->rk)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("kafka: unsubscribe: %s", rd_kafka_err2str(err));
+		return 0;
+	}
+	deadline = util_mono_ms() + KAFKA_UNSUBSCRIBE_MS;
+	for (;;) {
+		parts = NULL;
+		if (rd_kafka_assignment(c->rk, &parts) !=
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			return 0;
+		held = parts->cnt;
+		rd_kafka_topic_partition_list_destroy(parts);
+		if (held == 0)
+			return 1;
+		if (util_mono_ms() >= deadline)
+			return 0;
+		if ((m = rd_kafka_consumer_poll(c->rk, 100)) != NULL)
+			rd_kafka_message_destroy(m);
+	}
+}
+
+/* Leaves c's handle open (see close_is_safe()): the process is exiting. */
+static void
+consumer_abandon(struct kafka_consumer *c)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(kafka_abandoned) / sizeof(kafka_abandoned[0]);
+	    i++)
+		if (kafka_abandoned[i] == NULL) {
+			kafka_abandoned[i] = c->rk;
+			break;
+		}
+	/* c stays too: it is the opaque the handle's threads read. */
+}
+
 int
 kafka_consumer_close(struct kafka_consumer *c)
 {
 	rd_kafka_resp_err_t err;
 	char reason[512];
-	size_t i;
 	int rc = 0;
 
 	if (c == NULL)
@@ -1439,19 +1503,23 @@ kafka_consumer_close(struct kafka_consumer *c)
 		log_debug("kafka: consumer never assigned; leaving the group "
 		    "to its session timeout (librdkafka %s)",
 		    rd_kafka_version_str());
-		for (i = 0; i < sizeof(kafka_abandoned) /
-		    sizeof(kafka_abandoned[0]); i++)
-			if (kafka_abandoned[i] == NULL) {
-				kafka_abandoned[i] = c->rk;
-				break;
-			}
-		/* c stays too: it is the opaque the handle's threads read. */
+		consumer_abandon(c);
 		return 0;
 	}
 	/* With no broker a synchronous commit could only wait. */
 	if (rd_kafka_fatal_error(c->rk, reason, sizeof(reason)) == 0 &&
 	    !kafka_unreachable(c->rk) && kafka_consumer_commit(c) == -1)
 		rc = -1;
+	if (rd_kafka_fatal_error(c->rk, NULL, 0) == 0 &&
+	    !kafka_unreachable(c->rk) && !unsubscribe_first(c)) {
+		/* What was done is committed: the group redelivers the rest. */
+		log_warn("kafka: partitions still assigned %d s after "
+		    "unsubscribing; leaving the group to its session timeout "
+		    "(librdkafka %s)", KAFKA_UNSUBSCRIBE_MS / 1000,
+		    rd_kafka_version_str());
+		consumer_abandon(c);
+		return rc;
+	}
 	/* After a fatal error it says so again: the caller reported it. */
 	if ((err = rd_kafka_consumer_close(c->rk)) ==
 	    RD_KAFKA_RESP_ERR__FATAL)
