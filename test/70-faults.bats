@@ -293,16 +293,22 @@ stop_workers() {
 	return "$bad"
 }
 
-# check_exits: a worker may end by itself only as orderflow(7) says a
-# process wedged by a peer that died inside Berkeley DB does: status 1,
-# saying so (and the supervisor restarted it).
+# check_exits: a worker may end by itself only as orderflow(7) says: a
+# process wedged by a peer that died inside Berkeley DB, status 1; or,
+# with librdkafka before 2.3.0, a producer's fatal out-of-order sequence
+# after a broker node died, status 4; each saying so (and the supervisor
+# restarted it).
 check_exits() {
-	local e slot st
+	local e slot st old=0
 
+	pkg-config --atleast-version=2.3.0 rdkafka || old=1
 	for e in "${EXITS[@]}"; do
 		slot=${e%%:*}
 		st=${e#*:}
 		[ "$st" = 1 ] && grep -q 'Berkeley DB has made no progress' \
+		    "$W/log/$slot.err" && continue
+		[ "$st" = 4 ] && [ "$old" = 1 ] &&
+		    grep -q 'kafka: fatal error: .*(OUT_OF_ORDER_SEQUENCE_NUMBER)' \
 		    "$W/log/$slot.err" && continue
 		tail -n 30 "$W/log/$slot.err" >&2
 		fail "worker $slot exited by itself with status $st"
