@@ -109,7 +109,7 @@ struct storeenv {
 	int		 failchk_busy;	/* atomic */
 	int		 broken;	/* failchk said RUNRECOVERY; atomic */
 	int64_t		 round_ms;	/* the watchdog's last round; atomic */
-	int		 watchdog_done;	/* atomic */
+	int		 watchdog_done;	/* under mu */
 	int64_t		 stall_ms;
 	pthread_t	 watchdog;
 	pthread_t	 monitor;
@@ -522,7 +522,10 @@ watchdog(void *arg)
 		__atomic_store_n(&s->round_ms, util_mono_ms(),
 		    __ATOMIC_RELAXED);
 	}
-	__atomic_store_n(&s->watchdog_done, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&s->mu);
+	s->watchdog_done = 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
@@ -559,14 +562,33 @@ stalled(struct storeenv *s, int64_t now)
  * too.  Its own oversleeping means the process was stopped: the others
  * get a new chance then.
  */
+/*
+ * Waits until ms from now or until the watchdog has finished; 1 when it
+ * has.  Not woken for good by the stop: the monitor goes on watching the
+ * watchdog's last round, once a FAILCHK_MS, without spinning.
+ */
+static int
+monitor_wait(struct storeenv *s, int64_t ms)
+{
+	struct timespec ts = util_time_in(CLOCK_MONOTONIC, ms);
+	int done;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->watchdog_done &&
+	    pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
+		;
+	done = s->watchdog_done;
+	pthread_mutex_unlock(&s->mu);
+	return done;
+}
+
 static void *
 monitor(void *arg)
 {
 	struct storeenv *s = arg;
 	int64_t now, last = util_mono_ms();
 
-	while (!__atomic_load_n(&s->watchdog_done, __ATOMIC_ACQUIRE)) {
-		(void)watchdog_wait(s, FAILCHK_MS);
+	while (!monitor_wait(s, FAILCHK_MS)) {
 		now = util_mono_ms();
 		if (now - last > 5 * FAILCHK_MS) {
 			__atomic_store_n(&s->round_ms, now, __ATOMIC_RELAXED);
