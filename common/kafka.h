@@ -176,8 +176,8 @@ rd_kafka_headers_t *kafka_headers_copy_except(const rd_kafka_headers_t *src,
 
 /*
  * Consumer in group o->group subscribed to topics (NULL-terminated):
- * partition.assignment.strategy=cooperative-sticky (incremental
- * rebalancing; an eager strategy given with -X works too),
+ * partition.assignment.strategy=range (eager; cooperative-sticky given
+ * with -X works too),
  * auto.offset.reset=earliest, enable.auto.commit=true with
  * enable.auto.offset.store=false and auto.commit.interval.ms=1000:
  * librdkafka commits in the background only what this module stored, and

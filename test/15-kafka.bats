@@ -43,6 +43,11 @@ load test_helper
 	assert_success
 }
 
+@test "kafka: an eager rebalance (the default, range) commits what is done on revocation" {
+	run --separate-stderr "$BUILD/test/kafka_test" rebalance-eager
+	assert_success
+}
+
 @test "kafka: a full producer queue waits for room instead of failing" {
 	run --separate-stderr "$BUILD/test/kafka_test" queuefull
 	assert_success

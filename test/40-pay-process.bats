@@ -433,7 +433,7 @@ at_least() {
 	# fences the member that had it.
 	fence() {
 		kcat -b "$KAFKA_BROKERS" -X "group.instance.id=$id" \
-		    -X partition.assignment.strategy=cooperative-sticky \
+		    -X partition.assignment.strategy=range \
 		    -G "$GROUP" "${PREFIX}order-created" \
 		    "${PREFIX}order-created-retry" \
 		    >/dev/null 2>>"$BATS_TEST_TMPDIR/kcat.err" &

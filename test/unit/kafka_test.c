@@ -368,13 +368,14 @@ assigned(struct kafka_consumer *c, rd_kafka_topic_partition_list_t **l)
 }
 
 /*
- * A second member joins: with cooperative-sticky only some partitions
- * move, and those commit on revocation what is done, never past the
- * pending record.  Background commits are made rare so that the commit
- * seen is the one made on revocation.
+ * A second member joins.  With cooperative-sticky (coop) only some
+ * partitions move; with the default, eager range, all are revoked and
+ * handed out again.  Either way what is revoked commits what is done,
+ * never past the pending record.  Background commits are made rare so
+ * that the commit seen is the one made on revocation.
  */
 static void
-test_rebalance(void)
+rebalance(int coop)
 {
 	enum { N = 40, P = 4 };
 	struct opt_kafka o;
@@ -394,6 +395,10 @@ test_rebalance(void)
 
 	opts(&o, brokers, group);
 	REQUIRE(opt_prop_add(&o, "auto.commit.interval.ms=600000", "-X") == 0);
+	if (coop)
+		REQUIRE(opt_prop_add(&o,
+		    "partition.assignment.strategy=cooperative-sticky", "-X") ==
+		    0);
 	topics[0] = topic;
 	topics[1] = NULL;
 	REQUIRE((a = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
@@ -411,15 +416,19 @@ test_rebalance(void)
 	}
 	CHECK(got == N);
 	CHECK(strcmp(rd_kafka_rebalance_protocol(kafka_consumer_rk(a)),
-	    "COOPERATIVE") == 0);
+	    coop ? "COOPERATIVE" : "EAGER") == 0);
 	CHECK(assigned(a, &la) == P);
 
 	REQUIRE((b = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
 	deadline = util_mono_ms() + 60000;
 	while ((assigned(a, &la) + assigned(b, &lb) != P || lb->cnt == 0) &&
 	    util_mono_ms() < deadline) {
+		/*
+		 * a read them all; revoked eagerly and given partition 0
+		 * again, it reads the pending one again from the commit.
+		 */
 		if ((m = kafka_consumer_poll(a, 100)) != NULL) {
-			CHECK(m == NULL);		/* a read them all */
+			CHECK(!coop && m->partition == 0 && m->offset == 1);
 			rd_kafka_message_destroy(m);
 		}
 		/* b starts from the commits: only the pending one again. */
@@ -430,12 +439,15 @@ test_rebalance(void)
 	}
 	CHECK(la->cnt > 0 && lb->cnt > 0 && la->cnt + lb->cnt == P);
 	CHECK(revokes > 0);
-	/* a kept its pending record unless its partition moved. */
+	/*
+	 * a kept its pending record unless its partition moved; an eager
+	 * revocation forgets them all.
+	 */
 	moved = 1;
 	for (i = 0; i < la->cnt; i++)
 		if (la->elems[i].partition == 0)
 			moved = 0;
-	CHECK(kafka_consumer_pending(a) == (size_t)!moved);
+	CHECK(kafka_consumer_pending(a) == (size_t)(coop && !moved));
 	committed(group, topic, P, off);
 	for (j = 0; j < lb->cnt; j++) {
 		i = lb->elems[j].partition;
@@ -452,6 +464,18 @@ test_rebalance(void)
 	for (i = 1; i < P; i++)
 		CHECK(off[i] == count[i]);
 	opt_free(&o);
+}
+
+static void
+test_rebalance(void)
+{
+	rebalance(1);
+}
+
+static void
+test_rebalance_eager(void)
+{
+	rebalance(0);
 }
 
 /* Polls for up to ms; returns the first message, NULL if none came. */
@@ -807,6 +831,7 @@ static const struct unit_test tests[] = {
 	{ "consume", test_consume },
 	{ "seek", test_seek },
 	{ "rebalance", test_rebalance },
+	{ "rebalance-eager", test_rebalance_eager },
 	{ "queuefull", test_queuefull },
 };
 
