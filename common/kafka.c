@@ -64,6 +64,7 @@ struct kafka_consumer {
 	rd_kafka_resp_err_t	 last_err;	/* last consume error */
 	int			 assigned;	/* a first assignment came */
 	int			 held;		/* kafka_consumer_hold() */
+	int			 coop;		/* a cooperative assignor */
 	/* The fetch kicker (kick_start()); queue is NULL without it. */
 	rd_kafka_queue_t	*queue;
 	int			 peak;
@@ -959,11 +960,8 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	struct kafka_consumer *c = opaque;
 	rd_kafka_error_t *e = NULL;
 	rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
-	const char *proto;
-	int coop;
+	int coop = c->coop;
 
-	proto = rd_kafka_rebalance_protocol(rk);
-	coop = proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
 		c->assigned = 1;
@@ -1156,6 +1154,24 @@ subscribe(struct kafka_consumer *c, const char *const *topics, char *err,
 	return 0;
 }
 
+/*
+ * Whether the configured assignor is cooperative (librdkafka refuses a
+ * list mixing the two protocols).  Known from the configuration so that
+ * the rebalance callback need not ask rd_kafka_rebalance_protocol(),
+ * which can block for ever when called from the callback that closing
+ * runs (librdkafka issue 4041).
+ */
+static int
+conf_coop(const rd_kafka_conf_t *conf)
+{
+	char strategy[256];
+	size_t n = sizeof(strategy);
+
+	return rd_kafka_conf_get(conf, "partition.assignment.strategy",
+	    strategy, &n) == RD_KAFKA_CONF_OK &&
+	    strstr(strategy, "cooperative") != NULL;
+}
+
 struct kafka_consumer *
 kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
     char *err, size_t errlen)
@@ -1184,6 +1200,7 @@ kafka_consumer_new(const struct opt_kafka *o, const char *const *topics,
 		consumer_free(c);
 		return NULL;
 	}
+	c->coop = conf_coop(conf);
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	if ((c->rk = handle_new(RD_KAFKA_CONSUMER, conf, err,
 	    errlen)) == NULL) {
@@ -1410,18 +1427,9 @@ static int
 close_is_safe(struct kafka_consumer *c)
 {
 	rd_kafka_message_t *m;
-	char strategy[256];
-	size_t n;
 	int64_t deadline;
-	int coop;
 
-	if (c->assigned || rd_kafka_version() >= 0x020300ff)
-		return 1;
-	n = sizeof(strategy);
-	coop = rd_kafka_conf_get(rd_kafka_conf(c->rk),
-	    "partition.assignment.strategy", strategy, &n) != RD_KAFKA_CONF_OK ||
-	    strstr(strategy, "cooperative") != NULL;
-	if (!coop)
+	if (c->assigned || rd_kafka_version() >= 0x020300ff || !c->coop)
 		return 1;
 	deadline = util_mono_ms() + KAFKA_FIRST_ASSIGN_MS;
 	while (!c->assigned && !kafka_unreachable(c->rk) &&
@@ -1451,14 +1459,10 @@ unsubscribe_first(struct kafka_consumer *c)
 	rd_kafka_topic_partition_list_t *parts;
 	rd_kafka_message_t *m;
 	rd_kafka_resp_err_t err;
-	const char *proto;
 	int64_t deadline;
 	int held;
 
-	if (rd_kafka_version() >= 0x020400ff)
-		return 1;
-	proto = rd_kafka_rebalance_protocol(c->rk);
-	if (proto == NULL || strcmp(proto, "COOPERATIVE") != 0)
+	if (rd_kafka_version() >= 0x020400ff || !c->coop)
 		return 1;
 	if ((err = rd_kafka_unsubscribe(c->rk)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_warn("kafka: unsubscribe: %s", rd_kafka_err2str(err));
