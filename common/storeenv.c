@@ -482,20 +482,30 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 	return ret;
 }
 
+/*
+ * Waits until ms from now or until *flag (one of s's, under s->mu) is set;
+ * returns *flag.
+ */
+static int
+flag_wait(struct storeenv *s, const int *flag, int64_t ms)
+{
+	struct timespec ts = util_time_in(CLOCK_MONOTONIC, ms);
+	int set;
+
+	pthread_mutex_lock(&s->mu);
+	while (!*flag &&
+	    pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
+		;
+	set = *flag;
+	pthread_mutex_unlock(&s->mu);
+	return set;
+}
+
 /* Waits until ms from now or until stopped; 1 when stopped. */
 static int
 watchdog_wait(struct storeenv *s, int64_t ms)
 {
-	struct timespec ts = util_time_in(CLOCK_MONOTONIC, ms);
-	int stop;
-
-	pthread_mutex_lock(&s->mu);
-	while (!s->stop &&
-	    pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
-		;
-	stop = s->stop;
-	pthread_mutex_unlock(&s->mu);
-	return stop;
+	return flag_wait(s, &s->stop, ms);
 }
 
 /* Takes the transaction and log regions' mutexes, and lets them go. */
@@ -570,16 +580,7 @@ stalled(struct storeenv *s, int64_t now)
 static int
 monitor_wait(struct storeenv *s, int64_t ms)
 {
-	struct timespec ts = util_time_in(CLOCK_MONOTONIC, ms);
-	int done;
-
-	pthread_mutex_lock(&s->mu);
-	while (!s->watchdog_done &&
-	    pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
-		;
-	done = s->watchdog_done;
-	pthread_mutex_unlock(&s->mu);
-	return done;
+	return flag_wait(s, &s->watchdog_done, ms);
 }
 
 static void *
