@@ -24,15 +24,6 @@
 static const char *brokers;
 
 static void
-unique(char *buf, size_t len, const char *what)
-{
-	static unsigned n;
-
-	snprintf(buf, len, "kafka-test-%s-%ld-%" PRId64 "-%u", what,
-	    (long)getpid(), util_now_ms(), n++);
-}
-
-static void
 opts(struct opt_kafka *o, const char *b, const char *group)
 {
 	opt_init(o, NULL);
@@ -246,7 +237,7 @@ test_produce(void)
 	char topic[128];
 	int64_t count[NPART];
 
-	unique(topic, sizeof(topic), "produce");
+	unit_unique(topic, sizeof(topic), "kafka-test", "produce");
 	create_topic(topic, NPART);
 	produce_n(topic, 60, count, NPART);
 	CHECK(count[0] + count[1] + count[2] == 60);
@@ -292,9 +283,9 @@ test_consume(void)
 	int64_t count[NPART], off[NPART], deadline, v;
 	int got = 0, i, n = 60;
 
-	unique(in, sizeof(in), "in");
-	unique(out, sizeof(out), "out");
-	unique(group, sizeof(group), "group");
+	unit_unique(in, sizeof(in), "kafka-test", "in");
+	unit_unique(out, sizeof(out), "kafka-test", "out");
+	unit_unique(group, sizeof(group), "kafka-test", "group");
 	create_topic(in, NPART);
 	create_topic(out, 1);
 	produce_n(in, n, count, NPART);
@@ -387,8 +378,8 @@ rebalance(int coop)
 	int64_t count[P], off[P], deadline;
 	int got = 0, revokes = 0, i, j, moved;
 
-	unique(topic, sizeof(topic), "rebalance");
-	unique(group, sizeof(group), "group");
+	unit_unique(topic, sizeof(topic), "kafka-test", "rebalance");
+	unit_unique(group, sizeof(group), "kafka-test", "group");
 	create_topic(topic, P);
 	produce_n(topic, N, count, P);
 	REQUIRE(count[0] >= 2);
@@ -509,8 +500,8 @@ test_seek(void)
 	int64_t count[1], off[1], want = 0;
 	int seeked = 0;
 
-	unique(topic, sizeof(topic), "seek");
-	unique(group, sizeof(group), "group");
+	unit_unique(topic, sizeof(topic), "kafka-test", "seek");
+	unit_unique(group, sizeof(group), "kafka-test", "group");
 	create_topic(topic, 1);
 	produce_n(topic, 10, count, 1);
 
@@ -559,7 +550,7 @@ test_queuefull(void)
 	char topic[128], err[512];
 	size_t i;
 
-	unique(topic, sizeof(topic), "full");
+	unit_unique(topic, sizeof(topic), "kafka-test", "full");
 	create_topic(topic, 1);
 	opts(&o, brokers, NULL);
 	REQUIRE(opt_prop_add(&o, "queue.buffering.max.messages=5", "-X") == 0);

@@ -58,15 +58,6 @@ reg(void)
 	return r;
 }
 
-static void
-unique(char *buf, size_t len, const char *what)
-{
-	static unsigned n;
-
-	snprintf(buf, len, "registry-test-%s-%ld-%" PRId64 "-%u", what,
-	    (long)getpid(), util_now_ms(), n++);
-}
-
 /* Whether two schemas' JSON texts are the same JSON. */
 static int
 same_json(const char *a, const char *b)
@@ -120,7 +111,7 @@ test_register(void)
 	int id, id2, vid, *versions, found = 0;
 	size_t n, i;
 
-	unique(subject, sizeof(subject), "register");
+	unit_unique(subject, sizeof(subject), "registry-test", "register");
 	REQUIRE(registry_register(r, subject, v1, &id, msg, sizeof(msg)) ==
 	    REGISTRY_OK);
 	CHECK(id >= 0);
@@ -161,7 +152,7 @@ test_fetch(void)
 	char subject[128], msg[512], *schema = NULL;
 	int id;
 
-	unique(subject, sizeof(subject), "fetch");
+	unit_unique(subject, sizeof(subject), "registry-test", "fetch");
 	REQUIRE(registry_register(r, subject, v2, &id, msg, sizeof(msg)) ==
 	    REGISTRY_OK);
 	CHECK(registry_schema(r, id, &schema, msg, sizeof(msg)) ==
@@ -180,7 +171,7 @@ test_unknown(void)
 	int id, *versions;
 	size_t n;
 
-	unique(subject, sizeof(subject), "unknown");
+	unit_unique(subject, sizeof(subject), "registry-test", "unknown");
 	CHECK(registry_schema(r, INT_MAX - 7, &schema, msg, sizeof(msg)) ==
 	    REGISTRY_NOT_FOUND);
 	CHECK(schema == NULL);
@@ -207,7 +198,7 @@ test_compat(void)
 	int id1, id2, id3 = -1, *versions, rc;
 	size_t n;
 
-	unique(subject, sizeof(subject), "compat");
+	unit_unique(subject, sizeof(subject), "registry-test", "compat");
 	REQUIRE(registry_get_compat(r, NULL, global, sizeof(global), msg,
 	    sizeof(msg)) == REGISTRY_OK);
 	/* No level of its own, not even known: the global one. */
@@ -256,7 +247,7 @@ test_invalid(void)
 	char subject[128], msg[512] = "";
 	int id;
 
-	unique(subject, sizeof(subject), "invalid");
+	unit_unique(subject, sizeof(subject), "registry-test", "invalid");
 	CHECK(registry_register(r, subject, "{\"type\": \"no-such-type\"}",
 	    &id, msg, sizeof(msg)) == REGISTRY_REFUSED);
 	CHECK(*msg != '\0');
@@ -273,7 +264,7 @@ test_escape(void)
 	int id, vid, *versions, found = 0;
 	size_t n, i;
 
-	unique(base, sizeof(base), "escape");
+	unit_unique(base, sizeof(base), "registry-test", "escape");
 	snprintf(subject, sizeof(subject), "%s a/b?c#d%%2F", base);
 	REQUIRE(registry_register(r, subject, v1, &id, msg, sizeof(msg)) ==
 	    REGISTRY_OK);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
@@ -64,6 +65,21 @@ unit_closed_port(int *fd)
 	REQUIRE(bind(*fd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
 	REQUIRE(getsockname(*fd, (struct sockaddr *)&sin, &len) == 0);
 	return ntohs(sin.sin_port);
+}
+
+/*
+ * A name no other run or call uses, for a topic, group or subject:
+ * PREFIX-WHAT-PID-MS-N.
+ */
+static inline void
+unit_unique(char *buf, size_t len, const char *prefix, const char *what)
+{
+	static unsigned n;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(buf, len, "%s-%s-%ld-%lld-%u", prefix, what, (long)getpid(),
+	    (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, n++);
 }
 
 /*
