@@ -51,9 +51,9 @@ typedef void kafka_dr_cb(void *opaque, rd_kafka_resp_err_t err,
 	    int32_t partition, int64_t offset);
 
 /*
- * Producer: enable.idempotence=true, acks=all, linger.ms=0 (latency
- * first: no wait for a batch to fill; messages queued while requests are
- * in flight still go out together),
+ * Producer: enable.idempotence=true, acks=all, linger.ms=0.5 (latency
+ * first, but long enough that outputs produced one by one go out
+ * together instead of each in a request of its own),
  * queue.buffering.max.kbytes=2048 and queue.buffering.max.messages=100000
  * (bounded memory), partitioner=murmur2_random (the Java clients' choice,
  * so a key lands on the same partition whoever produced it), no
