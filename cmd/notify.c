@@ -1114,11 +1114,11 @@ main(int argc, char **argv)
 		webhook_init(n);
 	opt_lock_state(&n->o);
 	if ((r = store_open(&n->st, opt_state_dir(&n->o),
-	    STORE_NOSYNC | STORE_SMALLCACHE)) != 0)
+	    STORE_NOSYNC | STORE_SMALLCACHE | STORE_EXCLUSIVE)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&n->o),
 		    store_strerror(r));
 	upkeep_init(&n->up, &n->st, opt_state_dir(&n->o),
-	    STORE_NOSYNC | STORE_SMALLCACHE);
+	    STORE_NOSYNC | STORE_SMALLCACHE | STORE_EXCLUSIVE);
 	if ((n->sq = storeq_start(&n->st, &hooks)) == NULL)
 		log_fatal(OF_EXIT_FAIL, "cannot start the store's thread: %s",
 		    strerror(errno));

@@ -1075,7 +1075,8 @@ server_open(struct server *sv)
 	    "no order is accepted");
 	/* Two would both publish the outbox, each with its own view. */
 	opt_lock_state(&sv->o);
-	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o), 0)) != 0)
+	if ((ret = store_open(&sv->st, opt_state_dir(&sv->o),
+	    STORE_EXCLUSIVE)) != 0)
 		log_fatal(OF_EXIT_FAIL, "%s: %s", opt_state_dir(&sv->o),
 		    store_strerror(ret));
 	if ((prod = kafka_producer_new(&sv->o, err, sizeof(err))) == NULL)

@@ -891,7 +891,7 @@ main(int argc, char *argv[])
 	pp.ttl_ms = DEF_TTL_MS;
 	pp.gw_timeout_ms = DEF_GW_TIMEOUT_MS;
 	pp.concurrency = WORKER_CONCURRENCY;
-	pp.store_flags = STORE_NOSYNC | STORE_SMALLCACHE;
+	pp.store_flags = STORE_NOSYNC | STORE_SMALLCACHE | STORE_EXCLUSIVE;
 
 	parse_options(&pp, &cf, argc, argv);
 

@@ -57,6 +57,12 @@
 #define STORE_SMALLCACHE 0x02	/* half the cache, for a smaller resident
 				   set (a new environment; an existing one
 				   keeps its size) */
+#define STORE_EXCLUSIVE	0x04	/* no other process writes idempotency
+				   records here while this store is open
+				   (the caller holds the directory's lock):
+				   a table found empty at open is not
+				   looked into until this store writes to
+				   it */
 
 /* Limits on keys (idempotency keys, order ids). */
 #define STORE_KEY_MAX	1024

@@ -26,6 +26,7 @@ struct storeenv;
 struct itab {
 	DB	*db;
 	DB	*heap;
+	int	 used;		/* may hold records (atomic; see itab_used()) */
 };
 
 struct store {

@@ -162,6 +162,13 @@ idem_outcome(const struct itab *it, struct store_txn *t, const DBT *d,
 	return r->outcome == NULL ? ENOMEM : 0;
 }
 
+/* Whether it may hold records (store.c's itab_probe()). */
+static int
+itab_used(const struct itab *it)
+{
+	return __atomic_load_n(&it->used, __ATOMIC_ACQUIRE);
+}
+
 /* The record under key in it as stored; d.data is malloc'd. */
 static int
 idem_raw(const struct itab *it, struct store_txn *t, const char *key,
@@ -235,6 +242,8 @@ idem_write(const struct itab *it, struct store_txn *t, const char *key,
 	DBT k, d;
 	int ret;
 
+	/* Marked before the write, so an aborted one leaves it marked. */
+	__atomic_store_n(&((struct itab *)it)->used, 1, __ATOMIC_RELEASE);
 	memset(&rid, 0, sizeof(rid));
 	if (it->heap != NULL && r->outcome_len > IDEM_INLINE_MAX) {
 		rid_dbt(&k, &rid);
@@ -489,6 +498,8 @@ idem_get_fn(struct store *s, struct store_txn *t, void *arg)
 		return ret;
 	n = gen_tables(s, o->now_ms, tabs);
 	for (i = 0; i < n; i++) {
+		if (!itab_used(tabs[i]))
+			continue;
 		ret = idem_read(tabs[i], t, o->key, o->rmw, o->idem);
 		if (ret == DB_NOTFOUND)
 			continue;
@@ -567,7 +578,7 @@ idem_put_fn(struct store *s, struct store_txn *t, void *arg)
 		return ret;
 	n = gen_tables(s, now, tabs);
 	for (i = 0; i < n; i++)
-		if (tabs[i] != to &&
+		if (tabs[i] != to && itab_used(tabs[i]) &&
 		    (ret = idem_displace(t, tabs[i], o)) != 0)
 			return ret;
 	ret = idem_write(to, t, o->key, o->in, DB_NOOVERWRITE);

@@ -40,6 +40,7 @@
 } while (0)
 
 static char tmpdir[64];
+static unsigned gflags;	/* store_open() flags of the idempotency tests */
 
 /*
  * A generation of the store's idempotency records (store.c) is 2^16 ms
@@ -157,7 +158,7 @@ test_idem(void)
 	char key[32];
 	int i;
 
-	OK(store_open(&s, mkdir_tmp(), 0));
+	OK(store_open(&s, mkdir_tmp(), gflags));
 	CHECK(store_idem_get(s, NULL, "k1", 100, &r) == STORE_NOTFOUND);
 	r = idem("{\"id\":1}", 100, 200, 1);
 	OK(store_idem_put(s, NULL, "k1", &r));
@@ -419,7 +420,7 @@ test_generations(void)
 	char key[32];
 	int i, j;
 
-	OK(store_open(&s, mkdir_tmp(), 0));
+	OK(store_open(&s, mkdir_tmp(), gflags));
 	r = idem("a", t0, t0 + 1000, 1);
 	OK(store_idem_put_new(s, NULL, "a", &r, t0, NULL));
 	r = idem("b", t1, t1 + 1000, 1);	/* expires in the next one */
@@ -431,7 +432,7 @@ test_generations(void)
 	CHECK(old.state == 1 && strcmp(old.outcome, "b") == 0);
 	store_idem_free(&old);
 	OK(store_close(s));
-	OK(store_open(&s, tmpdir, 0));
+	OK(store_open(&s, tmpdir, gflags));
 	CHECK(live_in(s, "b", t1, 1));
 
 	/* Generation 100 ends: "a" goes with it, "b" stays till 101's. */
@@ -565,11 +566,11 @@ test_legacy(void)
 	old[sizeof(old) - 1] = '\0';
 	memset(big, 'n', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	OK(store_open(&s, mkdir_tmp(), 0));
+	OK(store_open(&s, mkdir_tmp(), gflags));
 	OK(store_close(s));
 	OK(put_old_format(tmpdir, "old", 5, 1000, 1, old));
 	OK(put_old_format(tmpdir, "old-short", 6, 1000, 1, "{}"));
-	OK(store_open(&s, tmpdir, 0));
+	OK(store_open(&s, tmpdir, gflags));
 	OK(store_idem_get(s, NULL, "old", 10, &r));
 	CHECK(r.created_ms == 5 && r.expires_ms == 1000 && r.state == 1 &&
 	    r.outcome_len == 200 && strcmp(r.outcome, old) == 0);
@@ -1286,12 +1287,27 @@ test_upkeep(void)
 	rm_tree(tmpdir);
 }
 
+/*
+ * The idempotency tests again as the commands open their stores: with
+ * STORE_EXCLUSIVE, tables found empty at open are skipped until written.
+ */
+static void
+test_exclusive(void)
+{
+	gflags = STORE_EXCLUSIVE;
+	test_idem();
+	test_generations();
+	test_legacy();
+	gflags = 0;
+}
+
 static const struct unit_test tests[] = {
 	{ "open", test_open },
 	{ "idem", test_idem },
 	{ "outcomes", test_outcomes },
 	{ "generations", test_generations },
 	{ "legacy", test_legacy },
+	{ "exclusive", test_exclusive },
 	{ "txn", test_txn },
 	{ "outbox", test_outbox },
 	{ "threads", test_threads },
