@@ -30,9 +30,10 @@
  * next's.  So
  * an insert costs one put, where an expiry index cost a second one (a
  * quarter of a payment's instructions), and expiry costs nothing per
- * record.  A lookup tries now's slot, the next one and idem.db: a key
- * is unexpired in at most one of them, since a put removes it from the
- * others.  Records live at least their TTL, and at most about two
+ * record.  A lookup tries now's slot, the next one and idem.db (but,
+ * with STORE_EXCLUSIVE, not a table found empty at open and not
+ * written since): a key is unexpired in at most one of them, since a
+ * put removes it from the others.  Records live at least their TTL, and at most about two
  * periods more.  A slot's newest period is recorded (in a transaction
  * of its own, committed before a record of that period is written)
  * once per period, and the slot is emptied only in the same
