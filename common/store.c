@@ -314,10 +314,11 @@ itab_probe(struct itab *it, unsigned flags)
 	memset(&d, 0, sizeof(d));
 	k.flags = d.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM;
 	ret = c->get(c, &k, &d, DB_FIRST);
-	if (ret == DB_NOTFOUND) {
+	if (ret == DB_NOTFOUND)
 		it->used = 0;
+	/* A record, whether or not it fit the empty buffers. */
+	if (ret == DB_NOTFOUND || ret == DB_BUFFER_SMALL)
 		ret = 0;
-	}
 	if ((t_ret = c->close(c)) != 0 && ret == 0)
 		ret = t_ret;
 	return ret;

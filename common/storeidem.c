@@ -33,8 +33,8 @@
  * record.  A lookup tries now's slot, the next one and idem.db (but,
  * with STORE_EXCLUSIVE, not a table found empty at open and not
  * written since): a key is unexpired in at most one of them, since a
- * put removes it from the others.  Records live at least their TTL, and at most about two
- * periods more.  A slot's newest period is recorded (in a transaction
+ * put removes it from the others.  Records live at least their TTL,
+ * and at most about two periods more.  A slot's newest period is recorded (in a transaction
  * of its own, committed before a record of that period is written)
  * once per period, and the slot is emptied only in the same
  * transaction that reads it, so a live record is never dropped.  A
@@ -243,7 +243,11 @@ idem_write(const struct itab *it, struct store_txn *t, const char *key,
 	DBT k, d;
 	int ret;
 
-	/* Marked before the write, so an aborted one leaves it marked. */
+	/*
+	 * Marked before the write, so an aborted one leaves it marked.  The
+	 * mark is the one field of a table a write changes (it is const
+	 * everywhere else), hence the cast.
+	 */
 	__atomic_store_n(&((struct itab *)it)->used, 1, __ATOMIC_RELEASE);
 	memset(&rid, 0, sizeof(rid));
 	if (it->heap != NULL && r->outcome_len > IDEM_INLINE_MAX) {
