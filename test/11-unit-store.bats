@@ -37,6 +37,11 @@ load test_helper
 	assert_success
 }
 
+@test "store: the idempotency tests again with STORE_EXCLUSIVE, which skips tables found empty" {
+	run --separate-stderr "$BUILD/test/store_test" exclusive
+	assert_success
+}
+
 @test "store: one transaction over three tables, committed or aborted" {
 	run --separate-stderr "$BUILD/test/store_test" txn
 	assert_success
