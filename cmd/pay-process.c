@@ -36,6 +36,7 @@
 
 #include "codec.h"
 #include "event.h"
+#include "evpack.h"
 #include "exitcode.h"
 #include "flow.h"
 #include "httpq.h"
@@ -60,7 +61,7 @@
 #define WHY_LEN			1024	/* a failure's message, room to spare */
 
 /* The state of an idempotency record. */
-#define IDEM_PAID		1	/* outcome: the payment.processed JSON */
+#define IDEM_PAID		1	/* outcome: the payment event, evpack.h */
 
 enum {
 	OPT_BACKOFF = OPT_CMD_FIRST,
@@ -168,6 +169,7 @@ struct payjob {
 	size_t			 len;
 	int64_t			 now_ms;
 	char			*recorded;	/* a payment recorded before */
+	size_t			 recorded_len;
 };
 
 static void	call_gateway(struct payjob *);
@@ -245,9 +247,10 @@ lookup_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 		return 0;
 	if (ret != 0)
 		return ret;
-	if (old.state == IDEM_PAID)
+	if (old.state == IDEM_PAID) {
 		pj->recorded = old.outcome;
-	else
+		pj->recorded_len = old.outcome_len;
+	} else
 		store_idem_free(&old);
 	return 0;
 }
@@ -258,6 +261,7 @@ record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 {
 	struct payjob *pj = req->arg;
 	struct store_idem rec, old;
+	unsigned char pack[EVPACK_MAX];
 	int ret;
 
 	free(pj->recorded);
@@ -266,13 +270,17 @@ record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 	rec.created_ms = pj->now_ms;
 	rec.expires_ms = pj->now_ms + pj->p->ttl_ms;
 	rec.state = IDEM_PAID;
-	rec.outcome = pj->json;
-	rec.outcome_len = pj->len;
+	rec.outcome = (char *)pack;
+	if ((rec.outcome_len = evpack_encode(&pj->payev, pack)) == 0) {
+		rec.outcome = pj->json;
+		rec.outcome_len = pj->len;
+	}
 	ret = store_idem_put_new(s, t, pj->ev.subject, &rec, pj->now_ms, &old);
 	if (ret != STORE_EXISTS)
 		return ret;
 	if (old.state == IDEM_PAID) {
 		pj->recorded = old.outcome;
+		pj->recorded_len = old.outcome_len;
 		return 0;
 	}
 	store_idem_free(&old);
@@ -472,19 +480,32 @@ gateway_init(struct pp *p)
  * The handler.
  */
 
-/* The recorded payment again: same event, same id, nothing charged. */
+/*
+ * The recorded payment again: same event, same id, nothing charged.  The
+ * record (len bytes, evpack.h's form or the JSON text of an older one)
+ * goes out as JSON text, checked as any incoming event is.
+ */
 static enum worker_outcome
-repeat(struct pp *p, const struct event *ev, char *json,
+repeat(struct pp *p, const struct event *ev, char *json, size_t len,
     struct worker_output *out, char *why, size_t whylen)
 {
 	struct event old;
 	struct event_err err;
 	struct log_ctx ctx = { ev->id, ev->subject, NULL };
-	char trace[TRACE_ID_LEN + 1];
+	char trace[TRACE_ID_LEN + 1], *text;
+	int e;
 
 	if (trace_id_of(ev->traceparent, trace) == 0)
 		ctx.trace_id = trace;
 
+	text = evpack_text(json, len);
+	e = errno;
+	free(json);
+	if ((json = text) == NULL) {
+		snprintf(why, whylen, "the recorded payment of order %s is "
+		    "unreadable: %s", ev->subject, strerror(e));
+		return e == ENOMEM ? WORKER_TRANSIENT : WORKER_PERMANENT;
+	}
 	if (event_parse(json, strlen(json), &old, &err) == -1) {
 		event_free(&old);
 		free(json);
@@ -547,7 +568,8 @@ recorded(struct storeq_req *req, int err)
 	memset(&out, 0, sizeof(out));
 	if (pj->recorded != NULL) {
 		/* Another event of this order was paid before. */
-		r = repeat(p, &pj->ev, pj->recorded, &out, why, sizeof(why));
+		r = repeat(p, &pj->ev, pj->recorded, pj->recorded_len, &out,
+		    why, sizeof(why));
 		pj->recorded = NULL;
 		finish(pj, r, &out, why);
 		return;
@@ -613,8 +635,8 @@ looked_up(struct storeq_req *req, int err)
 	}
 	if (pj->recorded != NULL) {
 		memset(&out, 0, sizeof(out));
-		r = repeat(pj->p, &pj->ev, pj->recorded, &out, why,
-		    sizeof(why));
+		r = repeat(pj->p, &pj->ev, pj->recorded, pj->recorded_len,
+		    &out, why, sizeof(why));
 		pj->recorded = NULL;
 		finish(pj, r, &out, why);
 	} else if (pj->charged)

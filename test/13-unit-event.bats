@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # 13-unit-event.bats - runs the unit tests of common/event.c, the one
-# validator of orders and events, one subtest each (build/test/event_test
-# NAME).
+# validator of orders and events, and of common/evpack.c, one subtest
+# each (build/test/event_test NAME).
 
 load test_helper
 
@@ -18,7 +18,8 @@ event() {
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
 	    nesting generated sameid derive derive_libuuid amount upcast types \
-	    envelope payment serialize_cjson format trace trace_parse jsonmem)"
+	    envelope payment serialize_cjson evpack format trace trace_parse \
+	    jsonmem)"
 }
 
 @test "event: a valid order parsed, total computed" {
@@ -87,6 +88,10 @@ event() {
 
 @test "event: payment.processed built with a derived id, parsed back" {
 	event payment
+}
+
+@test "evpack: a payment event in its recorded form reads back to the same JSON; damage refused" {
+	event evpack
 }
 
 @test "event: money formatted as major units" {

@@ -288,6 +288,27 @@ at_least() {
 	    "o-v1 approved 2550 EUR" ]
 }
 
+@test "pay-process: a repeat sends the recorded event byte for byte, from a process started again too" {
+	st=$BATS_TEST_TMPDIR/st
+	ok=$(mkev o-same pm_card_visa)
+	no=$(mkev o-same-no pm_card_declined)
+	run --separate-stderr pay-process --state "$st" -i - -o - \
+	    <<<"$(printf '%s\n' "$ok" "$no" "$ok" "$no")"
+	assert_success
+	[ "${#lines[@]}" -eq 4 ]
+	assert_equal "${lines[2]}" "${lines[0]}"
+	assert_equal "${lines[3]}" "${lines[1]}"
+	[ "$(jq -r .data.status <<<"${lines[1]}")" = declined ]
+	first=("${lines[@]}")
+	# Another event of each order, read by a new process: the same two.
+	run --separate-stderr pay-process --state "$st" -i - -o - \
+	    <<<"$(printf '%s\n' "$(mkev o-same pm_card_visa 9999)" "$no")"
+	assert_success
+	assert_regex "$stderr" 'processed=2 approved=0 declined=0 .*duplicates=2'
+	assert_equal "${lines[0]}" "${first[0]}"
+	assert_equal "${lines[1]}" "${first[1]}"
+}
+
 @test "pay-process: one payment per order id, however often it comes" {
 	new_flow
 	ev=$(mkev o-dup pm_card_visa)

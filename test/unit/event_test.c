@@ -16,6 +16,7 @@
 #include <uuid/uuid.h>
 
 #include "event.h"
+#include "evpack.h"
 #include "jsonmem.h"
 #include "unit.h"
 
@@ -1072,6 +1073,119 @@ test_serialize_cjson(void)
 	order_free(&o);
 }
 
+/*
+ * ev in evpack.h's form: read back, it serializes to the same JSON text;
+ * every shorter prefix, and the form with a byte more, is refused.
+ */
+static void
+evpack_same(const struct event *ev)
+{
+	unsigned char buf[EVPACK_MAX + 1];
+	struct event back;
+	char *a, *b;
+	size_t i, n;
+
+	n = evpack_encode(ev, buf);
+	CHECK(n > 0 && n <= EVPACK_MAX && evpack_is(buf, n));
+	CHECK(evpack_decode(buf, n, &back) == 0);
+	a = event_serialize(ev, NULL);
+	b = event_serialize(&back, NULL);
+	CHECK(a != NULL && b != NULL && strcmp(a, b) == 0);
+	CHECK(back.time_ms == ev->time_ms &&
+	    back.kind == EVENT_PAYMENT_PROCESSED_V1);
+	free(a);
+	free(b);
+	for (i = 0; i < n; i++)
+		CHECK(evpack_decode(buf, i, &back) == -1 && errno == EBADMSG);
+	buf[n] = 'x';
+	CHECK(evpack_decode(buf, n + 1, &back) == -1);
+}
+
+/* Damages byte off of ev's form to v: refused. */
+static void
+evpack_damaged(const struct event *ev, size_t off, unsigned char v)
+{
+	unsigned char buf[EVPACK_MAX];
+	struct event back;
+	size_t n;
+
+	n = evpack_encode(ev, buf);
+	CHECK(off < n);
+	buf[off] = v;
+	CHECK(evpack_decode(buf, n, &back) == -1 && errno == EBADMSG);
+}
+
+static void
+test_evpack(void)
+{
+	unsigned char buf[EVPACK_MAX];
+	struct order o;
+	struct event cause, ev;
+	const char *json = "{\"specversion\":\"1.0\"}";
+	size_t off;
+
+	CHECK(order_parse(good, strlen(good), &o, NULL) == 0);
+	CHECK(event_order_created(&cause, &o, "/orderflow/order-submit",
+	    NULL) == 0);
+	errno = 0;
+	CHECK(evpack_encode(&cause, buf) == 0 && errno == EINVAL);
+	CHECK(!evpack_is(json, strlen(json)) && !evpack_is(json, 0));
+
+	CHECK(event_payment_processed(&ev, &cause, EVENT_PAY_APPROVED, NULL,
+	    NULL, "/orderflow/pay-process") == 0);
+	evpack_same(&ev);
+	ev.payment.payment_method[0] = '\0';
+	ev.traceparent[0] = '\0';
+	evpack_same(&ev);
+	CHECK(event_payment_processed(&ev, &cause, EVENT_PAY_DECLINED,
+	    "card \"declined\" \\ by issuer", "p-given",
+	    "/orderflow/pay-process") == 0);
+	evpack_same(&ev);
+	/* Every string at its limit. */
+	memset(ev.id, 'i', EVENT_ID_MAX);
+	memset(ev.source, 's', EVENT_SOURCE_MAX);
+	memset(ev.subject, 'o', ORDER_ID_MAX);
+	memset(ev.payment.order_id, 'o', ORDER_ID_MAX);
+	memset(ev.payment.payment_id, 'p', ORDER_ID_MAX);
+	memset(ev.payment.reason, 'r', EVENT_REASON_MAX);
+	memset(ev.payment.customer_id, 'c', ORDER_CUSTOMER_MAX);
+	memset(ev.payment.email, 'e', ORDER_EMAIL_MAX);
+	memset(ev.payment.payment_method, 'm', ORDER_PM_MAX);
+	ev.payment.amount = ORDER_TOTAL_MAX;
+	evpack_same(&ev);
+
+	/* The magic, the status, the amount, a length, a NUL, the time. */
+	CHECK(event_payment_processed(&ev, &cause, EVENT_PAY_APPROVED, NULL,
+	    NULL, "/orderflow/pay-process") == 0);
+	evpack_damaged(&ev, 0, '{');
+	evpack_damaged(&ev, 1, 3);
+	evpack_damaged(&ev, 2, 0xff);
+	evpack_damaged(&ev, 10, 0xff);		/* id's length */
+	evpack_damaged(&ev, 12, '\0');		/* id's first byte */
+	off = 10 + 2 + strlen(ev.id) + 2 + strlen(ev.source) + 2 +
+	    strlen(ev.subject) + 2;		/* time's first byte */
+	evpack_damaged(&ev, off, 'x');
+
+	/* As JSON text: the form serialized; an older JSON record as is. */
+	{
+		char *want = event_serialize(&ev, NULL), *got;
+		size_t n = evpack_encode(&ev, buf);
+
+		got = evpack_text(buf, n);
+		CHECK(want != NULL && got != NULL && strcmp(want, got) == 0);
+		free(got);
+		got = evpack_text(want, strlen(want));
+		CHECK(got != NULL && got != want && strcmp(want, got) == 0);
+		free(got);
+		errno = 0;
+		CHECK(evpack_text(buf, n - 1) == NULL && errno == EBADMSG);
+		free(want);
+	}
+	event_free(&ev);
+	event_free(&cause);
+	order_free(&o);
+}
+
 static void
 test_format(void)
 {
@@ -1367,6 +1481,7 @@ static const struct unit_test tests[] = {
 	{ "envelope", test_envelope },
 	{ "payment", test_payment },
 	{ "serialize_cjson", test_serialize_cjson },
+	{ "evpack", test_evpack },
 	{ "format", test_format },
 	{ "trace", test_trace },
 	{ "trace_parse", test_trace_parse },
