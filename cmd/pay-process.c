@@ -95,6 +95,7 @@ struct pp {
 	struct opt_kafka o;
 	struct opt_codec oc;
 	struct codec	*codec;		/* reads both formats, writes one */
+	int		 avro_out;	/* outputs encoded from the event */
 	struct store	*store;
 	const char	*state;
 	unsigned	 store_flags;
@@ -165,8 +166,7 @@ struct payjob {
 	struct charge		 ch;
 	struct storeq_req	 req;
 	struct event		 payev;		/* the payment recorded */
-	char			*json;		/* its event: to record */
-	size_t			 len;
+	char			*json;		/* its JSON text, unless avro_out */
 	int64_t			 now_ms;
 	char			*recorded;	/* a payment recorded before */
 	size_t			 recorded_len;
@@ -271,10 +271,8 @@ record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 	rec.expires_ms = pj->now_ms + pj->p->ttl_ms;
 	rec.state = IDEM_PAID;
 	rec.outcome = (char *)pack;
-	if ((rec.outcome_len = evpack_encode(&pj->payev, pack)) == 0) {
-		rec.outcome = pj->json;
-		rec.outcome_len = pj->len;
-	}
+	if ((rec.outcome_len = evpack_encode(&pj->payev, pack)) == 0)
+		return EINVAL;
 	ret = store_idem_put_new(s, t, pj->ev.subject, &rec, pj->now_ms, &old);
 	if (ret != STORE_EXISTS)
 		return ret;
@@ -529,8 +527,8 @@ repeat(struct pp *p, const struct event *ev, char *json, size_t len,
 }
 
 /* The payment event of a charge that was approved or declined. */
-static char *
-payment_json(const struct event *ev, const struct charge *ch,
+static int
+payment_event(const struct event *ev, const struct charge *ch,
     struct event *pay)
 {
 	enum event_pay_status st;
@@ -543,8 +541,8 @@ payment_json(const struct event *ev, const struct charge *ch,
 	    SOURCE) == -1 && (errno != EINVAL ||
 	    event_payment_processed(pay, ev, st, "declined", NULL,
 	    SOURCE) == -1))
-		return NULL;
-	return event_serialize(pay, NULL);
+		return -1;
+	return 0;
 }
 
 /*
@@ -608,12 +606,17 @@ settle(struct payjob *pj)
 		    WORKER_TRANSIENT : WORKER_PERMANENT, "%s", pj->ch.why);
 		return;
 	}
-	if ((pj->json = payment_json(&pj->ev, &pj->ch, &pj->payev)) == NULL) {
+	/*
+	 * Its JSON text only where it goes out as JSON: an Avro output is
+	 * encoded from the event, and the record keeps evpack.h's form.
+	 */
+	if (payment_event(&pj->ev, &pj->ch, &pj->payev) == -1 ||
+	    (!pj->p->avro_out &&
+	    (pj->json = event_serialize(&pj->payev, NULL)) == NULL)) {
 		finish_failed(pj, WORKER_TRANSIENT, "cannot build the payment "
 		    "event: %s", strerror(errno));
 		return;
 	}
-	pj->len = strlen(pj->json);
 	store_submit(pj, record_body, recorded);
 }
 
@@ -931,6 +934,7 @@ main(int argc, char *argv[])
 		opt_codec_prepare(pp.codec, cf.out_topic,
 		    EVENT_PAYMENT_PROCESSED_V1, "nothing is consumed");
 		cf.codec = pp.codec;
+		pp.avro_out = cf.output == NULL;
 	}
 
 	pp.state = opt_state_dir(&pp.o);

@@ -388,6 +388,13 @@ emit(struct worker *w, const struct worker_input *in,
 	void *rec;
 	size_t reclen;
 
+	/* Only an Avro output to Kafka may come as an event alone. */
+	if (out->value == NULL && (w->cf->output != NULL ||
+	    w->cf->codec == NULL || out->event == NULL)) {
+		log_error("worker: an output without its JSON text");
+		worker_fail(w, OF_EXIT_FAIL);
+		return;
+	}
 	if (w->cf->output != NULL) {
 		if (fputs(out->value, stdout) == EOF ||
 		    putc('\n', stdout) == EOF || fflush(stdout) == EOF) {
@@ -442,7 +449,7 @@ route_outcome(struct worker *w, const struct worker_input *in,
 	switch (r) {
 	case WORKER_DONE:
 		w->st->done++;
-		if (out != NULL && out->value != NULL)
+		if (out != NULL && (out->value != NULL || out->event != NULL))
 			emit(w, in, out);
 		else
 			input_done(w, in);

@@ -147,8 +147,10 @@ struct worker_input {
 
 /*
  * What a handler emits with WORKER_DONE: at most one event.  key and
- * value are malloc'd by the handler and freed by the worker; value NULL
- * means no output.  traceparent (may be "") goes into the header.
+ * value are malloc'd by the handler and freed by the worker; value and
+ * event both NULL means no output, and value may be NULL alone only
+ * where the output is Avro to Kafka, encoded from event.  traceparent
+ * (may be "") goes into the header.
  */
 struct worker_output {
 	char	*key;
