@@ -383,6 +383,71 @@ dir_check(const char *dir)
 }
 
 /*
+ * A table file that a full disk left ending in part of a page: Berkeley
+ * DB extends a file by writing its new page, and a write that finds too
+ * little space writes what fits.  The next open of the table then fails
+ * ("file size not a multiple of the pagesize") for good, though the log,
+ * which is written first, holds everything committed: a page beyond a
+ * file's end is one recovery knows how to bring back, as after any crash
+ * before a new page was written out.  So the part is cut off, the page
+ * size read from the table's first page (its metadata, in this
+ * machine's byte order; a file whose first page is not whole is left to
+ * Berkeley DB).  Only where no other process can be extending the file
+ * at this moment.
+ */
+static int
+table_trim(int dirfd, const char *dir, const char *name)
+{
+	unsigned char meta[24];
+	uint32_t psize;
+	struct stat st;
+	int fd, ret = 0;
+
+	if ((fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return errno == ENOENT ? 0 : errno;
+	if (fstat(fd, &st) == -1)
+		ret = errno;
+	else if (pread(fd, meta, sizeof(meta), 0) == (ssize_t)sizeof(meta)) {
+		memcpy(&psize, meta + 20, sizeof(psize));
+		if (psize >= 512 && psize <= 65536 &&
+		    (psize & (psize - 1)) == 0 && st.st_size > (off_t)psize &&
+		    st.st_size % psize != 0) {
+			log_warn("store: %s/%s: %lld bytes, not a whole number "
+			    "of %u-byte pages (a write cut short by a full "
+			    "disk): the last %lld cut off", dir, name,
+			    (long long)st.st_size, (unsigned)psize,
+			    (long long)(st.st_size % psize));
+			if (ftruncate(fd, st.st_size - st.st_size % psize) == -1)
+				ret = errno;
+		}
+	}
+	close(fd);
+	if (ret != 0)
+		log_error("store: %s/%s: %s", dir, name, strerror(ret));
+	return ret;
+}
+
+/* table_trim() of every table file (NAME.db) in dir. */
+static int
+tables_trim(const char *dir)
+{
+	struct dirent *de;
+	size_t n;
+	DIR *d;
+	int ret = 0;
+
+	if ((d = opendir(dir)) == NULL)
+		return errno;
+	while (ret == 0 && (de = readdir(d)) != NULL) {
+		n = strlen(de->d_name);
+		if (n > 3 && strcmp(de->d_name + n - 3, ".db") == 0)
+			ret = table_trim(dirfd(d), dir, de->d_name);
+	}
+	closedir(d);
+	return ret;
+}
+
+/*
  * Gives the region file path the disk space of its whole mapping, end
  * bytes.  Berkeley DB maps each region file at its maximum size but
  * extends the file only by writing its last byte: on a full disk the
@@ -465,6 +530,8 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 		return ret;
 	}
 	if ((ret = dir_check(dir)) != 0)
+		return ret;
+	if ((flags & STOREENV_EXCLUSIVE) && (ret = tables_trim(dir)) != 0)
 		return ret;
 	(void)pthread_once(&once, open_nofollow_install);
 	if ((ret = db_env_create(&s->env, 0)) != 0)

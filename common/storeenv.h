@@ -56,6 +56,11 @@
 #define STOREENV_SMALLCACHE 0x02 /* a cache of SMALL_CACHE_BYTES, not
 				   CACHE_BYTES (storeenv.c); for an
 				   environment created now */
+#define STOREENV_EXCLUSIVE 0x04	/* no other process uses the directory:
+				   a table file ending in part of a page
+				   (an extension that a full disk cut
+				   short) loses that part before the
+				   environment opens */
 
 struct storeenv;
 

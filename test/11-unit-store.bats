@@ -42,6 +42,12 @@ load test_helper
 	assert_success
 }
 
+@test "store: a table ending in part of a page (a full disk) opens with STORE_EXCLUSIVE, every record there" {
+	run --separate-stderr "$BUILD/test/store_test" partial-page
+	assert_success
+	assert_regex "$stderr" 'not a whole number of 16384-byte pages'
+}
+
 @test "store: one transaction over three tables, committed or aborted" {
 	run --separate-stderr "$BUILD/test/store_test" txn
 	assert_success
