@@ -393,10 +393,10 @@ dir_check(const char *dir)
  * size read from the table's first page (its metadata, in this
  * machine's byte order; a file whose first page is not whole is left to
  * Berkeley DB).  Only where no other process can be extending the file
- * at this moment.
+ * at this moment.  Sets *cut when it cut; returns 0 or an errno value.
  */
 static int
-table_trim(int dirfd, const char *dir, const char *name)
+table_trim(int dirfd, const char *dir, const char *name, int *cut)
 {
 	unsigned char meta[24];
 	uint32_t psize;
@@ -419,6 +419,8 @@ table_trim(int dirfd, const char *dir, const char *name)
 			    (long long)(st.st_size % psize));
 			if (ftruncate(fd, st.st_size - st.st_size % psize) == -1)
 				ret = errno;
+			else
+				*cut = 1;
 		}
 	}
 	close(fd);
@@ -427,23 +429,45 @@ table_trim(int dirfd, const char *dir, const char *name)
 	return ret;
 }
 
-/* table_trim() of every table file (NAME.db) in dir. */
+/* table_trim() of every table file (NAME.db) in dir; *cut: any was. */
 static int
-tables_trim(const char *dir)
+tables_trim(const char *dir, int *cut)
 {
 	struct dirent *de;
 	size_t n;
 	DIR *d;
 	int ret = 0;
 
+	*cut = 0;
 	if ((d = opendir(dir)) == NULL)
 		return errno;
 	while (ret == 0 && (de = readdir(d)) != NULL) {
 		n = strlen(de->d_name);
 		if (n > 3 && strcmp(de->d_name + n - 3, ".db") == 0)
-			ret = table_trim(dirfd(d), dir, de->d_name);
+			ret = table_trim(dirfd(d), dir, de->d_name, cut);
 	}
 	closedir(d);
+	return ret;
+}
+
+/*
+ * Full recovery, whether or not DB_REGISTER would find it needed: after
+ * table_trim() cut a page that only the log now holds, which a process
+ * that closed the environment before it exited leaves unrecovered.
+ */
+static int
+recover(const char *dir, unsigned flags)
+{
+	DB_ENV *env;
+	int ret, t_ret;
+
+	if ((ret = db_env_create(&env, 0)) != 0)
+		return ret;
+	if ((ret = env_config(env, flags)) == 0 && (ret = env->open(env, dir,
+	    ENV_FLAGS & ~DB_REGISTER, 0600)) != 0)
+		log_error("store: %s: recovery: %s", dir, db_strerror(ret));
+	if ((t_ret = env->close(env, 0)) != 0 && ret == 0)
+		ret = t_ret;
 	return ret;
 }
 
@@ -522,7 +546,7 @@ static int
 env_open(struct storeenv *s, const char *dir, unsigned flags)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	int ret;
+	int cut = 0, ret;
 
 	if (util_mkdir_p(dir, 0700) == -1) {
 		ret = errno;
@@ -531,9 +555,11 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 	}
 	if ((ret = dir_check(dir)) != 0)
 		return ret;
-	if ((flags & STOREENV_EXCLUSIVE) && (ret = tables_trim(dir)) != 0)
+	if ((flags & STOREENV_EXCLUSIVE) && (ret = tables_trim(dir, &cut)) != 0)
 		return ret;
 	(void)pthread_once(&once, open_nofollow_install);
+	if (cut && (ret = recover(dir, flags)) != 0)
+		return ret;
 	if ((ret = db_env_create(&s->env, 0)) != 0)
 		return ret;
 	if ((ret = env_config(s->env, flags)) == 0 &&
