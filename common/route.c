@@ -389,8 +389,8 @@ emit(struct worker *w, const struct worker_input *in,
 	size_t reclen;
 
 	/* Only an Avro output to Kafka may come as an event alone. */
-	if (out->value == NULL && (w->cf->output != NULL ||
-	    w->cf->codec == NULL || out->event == NULL)) {
+	if (out->value == NULL &&
+	    (w->cf->output != NULL || w->cf->codec == NULL)) {
 		log_error("worker: an output without its JSON text");
 		worker_fail(w, OF_EXIT_FAIL);
 		return;
