@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,8 @@ struct pp {
 	uint64_t	 approved;
 	uint64_t	 declined;
 	uint64_t	 duplicates;
+	struct payjob	*spare;		/* finished jobs, kept for the next */
+	int		 nspare;	/* how many: at most concurrency */
 };
 
 static struct pp pp;
@@ -156,23 +159,62 @@ usage_error(const char *fmt, const char *arg, const char *why)
  * An order in flight, from its start to its outcome: the event, the
  * charge once known, and the store request of the step it is at (a
  * lookup before a gateway call or after a failed charge, the record of an
- * approval or a decline).
+ * approval or a decline).  The two events come last: a job is zeroed up
+ * to them, and their builders initialise them whole.
  */
 struct payjob {
 	struct pp		*p;
 	struct worker_job	*job;
-	struct event		 ev;
+	struct payjob		*next;		/* in pp's spares */
 	int			 charged;	/* ch holds the charge */
 	struct charge		 ch;
 	struct storeq_req	 req;
-	struct event		 payev;		/* the payment recorded */
-	char			*json;		/* its JSON text, unless avro_out */
+	int			 built;		/* payev (and json) are built */
+	int			 build_err;	/* or why they could not be */
+	char			*json;		/* payev's JSON, unless avro_out */
 	int64_t			 now_ms;
 	char			*recorded;	/* a payment recorded before */
 	size_t			 recorded_len;
+	struct event		 ev;
+	struct event		 payev;		/* the payment recorded */
 };
 
 static void	call_gateway(struct payjob *);
+
+/*
+ * A job for the next record.  A job is 5 KiB, past malloc's per-thread
+ * caches: one kept from a finished record costs neither a trip through
+ * its bins nor zeroing the events that parsing overwrites anyway.
+ */
+static struct payjob *
+payjob_new(struct pp *p)
+{
+	struct payjob *pj;
+
+	if ((pj = p->spare) != NULL) {
+		p->spare = pj->next;
+		p->nspare--;
+	} else if ((pj = malloc(sizeof(*pj))) == NULL)
+		return NULL;
+	memset(pj, 0, offsetof(struct payjob, ev));
+	pj->p = p;
+	return pj;
+}
+
+/* pj's own memory back; the job itself kept for the next record. */
+static void
+payjob_drop(struct payjob *pj)
+{
+	struct pp *p = pj->p;
+
+	if (p->nspare >= p->concurrency) {
+		free(pj);
+		return;
+	}
+	pj->next = p->spare;
+	p->spare = pj;
+	p->nspare++;
+}
 
 static void
 payjob_free(struct payjob *pj)
@@ -180,7 +222,19 @@ payjob_free(struct payjob *pj)
 	event_free(&pj->ev);
 	free(pj->json);
 	free(pj->recorded);
-	free(pj);
+	payjob_drop(pj);
+}
+
+static void
+payjob_spares_free(struct pp *p)
+{
+	struct payjob *pj;
+
+	while ((pj = p->spare) != NULL) {
+		p->spare = pj->next;
+		free(pj);
+	}
+	p->nspare = 0;
 }
 
 /* The outcome of pj: the worker has it, pj is gone. */
@@ -255,7 +309,35 @@ lookup_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 	return 0;
 }
 
-/* Store thread: put-if-absent, the payment unless one is recorded. */
+static int	payment_event(const struct event *, const struct charge *,
+		    struct event *);
+
+/*
+ * Store thread: the payment event of the charge, and its JSON text where
+ * it goes out as JSON.  They are built here, not on the worker's thread,
+ * whose work is what bounds the simulator's throughput while this thread
+ * waits on the log.  Built once: a batch run again after a deadlock keeps
+ * them.  0, or an errno.
+ */
+static int
+build_payment(struct payjob *pj)
+{
+	if (pj->built)
+		return 0;
+	errno = 0;
+	if (payment_event(&pj->ev, &pj->ch, &pj->payev) == -1 ||
+	    (!pj->p->avro_out &&
+	    (pj->json = event_serialize(&pj->payev, NULL)) == NULL))
+		return errno != 0 ? errno : ENOMEM;
+	pj->built = 1;
+	return 0;
+}
+
+/*
+ * Store thread: put-if-absent, the payment unless one is recorded.  A
+ * payment that cannot be built writes nothing and fails its own record
+ * alone (recorded()), not the batch.
+ */
 static int
 record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 {
@@ -266,6 +348,8 @@ record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 
 	free(pj->recorded);
 	pj->recorded = NULL;
+	if ((pj->build_err = build_payment(pj)) != 0)
+		return 0;
 	memset(&rec, 0, sizeof(rec));
 	rec.created_ms = pj->now_ms;
 	rec.expires_ms = pj->now_ms + pj->p->ttl_ms;
@@ -563,6 +647,11 @@ recorded(struct storeq_req *req, int err)
 		store_failed(pj, err);
 		return;
 	}
+	if (pj->build_err != 0) {
+		finish_failed(pj, WORKER_TRANSIENT, "cannot build the payment "
+		    "event: %s", strerror(pj->build_err));
+		return;
+	}
 	memset(&out, 0, sizeof(out));
 	if (pj->recorded != NULL) {
 		/* Another event of this order was paid before. */
@@ -606,17 +695,7 @@ settle(struct payjob *pj)
 		    WORKER_TRANSIENT : WORKER_PERMANENT, "%s", pj->ch.why);
 		return;
 	}
-	/*
-	 * Its JSON text only where it goes out as JSON: an Avro output is
-	 * encoded from the event, and the record keeps evpack.h's form.
-	 */
-	if (payment_event(&pj->ev, &pj->ch, &pj->payev) == -1 ||
-	    (!pj->p->avro_out &&
-	    (pj->json = event_serialize(&pj->payev, NULL)) == NULL)) {
-		finish_failed(pj, WORKER_TRANSIENT, "cannot build the payment "
-		    "event: %s", strerror(errno));
-		return;
-	}
+	/* The payment is built with its record (build_payment()). */
 	store_submit(pj, record_body, recorded);
 }
 
@@ -733,16 +812,15 @@ start(void *ctx, struct worker_job *job, const struct worker_input *in,
 	enum worker_outcome r;
 
 	(void)out;
-	if ((pj = calloc(1, sizeof(*pj))) == NULL) {
+	if ((pj = payjob_new(p)) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return WORKER_TRANSIENT;
 	}
 	if ((r = order_event(p->codec, in, &pj->ev, why, whylen)) !=
 	    WORKER_DONE) {
-		free(pj);
+		payjob_drop(pj);
 		return r;
 	}
-	pj->p = p;
 	pj->job = job;
 	if (p->hq == NULL) {
 		simulate(p, &pj->ev, in->attempt, &pj->ch);
@@ -973,6 +1051,7 @@ main(int argc, char *argv[])
 		httpq_free(pp.hq);
 		curl_global_cleanup();
 	}
+	payjob_spares_free(&pp);
 	codec_free(pp.codec);
 	opt_free(&pp.o);
 	if (util_stdout_flush() == -1 &&
