@@ -496,7 +496,10 @@ caught_up() {
 	    2>"$BATS_TEST_TMPDIR/err1" &
 	pid=$!
 	# Long enough for a few background commits (one a second).
-	wait_until 60 end_offsets_at_least "$oc" 40
+	wait_until 60 end_offsets_at_least "$oc" 40 ||
+	    fail "not 40 replays on $oc after 60 s: $(timeout 10 kcat -Q \
+	    -b "$KAFKA_BROKERS" -t "$oc:0:-1" -t "$oc:1:-1" -t "$oc:2:-1" 2>&1)
+dlq-replay said: $(cat "$BATS_TEST_TMPDIR/err1")"
 	kill -KILL "$pid" || fail "ended by itself: $(cat "$BATS_TEST_TMPDIR/err1")"
 	wait "$pid" || true
 	[ ! -s "$BATS_TEST_TMPDIR/out1" ] || fail "the run ended by itself"
