@@ -668,8 +668,8 @@ recorded(struct storeq_req *req, int err)
 	out.value = pj->json;
 	out.event = &pj->payev;
 	pj->json = NULL;
-	snprintf(out.traceparent, sizeof(out.traceparent), "%s",
-	    pj->payev.traceparent);
+	util_strlcpy(out.traceparent, pj->payev.traceparent,
+	    sizeof(out.traceparent));
 	if (pj->ch.r == CHARGE_APPROVED)
 		p->approved++;
 	else

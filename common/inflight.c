@@ -115,7 +115,7 @@ job_new(struct worker *w, const struct worker_input *in,
 	memcpy(j->data + in->len + 1 + in->keylen + 1, key, keylen);
 	free(subj);
 	if (in->traceparent != NULL) {
-		snprintf(j->tp, sizeof(j->tp), "%s", in->traceparent);
+		util_strlcpy(j->tp, in->traceparent, sizeof(j->tp));
 		j->in.traceparent = j->tp;
 	}
 	if (owned != NULL)

@@ -444,8 +444,8 @@ route_outcome(struct worker *w, const struct worker_input *in,
 {
 	char why[WHY_MAX], msg[WHY_MAX + 64];
 
-	snprintf(why, sizeof(why), "%s", reason != NULL && *reason != '\0' ?
-	    reason : "no reason given");
+	util_strlcpy(why, reason != NULL && *reason != '\0' ? reason :
+	    "no reason given", sizeof(why));
 	switch (r) {
 	case WORKER_DONE:
 		w->st->done++;

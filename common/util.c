@@ -482,3 +482,16 @@ util_buf_append(char **buf, size_t *len, size_t *cap, const void *p,
 	(*buf)[*len] = '\0';
 	return 0;
 }
+
+size_t
+util_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(src), m;
+
+	if (size > 0) {
+		m = n < size ? n : size - 1;
+		memcpy(dst, src, m);
+		dst[m] = '\0';
+	}
+	return n;
+}

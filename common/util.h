@@ -129,4 +129,12 @@ char		*util_json_bytes(const void *p, size_t len, int *base64);
 int		 util_buf_append(char **buf, size_t *len, size_t *cap,
 		    const void *p, size_t n, size_t first, size_t max);
 
+/*
+ * strlcpy(3): src into dst of size bytes, cut to fit and NUL-terminated
+ * (size > 0); returns strlen(src), so a result >= size says it was cut.
+ * For copies on a record's path, where snprintf(3)'s "%s" costs ten
+ * times as much.
+ */
+size_t		 util_strlcpy(char *dst, const char *src, size_t size);
+
 #endif

@@ -59,9 +59,14 @@ load test_helper
 	assert_success
 }
 
+@test "util: util_strlcpy copies as snprintf's %s would, and no further" {
+	run --separate-stderr "$BUILD/test/util_test" strlcpy
+	assert_success
+}
+
 @test "util: the tests listed are the tests run here" {
 	run --separate-stderr "$BUILD/test/util_test"
 	assert_success
 	assert_output "$(printf '%s\n' alloc xmalloc stdout signals jsonbytes \
-	    strtonum duration rfc3339 time lock i64toa)"
+	    strtonum duration rfc3339 time lock i64toa strlcpy)"
 }

@@ -339,6 +339,30 @@ test_jsonbytes(void)
 	json_bytes_is("\x80\x81\x82", 3, "gIGC", 1);
 }
 
+/* util_strlcpy() against snprintf()'s "%s", cut or whole. */
+static void
+test_strlcpy(void)
+{
+	static const char *const src[] = { "", "a", "0123456", "01234567",
+	    "012345678",
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+	char want[16], got[16];
+	size_t i, size;
+
+	for (i = 0; i < sizeof(src) / sizeof(src[0]); i++)
+		for (size = 1; size <= 9; size++) {
+			memset(got, 'x', sizeof(got));
+			snprintf(want, size, "%s", src[i]);
+			CHECK(util_strlcpy(got, src[i], size) ==
+			    strlen(src[i]));
+			CHECK(strcmp(got, want) == 0);
+			/* Nothing written past size bytes. */
+			CHECK(got[size] == 'x');
+		}
+	memset(got, 'x', sizeof(got));
+	CHECK(util_strlcpy(got, "abc", 0) == 3 && got[0] == 'x');
+}
+
 static const struct unit_test tests[] = {
 	{ "alloc", test_alloc },
 	{ "xmalloc", test_xmalloc },
@@ -351,6 +375,7 @@ static const struct unit_test tests[] = {
 	{ "time", test_time },
 	{ "lock", test_lock },
 	{ "i64toa", test_i64toa },
+	{ "strlcpy", test_strlcpy },
 };
 
 int
