@@ -58,7 +58,15 @@ _Static_assert(STORE_EXCLUSIVE == STOREENV_EXCLUSIVE, "STORE_EXCLUSIVE");
 
 #define HEAP_REGION_PAGES	256	/* outcome.db's regions: 1 MiB */
 #define OUTBOX_HDR	8	/* appended_ms */
-#define GEN_PAGESIZE	16384	/* a slot's pages hold ~25 records */
+/*
+ * A slot's pages: 4 KiB hold about a dozen payment records.  Under random
+ * order ids a slot outgrows the cache and each insert reads and writes a
+ * page it misses; a miss moves a quarter of what it did with 16 KiB
+ * pages, and the relay over random ids went from 47,000-58,000 to
+ * 60,000-62,000 events a second (numbered ids: no change past the noise;
+ * scripts/bench.d/FINDINGS.md).  Slots made before keep their size.
+ */
+#define GEN_PAGESIZE	4096
 
 DB_TXN *
 store_dbtxn(struct store_txn *t)

@@ -45,7 +45,7 @@ load test_helper
 @test "store: a table ending in part of a page (a full disk) opens with STORE_EXCLUSIVE, every record there" {
 	run --separate-stderr "$BUILD/test/store_test" partial-page
 	assert_success
-	assert_regex "$stderr" 'not a whole number of 16384-byte pages'
+	assert_regex "$stderr" 'not a whole number of 4096-byte pages'
 }
 
 @test "store: one transaction over three tables, committed or aborted" {
