@@ -674,12 +674,17 @@ recorded(struct storeq_req *req, int err)
 		p->approved++;
 	else
 		p->declined++;
-	if (trace_id_of(pj->ev.traceparent, trace) == 0)
-		ctx.trace_id = trace;
-	log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s: %s%s%s", pj->ev.subject,
-	    event_pay_status_name(pj->payev.payment.status),
-	    pj->ch.r == CHARGE_DECLINED ? " " : "",
-	    pj->ch.r == CHARGE_DECLINED ? pj->payev.payment.reason : "");
+	/* Every record passes here: the line's context only when shown. */
+	if (log_level() >= LOG_LEVEL_DEBUG) {
+		if (trace_id_of(pj->ev.traceparent, trace) == 0)
+			ctx.trace_id = trace;
+		log_msg(LOG_LEVEL_DEBUG, &ctx, "order %s: %s%s%s",
+		    pj->ev.subject,
+		    event_pay_status_name(pj->payev.payment.status),
+		    pj->ch.r == CHARGE_DECLINED ? " " : "",
+		    pj->ch.r == CHARGE_DECLINED ? pj->payev.payment.reason :
+		    "");
+	}
 	finish(pj, WORKER_DONE, &out, "");
 }
 
