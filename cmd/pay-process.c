@@ -315,9 +315,9 @@ static int	payment_event(const struct event *, const struct charge *,
 /*
  * Store thread: the payment event of the charge, and its JSON text where
  * it goes out as JSON.  They are built here, not on the worker's thread,
- * whose work is what bounds the simulator's throughput while this thread
- * waits on the log.  Built once: a batch run again after a deadlock keeps
- * them.  0, or an errno.
+ * which parses and produces every record: the two threads then share a
+ * payment's work more evenly (scripts/bench.d/FINDINGS.md, relay).  Built
+ * once: a batch run again after a deadlock keeps them.  0, or an errno.
  */
 static int
 build_payment(struct payjob *pj)

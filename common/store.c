@@ -62,8 +62,8 @@ _Static_assert(STORE_EXCLUSIVE == STOREENV_EXCLUSIVE, "STORE_EXCLUSIVE");
  * A slot's pages: 4 KiB hold about a dozen payment records.  Under random
  * order ids a slot outgrows the cache and each insert reads and writes a
  * page it misses; a miss moves a quarter of what it did with 16 KiB
- * pages, and the relay over random ids went from 47,000-58,000 to
- * 60,000-62,000 events a second (numbered ids: no change past the noise;
+ * pages, and the relay over random ids went from 46,500-58,300 to
+ * 56,400-62,100 events a second (numbered ids: no change past the noise;
  * scripts/bench.d/FINDINGS.md).  Slots made before keep their size.
  */
 #define GEN_PAGESIZE	4096
