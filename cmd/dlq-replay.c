@@ -404,9 +404,8 @@ plan(struct run *run)
 	for (i = 0; i < run->nparts; i++) {
 		pt = &run->parts[i];
 		committed = l->elems[i].offset;	/* < 0: none */
-		err = rd_kafka_query_watermark_offsets(rk,
-		    run->topics[pt->topic].name, pt->partition, &lo, &hi,
-		    REQUEST_MS);
+		err = kafka_watermarks(rk, run->topics[pt->topic].name,
+		    pt->partition, &lo, &hi, REQUEST_MS);
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			log_error("%s [%d]: cannot read the watermarks: %s",
 			    run->topics[pt->topic].name, (int)pt->partition,

@@ -995,6 +995,7 @@ struct lag_sum {
 	long long	committed;
 	long long	high;
 	long long	lag;
+	int		unknown;	/* a watermark unknown: no high, no lag */
 };
 
 /* A partition row, or a total row when part is "total". */
@@ -1024,7 +1025,7 @@ lag_high(struct ta *t, const char *topic, int32_t part)
 	rd_kafka_resp_err_t err;
 	int64_t lo, hi;
 
-	err = rd_kafka_query_watermark_offsets(t->rk, topic, part, &lo, &hi,
+	err = kafka_watermarks(t->rk, topic, part, &lo, &hi,
 	    t->timeout_s * 1000);
 	check_interrupt(t);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -1043,14 +1044,25 @@ lag_partition(struct ta *t, struct table *out, const char *group,
 	char part[32];
 
 	high = lag_high(t, tp->topic, tp->partition);
+	if (committed >= 0)
+		sum->committed += committed;
 	if (committed >= 0 && high >= 0) {
 		lag = high > committed ? high - committed : 0;
-		sum->committed += committed;
 		sum->high += high;
 		sum->lag += lag;
-	}
+	} else
+		sum->unknown = 1;
 	table_fmt_ll(part, sizeof(part), tp->partition);
 	lag_row(out, group, tp->topic, part, committed, high, lag);
+}
+
+/* A total row: a total over a partition of unknown lag is unknown too. */
+static void
+lag_total(struct table *out, const char *group, const char *topic,
+    const struct lag_sum *sum)
+{
+	lag_row(out, group, topic, "total", sum->committed,
+	    sum->unknown ? -1 : sum->high, sum->unknown ? -1 : sum->lag);
 }
 
 /* Rows of one group's committed partitions, sorted, with totals. */
@@ -1058,7 +1070,7 @@ static void
 lag_rows(struct ta *t, struct table *out, const char *group,
     rd_kafka_topic_partition_list_t *pl)
 {
-	struct lag_sum topic = { 0, 0, 0 }, all = { 0, 0, 0 };
+	struct lag_sum topic = { 0, 0, 0, 0 }, all = { 0, 0, 0, 0 };
 	int i;
 
 	rd_kafka_topic_partition_list_sort(pl, NULL, NULL);
@@ -1067,16 +1079,15 @@ lag_rows(struct ta *t, struct table *out, const char *group,
 		if (i + 1 < pl->cnt &&
 		    strcmp(pl->elems[i].topic, pl->elems[i + 1].topic) == 0)
 			continue;
-		lag_row(out, group, pl->elems[i].topic, "total",
-		    topic.committed, topic.high, topic.lag);
+		lag_total(out, group, pl->elems[i].topic, &topic);
 		all.committed += topic.committed;
 		all.high += topic.high;
 		all.lag += topic.lag;
+		all.unknown |= topic.unknown;
 		memset(&topic, 0, sizeof(topic));
 	}
 	if (pl->cnt > 0)
-		lag_row(out, group, NULL, "total", all.committed, all.high,
-		    all.lag);
+		lag_total(out, group, NULL, &all);
 }
 
 /*

@@ -519,6 +519,37 @@ kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l,
 	}
 }
 
+int
+kafka_leader_moving(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+	    err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+	    err == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH ||
+	    err == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH ||
+	    err == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE ||
+	    err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	    err == RD_KAFKA_RESP_ERR__TRANSPORT;
+}
+
+rd_kafka_resp_err_t
+kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
+    int64_t *low, int64_t *high, int timeout_ms)
+{
+	rd_kafka_resp_err_t err;
+	int64_t deadline, left;
+
+	deadline = util_mono_ms() + timeout_ms;
+	for (;;) {
+		left = deadline - util_mono_ms();
+		err = rd_kafka_query_watermark_offsets(rk, topic, partition,
+		    low, high, left > 0 ? (int)left : 0);
+		if (!kafka_leader_moving(err) ||
+		    (left = deadline - util_mono_ms()) <= 0)
+			return err;
+		util_sleep_ms(left < 100 ? left : 100);
+	}
+}
+
 /*
  * Handles with no state of their own beyond the base: a consumer that
  * assigns itself partitions, and Admin API handles.

@@ -143,6 +143,25 @@ rd_kafka_resp_err_t kafka_committed(rd_kafka_t *,
 	    rd_kafka_topic_partition_list_t *, int timeout_ms);
 
 /*
+ * kafka_leader_moving() returns 1 when err says a partition's leader is
+ * moving or not yet known to the broker asked (NOT_LEADER_OR_FOLLOWER,
+ * LEADER_NOT_AVAILABLE, FENCED_ or UNKNOWN_LEADER_EPOCH, OFFSET_NOT_
+ * AVAILABLE, UNKNOWN_TOPIC_OR_PART, a lost connection): a broker answers
+ * so for seconds after a topic is created or a broker restarts.
+ */
+int	kafka_leader_moving(rd_kafka_resp_err_t);
+
+/*
+ * kafka_watermarks() is rd_kafka_query_watermark_offsets() that asks
+ * again, until timeout_ms passes, while the partition's leader is moving
+ * (kafka_leader_moving()); librdkafka returns those errors at once here.
+ * The caller has seen the partition in the topic's metadata, so an
+ * unknown partition is taken for one the broker has not caught up with.
+ */
+rd_kafka_resp_err_t kafka_watermarks(rd_kafka_t *, const char *topic,
+	    int32_t partition, int64_t *low, int64_t *high, int timeout_ms);
+
+/*
  * Headers.  Values are UTF-8 strings (orderflow(7), HEADERS), numbers in decimal.
  * Names are compared exactly; when a name occurs more than once the last
  * occurrence counts.  hdrs may be NULL when reading (no headers).

@@ -210,6 +210,16 @@ now_ms() {
 	[[ "$stderr" == *"$t: no such topic"* ]] || fail "stderr: $stderr"
 }
 
+# lag_leader_moving N ARGS...: topic-admin ARGS, the first N answers to its
+# reading of a watermark saying the partition's leader is moving
+# (test/fixtures/leader-moving.c).
+lag_leader_moving() {
+	local n=$1
+
+	shift
+	MOVING_COUNT=$n preloaded leader-moving topic-admin "$@"
+}
+
 @test "topic-admin: lag against offsets committed by a kcat -G consumer" {
 	local t g
 	t=$(unique_name lag)
@@ -238,6 +248,20 @@ now_ms() {
 	    --regexp '^GROUP +TOPIC +PARTITION +COMMITTED +HIGH +LAG$'
 	assert_line --regexp "^$g +$t +0 +4 +10 +6$"
 	assert_line --regexp "^$g +$t +total +4 +10 +6$"
+
+	# The partition's leader moving: its watermark is asked for again.
+	run --separate-stderr lag_leader_moving 3 lag "$g"
+	assert_success
+	assert_line --regexp "^$g +$t +0 +4 +10 +6$"
+	assert_equal "$stderr" "leader-moving: 3 answers changed"
+	# Still moving after -m: a warning, and no high or lag in the totals.
+	run --separate-stderr lag_leader_moving 1000000 -m 1 lag "$g"
+	assert_success
+	assert_line --regexp "^$g +$t +0 +4 +- +-$"
+	assert_line --regexp "^$g +$t +total +4 +- +-$"
+	assert_line --regexp "^$g +- +total +4 +- +-$"
+	[[ "$stderr" == *"$t [0]: Broker: Not leader for partition"* ]] ||
+	    fail "stderr: $stderr"
 
 	# Without a group: every group, this one among them.
 	run --separate-stderr topic-admin -J lag

@@ -557,6 +557,39 @@ moving() {
 	[ "$(count "$oc")" -eq 12 ]
 }
 
+# leader_moving N ARGS...: dlq-replay ARGS, the first N answers to its
+# reading of a partition's watermarks saying the leader is moving
+# (test/fixtures/leader-moving.c).
+leader_moving() {
+	local n=$1
+
+	shift
+	MOVING_COUNT=$n preloaded leader-moving timeout 60 dlq-replay "$@"
+}
+
+# A broker answers "not leader" for a while after a topic is created or a
+# broker restarts; librdkafka gives that answer back at once.
+@test "dlq-replay: asks again while a partition's leader moves, until its deadline" {
+	new_flow
+	local dlq="${PREFIX}order-created-dlq" oc="${PREFIX}order-created"
+	dead_many "$dlq" 6 m "$ORIG=$oc"
+	run --separate-stderr leader_moving 4 -t "$dlq"
+	assert_success
+	summary_is "$output" replayed 6
+	[[ "$stderr" == *"leader-moving: 4 answers changed"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(count "$oc")" -eq 6 ]
+
+	# Still moving after its 10 s: exit 4, nothing replayed.
+	dead_many "$dlq" 2 o "$ORIG=$oc"
+	run --separate-stderr leader_moving 1000000 -t "$dlq"
+	assert_failure 4
+	assert_output ""
+	[[ "$stderr" == *"cannot read the watermarks"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(count "$oc")" -eq 6 ]
+}
+
 @test "dlq-replay: Kafka unreachable exits 4; a missing topic exits 1" {
 	new_flow
 	run --separate-stderr timeout 60 dlq-replay -b 127.0.0.1:1
