@@ -286,6 +286,21 @@ numscan_next(struct numscan *s)
 	return integral;
 }
 
+/*
+ * Scans the whole text: how many numbers in it have a fraction or an
+ * exponent.  Most events have none, and then the tree need not be walked.
+ */
+static int
+numscan_fractions(struct numscan *s)
+{
+	int r, n = 0;
+
+	while ((r = numscan_next(s)) != -1)
+		if (r == 0)
+			n++;
+	return n;
+}
+
 static void
 mark_fractions(cJSON *item, struct numscan *s)
 {
@@ -458,9 +473,10 @@ json_parse(const char *buf, size_t len, struct event_err *err)
 	s.p = buf;
 	s.end = end;
 	s.bad = NULL;
-	mark_fractions(root, &s);
-	while (numscan_next(&s) != -1)
-		;
+	if (numscan_fractions(&s) > 0) {
+		s.p = buf;
+		mark_fractions(root, &s);
+	}
 	if (s.bad != NULL) {
 		errf(err, "", "", "invalid JSON: control character or \\u0000 "
 		    "in a string at byte offset %zu", (size_t)(s.bad - buf));

@@ -334,11 +334,63 @@ test_money(void)
 	}
 }
 
+/*
+ * A byte of every kind at every place in strings of up to 24 bytes, in
+ * a text that has a number with a fraction after them.  bad: an error at
+ * its offset; else the string is read on.
+ */
+static void
+strict_lanes(void)
+{
+	static const struct {
+		const char	*b;
+		size_t		 len;
+		int		 bad;
+	} kinds[] = {
+		{ "\t", 1, 1 }, { "\x01", 1, 1 }, { "\x1f", 1, 1 },
+		{ "", 1, 1 },		/* a NUL byte */
+		{ "\\u0000", 6, 1 },
+		{ "\\\"", 2, 0 }, { "\\\\", 2, 0 }, { "\\n", 2, 0 },
+		{ "\\u0041", 6, 0 }, { "\xc3\xa9", 2, 0 }, { "\x7f", 1, 0 },
+		{ " ", 1, 0 }, { "!", 1, 0 }, { "#", 1, 0 }, { "[", 1, 0 },
+		{ "]", 1, 0 },
+	};
+	struct order o;
+	struct event_err err;
+	char buf[128], want[128];
+	size_t i, k, n, m;
+
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		for (k = 0; k < 24; k++) {
+			/* {"customer_id":"aaa<byte>bbbbbbbbbb","qty":1.5} */
+			n = (size_t)snprintf(buf, sizeof(buf),
+			    "{\"customer_id\":\"%.*s", (int)k,
+			    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+			memcpy(buf + n, kinds[i].b, kinds[i].len);
+			m = n + kinds[i].len;
+			m += (size_t)snprintf(buf + m, sizeof(buf) - m,
+			    "%.*s\",\"qty\":1.5}", (int)(k % 11),
+			    "bbbbbbbbbbb");
+			CHECK(order_parse(buf, m, &o, &err) == -1);
+			order_free(&o);
+			snprintf(want, sizeof(want), "invalid JSON: control "
+			    "character or \\u0000 in a string at byte offset "
+			    "%zu", n);
+			if (kinds[i].bad ? strcmp(err.msg, want) != 0 :
+			    strncmp(err.msg, "invalid JSON", 12) == 0) {
+				fprintf(stderr, "%s:%d: kind %zu at %zu: %s\n",
+				    __FILE__, __LINE__, i, k, err.text);
+				failures++;
+			}
+		}
+}
+
 static void
 test_strict(void)
 {
 	char *s;
 
+	strict_lanes();
 	ORDER_ERR("", "", "invalid JSON: empty input");
 	ORDER_ERR(" \n", "", "invalid JSON: empty input");
 	ORDER_ERR("{\"a\":", "a", "invalid JSON at byte offset 4");
