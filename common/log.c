@@ -98,14 +98,15 @@ log_redact(const char *name, const char *value)
 	return value;
 }
 
-static void
-write_json(int level, const struct log_ctx *ctx, const char *msg)
+/* One JSON log line, without its newline, to cJSON_free(); NULL if none. */
+static char *
+json_line(int level, const struct log_ctx *ctx, const char *msg)
 {
 	cJSON *o;
 	char ts[40], *s;
 
 	if ((o = cJSON_CreateObject()) == NULL)
-		return;
+		return NULL;
 	util_rfc3339(util_now_ms(), ts, sizeof(ts));
 	cJSON_AddStringToObject(o, "time", ts);
 	cJSON_AddStringToObject(o, "level", level_names[level]);
@@ -119,38 +120,81 @@ write_json(int level, const struct log_ctx *ctx, const char *msg)
 		if (ctx->trace_id != NULL)
 			cJSON_AddStringToObject(o, "trace_id", ctx->trace_id);
 	}
-	if ((s = cJSON_PrintUnformatted(o)) != NULL) {
-		size_t n = strlen(s);
-
-		s[n] = '\n';	/* the terminator becomes the newline */
-		fwrite(s, 1, n + 1, stderr);
-		cJSON_free(s);
-	}
+	s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
+	return s;
+}
+
+static void
+write_json(int level, const struct log_ctx *ctx, const char *msg)
+{
+	char *s;
+	size_t n;
+
+	if ((s = json_line(level, ctx, msg)) == NULL)
+		return;
+	n = strlen(s);
+	s[n] = '\n';	/* the terminator becomes the newline */
+	fwrite(s, 1, n + 1, stderr);
+	cJSON_free(s);
+}
+
+/* A text log line with its newline in line (len >= 2); its length. */
+static size_t
+text_line(char *line, size_t len, const struct log_ctx *ctx, const char *msg)
+{
+	int n;
+
+	n = snprintf(line, len, "%s: %s", progname, msg);
+	if (ctx != NULL) {
+		if (ctx->order_id != NULL && n < (int)len)
+			n += snprintf(line + n, len - n, " order_id=%s",
+			    ctx->order_id);
+		if (ctx->event_id != NULL && n < (int)len)
+			n += snprintf(line + n, len - n, " event_id=%s",
+			    ctx->event_id);
+		if (ctx->trace_id != NULL && n < (int)len)
+			n += snprintf(line + n, len - n, " trace_id=%s",
+			    ctx->trace_id);
+	}
+	if (n >= (int)len - 1)
+		n = (int)len - 2;
+	line[n++] = '\n';
+	return (size_t)n;
 }
 
 static void
 write_text(const struct log_ctx *ctx, const char *msg)
 {
 	char line[8192];
-	int n;
 
-	n = snprintf(line, sizeof(line), "%s: %s", progname, msg);
-	if (ctx != NULL) {
-		if (ctx->order_id != NULL && n < (int)sizeof(line))
-			n += snprintf(line + n, sizeof(line) - n, " order_id=%s",
-			    ctx->order_id);
-		if (ctx->event_id != NULL && n < (int)sizeof(line))
-			n += snprintf(line + n, sizeof(line) - n, " event_id=%s",
-			    ctx->event_id);
-		if (ctx->trace_id != NULL && n < (int)sizeof(line))
-			n += snprintf(line + n, sizeof(line) - n, " trace_id=%s",
-			    ctx->trace_id);
+	fwrite(line, 1, text_line(line, sizeof(line), ctx, msg), stderr);
+}
+
+size_t
+log_render(char *buf, size_t len, const char *fmt, ...)
+{
+	char msg[4096], *s;
+	va_list ap;
+	size_t n;
+
+	if (len < 2)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (format != LOG_FORMAT_JSON)
+		return text_line(buf, len, NULL, msg);
+	if ((s = json_line(LOG_LEVEL_ERROR, NULL, msg)) == NULL)
+		return 0;
+	if ((n = strlen(s)) + 1 >= len)
+		n = 0;		/* cut JSON is no JSON */
+	else {
+		memcpy(buf, s, n);
+		buf[n++] = '\n';
 	}
-	if (n >= (int)sizeof(line) - 1)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	fwrite(line, 1, n, stderr);
+	cJSON_free(s);
+	return n;
 }
 
 void

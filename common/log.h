@@ -11,6 +11,7 @@
 #define OF_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
@@ -50,6 +51,15 @@ void		 log_vmsg(int level, const struct log_ctx *ctx, const char *fmt, va_list a
 /* Log at error level and exit with status code (an enum of_exit). */
 void		 log_fatal(int code, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3), noreturn));
+
+/*
+ * log_render() writes to buf the error line that log_error() would write
+ * now, newline included, for a signal handler to write(2) later; returns
+ * its length, 0 when it does not fit.  A JSON line carries the time it
+ * was rendered.
+ */
+size_t		 log_render(char *buf, size_t len, const char *fmt, ...)
+		    __attribute__((format(printf, 3, 4)));
 
 /*
  * Returns "[redacted]" when a property named name holds a secret, value

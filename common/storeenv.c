@@ -76,6 +76,7 @@
 
 #include <db.h>
 
+#include "exitcode.h"
 #include "log.h"
 #include "storeenv.h"
 #include "util.h"
@@ -548,19 +549,62 @@ regions_reserve(const char *dir)
 	return ret;
 }
 
+/*
+ * A bus error while an environment opens.  Berkeley DB may grow a region
+ * while it opens one (recovery does), past the space regions_reserve()
+ * gives each region afterwards, and on a full disk the first touch of
+ * such a page is a SIGBUS.  For the open's length a fault (not a signal
+ * sent by kill(2)) writes bus_line, prepared beforehand since a handler
+ * may not format, and exits 1: recovery runs again at the next start.
+ */
+static pthread_mutex_t bus_mu = PTHREAD_MUTEX_INITIALIZER;
+static char bus_line[PATH_MAX + 512];
+static size_t bus_len;
+
+static void
+bus_fault(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (si->si_code <= 0) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	if (bus_len > 0)
+		(void)!write(STDERR_FILENO, bus_line, bus_len);
+	_exit(OF_EXIT_FAIL);
+}
+
+static void
+bus_guard(const char *dir, struct sigaction *old)
+{
+	struct sigaction sa;
+
+	pthread_mutex_lock(&bus_mu);
+	bus_len = log_render(bus_line, sizeof(bus_line), "store: %s: a bus "
+	    "error while Berkeley DB opened its regions there: the disk is "
+	    "probably full; free space there and start again", dir);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = bus_fault;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGBUS, &sa, old);
+}
+
+static void
+bus_unguard(const struct sigaction *old)
+{
+	(void)sigaction(SIGBUS, old, NULL);
+	pthread_mutex_unlock(&bus_mu);
+}
+
+/* env_open() past the directory's checks, with bus errors guarded. */
 static int
-env_open(struct storeenv *s, const char *dir, unsigned flags)
+env_open_guarded(struct storeenv *s, const char *dir, unsigned flags)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	int cut = 0, ret;
 
-	if (util_mkdir_p(dir, 0700) == -1) {
-		ret = errno;
-		log_error("store: %s: %s", dir, strerror(ret));
-		return ret;
-	}
-	if ((ret = dir_check(dir)) != 0)
-		return ret;
 	if ((flags & STOREENV_EXCLUSIVE) && (ret = tables_trim(dir, &cut)) != 0)
 		return ret;
 	(void)pthread_once(&once, open_nofollow_install);
@@ -578,6 +622,25 @@ env_open(struct storeenv *s, const char *dir, unsigned flags)
 		(void)s->env->close(s->env, 0);
 		s->env = NULL;
 	}
+	return ret;
+}
+
+static int
+env_open(struct storeenv *s, const char *dir, unsigned flags)
+{
+	struct sigaction old;
+	int ret;
+
+	if (util_mkdir_p(dir, 0700) == -1) {
+		ret = errno;
+		log_error("store: %s: %s", dir, strerror(ret));
+		return ret;
+	}
+	if ((ret = dir_check(dir)) != 0)
+		return ret;
+	bus_guard(dir, &old);
+	ret = env_open_guarded(s, dir, flags);
+	bus_unguard(&old);
 	return ret;
 }
 

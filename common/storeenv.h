@@ -17,7 +17,9 @@
  *   mapping) is given its whole size on the disk: a full disk is then
  *   an error of the open (ENOSPC, the directory named in the log), not
  *   a SIGBUS at a later page fault.  A region that grows during the
- *   open itself (recovery) is not covered.
+ *   open itself (recovery) is not reserved yet: a SIGBUS (a fault, not
+ *   kill(2)) while the environment opens writes an error naming the
+ *   directory and exits OF_EXIT_FAIL, and the next open recovers.
  * - storeenv_watch() starts two threads for the environment.  The
  *   watchdog runs failchk every second: the transaction of a process
  *   killed holding locks is aborted and its locks released, so waiters
