@@ -129,5 +129,15 @@ secret_props() {
 		[[ "$stderr" == *"-X: expected name=value"* ]] ||
 		    fail "$cmd: stderr: $stderr"
 		[[ "$stderr" != *hunter2* ]] || fail "$cmd: value echoed: $stderr"
+		# The same line in a -F file: named by FILE:LINE, no value.
+		printf '# keys\nssl.key.pemm=hunter2-value\n' \
+		    >"$BATS_TEST_TMPDIR/props"
+		# shellcheck disable=SC2086
+		run --separate-stderr $cmd --state "$BATS_TEST_TMPDIR/state" \
+		    -F "$BATS_TEST_TMPDIR/props"
+		assert_failure 2
+		[[ "$stderr" == *"$BATS_TEST_TMPDIR/props:2: ssl.key.pemm: No such configuration property"* ]] ||
+		    fail "$cmd: stderr: $stderr"
+		[[ "$stderr" != *hunter2* ]] || fail "$cmd: value echoed: $stderr"
 	done
 }

@@ -511,6 +511,35 @@ not_events_logged() {
 
 # load_worker N: posts 30 orders, one line "ORDER-ID STATUS" each; after
 # the first failure the rest are not sent (status 000 too).
+# The check is the store's, shared with pay-process (test/40 has every
+# case): here that order-serve makes it before it serves.
+@test "order-serve: a state directory others can write, or a symbolic link in it: refused with exit 1" {
+	new_flow
+	local st=$BATS_TEST_TMPDIR/sst victim=$BATS_TEST_TMPDIR/victim
+	mkdir -m 0777 "$st"
+	chmod 0777 "$st"
+	run --separate-stderr timeout 30 order-serve --state "$st" \
+	    --listen "127.0.0.1:$(free_port)"
+	assert_failure 1
+	assert_output ""
+	[[ "$stderr" == *"order-serve: store: $st: writable by group or others (mode 0777); refusing"* ]] ||
+	    fail "stderr: $stderr"
+
+	chmod 0700 "$st"
+	ORDERFLOW_STATE=$st PORT= start_serve --state "$st"
+	stop_serve
+	assert_equal "$SERVE_STATUS" 0
+	echo precious >"$victim"
+	mv "$st/log.0000000001" "$BATS_TEST_TMPDIR/log"
+	ln -s "$victim" "$st/log.0000000001"
+	run --separate-stderr timeout 30 order-serve --state "$st" \
+	    --listen "127.0.0.1:$(free_port)"
+	assert_failure 1
+	[[ "$stderr" == *"order-serve: store: $st/log.0000000001: a symbolic link in the state directory; refusing"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(cat "$victim")" = precious ]
+}
+
 @test "one order-serve per state directory: a second one exits 5, another directory is free" {
 	new_flow
 	start_serve

@@ -356,6 +356,40 @@ duplicate_seen() {
 	[ "$status" -eq 0 ]
 }
 
+# The check is the store's, shared with pay-process (test/40 has every
+# case): here that notify makes it, in both modes.
+@test "notify: a state directory others can write, or a symbolic link in it: refused with exit 1" {
+	local st=$BATS_TEST_TMPDIR/nst victim=$BATS_TEST_TMPDIR/victim
+	mkdir -m 0777 "$st"
+	chmod 0777 "$st"
+	run --separate-stderr timeout 30 notify --state "$st" -i - \
+	    <<<"$(payment_event o-st1 approved 100)"
+	assert_failure 1
+	assert_output ""
+	[[ "$stderr" == *"notify: store: $st: writable by group or others (mode 0777); refusing"* ]] ||
+	    fail "stderr: $stderr"
+	run --separate-stderr timeout 30 notify --state "$st" -b 127.0.0.1:1 \
+	    -G "$(unique_name notify)"
+	assert_failure 1
+	[[ "$stderr" == *"notify: store: $st: writable by group or others"* ]] ||
+	    fail "stderr: $stderr"
+
+	chmod 0700 "$st"
+	run --separate-stderr timeout 30 notify --state "$st" -i - \
+	    <<<"$(payment_event o-st1 approved 100)"
+	assert_success
+	echo precious >"$victim"
+	mv "$st/log.0000000001" "$BATS_TEST_TMPDIR/log"
+	ln -s "$victim" "$st/log.0000000001"
+	run --separate-stderr timeout 30 notify --state "$st" -i - \
+	    <<<"$(payment_event o-st2 approved 100)"
+	assert_failure 1
+	assert_output ""
+	[[ "$stderr" == *"notify: store: $st/log.0000000001: a symbolic link in the state directory; refusing"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(cat "$victim")" = precious ]
+}
+
 @test "notify: --webhook POSTs the notification with a valid Standard Webhooks signature" {
 	new_flow
 	GROUP=$(unique_name notify)
@@ -718,28 +752,31 @@ Payment of EUR 1.00 for order o-8002 declined: limit_exceeded"
 	[ "$status" -eq 0 ]
 }
 
-@test "notify: a retry's not-before a century ahead waits at most --backoff-max" {
+@test "notify: a retry's not-before a century ahead, garbage or negative waits at most --backoff-max" {
 	new_flow 1
 	GROUP=$(unique_name notify)
 	now=$(date +%s%3N)
-	{
-		printf 'o-far|%s\n' "$(payment_event o-far approved 100)" |
+	# retry NAME NOT-BEFORE: a retry record in partition 0.
+	retry() {
+		printf '%s|%s\n' "$1" "$(payment_event "$1" approved 100)" |
 		    timeout 30 kcat -P -b "$KAFKA_BROKERS" \
 		    -t "${PREFIX}payment-processed-retry" -p 0 -K '|' \
-		    -H orderflow.attempt=2 \
-		    -H "orderflow.not-before=$((now + 3153600000000))"
-		# Behind it in the same partition: one due already.
-		printf 'o-due|%s\n' "$(payment_event o-due approved 100)" |
-		    timeout 30 kcat -P -b "$KAFKA_BROKERS" \
-		    -t "${PREFIX}payment-processed-retry" -p 0 -K '|' \
-		    -H orderflow.attempt=2 -H "orderflow.not-before=$((now - 1000))"
+		    -H orderflow.attempt=2 -H "orderflow.not-before=$2"
 	}
+	retry o-far $((now + 3153600000000))
+	retry o-max 9223372036854775807
+	retry o-garbage 12ab
+	retry o-negative -5
+	# Behind them in the same partition: one due already.
+	retry o-due $((now - 1000))
 	start_notify --backoff 100ms --backoff-max 2s
-	await 30 has_lines "$OUT" 2
+	await 30 has_lines "$OUT" 5
 	stop_notify
 	[ "$status" -eq 0 ]
-	[ "$(jq -r .order_id "$OUT" | sort | tr '\n' ' ')" = "o-due o-far " ]
-	grep -q 'is more than --backoff-max (2000 ms) ahead' "$ERR"
+	[ "$(jq -r .order_id "$OUT" | sort | tr '\n' ' ')" = \
+	    "o-due o-far o-garbage o-max o-negative " ]
+	grep -q 'orderflow.not-before 9223372036854775807 is more than --backoff-max (2000 ms) ahead: due in 2000 ms instead' \
+	    "$ERR"
 }
 
 @test "notify: --webhook at --concurrency 256, a 100 ms receiver: each delivered once, one per order at a time" {

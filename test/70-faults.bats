@@ -757,6 +757,8 @@ topic_keys() {
 	dd if=/dev/zero of="$d/filler" bs=64k 2>/dev/null || :
 	serve_post 20 b >"$W/codes.b"
 	grep -qv 201 "$W/codes.b" || fail "the full disk took every order"
+	[ "$(grep -v 201 "$W/codes.b" | sort -u)" = 503 ] ||
+	    fail "refused with $(grep -v 201 "$W/codes.b" | sort -u | tr '\n' ' '), not 503"
 	t0=$SECONDS
 	kill -TERM "$SERVE_PID"
 	# --drain-timeout 3s, and a second to close.
