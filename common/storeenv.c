@@ -400,10 +400,11 @@ dir_check(const char *dir)
  * size read from the table's first page (its metadata, in this
  * machine's byte order; a file whose first page is not whole is left to
  * Berkeley DB).  Only where no other process can be extending the file
- * at this moment.  Sets *cut when it cut; returns 0 or an errno value.
+ * at this moment; recovery, which follows, brings the page back.
+ * Returns 0 or an errno value.
  */
 static int
-table_trim(int dirfd, const char *dir, const char *name, int *cut)
+table_trim(int dirfd, const char *dir, const char *name)
 {
 	unsigned char meta[24];
 	uint32_t psize;
@@ -426,8 +427,6 @@ table_trim(int dirfd, const char *dir, const char *name, int *cut)
 			    (long long)(st.st_size % psize));
 			if (ftruncate(fd, st.st_size - st.st_size % psize) == -1)
 				ret = errno;
-			else
-				*cut = 1;
 		}
 	}
 	close(fd);
@@ -436,31 +435,31 @@ table_trim(int dirfd, const char *dir, const char *name, int *cut)
 	return ret;
 }
 
-/* table_trim() of every table file (NAME.db) in dir; *cut: any was. */
+/* table_trim() of every table file (NAME.db) in dir. */
 static int
-tables_trim(const char *dir, int *cut)
+tables_trim(const char *dir)
 {
 	struct dirent *de;
 	size_t n;
 	DIR *d;
 	int ret = 0;
 
-	*cut = 0;
 	if ((d = opendir(dir)) == NULL)
 		return errno;
 	while (ret == 0 && (de = readdir(d)) != NULL) {
 		n = strlen(de->d_name);
 		if (n > 3 && strcmp(de->d_name + n - 3, ".db") == 0)
-			ret = table_trim(dirfd(d), dir, de->d_name, cut);
+			ret = table_trim(dirfd(d), dir, de->d_name);
 	}
 	closedir(d);
 	return ret;
 }
 
 /*
- * Full recovery, whether or not DB_REGISTER would find it needed: after
- * table_trim() cut a page that only the log now holds, which a process
- * that closed the environment before it exited leaves unrecovered.
+ * Normal recovery, whether or not DB_REGISTER would find it needed: a
+ * process that closed the environment before it exited leaves none to
+ * do, but table_trim() may have cut a page that only the log now holds,
+ * and regions_remove() took what a dead process left in the regions.
  */
 static int
 recover(const char *dir, unsigned flags)
@@ -598,18 +597,62 @@ bus_unguard(const struct sigaction *old)
 	pthread_mutex_unlock(&bus_mu);
 }
 
-/* env_open() past the directory's checks, with bus errors guarded. */
+/*
+ * Removes the region files (__db.NNN) of dir, which the next open with
+ * DB_RECOVER makes again from the log.  Only for a process that holds
+ * the directory's lock: another one could be using them.
+ */
+static int
+regions_remove(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	size_t n = strlen(REGION_PREFIX);
+	DIR *d;
+	int ret = 0;
+
+	if ((d = opendir(dir)) == NULL)
+		return errno;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, REGION_PREFIX, n) != 0 ||
+		    strspn(e->d_name + n, "0123456789") != 3 ||
+		    e->d_name[n + 3] != '\0')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == -1 && errno != ENOENT)
+			ret = errno;
+	}
+	closedir(d);
+	return ret;
+}
+
+/*
+ * env_open() past the directory's checks, with bus errors guarded.  The
+ * regions hold nothing the log and the tables do not once recovery has
+ * run (the cache, the log's buffer, locks), and Berkeley DB trusts what
+ * it finds in them: a damaged one crashed the open (SIGSEGV) or failed
+ * it.  So a process that holds the directory's lock, which no other
+ * process can then be using, removes them and recovers from the log at
+ * every open, as it did only after a crash.
+ */
 static int
 env_open_guarded(struct storeenv *s, const char *dir, unsigned flags)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	int cut = 0, ret;
+	int ret;
 
-	if ((flags & STOREENV_EXCLUSIVE) && (ret = tables_trim(dir, &cut)) != 0)
-		return ret;
 	(void)pthread_once(&once, open_nofollow_install);
-	if (cut && (ret = recover(dir, flags)) != 0)
-		return ret;
+	if (flags & STOREENV_EXCLUSIVE) {
+		if ((ret = tables_trim(dir)) != 0)
+			return ret;
+		if ((ret = regions_remove(dir)) != 0) {
+			log_error("store: %s: cannot remove the old regions: %s",
+			    dir, strerror(ret));
+			return ret;
+		}
+		if ((ret = recover(dir, flags)) != 0)
+			return ret;
+	}
 	if ((ret = db_env_create(&s->env, 0)) != 0)
 		return ret;
 	if ((ret = env_config(s->env, flags)) == 0 &&

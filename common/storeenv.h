@@ -61,8 +61,10 @@
 #define STOREENV_EXCLUSIVE 0x04	/* no other process uses the directory:
 				   a table file ending in part of a page
 				   (an extension that a full disk cut
-				   short) loses that part before the
-				   environment opens */
+				   short) loses that part, and the region
+				   files are removed, before the
+				   environment opens with recovery (a
+				   damaged region crashed the open) */
 
 struct storeenv;
 

@@ -901,6 +901,22 @@ p-visa approved" ]
 	[ -z "$(records order-created-dlq)" ]
 }
 
+@test "pay-process: damaged region files are made again at the next start, the state kept" {
+	local st="$BATS_TEST_TMPDIR/state" ev="$BATS_TEST_TMPDIR/ev.jsonl" f
+	mkev o-reg1 pm_card_visa >"$ev"
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_success
+	# A damaged __db.002 crashed the open (SIGSEGV), __db.003 failed it.
+	for f in "$st"/__db.0[0-9][0-9]; do
+		head -c 8192 /dev/urandom |
+		    dd of="$f" conv=notrunc status=none
+	done
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_success
+	[[ "$stderr" == *"duplicates=1"* ]] || fail "stderr: $stderr"
+	[ "${#lines[@]}" -eq 1 ] || fail "output: $output"
+}
+
 # region_sigbus ARGS...: pay-process ARGS, the first region file it maps
 # cut to nothing, so that Berkeley DB's first touch of it is a SIGBUS
 # (test/fixtures/region-sigbus.c).  Under ASan the handler the command
