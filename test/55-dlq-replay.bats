@@ -518,14 +518,42 @@ dlq-replay said: $(cat "$BATS_TEST_TMPDIR/err1")"
 	    sort | diff - "$BATS_TEST_TMPDIR/replayed"
 }
 
-# moving N ARGS...: dlq-replay ARGS, the first N answers to its reading of
-# the group's offsets saying the coordinator is moving
-# (test/fixtures/committed-moving.c).
-moving() {
-	local n=$1
+# changed FIXTURE N ARGS...: dlq-replay ARGS with the LD_PRELOAD fixture
+# test/fixtures/FIXTURE.c changing the first N answers of a request.
+changed() {
+	local fixture=$1 n=$2
 
-	shift
-	MOVING_COUNT=$n preloaded committed-moving timeout 60 dlq-replay "$@"
+	shift 2
+	MOVING_COUNT=$n preloaded "$fixture" timeout 60 dlq-replay "$@"
+}
+
+# asks_again FIXTURE MESSAGE: with the first 4 answers changed by
+# FIXTURE, a run asks again and replays everything; with every answer
+# changed past its 10 s, it exits 4 saying MESSAGE and replays nothing.
+asks_again() {
+	local fixture=$1 msg=$2
+	local dlq="${PREFIX}order-created-dlq" oc="${PREFIX}order-created"
+
+	# A first run, for offsets committed to read.
+	dead_many "$dlq" 6 m "$ORIG=$oc"
+	run --separate-stderr timeout 60 dlq-replay -t "$dlq"
+	assert_success
+	summary_is "$output" replayed 6
+
+	dead_many "$dlq" 6 n "$ORIG=$oc"
+	run --separate-stderr changed "$fixture" 4 -t "$dlq"
+	assert_success
+	summary_is "$output" replayed 6
+	[[ "$stderr" == *"$fixture: 4 answers changed"* ]] ||
+	    fail "stderr: $stderr"
+	[ "$(count "$oc")" -eq 12 ]
+
+	dead_many "$dlq" 2 o "$ORIG=$oc"
+	run --separate-stderr changed "$fixture" 1000000 -t "$dlq"
+	assert_failure 4
+	assert_output ""
+	[[ "$stderr" == *"$msg"* ]] || fail "stderr: $stderr"
+	[ "$(count "$oc")" -eq 12 ]
 }
 
 # A broker answers "not coordinator" or "loading" while it starts or takes
@@ -533,61 +561,14 @@ moving() {
 # replayed from its start again.
 @test "dlq-replay: asks again while the group's coordinator moves, until its deadline" {
 	new_flow
-	local dlq="${PREFIX}order-created-dlq" oc="${PREFIX}order-created"
-	dead_many "$dlq" 6 m "$ORIG=$oc"
-	run --separate-stderr timeout 60 dlq-replay -t "$dlq"
-	assert_success
-	summary_is "$output" replayed 6
-
-	dead_many "$dlq" 6 n "$ORIG=$oc"
-	run --separate-stderr moving 4 -t "$dlq"
-	assert_success
-	summary_is "$output" replayed 6
-	[[ "$stderr" == *"committed-moving: 4 answers changed"* ]] ||
-	    fail "stderr: $stderr"
-	[ "$(count "$oc")" -eq 12 ]
-
-	# Still moving after its 10 s: exit 4, nothing replayed.
-	dead_many "$dlq" 2 o "$ORIG=$oc"
-	run --separate-stderr moving 1000000 -t "$dlq"
-	assert_failure 4
-	assert_output ""
-	[[ "$stderr" == *"cannot read the offsets of group"* ]] ||
-	    fail "stderr: $stderr"
-	[ "$(count "$oc")" -eq 12 ]
-}
-
-# leader_moving N ARGS...: dlq-replay ARGS, the first N answers to its
-# reading of a partition's watermarks saying the leader is moving
-# (test/fixtures/leader-moving.c).
-leader_moving() {
-	local n=$1
-
-	shift
-	MOVING_COUNT=$n preloaded leader-moving timeout 60 dlq-replay "$@"
+	asks_again committed-moving "cannot read the offsets of group"
 }
 
 # A broker answers "not leader" for a while after a topic is created or a
 # broker restarts; librdkafka gives that answer back at once.
 @test "dlq-replay: asks again while a partition's leader moves, until its deadline" {
 	new_flow
-	local dlq="${PREFIX}order-created-dlq" oc="${PREFIX}order-created"
-	dead_many "$dlq" 6 m "$ORIG=$oc"
-	run --separate-stderr leader_moving 4 -t "$dlq"
-	assert_success
-	summary_is "$output" replayed 6
-	[[ "$stderr" == *"leader-moving: 4 answers changed"* ]] ||
-	    fail "stderr: $stderr"
-	[ "$(count "$oc")" -eq 6 ]
-
-	# Still moving after its 10 s: exit 4, nothing replayed.
-	dead_many "$dlq" 2 o "$ORIG=$oc"
-	run --separate-stderr leader_moving 1000000 -t "$dlq"
-	assert_failure 4
-	assert_output ""
-	[[ "$stderr" == *"cannot read the watermarks"* ]] ||
-	    fail "stderr: $stderr"
-	[ "$(count "$oc")" -eq 6 ]
+	asks_again leader-moving "cannot read the watermarks"
 }
 
 @test "dlq-replay: Kafka unreachable exits 4; a missing topic exits 1" {
