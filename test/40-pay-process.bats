@@ -936,6 +936,14 @@ region_sigbus() {
 	assert_output ""
 	[[ "$stderr" == *"pay-process: store: $st: a bus error while Berkeley DB opened its regions there: the disk is probably full; free space there and start again"* ]] ||
 	    fail "stderr: $stderr"
+	# The line prepared before the fault is in the log's format.
+	run --separate-stderr region_sigbus --log-format json -i "$ev" -o - \
+	    --state "$BATS_TEST_TMPDIR/state2"
+	assert_failure 1
+	jq -e -s --arg st "$BATS_TEST_TMPDIR/state2" 'length == 1 and
+	    .[0].level == "error" and .[0].prog == "pay-process" and
+	    (.[0].msg | startswith("store: \($st): a bus error"))' \
+	    <<<"$stderr" >/dev/null || fail "stderr: $stderr"
 
 	# The next start opens the state again and pays the order once.
 	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
