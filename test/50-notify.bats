@@ -356,18 +356,24 @@ duplicate_seen() {
 	[ "$status" -eq 0 ]
 }
 
+# refused_on STATE ORDER WHY: notify in pipe mode on STATE, given a
+# payment of ORDER, exits 1 with nothing on stdout and WHY on stderr.
+refused_on() {
+	run --separate-stderr timeout 30 notify --state "$1" -i - \
+	    <<<"$(payment_event "$2" approved 100)"
+	assert_failure 1
+	assert_output ""
+	[[ "$stderr" == *"$3"* ]] || fail "stderr: $stderr"
+}
+
 # The check is the store's, shared with pay-process (test/40 has every
 # case): here that notify makes it, in both modes.
 @test "notify: a state directory others can write, or a symbolic link in it: refused with exit 1" {
 	local st=$BATS_TEST_TMPDIR/nst victim=$BATS_TEST_TMPDIR/victim
 	mkdir -m 0777 "$st"
 	chmod 0777 "$st"
-	run --separate-stderr timeout 30 notify --state "$st" -i - \
-	    <<<"$(payment_event o-st1 approved 100)"
-	assert_failure 1
-	assert_output ""
-	[[ "$stderr" == *"notify: store: $st: writable by group or others (mode 0777); refusing"* ]] ||
-	    fail "stderr: $stderr"
+	refused_on "$st" o-st1 \
+	    "notify: store: $st: writable by group or others (mode 0777); refusing"
 	run --separate-stderr timeout 30 notify --state "$st" -b 127.0.0.1:1 \
 	    -G "$(unique_name notify)"
 	assert_failure 1
@@ -381,12 +387,8 @@ duplicate_seen() {
 	echo precious >"$victim"
 	mv "$st/log.0000000001" "$BATS_TEST_TMPDIR/log"
 	ln -s "$victim" "$st/log.0000000001"
-	run --separate-stderr timeout 30 notify --state "$st" -i - \
-	    <<<"$(payment_event o-st2 approved 100)"
-	assert_failure 1
-	assert_output ""
-	[[ "$stderr" == *"notify: store: $st/log.0000000001: a symbolic link in the state directory; refusing"* ]] ||
-	    fail "stderr: $stderr"
+	refused_on "$st" o-st2 \
+	    "notify: store: $st/log.0000000001: a symbolic link in the state directory; refusing"
 	[ "$(cat "$victim")" = precious ]
 }
 
