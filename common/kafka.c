@@ -86,9 +86,10 @@ struct kafka_consumer {
  * then sends almost every message in a request of its own; that thread
  * cost pay-process more CPU than its whole payment store, and the
  * relay went from about 50,000 to about 70,000 events a second with
- * the half millisecond, the same as with 2 or 5 ms.  Longer lingers
- * add their wait to each hop of the flow
- * (scripts/bench.d/FINDINGS.md, relay and end to end).
+ * the half millisecond.  Longer lingers add their wait to each hop of
+ * the flow; the workers, whose outputs come in bursts as their store
+ * commits, take 2 ms (worker.c) (scripts/bench.d/FINDINGS.md, relay and
+ * end to end).
  */
 static const char *const producer_defaults[] = {
 	"log.connection.close", "false",

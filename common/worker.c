@@ -34,10 +34,14 @@
 
 /*
  * Memory (pay-process stays under 32 MiB resident): the consumer keeps
- * at most 10000 records or 1 MiB prefetched and fetches at most 1 MiB at
- * once (a larger record still comes alone), and the producer queues at
- * most 2 MiB (kafka.c), instead of librdkafka's 100000 records and
- * 64 MiB.  Applied before -X and -F, which may override them.
+ * at most 1,000 records a partition (kafka.c) or 1 MiB prefetched and
+ * fetches at most 1 MiB at once (a larger record still comes alone), and
+ * the producer queues at most 2 MiB (kafka.c), instead of librdkafka's
+ * 100000 records and 64 MiB.  Applied before -X and -F, which may
+ * override them.  The records' count is what bounds small records: at
+ * 10,000 a partition, pay-process over a backlog of Avro records (a
+ * fifth the size of JSON ones) peaked at 33 MiB, at 1,000 at 29, and
+ * relayed JSON as fast (scripts/bench.d/FINDINGS.md, relay).
  *
  * A full prefetch queue stops fetching until librdkafka looks again: a
  * second later before 2.2 unless kafka.c's kicker wakes it, and
@@ -46,16 +50,26 @@
  * 21,000 events a second) at 2 MiB less resident.
  */
 static struct opt_prop consumer_props[] = {
-	{ "queued.min.messages", "10000", "worker default" },
 	{ "queued.max.messages.kbytes", "1024", "worker default" },
 	{ "fetch.max.bytes", "1048576", "worker default" },
 	{ "fetch.queue.backoff.ms", "20", "worker default" }
 };
 #define CONSUMER_PROPS	\
 	(sizeof(consumer_props) / sizeof(consumer_props[0]))
-#define CONSUMER_PROPS_OLD	3	/* librdkafka < 2.2: the first three */
+#define CONSUMER_PROPS_OLD	2	/* librdkafka < 2.2: the first two */
+
+/*
+ * A worker's outputs leave as the store's transactions commit, a few
+ * dozen at a time over six partitions.  A linger of 2 ms instead of
+ * kafka.c's half millisecond gathers them into requests several times
+ * larger: relaying a backlog, the broker spent a third less CPU on them,
+ * librdkafka's broker thread half as much, and pay-process relayed about
+ * 12% more a second.  The price is at most 2 ms on the hop from a
+ * payment to its notification (scripts/bench.d/FINDINGS.md, relay).
+ */
 static struct opt_prop producer_props[] = {
-	{ "queue.buffering.max.kbytes", "2048", "worker default" }
+	{ "queue.buffering.max.kbytes", "2048", "worker default" },
+	{ "linger.ms", "2", "worker default" }
 };
 
 /*
