@@ -666,7 +666,8 @@ record_to_json(avro_value_t *v, int depth)
 		}
 		if ((m = avro_to_json(&field, depth + 1)) == NULL)
 			goto fail;
-		cJSON_AddItemToObject(o, fname, m);
+		/* The name is the schema's, which outlives the tree. */
+		cJSON_AddItemToObjectCS(o, fname, m);
 	}
 	return o;
 fail:
@@ -706,7 +707,11 @@ int_json(int64_t n)
 	return cJSON_CreateNumber((double)n);
 }
 
-/* A string as JSON text may hold one: UTF-8, no control characters. */
+/*
+ * A string as JSON text may hold one: UTF-8, no control characters.  Not
+ * copied: the datum holds it until the next record is read, and the tree
+ * is gone by then (codec_parse()).
+ */
 static cJSON *
 str_json(const char *s, size_t size)
 {
@@ -719,7 +724,7 @@ str_json(const char *s, size_t size)
 			return NULL;
 	if (jsonl_utf8_check(s, size - 1, NULL) != 0)
 		return NULL;
-	return cJSON_CreateString(s);
+	return cJSON_CreateStringReference(s);
 }
 
 /*
@@ -761,7 +766,7 @@ avro_to_json(avro_value_t *v, int depth)
 		    (s = avro_schema_enum_get(avro_value_get_schema(v), sym)) ==
 		    NULL)
 			return NULL;
-		return cJSON_CreateString(s);
+		return cJSON_CreateStringReference(s);	/* the schema's */
 	case AVRO_INT32:
 		return avro_value_get_int(v, &i32) == 0 ? int_json(i32) : NULL;
 	case AVRO_INT64:
@@ -950,42 +955,60 @@ wire_decode(struct codec *c, struct avsc *s, const unsigned char *p,
 	return CODEC_OK;
 }
 
-/* Adds attr from header name, if the record has it. */
+/*
+ * The CloudEvents attributes a record's headers carry, in the order our
+ * producers write them, which is the order they are looked for in.  The
+ * binding's ce_traceparent goes before the W3C header.
+ */
+static const struct {
+	const char *hdr, *attr;
+} ce_attrs[] = {
+	{ FLOW_H_CE_SPECVERSION, "specversion" },
+	{ FLOW_H_CE_ID, "id" },
+	{ FLOW_H_CE_SOURCE, "source" },
+	{ FLOW_H_CE_TYPE, "type" },
+	{ FLOW_H_CE_SUBJECT, "subject" },
+	{ FLOW_H_CE_TIME, "time" },
+	{ FLOW_H_TRACEPARENT, FLOW_H_TRACEPARENT },
+	{ FLOW_H_CE_TRACEPARENT, FLOW_H_TRACEPARENT }
+};
+#define CE_ATTRS	(sizeof(ce_attrs) / sizeof(ce_attrs[0]))
+#define CE_W3C_TP	(CE_ATTRS - 2)	/* traceparent: ce_traceparent's */
+					/* stands in for it when present */
+
+/* Adds attr from a header's value v (sz bytes), if the record has it. */
 static int
-attr_from_header(cJSON *ev, const rd_kafka_headers_t *h, const char *name,
+attr_from_header(cJSON *ev, const char *name, const void *v, size_t sz,
     const char *attr, char *why, size_t whylen)
 {
 	char buf[HDR_MAX];
-	int n;
 
-	if ((n = kafka_header_get_str(h, name, buf, sizeof(buf))) == -1)
+	if (v == NULL)
 		return CODEC_OK;
-	if (n < 0) {
+	if (sz >= sizeof(buf) || memchr(v, '\0', sz) != NULL) {
 		snprintf(why, whylen, "header %s: too long or holds a NUL",
 		    name);
 		return CODEC_INVALID;
 	}
+	memcpy(buf, v, sz);
+	buf[sz] = '\0';
 	return cJSON_AddStringToObject(ev, attr, buf) != NULL ? CODEC_OK :
 	    CODEC_NOMEM;
 }
 
-/* The CloudEvents tree of the ce_* headers and data (taken, always). */
+/*
+ * The CloudEvents tree of the ce_* headers and data (taken, always).  The
+ * headers are read in one pass: looking each name up would walk them all
+ * for each of the eight.
+ */
 static int
 envelope(const rd_kafka_headers_t *h, cJSON *data, cJSON **root, char *why,
     size_t whylen)
 {
-	static const struct { const char *hdr, *attr; } ce[] = {
-		{ FLOW_H_CE_SPECVERSION, "specversion" },
-		{ FLOW_H_CE_ID, "id" },
-		{ FLOW_H_CE_SOURCE, "source" },
-		{ FLOW_H_CE_TYPE, "type" },
-		{ FLOW_H_CE_SUBJECT, "subject" },
-		{ FLOW_H_CE_TIME, "time" }
-	};
-	const char *tp;
-	char buf[HDR_MAX];
+	const char *names[CE_ATTRS];
+	const void *vals[CE_ATTRS];
+	size_t sizes[CE_ATTRS], i;
 	cJSON *ev;
-	size_t i;
 	int ret;
 
 	if ((ev = cJSON_CreateObject()) == NULL) {
@@ -994,21 +1017,19 @@ envelope(const rd_kafka_headers_t *h, cJSON *data, cJSON **root, char *why,
 		return CODEC_NOMEM;
 	}
 	cJSON_AddItemToObject(ev, "data", data);
-	for (i = 0; i < sizeof(ce) / sizeof(ce[0]); i++)
-		if ((ret = attr_from_header(ev, h, ce[i].hdr, ce[i].attr, why,
-		    whylen)) != CODEC_OK)
-			goto fail;
-	/* The binding's ce_traceparent, else the W3C header. */
-	tp = kafka_header_get_str(h, FLOW_H_CE_TRACEPARENT, buf,
-	    sizeof(buf)) != -1 ? FLOW_H_CE_TRACEPARENT : FLOW_H_TRACEPARENT;
-	if ((ret = attr_from_header(ev, h, tp, FLOW_H_TRACEPARENT, why,
-	    whylen)) != CODEC_OK)
-		goto fail;
+	for (i = 0; i < CE_ATTRS; i++)
+		names[i] = ce_attrs[i].hdr;
+	kafka_headers_find(h, names, CE_ATTRS, vals, sizes);
+	if (vals[CE_ATTRS - 1] != NULL)
+		vals[CE_W3C_TP] = NULL;
+	for (i = 0; i < CE_ATTRS; i++)
+		if ((ret = attr_from_header(ev, names[i], vals[i], sizes[i],
+		    ce_attrs[i].attr, why, whylen)) != CODEC_OK) {
+			cJSON_Delete(ev);
+			return ret;
+		}
 	*root = ev;
 	return CODEC_OK;
-fail:
-	cJSON_Delete(ev);
-	return ret;
 }
 
 /* An Avro record as the cJSON tree of its CloudEvents JSON. */

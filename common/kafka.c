@@ -845,6 +845,31 @@ kafka_header_get_str(const rd_kafka_headers_t *h, const char *name,
 	return (int)sz;
 }
 
+void
+kafka_headers_find(const rd_kafka_headers_t *h, const char *const *names,
+    size_t n, const void **vals, size_t *sizes)
+{
+	const char *name;
+	const void *v;
+	size_t i, idx, sz;
+
+	for (i = 0; i < n; i++) {
+		vals[i] = NULL;
+		sizes[i] = 0;
+	}
+	if (h == NULL)
+		return;
+	for (idx = 0; rd_kafka_header_get_all(h, idx, &name, &v, &sz) ==
+	    RD_KAFKA_RESP_ERR_NO_ERROR; idx++) {
+		for (i = 0; i < n; i++)
+			if (strcmp(name, names[i]) == 0) {
+				vals[i] = v;
+				sizes[i] = sz;
+				break;
+			}
+	}
+}
+
 int
 kafka_header_get_int64(const rd_kafka_headers_t *h, const char *name,
     int64_t *v)

@@ -182,6 +182,15 @@ const rd_kafka_headers_t *kafka_msg_headers(const rd_kafka_message_t *);
 int	kafka_header_get_str(const rd_kafka_headers_t *, const char *name,
 	    char *buf, size_t len);
 
+/*
+ * The last values of n names in one pass over the headers, for a reader
+ * of many: vals[i] and sizes[i] for names[i], vals[i] NULL when absent
+ * (or a null value).  The values belong to the headers.
+ */
+void	kafka_headers_find(const rd_kafka_headers_t *,
+	    const char *const *names, size_t n, const void **vals,
+	    size_t *sizes);
+
 /* Returns 0 and sets *v; -1 when absent; -2 when not a decimal int64. */
 int	kafka_header_get_int64(const rd_kafka_headers_t *, const char *name,
 	    int64_t *v);

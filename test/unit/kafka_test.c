@@ -177,6 +177,9 @@ test_headers(void)
 {
 	rd_kafka_headers_t *h, *c;
 	const char *drop[] = { "orderflow.attempt", "gone", NULL };
+	const char *names[] = { "a", "A", "null", "nul" };
+	const void *vals[4];
+	size_t sizes[4];
 	char buf[16];
 	int64_t v;
 	const char *name;
@@ -208,6 +211,17 @@ test_headers(void)
 	CHECK(kafka_header_get_int64(h, "num", &v) == -2);
 	CHECK(kafka_header_get_int64(h, "big", &v) == -2);
 	CHECK(kafka_header_get_int64(h, "absent", &v) == -1);
+
+	/* One pass finds what one lookup each would, the last occurrence. */
+	kafka_headers_find(h, names, 4, vals, sizes);
+	CHECK(vals[0] != NULL && sizes[0] == 3 &&
+	    memcmp(vals[0], "two", 3) == 0);
+	CHECK(vals[1] == NULL && sizes[1] == 0);	/* absent */
+	CHECK(vals[2] == NULL);				/* a null value */
+	CHECK(vals[3] != NULL && sizes[3] == 3 &&
+	    memcmp(vals[3], "a\0b", 3) == 0);
+	kafka_headers_find(NULL, names, 4, vals, sizes);
+	CHECK(vals[0] == NULL && vals[3] == NULL);
 
 	c = kafka_headers_copy_except(h, drop);
 	CHECK(rd_kafka_header_cnt(c) == rd_kafka_header_cnt(h) - 2);
