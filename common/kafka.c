@@ -80,7 +80,13 @@ struct kafka_consumer {
  * small (librdkafka's default is 1 GiB): 2 MiB holds thousands of events,
  * far more than a few milliseconds of acks=all round trips need, and
  * keeps a producing command under 32 MiB resident.  16 MiB cost
- * order-submit 35 MiB more at the same throughput (make bench).  A
+ * order-submit 35 MiB more at the same throughput (make bench).  The
+ * count is bounded too, at 5,000 records, about what 2 MiB holds of
+ * JSON events: librdkafka counts only keys and values against the
+ * kilobytes, not a record's headers and bookkeeping, and Avro records,
+ * a fifth the size with eight headers, filled the queue with tens of
+ * thousands (order-submit in Avro peaked at 31 to 55 MiB, 23 with the
+ * bound, at the same rate; JSON 19 to 20 either way).  A
  * linger of half a millisecond: with none, a worker that produces its
  * outputs one by one wakes librdkafka's broker thread for each, which
  * then sends almost every message in a request of its own; that thread
@@ -97,7 +103,7 @@ static const char *const producer_defaults[] = {
 	"acks", "all",
 	"linger.ms", "0.5",
 	"queue.buffering.max.kbytes", "2048",
-	"queue.buffering.max.messages", "100000",
+	"queue.buffering.max.messages", "5000",
 	"partitioner", "murmur2_random",
 	NULL
 };

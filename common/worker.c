@@ -34,11 +34,11 @@
 
 /*
  * Memory (pay-process stays under 32 MiB resident): the consumer keeps
- * at most 1,000 records a partition (kafka.c) or 1 MiB prefetched and
- * fetches at most 1 MiB at once (a larger record still comes alone), and
- * the producer queues at most 2 MiB (kafka.c), instead of librdkafka's
- * 100000 records and 64 MiB.  Applied before -X and -F, which may
- * override them.  The records' count is what bounds small records: at
+ * at most 1,000 records a partition (kafka.c) or 1 MiB prefetched,
+ * instead of librdkafka's 100000 records and 64 MiB, and fetches at most
+ * 1 MiB at once (a larger record still comes alone); the producer queues
+ * at most 2 MiB or 5,000 records (kafka.c).  Applied before -X and -F,
+ * which may override them.  The records' count is what bounds small records: at
  * 10,000 a partition, pay-process over a backlog of Avro records (a
  * fifth the size of JSON ones) peaked at 33 MiB, at 1,000 at 29, and
  * relayed JSON as fast (scripts/bench.d/FINDINGS.md, relay).
