@@ -958,7 +958,8 @@ wire_decode(struct codec *c, struct avsc *s, const unsigned char *p,
 /*
  * The CloudEvents attributes a record's headers carry, in the order our
  * producers write them, which is the order they are looked for in.  The
- * binding's ce_traceparent goes before the W3C header.
+ * binding's ce_traceparent, when a record has it, is taken before the
+ * W3C header.
  */
 static const struct {
 	const char *hdr, *attr;
@@ -973,8 +974,8 @@ static const struct {
 	{ FLOW_H_CE_TRACEPARENT, FLOW_H_TRACEPARENT }
 };
 #define CE_ATTRS	(sizeof(ce_attrs) / sizeof(ce_attrs[0]))
-#define CE_W3C_TP	(CE_ATTRS - 2)	/* traceparent: ce_traceparent's */
-					/* stands in for it when present */
+#define CE_W3C_TP	(CE_ATTRS - 2)	/* read only without the next */
+#define CE_BINDING_TP	(CE_ATTRS - 1)
 
 /* Adds attr from a header's value v (sz bytes), if the record has it. */
 static int
@@ -1020,7 +1021,7 @@ envelope(const rd_kafka_headers_t *h, cJSON *data, cJSON **root, char *why,
 	for (i = 0; i < CE_ATTRS; i++)
 		names[i] = ce_attrs[i].hdr;
 	kafka_headers_find(h, names, CE_ATTRS, vals, sizes);
-	if (vals[CE_ATTRS - 1] != NULL)
+	if (vals[CE_BINDING_TP] != NULL)
 		vals[CE_W3C_TP] = NULL;
 	for (i = 0; i < CE_ATTRS; i++)
 		if ((ret = attr_from_header(ev, names[i], vals[i], sizes[i],

@@ -38,10 +38,10 @@
  * instead of librdkafka's 100000 records and 64 MiB, and fetches at most
  * 1 MiB at once (a larger record still comes alone); the producer queues
  * at most 2 MiB or 5,000 records (kafka.c).  Applied before -X and -F,
- * which may override them.  The records' count is what bounds small records: at
- * 10,000 a partition, pay-process over a backlog of Avro records (a
- * fifth the size of JSON ones) peaked at 33 MiB, at 1,000 at 29, and
- * relayed JSON as fast (scripts/bench.d/FINDINGS.md, relay).
+ * which may override them.  The records' count is what bounds small
+ * records: at 10,000 a partition, pay-process over a backlog of Avro
+ * records (a fifth the size of JSON ones) peaked at 33 MiB, at 1,000 at
+ * 29, and relayed JSON as fast (scripts/bench.d/FINDINGS.md, relay).
  *
  * A full prefetch queue stops fetching until librdkafka looks again: a
  * second later before 2.2 unless kafka.c's kicker wakes it, and
