@@ -284,6 +284,50 @@ test_invalid(void)
 	codec_free(c);
 }
 
+/*
+ * The CloudEvents attributes come from the headers, the last of a name
+ * counting; the binding's ce_traceparent is taken before the W3C header.
+ */
+static void
+test_attributes(void)
+{
+	static const char tp_w3c[] =
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+	static const char tp_ce[] =
+	    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	struct codec *c = avro_codec();
+	struct event ev;
+	struct event_err err;
+	rd_kafka_headers_t *h;
+	char t[128], big[600];
+	void *v;
+	size_t len;
+
+	topic(t, sizeof(t), "attributes");
+	prepare(c, t, EVENT_ORDER_CREATED_V2);
+	v = encode(c, t, order_v2, &len, &h);
+	REQUIRE(codec_parse(c, v, len, h, &ev, &err) == CODEC_OK);
+	CHECK(strcmp(ev.traceparent, tp_w3c) == 0);
+	CHECK(strcmp(ev.id, "e-1") == 0);
+	event_free(&ev);
+
+	REQUIRE(kafka_header_add_str(h, FLOW_H_CE_TRACEPARENT, tp_ce) == 0);
+	REQUIRE(kafka_header_add_str(h, FLOW_H_CE_ID, "e-9") == 0);
+	REQUIRE(codec_parse(c, v, len, h, &ev, &err) == CODEC_OK);
+	CHECK(strcmp(ev.traceparent, tp_ce) == 0);
+	CHECK(strcmp(ev.id, "e-9") == 0);
+	event_free(&ev);
+
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	REQUIRE(kafka_header_add_str(h, FLOW_H_CE_SOURCE, big) == 0);
+	CHECK(parse_err(c, v, len, h, "header ce_source: too long") ==
+	    CODEC_INVALID);
+	rd_kafka_headers_destroy(h);
+	free(v);
+	codec_free(c);
+}
+
 /* A JSON record: as it is, whatever the codec writes. */
 static void
 test_json(void)
@@ -530,6 +574,7 @@ static const struct unit_test tests[] = {
 	{ "round-trip", test_round_trip },
 	{ "v1", test_v1 },
 	{ "invalid", test_invalid },
+	{ "attributes", test_attributes },
 	{ "json", test_json },
 	{ "unavailable", test_unavailable },
 	{ "foreign", test_foreign },
