@@ -295,9 +295,9 @@ stop_workers() {
 
 # check_exits: a worker may end by itself only as orderflow(7) says: a
 # process wedged by a peer that died inside Berkeley DB, status 1; or,
-# with librdkafka before 2.3.0, a producer's fatal out-of-order sequence
-# after a broker node died, status 4; each saying so (and the supervisor
-# restarted it).
+# with librdkafka before 2.3.0, a producer's out-of-order sequence after
+# a broker node died, as a fatal error or as the error of the records it
+# failed, status 4; each saying so (and the supervisor restarted it).
 check_exits() {
 	local e slot st old=0
 
@@ -307,8 +307,9 @@ check_exits() {
 		st=${e#*:}
 		[ "$st" = 1 ] && grep -q 'Berkeley DB has made no progress' \
 		    "$W/log/$slot.err" && continue
-		[ "$st" = 4 ] && [ "$old" = 1 ] &&
-		    grep -q 'kafka: fatal error: .*(OUT_OF_ORDER_SEQUENCE_NUMBER)' \
+		[ "$st" = 4 ] && [ "$old" = 1 ] && grep -q \
+		    -e 'kafka: fatal error: .*(OUT_OF_ORDER_SEQUENCE_NUMBER)' \
+		    -e 'not acknowledged: .*out of order sequence number' \
 		    "$W/log/$slot.err" && continue
 		tail -n 30 "$W/log/$slot.err" >&2
 		fail "worker $slot exited by itself with status $st"
