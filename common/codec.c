@@ -983,16 +983,15 @@ attr_from_header(cJSON *ev, const char *name, const void *v, size_t sz,
     const char *attr, char *why, size_t whylen)
 {
 	char buf[HDR_MAX];
+	int n;
 
-	if (v == NULL)
+	if ((n = kafka_header_str(v, sz, buf, sizeof(buf))) == -1)
 		return CODEC_OK;
-	if (sz >= sizeof(buf) || memchr(v, '\0', sz) != NULL) {
+	if (n < 0) {
 		snprintf(why, whylen, "header %s: too long or holds a NUL",
 		    name);
 		return CODEC_INVALID;
 	}
-	memcpy(buf, v, sz);
-	buf[sz] = '\0';
 	return cJSON_AddStringToObject(ev, attr, buf) != NULL ? CODEC_OK :
 	    CODEC_NOMEM;
 }

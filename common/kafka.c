@@ -837,12 +837,20 @@ kafka_header_get_str(const rd_kafka_headers_t *h, const char *name,
     char *buf, size_t len)
 {
 	const void *v;
-	size_t sz;
+	size_t sz = 0;
 
+	if (h == NULL || rd_kafka_header_get_last(h, name, &v, &sz) !=
+	    RD_KAFKA_RESP_ERR_NO_ERROR)
+		v = NULL;
+	return kafka_header_str(v, sz, buf, len);
+}
+
+int
+kafka_header_str(const void *v, size_t sz, char *buf, size_t len)
+{
 	if (len > 0)
 		buf[0] = '\0';
-	if (h == NULL || rd_kafka_header_get_last(h, name, &v, &sz) !=
-	    RD_KAFKA_RESP_ERR_NO_ERROR || v == NULL)
+	if (v == NULL)
 		return -1;
 	if (sz >= len || sz > INT32_MAX || memchr(v, '\0', sz) != NULL)
 		return -2;

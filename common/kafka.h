@@ -182,6 +182,9 @@ const rd_kafka_headers_t *kafka_msg_headers(const rd_kafka_message_t *);
 int	kafka_header_get_str(const rd_kafka_headers_t *, const char *name,
 	    char *buf, size_t len);
 
+/* The same for a header's value v of sz bytes (NULL: absent). */
+int	kafka_header_str(const void *v, size_t sz, char *buf, size_t len);
+
 /*
  * The last values of n names in one pass over the headers, for a reader
  * of many: vals[i] and sizes[i] for names[i], vals[i] NULL when absent
