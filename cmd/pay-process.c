@@ -171,6 +171,8 @@ struct payjob {
 	struct storeq_req	 req;
 	int			 built;		/* payev (and json) are built */
 	int			 build_err;	/* or why they could not be */
+	int			 pid_derived;	/* payev's payment_id is */
+						/* derived, not the gateway's */
 	char			*json;		/* payev's JSON, unless avro_out */
 	int64_t			 now_ms;
 	char			*recorded;	/* a payment recorded before */
@@ -310,7 +312,7 @@ lookup_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 }
 
 static int	payment_event(const struct event *, const struct charge *,
-		    struct event *);
+		    struct event *, int *);
 
 /*
  * Store thread: the payment event of the charge, and its JSON text where
@@ -325,7 +327,8 @@ build_payment(struct payjob *pj)
 	if (pj->built)
 		return 0;
 	errno = 0;
-	if (payment_event(&pj->ev, &pj->ch, &pj->payev) == -1 ||
+	if (payment_event(&pj->ev, &pj->ch, &pj->payev,
+	    &pj->pid_derived) == -1 ||
 	    (!pj->p->avro_out &&
 	    (pj->json = event_serialize(&pj->payev, NULL)) == NULL))
 		return errno != 0 ? errno : ENOMEM;
@@ -343,6 +346,7 @@ record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 {
 	struct payjob *pj = req->arg;
 	struct store_idem rec, old;
+	struct evpack_cause cause;
 	unsigned char pack[EVPACK_MAX];
 	int ret;
 
@@ -355,7 +359,9 @@ record_body(struct store *s, struct store_txn *t, struct storeq_req *req)
 	rec.expires_ms = pj->now_ms + pj->p->ttl_ms;
 	rec.state = IDEM_PAID;
 	rec.outcome = (char *)pack;
-	if ((rec.outcome_len = evpack_encode(&pj->payev, pack)) == 0)
+	cause.id = pj->ev.id;
+	cause.payment_id_derived = pj->pid_derived;
+	if ((rec.outcome_len = evpack_encode(&pj->payev, &cause, pack)) == 0)
 		return EINVAL;
 	ret = store_idem_put_new(s, t, pj->ev.subject, &rec, pj->now_ms, &old);
 	if (ret != STORE_EXISTS)
@@ -610,21 +616,28 @@ repeat(struct pp *p, const struct event *ev, char *json, size_t len,
 	return WORKER_DONE;
 }
 
-/* The payment event of a charge that was approved or declined. */
+/*
+ * The payment event of a charge that was approved or declined;
+ * *pid_derived says whether its payment_id is the one derived from the
+ * order's event (evpack.h), not a gateway's.
+ */
 static int
 payment_event(const struct event *ev, const struct charge *ch,
-    struct event *pay)
+    struct event *pay, int *pid_derived)
 {
 	enum event_pay_status st;
 	const char *pid;
 
 	st = ch->r == CHARGE_APPROVED ? EVENT_PAY_APPROVED : EVENT_PAY_DECLINED;
 	pid = ch->payment_id[0] != '\0' ? ch->payment_id : NULL;
+	*pid_derived = pid == NULL;
 	/* A gateway's id or reason that breaks the rules is not used. */
 	if (event_payment_processed(pay, ev, st, ch->reason, pid,
-	    SOURCE) == -1 && (errno != EINVAL ||
-	    event_payment_processed(pay, ev, st, "declined", NULL,
-	    SOURCE) == -1))
+	    SOURCE) == 0)
+		return 0;
+	*pid_derived = 1;
+	if (errno != EINVAL || event_payment_processed(pay, ev, st,
+	    "declined", NULL, SOURCE) == -1)
 		return -1;
 	return 0;
 }

@@ -14,10 +14,23 @@
 #include "evpack.h"
 #include "util.h"
 
+/* Form 2's flags: what it keeps in a shorter form, or leaves out. */
+#define F_CAUSE		0x01	/* id derived from the cause, kept */
+#define F_PID		0x02	/* payment_id derived from the cause too */
+#define F_SOURCE	0x04	/* source is EVPACK_SOURCE */
+#define F_SUBJECT	0x08	/* subject is the order id */
+#define F_TIME		0x10	/* time is util_rfc3339() of its ms */
+#define F_TRACE		0x20	/* traceparent, version 00, as bytes */
+#define F_ALL		0x3f
+
+#define UUID_BYTES	16u
+#define TRACE_BYTES	(16u + 8u + 1u)	/* trace id, parent id, flags */
+
 /* The event's strings in their order in the form, with their limits. */
 struct field {
 	size_t	off;		/* in struct event */
 	size_t	max;		/* longest, without the NUL */
+	int	flag;		/* form 2 leaves it out under this flag */
 };
 
 #define EV(m)	offsetof(struct event, m)
@@ -25,54 +38,217 @@ struct field {
 	offsetof(struct event_payment, m))
 
 static const struct field fields[] = {
-	{ EV(id), EVENT_ID_MAX },
-	{ EV(source), EVENT_SOURCE_MAX },
-	{ EV(subject), ORDER_ID_MAX },
-	{ EV(time), EVENT_TIME_MAX },
-	{ EV(traceparent), TRACEPARENT_LEN },
-	{ PAY(order_id), ORDER_ID_MAX },
-	{ PAY(payment_id), ORDER_ID_MAX },
-	{ PAY(currency), 3 },
-	{ PAY(reason), EVENT_REASON_MAX },
-	{ PAY(customer_id), ORDER_CUSTOMER_MAX },
-	{ PAY(email), ORDER_EMAIL_MAX },
-	{ PAY(payment_method), ORDER_PM_MAX },
+	{ EV(id), EVENT_ID_MAX, F_CAUSE },
+	{ EV(source), EVENT_SOURCE_MAX, F_SOURCE },
+	{ EV(subject), ORDER_ID_MAX, F_SUBJECT },
+	{ EV(time), EVENT_TIME_MAX, F_TIME },
+	{ EV(traceparent), TRACEPARENT_LEN, F_TRACE },
+	{ PAY(order_id), ORDER_ID_MAX, 0 },
+	{ PAY(payment_id), ORDER_ID_MAX, F_PID },
+	{ PAY(currency), 3, 0 },
+	{ PAY(reason), EVENT_REASON_MAX, 0 },
+	{ PAY(customer_id), ORDER_CUSTOMER_MAX, 0 },
+	{ PAY(email), ORDER_EMAIL_MAX, 0 },
+	{ PAY(payment_method), ORDER_PM_MAX, 0 },
 };
 
 #define NFIELDS	(sizeof(fields) / sizeof(fields[0]))
 
-size_t
-evpack_encode(const struct event *ev, unsigned char *buf)
+static const char hexdig[] = "0123456789abcdef";
+
+/* Lower-case hex digit's value, or -1. */
+static int
+unhex(char c)
 {
-	const char *s;
-	uint64_t a;
-	size_t i, n, len = 0;
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* n bytes from 2n lower-case hex digits at s; -1 if one is not. */
+static int
+hex_in(const char *s, unsigned char *out, size_t n)
+{
+	int hi, lo;
+
+	for (; n > 0; n--, s += 2) {
+		if ((hi = unhex(s[0])) < 0 || (lo = unhex(s[1])) < 0)
+			return -1;
+		*out++ = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+static char *
+hex_out(char *s, const unsigned char *in, size_t n)
+{
+	for (; n > 0; n--, in++) {
+		*s++ = hexdig[*in >> 4];
+		*s++ = hexdig[*in & 15];
+	}
+	return s;
+}
+
+/* A UUID in lower-case text (8-4-4-4-12) as its 16 bytes; -1 if not. */
+static int
+uuid_in(const char *s, unsigned char out[UUID_BYTES])
+{
+	static const int group[] = { 4, 2, 2, 2, 6 };
+	size_t i;
+
+	if (strnlen(s, EVENT_UUID_LEN + 1) != EVENT_UUID_LEN)
+		return -1;
+	for (i = 0; i < 5; i++) {
+		if (hex_in(s, out, (size_t)group[i]) == -1)
+			return -1;
+		s += 2 * group[i];
+		out += group[i];
+		if (i < 4 && *s++ != '-')
+			return -1;
+	}
+	return 0;
+}
+
+static void
+uuid_out(const unsigned char in[UUID_BYTES], char out[EVENT_UUID_LEN + 1])
+{
+	static const int group[] = { 4, 2, 2, 2, 6 };
+	size_t i;
+
+	for (i = 0; i < 5; i++) {
+		out = hex_out(out, in, (size_t)group[i]);
+		in += group[i];
+		if (i < 4)
+			*out++ = '-';
+	}
+	*out = '\0';
+}
+
+/* A traceparent of version 00 as its fields' bytes; -1 if not one. */
+static int
+trace_in(const char *s, unsigned char out[TRACE_BYTES])
+{
+	if (strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN ||
+	    strncmp(s, "00-", 3) != 0 || s[35] != '-' || s[52] != '-')
+		return -1;
+	return hex_in(s + 3, out, 16) == -1 || hex_in(s + 36, out + 16, 8) ==
+	    -1 || hex_in(s + 53, out + 24, 1) == -1 ? -1 : 0;
+}
+
+static void
+trace_out(const unsigned char in[TRACE_BYTES], char out[TRACEPARENT_LEN + 1])
+{
+	memcpy(out, "00-", 3);
+	hex_out(out + 3, in, 16);
+	out[35] = '-';
+	hex_out(out + 36, in + 16, 8);
+	out[52] = '-';
+	hex_out(out + 53, in + 24, 1);
+	out[TRACEPARENT_LEN] = '\0';
+}
+
+static unsigned char *
+put_u64(unsigned char *p, uint64_t v)
+{
 	int j;
+
+	for (j = 56; j >= 0; j -= 8)
+		*p++ = (unsigned char)(v >> j);
+	return p;
+}
+
+static uint64_t
+get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int j;
+
+	for (j = 0; j < 8; j++)
+		v = v << 8 | p[j];
+	return v;
+}
+
+/* Form 1 writes every length in 2 bytes; form 2 in 1 where it fits. */
+static size_t
+len_width(int magic, size_t max)
+{
+	return magic == EVPACK_MAGIC2 && max <= 255 ? 1 : 2;
+}
+
+/* The flags of ev's form 2: what can be left out or kept shorter. */
+static int
+flags_of(const struct event *ev, const struct evpack_cause *cause,
+    unsigned char uuid[UUID_BYTES], unsigned char trace[TRACE_BYTES])
+{
+	char t[UTIL_RFC3339_LEN + 1];
+	int f = 0;
+
+	if (cause != NULL && cause->id != NULL && uuid_in(cause->id, uuid) == 0)
+		f |= F_CAUSE | (cause->payment_id_derived ? F_PID : 0);
+	if (strcmp(ev->source, EVPACK_SOURCE) == 0)
+		f |= F_SOURCE;
+	if (strcmp(ev->subject, ev->payment.order_id) == 0)
+		f |= F_SUBJECT;
+	if (ev->time_ms >= 0) {
+		util_rfc3339(ev->time_ms, t, sizeof(t));
+		if (strcmp(t, ev->time) == 0)
+			f |= F_TIME;
+	}
+	if (trace_in(ev->traceparent, trace) == 0)
+		f |= F_TRACE;
+	return f;
+}
+
+size_t
+evpack_encode(const struct event *ev, const struct evpack_cause *cause,
+    unsigned char *buf)
+{
+	unsigned char uuid[UUID_BYTES], trace[TRACE_BYTES], *p = buf;
+	const char *s;
+	size_t i, n;
+	int f;
 
 	if (ev->kind != EVENT_PAYMENT_PROCESSED_V1) {
 		errno = EINVAL;
 		return 0;
 	}
-	buf[len++] = EVPACK_MAGIC;
-	buf[len++] = (unsigned char)ev->payment.status;
-	a = (uint64_t)ev->payment.amount;
-	for (j = 56; j >= 0; j -= 8)
-		buf[len++] = (unsigned char)(a >> j);
+	f = flags_of(ev, cause, uuid, trace);
+	*p++ = EVPACK_MAGIC2;
+	*p++ = (unsigned char)ev->payment.status;
+	p = put_u64(p, (uint64_t)ev->payment.amount);
+	*p++ = (unsigned char)f;
+	if (f & F_CAUSE) {
+		memcpy(p, uuid, UUID_BYTES);
+		p += UUID_BYTES;
+	}
+	if (f & F_TIME)
+		p = put_u64(p, (uint64_t)ev->time_ms);
+	if (f & F_TRACE) {
+		memcpy(p, trace, TRACE_BYTES);
+		p += TRACE_BYTES;
+	}
 	for (i = 0; i < NFIELDS; i++) {
+		if (f & fields[i].flag)
+			continue;
 		s = (const char *)ev + fields[i].off;
 		n = strnlen(s, fields[i].max);
-		buf[len++] = (unsigned char)(n >> 8);
-		buf[len++] = (unsigned char)n;
-		memcpy(buf + len, s, n);
-		len += n;
+		if (len_width(EVPACK_MAGIC2, fields[i].max) == 2)
+			*p++ = (unsigned char)(n >> 8);
+		*p++ = (unsigned char)n;
+		memcpy(p, s, n);
+		p += n;
 	}
-	return len;
+	return (size_t)(p - buf);
 }
 
 int
 evpack_is(const void *buf, size_t len)
 {
-	return len > 0 && *(const unsigned char *)buf == EVPACK_MAGIC;
+	const unsigned char *p = buf;
+
+	return len > 0 && (*p == EVPACK_MAGIC || *p == EVPACK_MAGIC2);
 }
 
 static int
@@ -82,32 +258,22 @@ bad(void)
 	return -1;
 }
 
-int
-evpack_decode(const void *buf, size_t len, struct event *ev)
+/* The strings at p, end of either form, those f does not leave out. */
+static int
+strings_in(int magic, int f, const unsigned char *p,
+    const unsigned char *end, struct event *ev)
 {
-	const unsigned char *p = buf, *end = p + len;
-	uint64_t a = 0;
-	size_t i, n;
+	size_t i, n, w;
 	char *s;
-	int j;
 
-	memset(ev, 0, sizeof(*ev));
-	if (len < 10 || p[0] != EVPACK_MAGIC ||
-	    (p[1] != EVENT_PAY_APPROVED && p[1] != EVENT_PAY_DECLINED))
-		return bad();
-	ev->kind = EVENT_PAYMENT_PROCESSED_V1;
-	ev->payment.status = (enum event_pay_status)p[1];
-	for (j = 0; j < 8; j++)
-		a = a << 8 | p[2 + j];
-	if (a > (uint64_t)ORDER_TOTAL_MAX)
-		return bad();
-	ev->payment.amount = (int64_t)a;
-	p += 10;
 	for (i = 0; i < NFIELDS; i++) {
-		if (end - p < 2)
+		if (f & fields[i].flag)
+			continue;
+		w = len_width(magic, fields[i].max);
+		if ((size_t)(end - p) < w)
 			return bad();
-		n = (size_t)p[0] << 8 | p[1];
-		p += 2;
+		n = w == 1 ? p[0] : (size_t)p[0] << 8 | p[1];
+		p += w;
 		if (n > fields[i].max || (size_t)(end - p) < n ||
 		    memchr(p, '\0', n) != NULL)
 			return bad();
@@ -116,7 +282,84 @@ evpack_decode(const void *buf, size_t len, struct event *ev)
 		s[n] = '\0';
 		p += n;
 	}
-	if (p != end || (ev->time_ms = util_rfc3339_parse(ev->time)) < 0)
+	return p == end ? 0 : bad();
+}
+
+/* Form 2's shorter parts back into text; ids derived again. */
+static int
+derived_in(int f, const unsigned char **pp, const unsigned char *end,
+    struct event *ev)
+{
+	const unsigned char *p = *pp;
+	char cause[EVENT_UUID_LEN + 1], u[EVENT_UUID_LEN + 1];
+	uint64_t ms;
+
+	if ((f & ~F_ALL) || ((f & F_PID) && !(f & F_CAUSE)) ||
+	    (size_t)(end - p) < ((f & F_CAUSE) ? UUID_BYTES : 0u) +
+	    ((f & F_TIME) ? 8u : 0u) + ((f & F_TRACE) ? TRACE_BYTES : 0u))
+		return bad();
+	if (f & F_CAUSE) {
+		uuid_out(p, cause);
+		p += UUID_BYTES;
+		if (event_derive_id(cause, EVENT_PURPOSE_PAYMENT, ev->id) == -1)
+			return bad();
+		if (f & F_PID) {
+			if (event_derive_id(cause, EVENT_PURPOSE_PAYMENT_ID,
+			    u) == -1)
+				return bad();
+			snprintf(ev->payment.payment_id,
+			    sizeof(ev->payment.payment_id), "p-%s", u);
+		}
+	}
+	if (f & F_TIME) {
+		if ((ms = get_u64(p)) > (uint64_t)INT64_MAX)
+			return bad();
+		ev->time_ms = (int64_t)ms;
+		util_rfc3339(ev->time_ms, ev->time, sizeof(ev->time));
+		p += 8;
+	}
+	if (f & F_TRACE) {
+		trace_out(p, ev->traceparent);
+		p += TRACE_BYTES;
+	}
+	if (f & F_SOURCE)
+		snprintf(ev->source, sizeof(ev->source), "%s", EVPACK_SOURCE);
+	*pp = p;
+	return 0;
+}
+
+int
+evpack_decode(const void *buf, size_t len, struct event *ev)
+{
+	const unsigned char *p = buf, *end = p + len;
+	uint64_t a;
+	int f = 0, magic;
+
+	memset(ev, 0, sizeof(*ev));
+	if (len < 10 || !evpack_is(buf, len) ||
+	    (p[1] != EVENT_PAY_APPROVED && p[1] != EVENT_PAY_DECLINED))
+		return bad();
+	magic = p[0];
+	ev->kind = EVENT_PAYMENT_PROCESSED_V1;
+	ev->payment.status = (enum event_pay_status)p[1];
+	if ((a = get_u64(p + 2)) > (uint64_t)ORDER_TOTAL_MAX)
+		return bad();
+	ev->payment.amount = (int64_t)a;
+	p += 10;
+	if (magic == EVPACK_MAGIC2) {
+		if (p == end)
+			return bad();
+		f = *p++;
+		if (derived_in(f, &p, end, ev) == -1)
+			return -1;
+	}
+	if (strings_in(magic, f, p, end, ev) == -1)
+		return -1;
+	if (f & F_SUBJECT)
+		memcpy(ev->subject, ev->payment.order_id,
+		    sizeof(ev->subject));
+	if (!(f & F_TIME) &&
+	    (ev->time_ms = util_rfc3339_parse(ev->time)) < 0)
 		return bad();
 	snprintf(ev->type, sizeof(ev->type), "%s",
 	    event_kind_type(ev->kind));

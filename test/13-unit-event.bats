@@ -90,7 +90,7 @@ event() {
 	event payment
 }
 
-@test "evpack: a payment event in its recorded form reads back to the same JSON; damage refused" {
+@test "evpack: a payment event in either recorded form reads back to the same JSON; form 2 is half the size; damage refused" {
 	event evpack
 }
 

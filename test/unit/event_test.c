@@ -17,6 +17,7 @@
 
 #include "event.h"
 #include "evpack.h"
+#include "util.h"
 #include "jsonmem.h"
 #include "unit.h"
 
@@ -1126,19 +1127,21 @@ test_serialize_cjson(void)
 }
 
 /*
- * ev in evpack.h's form: read back, it serializes to the same JSON text;
- * every shorter prefix, and the form with a byte more, is refused.
+ * ev in evpack.h's form 2 (cause may be NULL): read back, it serializes
+ * to the same JSON text; every shorter prefix, and the form with a byte
+ * more, is refused.  Returns the form's length.
  */
-static void
-evpack_same(const struct event *ev)
+static size_t
+evpack_same(const struct event *ev, const struct evpack_cause *cause)
 {
 	unsigned char buf[EVPACK_MAX + 1];
 	struct event back;
 	char *a, *b;
 	size_t i, n;
 
-	n = evpack_encode(ev, buf);
-	CHECK(n > 0 && n <= EVPACK_MAX && evpack_is(buf, n));
+	n = evpack_encode(ev, cause, buf);
+	CHECK(n > 0 && n <= EVPACK_MAX && evpack_is(buf, n) &&
+	    buf[0] == EVPACK_MAGIC2);
 	CHECK(evpack_decode(buf, n, &back) == 0);
 	a = event_serialize(ev, NULL);
 	b = event_serialize(&back, NULL);
@@ -1151,20 +1154,51 @@ evpack_same(const struct event *ev)
 		CHECK(evpack_decode(buf, i, &back) == -1 && errno == EBADMSG);
 	buf[n] = 'x';
 	CHECK(evpack_decode(buf, n + 1, &back) == -1);
+	return n;
 }
 
-/* Damages byte off of ev's form to v: refused. */
+/* Damages byte off of ev's form 2 to v: refused. */
 static void
-evpack_damaged(const struct event *ev, size_t off, unsigned char v)
+evpack_damaged(const struct event *ev, const struct evpack_cause *cause,
+    size_t off, unsigned char v)
 {
 	unsigned char buf[EVPACK_MAX];
 	struct event back;
 	size_t n;
 
-	n = evpack_encode(ev, buf);
+	n = evpack_encode(ev, cause, buf);
 	CHECK(off < n);
 	buf[off] = v;
 	CHECK(evpack_decode(buf, n, &back) == -1 && errno == EBADMSG);
+}
+
+/*
+ * ev in form 1, as pay-process wrote it before form 2 (evpack.h): every
+ * string with a 2-byte length.  Written here from the form's definition.
+ */
+static size_t
+evpack_form1(const struct event *ev, unsigned char *buf)
+{
+	const char *s[] = { ev->id, ev->source, ev->subject, ev->time,
+	    ev->traceparent, ev->payment.order_id, ev->payment.payment_id,
+	    ev->payment.currency, ev->payment.reason,
+	    ev->payment.customer_id, ev->payment.email,
+	    ev->payment.payment_method };
+	size_t i, n, len = 0;
+	int j;
+
+	buf[len++] = EVPACK_MAGIC;
+	buf[len++] = (unsigned char)ev->payment.status;
+	for (j = 56; j >= 0; j -= 8)
+		buf[len++] = (unsigned char)((uint64_t)ev->payment.amount >> j);
+	for (i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+		n = strlen(s[i]);
+		buf[len++] = (unsigned char)(n >> 8);
+		buf[len++] = (unsigned char)n;
+		memcpy(buf + len, s[i], n);
+		len += n;
+	}
+	return len;
 }
 
 static void
@@ -1172,27 +1206,60 @@ test_evpack(void)
 {
 	unsigned char buf[EVPACK_MAX];
 	struct order o;
-	struct event cause, ev;
+	struct event cause, ev, back;
+	struct evpack_cause derived, given;
 	const char *json = "{\"specversion\":\"1.0\"}";
-	size_t off;
+	size_t n, off;
 
 	CHECK(order_parse(good, strlen(good), &o, NULL) == 0);
 	CHECK(event_order_created(&cause, &o, "/orderflow/order-submit",
 	    NULL) == 0);
+	derived.id = given.id = cause.id;
+	derived.payment_id_derived = 1;
+	given.payment_id_derived = 0;
 	errno = 0;
-	CHECK(evpack_encode(&cause, buf) == 0 && errno == EINVAL);
+	CHECK(evpack_encode(&cause, NULL, buf) == 0 && errno == EINVAL);
 	CHECK(!evpack_is(json, strlen(json)) && !evpack_is(json, 0));
 
+	/*
+	 * pay-process's payment: the ids derived from the cause, its source,
+	 * its own time and the order's traceparent all in short form; the
+	 * strings left are the order id, the currency, the (empty) reason,
+	 * the customer, the email and the payment method, each after a
+	 * 1-byte length.
+	 */
 	CHECK(event_payment_processed(&ev, &cause, EVENT_PAY_APPROVED, NULL,
-	    NULL, "/orderflow/pay-process") == 0);
-	evpack_same(&ev);
-	ev.payment.payment_method[0] = '\0';
+	    NULL, EVPACK_SOURCE) == 0);
+	n = evpack_same(&ev, &derived);
+	CHECK(n == 11 + 16 + 8 + 25 + 1 + strlen("o-1001") + 1 + 3 + 1 +
+	    1 + strlen("c-42") + 1 + strlen("ana@example.com") + 1 +
+	    strlen("pm_card_visa"));
+	CHECK(n < evpack_form1(&ev, buf) / 2);
+	/* Nothing vouched for, or a cause that is no UUID: ids kept. */
+	CHECK(evpack_same(&ev, NULL) == n - 16 + 1 + 36 + 1 + 38);
+	given.id = "order-event-7";
+	CHECK(evpack_same(&ev, &given) == n - 16 + 1 + 36 + 1 + 38);
+	given.id = cause.id;
+	/* A source, a time or a traceparent of another form: as text. */
+	snprintf(ev.source, sizeof(ev.source), "/elsewhere");
+	CHECK(evpack_same(&ev, &derived) == n + 2 + strlen("/elsewhere"));
+	snprintf(ev.source, sizeof(ev.source), "%s", EVPACK_SOURCE);
+	snprintf(ev.time, sizeof(ev.time), "2026-11-26T10:00:00+00:00");
+	ev.time_ms = util_rfc3339_parse(ev.time);
+	CHECK(evpack_same(&ev, &derived) == n - 8 + 1 + strlen(ev.time));
 	ev.traceparent[0] = '\0';
-	evpack_same(&ev);
+	CHECK(evpack_same(&ev, &derived) == n - 8 + 1 + strlen(ev.time) -
+	    25 + 1);
+	ev.payment.payment_method[0] = '\0';
+	evpack_same(&ev, &derived);
+	/* A declined payment with a gateway's id: the id derived alone. */
 	CHECK(event_payment_processed(&ev, &cause, EVENT_PAY_DECLINED,
 	    "card \"declined\" \\ by issuer", "p-given",
-	    "/orderflow/pay-process") == 0);
-	evpack_same(&ev);
+	    EVPACK_SOURCE) == 0);
+	evpack_same(&ev, &given);
+	CHECK(evpack_decode(buf, evpack_encode(&ev, &given, buf),
+	    &back) == 0 && strcmp(back.payment.payment_id, "p-given") == 0 &&
+	    strcmp(back.id, ev.id) == 0);
 	/* Every string at its limit. */
 	memset(ev.id, 'i', EVENT_ID_MAX);
 	memset(ev.source, 's', EVENT_SOURCE_MAX);
@@ -1204,25 +1271,50 @@ test_evpack(void)
 	memset(ev.payment.email, 'e', ORDER_EMAIL_MAX);
 	memset(ev.payment.payment_method, 'm', ORDER_PM_MAX);
 	ev.payment.amount = ORDER_TOTAL_MAX;
-	evpack_same(&ev);
+	evpack_same(&ev, NULL);
+	memset(ev.subject, 'S', ORDER_ID_MAX);
+	evpack_same(&ev, NULL);
+	CHECK(evpack_form1(&ev, buf) <= EVPACK_MAX);
 
-	/* The magic, the status, the amount, a length, a NUL, the time. */
+	/* Form 1, as written before form 2, reads back the same. */
 	CHECK(event_payment_processed(&ev, &cause, EVENT_PAY_APPROVED, NULL,
-	    NULL, "/orderflow/pay-process") == 0);
-	evpack_damaged(&ev, 0, '{');
-	evpack_damaged(&ev, 1, 3);
-	evpack_damaged(&ev, 2, 0xff);
-	evpack_damaged(&ev, 10, 0xff);		/* id's length */
-	evpack_damaged(&ev, 12, '\0');		/* id's first byte */
+	    NULL, EVPACK_SOURCE) == 0);
+	{
+		char *want = event_serialize(&ev, NULL), *got;
+
+		n = evpack_form1(&ev, buf);
+		CHECK(evpack_is(buf, n) && evpack_decode(buf, n, &back) == 0);
+		got = event_serialize(&back, NULL);
+		CHECK(want != NULL && got != NULL && strcmp(want, got) == 0);
+		free(got);
+		CHECK(evpack_decode(buf, n - 1, &back) == -1);
+		free(want);
+	}
+
+	/*
+	 * The magic, the status, the amount, the flags (one unknown; the
+	 * payment id derived with no cause), the order id's length, a NUL.
+	 */
+	evpack_damaged(&ev, &derived, 0, '{');
+	evpack_damaged(&ev, &derived, 1, 3);
+	evpack_damaged(&ev, &derived, 2, 0xff);
+	evpack_damaged(&ev, &derived, 10, 0x7f);
+	evpack_damaged(&ev, NULL, 10, 0x02 | 0x04);
+	off = 11 + 16 + 8 + 25;			/* the order id's length */
+	evpack_damaged(&ev, &derived, off, 0xff);
+	evpack_damaged(&ev, &derived, off + 1, '\0');
+	/* The time in form 1, its text unreadable. */
+	n = evpack_form1(&ev, buf);
 	off = 10 + 2 + strlen(ev.id) + 2 + strlen(ev.source) + 2 +
-	    strlen(ev.subject) + 2;		/* time's first byte */
-	evpack_damaged(&ev, off, 'x');
+	    strlen(ev.subject) + 2;
+	buf[off] = 'x';
+	CHECK(evpack_decode(buf, n, &back) == -1 && errno == EBADMSG);
 
 	/* As JSON text: the form serialized; an older JSON record as is. */
 	{
 		char *want = event_serialize(&ev, NULL), *got;
-		size_t n = evpack_encode(&ev, buf);
 
+		n = evpack_encode(&ev, &derived, buf);
 		got = evpack_text(buf, n);
 		CHECK(want != NULL && got != NULL && strcmp(want, got) == 0);
 		free(got);
