@@ -44,9 +44,27 @@ struct kafka_base {
 	atomic_int	auth_err;	/* last __AUTHENTICATION or __SSL */
 };
 
+/* A record kafka_produce() holds back (kafka_producer_hold()). */
+struct kafka_held {
+	struct kafka_held	*next;
+	struct kafka_dr		*dr;		/* or NULL */
+	rd_kafka_headers_t	*headers;	/* or NULL */
+	size_t			 keylen;	/* SIZE_MAX: no key */
+	size_t			 vlen;
+	char			*topic;		/* into data */
+	char			 data[];	/* topic, NUL, key, value */
+};
+
 struct kafka_producer {
 	struct kafka_base	 base;	/* first: librdkafka's opaque */
 	rd_kafka_t		*rk;
+	/* Records held back: none unless kafka_producer_hold(). */
+	int			 hold_ms;
+	size_t			 hold_max;
+	struct kafka_held	*held;
+	struct kafka_held	**held_tail;
+	size_t			 nheld;
+	int64_t			 held_since;	/* monotonic ms of the first */
 };
 
 /* What kafka_produce() hands librdkafka as the message's opaque. */
@@ -700,6 +718,7 @@ kafka_producer_new(const struct opt_kafka *o, char *err, size_t errlen)
 		return NULL;
 	}
 	base_init(&p->base);
+	p->held_tail = &p->held;
 	if ((conf = conf_new(o, &p->base, producer_defaults, NULL, err,
 	    errlen)) == NULL) {
 		free(p);
@@ -727,22 +746,17 @@ kafka_conf_check(const struct opt_kafka *o)
 	rd_kafka_conf_destroy(conf);
 }
 
-rd_kafka_resp_err_t
-kafka_produce(struct kafka_producer *p, const char *topic, const void *key,
+/* librdkafka takes the message, waiting for room; on an error the
+ * caller keeps dr and the headers. */
+static rd_kafka_resp_err_t
+produce_now(struct kafka_producer *p, const char *topic, const void *key,
     size_t keylen, const void *value, size_t vlen,
-    rd_kafka_headers_t *headers, kafka_dr_cb *cb, void *opaque)
+    rd_kafka_headers_t *headers, struct kafka_dr *dr)
 {
-	struct kafka_dr *dr = NULL;
 	rd_kafka_resp_err_t err;
 	int64_t deadline = -1;
 	char reason[256];
 
-	if (cb != NULL) {
-		if ((dr = malloc(sizeof(*dr))) == NULL)
-			return RD_KAFKA_RESP_ERR__FAIL;
-		dr->cb = cb;
-		dr->opaque = opaque;
-	}
 	for (;;) {
 		err = rd_kafka_producev(p->rk,
 		    RD_KAFKA_V_TOPIC(topic),
@@ -762,9 +776,118 @@ kafka_produce(struct kafka_producer *p, const char *topic, const void *key,
 			break;
 		rd_kafka_poll(p->rk, 100);
 	}
+	return err;
+}
+
+/* Keeps a copy of the message for kafka_producer_release(). */
+static rd_kafka_resp_err_t
+hold_one(struct kafka_producer *p, const char *topic, const void *key,
+    size_t keylen, const void *value, size_t vlen,
+    rd_kafka_headers_t *headers, struct kafka_dr *dr)
+{
+	struct kafka_held *h;
+	size_t tlen = strlen(topic) + 1, klen = key != NULL ? keylen : 0;
+
+	if ((h = malloc(sizeof(*h) + tlen + klen + vlen)) == NULL)
+		return RD_KAFKA_RESP_ERR__FAIL;
+	h->next = NULL;
+	h->dr = dr;
+	h->headers = headers;
+	h->keylen = key != NULL ? keylen : SIZE_MAX;
+	h->vlen = vlen;
+	h->topic = h->data;
+	memcpy(h->data, topic, tlen);
+	if (klen > 0)
+		memcpy(h->data + tlen, key, klen);
+	if (vlen > 0)
+		memcpy(h->data + tlen + klen, value, vlen);
+	if (p->nheld++ == 0)
+		p->held_since = util_mono_ms();
+	*p->held_tail = h;
+	p->held_tail = &h->next;
+	if (p->nheld >= p->hold_max)
+		kafka_producer_release(p);
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+rd_kafka_resp_err_t
+kafka_produce(struct kafka_producer *p, const char *topic, const void *key,
+    size_t keylen, const void *value, size_t vlen,
+    rd_kafka_headers_t *headers, kafka_dr_cb *cb, void *opaque)
+{
+	struct kafka_dr *dr = NULL;
+	rd_kafka_resp_err_t err;
+
+	if (cb != NULL) {
+		if ((dr = malloc(sizeof(*dr))) == NULL)
+			return RD_KAFKA_RESP_ERR__FAIL;
+		dr->cb = cb;
+		dr->opaque = opaque;
+	}
+	err = p->hold_ms > 0 ?
+	    hold_one(p, topic, key, keylen, value, vlen, headers, dr) :
+	    produce_now(p, topic, key, keylen, value, vlen, headers, dr);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		free(dr);
 	return err;
+}
+
+void
+kafka_producer_hold(struct kafka_producer *p, int hold_ms, size_t max)
+{
+	kafka_producer_release(p);
+	p->hold_ms = hold_ms;
+	p->hold_max = max > 0 ? max : 1;
+}
+
+/*
+ * A held message that librdkafka refused, or that is dropped: its
+ * callback gets err, as for a message that was not delivered.
+ */
+static void
+held_fail(struct kafka_held *h, rd_kafka_resp_err_t err)
+{
+	if (h->headers != NULL)
+		rd_kafka_headers_destroy(h->headers);
+	if (h->dr != NULL) {
+		h->dr->cb(h->dr->opaque, err, -1, -1);
+		free(h->dr);
+	}
+}
+
+void
+kafka_producer_release(struct kafka_producer *p)
+{
+	struct kafka_held *h, *list = p->held;
+	size_t tlen;
+	rd_kafka_resp_err_t err;
+
+	p->held = NULL;
+	p->held_tail = &p->held;
+	p->nheld = 0;
+	while ((h = list) != NULL) {
+		list = h->next;
+		tlen = strlen(h->topic) + 1;
+		/* On an error the headers are still ours, dr freed. */
+		err = produce_now(p, h->topic, h->keylen == SIZE_MAX ? NULL :
+		    h->data + tlen, h->keylen == SIZE_MAX ? 0 : h->keylen,
+		    h->data + tlen + (h->keylen == SIZE_MAX ? 0 : h->keylen),
+		    h->vlen, h->headers, h->dr);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			log_error("%s: cannot produce: %s", h->topic,
+			    rd_kafka_err2str(err));
+			held_fail(h, err);
+		}
+		free(h);
+	}
+}
+
+void
+kafka_producer_tick(struct kafka_producer *p, int starved)
+{
+	if (p->nheld > 0 && (starved ||
+	    util_mono_ms() - p->held_since >= p->hold_ms))
+		kafka_producer_release(p);
 }
 
 int
@@ -776,6 +899,7 @@ kafka_poll(struct kafka_producer *p, int timeout_ms)
 int
 kafka_flush(struct kafka_producer *p, int timeout_ms)
 {
+	kafka_producer_release(p);
 	rd_kafka_flush(p->rk, timeout_ms);
 	return rd_kafka_outq_len(p->rk);
 }
@@ -789,9 +913,16 @@ kafka_producer_rk(struct kafka_producer *p)
 void
 kafka_producer_destroy(struct kafka_producer *p)
 {
+	struct kafka_held *h;
+
 	if (p == NULL)
 		return;
 	/* Every callback runs once, even for what was never delivered. */
+	while ((h = p->held) != NULL) {
+		p->held = h->next;
+		held_fail(h, RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+		free(h);
+	}
 	if (rd_kafka_outq_len(p->rk) > 0) {
 		rd_kafka_purge(p->rk,
 		    RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

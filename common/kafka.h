@@ -77,7 +77,8 @@ void	kafka_conf_check(const struct opt_kafka *);
  * on an error the caller keeps them.  A full queue is not an error: it
  * serves delivery reports and retries for up to KAFKA_QUEUE_WAIT_MS.
  * cb (may be NULL) is called exactly once, from a later kafka_poll(),
- * kafka_flush(), kafka_produce() or kafka_producer_destroy(), and only if
+ * kafka_flush(), kafka_produce(), kafka_producer_tick(),
+ * kafka_producer_release() or kafka_producer_destroy(), and only if
  * this returns 0.  Returns 0 or the error (RD_KAFKA_RESP_ERR__FATAL: see
  * kafka_fatal()).
  */
@@ -85,12 +86,37 @@ rd_kafka_resp_err_t kafka_produce(struct kafka_producer *, const char *topic,
 	    const void *key, size_t keylen, const void *value, size_t vlen,
 	    rd_kafka_headers_t *headers, kafka_dr_cb *cb, void *opaque);
 
+/*
+ * Holding back: from now on kafka_produce() keeps a copy of each message
+ * instead of handing it to librdkafka, until max are held or
+ * kafka_producer_tick() or kafka_producer_release() lets them go, in the
+ * order produced.  librdkafka sends a partition's messages in a request
+ * of their own once its linger has passed since the first; a worker that
+ * hands over its outputs one by one as they are ready, with a backlog to
+ * work through, has them sent in many small requests, each of which costs
+ * the broker about as much as a large one (scripts/bench.d/FINDINGS.md,
+ * relay).  Held back while the backlog lasts, they go out in fewer, larger
+ * ones.  A message librdkafka refuses when it is let go has its callback
+ * called with the error, from the call that let it go.  hold_ms 0 stops
+ * holding (letting go what is held).
+ */
+void	kafka_producer_hold(struct kafka_producer *, int hold_ms, size_t max);
+
+/*
+ * Lets the held messages go if starved (the caller has no input waiting,
+ * so nothing would join them) or the first has been held hold_ms.
+ */
+void	kafka_producer_tick(struct kafka_producer *, int starved);
+
+/* Lets every held message go to librdkafka. */
+void	kafka_producer_release(struct kafka_producer *);
+
 /* Serves delivery reports and errors; returns how many events it served. */
 int	kafka_poll(struct kafka_producer *, int timeout_ms);
 
 /*
- * Waits up to timeout_ms for every queued message to be acknowledged or
- * failed, serving their callbacks.  Returns how many are still queued: a
+ * Lets the held messages go, then waits up to timeout_ms for every queued
+ * message to be acknowledged or failed, serving their callbacks.  Returns how many are still queued: a
  * caller that gets more than 0 reports them and exits OF_EXIT_KAFKA.
  */
 int	kafka_flush(struct kafka_producer *, int timeout_ms);

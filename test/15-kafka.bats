@@ -53,6 +53,11 @@ load test_helper
 	assert_success
 }
 
+@test "kafka: records held back go out in order, whole, when released; one held at destroy gets its callback" {
+	run --separate-stderr "$BUILD/test/kafka_test" hold
+	assert_success
+}
+
 @test "kafka: an unreachable broker fails within the deadline, logged once" {
 	run --separate-stderr "$BUILD/test/kafka_test" unreachable
 	assert_success

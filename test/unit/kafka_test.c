@@ -581,6 +581,93 @@ test_queuefull(void)
 	opt_free(&o);
 }
 
+/*
+ * Held back (kafka_producer_hold()): nothing reaches librdkafka until max
+ * are held, a tick finds the first old enough or starved, or a flush; then
+ * every message goes in the order produced, key, value and headers as
+ * given; a message still held at destroy gets its callback.
+ */
+static void
+test_hold(void)
+{
+	struct opt_kafka o;
+	struct kafka_producer *p;
+	struct kafka_consumer *c;
+	rd_kafka_message_t *m;
+	rd_kafka_headers_t *h;
+	struct dr_rec recs[26];
+	const char *topics[2];
+	char topic[128], group[128], err[512], key[16], val[2048];
+	const void *hv;
+	size_t hlen, i, got = 0;
+	int64_t deadline;
+
+	unit_unique(topic, sizeof(topic), "kafka-test", "hold");
+	unit_unique(group, sizeof(group), "kafka-test", "group");
+	create_topic(topic, 1);
+	opts(&o, brokers, group);
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	kafka_producer_hold(p, 60000, 10);
+	memset(recs, 0, sizeof(recs));
+	for (i = 0; i < 25; i++) {
+		snprintf(key, sizeof(key), "k-%zu", i);
+		memset(val, 'a' + (int)(i % 26), sizeof(val));
+		h = rd_kafka_headers_new(1);
+		kafka_header_add_int64(h, "n", (int64_t)i);
+		/* Message 7 has no key; the values grow to 2,000 bytes. */
+		CHECK(kafka_produce(p, topic, i == 7 ? NULL : key, strlen(key),
+		    val, i * 80, h, record_cb, &recs[i]) == 0);
+	}
+	/* 20 went at the tenth and the twentieth; 5 are held. */
+	CHECK(rd_kafka_outq_len(kafka_producer_rk(p)) <= 20);
+	deadline = util_mono_ms() + 30000;
+	while (recs[19].called == 0 && util_mono_ms() < deadline) {
+		kafka_producer_tick(p, 0);
+		kafka_poll(p, 100);
+	}
+	CHECK(recs[19].called == 1 && recs[19].offset == 19);
+	for (i = 20; i < 25; i++)
+		CHECK(recs[i].called == 0);
+	kafka_producer_tick(p, 1);
+	CHECK(kafka_flush(p, 30000) == 0);
+	for (i = 0; i < 25; i++)
+		CHECK(recs[i].called == 1 && recs[i].err == 0 &&
+		    recs[i].offset == (int64_t)i);
+	/* Held at destroy: its callback, purged. */
+	h = rd_kafka_headers_new(1);
+	CHECK(kafka_produce(p, topic, "k", 1, "v", 1, h, record_cb,
+	    &recs[25]) == 0);
+	kafka_producer_destroy(p);
+	CHECK(recs[25].called == 1 &&
+	    recs[25].err == RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+
+	topics[0] = topic;
+	topics[1] = NULL;
+	REQUIRE((c = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
+	while (got < 25 && (m = poll_for(c, 30000)) != NULL) {
+		i = (size_t)m->offset;
+		snprintf(key, sizeof(key), "k-%zu", i);
+		CHECK(i == got);
+		if (i == 7)
+			CHECK(m->key == NULL && m->key_len == 0);
+		else
+			CHECK(m->key_len == strlen(key) &&
+			    memcmp(m->key, key, m->key_len) == 0);
+		CHECK(m->len == i * 80 && (m->len == 0 ||
+		    ((const char *)m->payload)[m->len - 1] ==
+		    'a' + (int)(i % 26)));
+		snprintf(key, sizeof(key), "%zu", i);
+		CHECK(rd_kafka_message_headers(m, &h) == 0 &&
+		    rd_kafka_header_get_last(h, "n", &hv, &hlen) == 0 &&
+		    hlen == strlen(key) && memcmp(hv, key, hlen) == 0);
+		got++;
+		rd_kafka_message_destroy(m);
+	}
+	CHECK(got == 25);
+	CHECK(kafka_consumer_close(c) == 0);
+	opt_free(&o);
+}
+
 /* Nothing listens on port 1: fail within the deadline, never hang. */
 static void
 test_unreachable(void)
@@ -840,6 +927,7 @@ static const struct unit_test tests[] = {
 	{ "rebalance", test_rebalance },
 	{ "rebalance-eager", test_rebalance_eager },
 	{ "queuefull", test_queuefull },
+	{ "hold", test_hold },
 };
 
 int
