@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uuid/uuid.h>
+
 #include "evpack.h"
 #include "util.h"
 
@@ -91,39 +93,20 @@ hex_out(char *s, const unsigned char *in, size_t n)
 	return s;
 }
 
-/* A UUID in lower-case text (8-4-4-4-12) as its 16 bytes; -1 if not. */
+/*
+ * A UUID in lower-case text as its 16 bytes (libuuid), only when the text
+ * is exactly what uuid_unparse_lower() makes of them; -1 if not.
+ */
 static int
 uuid_in(const char *s, unsigned char out[UUID_BYTES])
 {
-	static const int group[] = { 4, 2, 2, 2, 6 };
-	size_t i;
+	char back[EVENT_UUID_LEN + 1];
 
-	if (strnlen(s, EVENT_UUID_LEN + 1) != EVENT_UUID_LEN)
+	if (strnlen(s, EVENT_UUID_LEN + 1) != EVENT_UUID_LEN ||
+	    uuid_parse(s, out) == -1)
 		return -1;
-	for (i = 0; i < 5; i++) {
-		if (hex_in(s, out, (size_t)group[i]) == -1)
-			return -1;
-		s += 2 * group[i];
-		out += group[i];
-		if (i < 4 && *s++ != '-')
-			return -1;
-	}
-	return 0;
-}
-
-static void
-uuid_out(const unsigned char in[UUID_BYTES], char out[EVENT_UUID_LEN + 1])
-{
-	static const int group[] = { 4, 2, 2, 2, 6 };
-	size_t i;
-
-	for (i = 0; i < 5; i++) {
-		out = hex_out(out, in, (size_t)group[i]);
-		in += group[i];
-		if (i < 4)
-			*out++ = '-';
-	}
-	*out = '\0';
+	uuid_unparse_lower(out, back);
+	return strcmp(back, s) == 0 ? 0 : -1;
 }
 
 /* A traceparent of version 00 as its fields' bytes; -1 if not one. */
@@ -147,27 +130,6 @@ trace_out(const unsigned char in[TRACE_BYTES], char out[TRACEPARENT_LEN + 1])
 	out[52] = '-';
 	hex_out(out + 53, in + 24, 1);
 	out[TRACEPARENT_LEN] = '\0';
-}
-
-static unsigned char *
-put_u64(unsigned char *p, uint64_t v)
-{
-	int j;
-
-	for (j = 56; j >= 0; j -= 8)
-		*p++ = (unsigned char)(v >> j);
-	return p;
-}
-
-static uint64_t
-get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	int j;
-
-	for (j = 0; j < 8; j++)
-		v = v << 8 | p[j];
-	return v;
 }
 
 /* Form 1 writes every length in 2 bytes; form 2 in 1 where it fits. */
@@ -217,14 +179,17 @@ evpack_encode(const struct event *ev, const struct evpack_cause *cause,
 	f = flags_of(ev, cause, uuid, trace);
 	*p++ = EVPACK_MAGIC2;
 	*p++ = (unsigned char)ev->payment.status;
-	p = put_u64(p, (uint64_t)ev->payment.amount);
+	util_put_be64(p, (uint64_t)ev->payment.amount);
+	p += 8;
 	*p++ = (unsigned char)f;
 	if (f & F_CAUSE) {
 		memcpy(p, uuid, UUID_BYTES);
 		p += UUID_BYTES;
 	}
-	if (f & F_TIME)
-		p = put_u64(p, (uint64_t)ev->time_ms);
+	if (f & F_TIME) {
+		util_put_be64(p, (uint64_t)ev->time_ms);
+		p += 8;
+	}
 	if (f & F_TRACE) {
 		memcpy(p, trace, TRACE_BYTES);
 		p += TRACE_BYTES;
@@ -299,7 +264,7 @@ derived_in(int f, const unsigned char **pp, const unsigned char *end,
 	    ((f & F_TIME) ? 8u : 0u) + ((f & F_TRACE) ? TRACE_BYTES : 0u))
 		return bad();
 	if (f & F_CAUSE) {
-		uuid_out(p, cause);
+		uuid_unparse_lower(p, cause);
 		p += UUID_BYTES;
 		if (event_derive_id(cause, EVENT_PURPOSE_PAYMENT, ev->id) == -1)
 			return bad();
@@ -312,7 +277,7 @@ derived_in(int f, const unsigned char **pp, const unsigned char *end,
 		}
 	}
 	if (f & F_TIME) {
-		if ((ms = get_u64(p)) > (uint64_t)INT64_MAX)
+		if ((ms = util_get_be64(p)) > (uint64_t)INT64_MAX)
 			return bad();
 		ev->time_ms = (int64_t)ms;
 		util_rfc3339(ev->time_ms, ev->time, sizeof(ev->time));
@@ -342,7 +307,7 @@ evpack_decode(const void *buf, size_t len, struct event *ev)
 	magic = p[0];
 	ev->kind = EVENT_PAYMENT_PROCESSED_V1;
 	ev->payment.status = (enum event_pay_status)p[1];
-	if ((a = get_u64(p + 2)) > (uint64_t)ORDER_TOTAL_MAX)
+	if ((a = util_get_be64(p + 2)) > (uint64_t)ORDER_TOTAL_MAX)
 		return bad();
 	ev->payment.amount = (int64_t)a;
 	p += 10;

@@ -74,26 +74,10 @@ store_dbtxn(struct store_txn *t)
 	return (DB_TXN *)t;
 }
 
-/* Numbers in byte order: big-endian, signed ones with the sign flipped. */
-void
-store_put_u64(unsigned char *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--, v >>= 8)
-		p[i] = v & 0xff;
-}
-
-uint64_t
-store_get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
+/*
+ * Numbers in byte order: big-endian (util_put_be64() for 64 bits), signed
+ * ones with the sign flipped.
+ */
 
 void
 store_put_u32(unsigned char *p, uint32_t v)
@@ -114,13 +98,13 @@ store_get_u32(const unsigned char *p)
 void
 store_put_i64(unsigned char *p, int64_t v)
 {
-	store_put_u64(p, (uint64_t)v ^ (UINT64_C(1) << 63));
+	util_put_be64(p, (uint64_t)v ^ (UINT64_C(1) << 63));
 }
 
 int64_t
 store_get_i64(const unsigned char *p)
 {
-	return (int64_t)(store_get_u64(p) ^ (UINT64_C(1) << 63));
+	return (int64_t)(util_get_be64(p) ^ (UINT64_C(1) << 63));
 }
 
 void
@@ -612,7 +596,7 @@ outbox_append_fn(struct store *s, struct store_txn *t, void *arg)
 	store_put_i64(buf, o->now_ms);
 	if (o->len > 0)
 		memcpy(buf + OUTBOX_HDR, o->data, o->len);
-	store_put_u64(kb, (uint64_t)v);
+	util_put_be64(kb, (uint64_t)v);
 	store_dbt_in(&k, kb, sizeof(kb));
 	store_dbt_in(&d, buf, OUTBOX_HDR + o->len);
 	ret = s->outbox->put(s->outbox, store_dbtxn(t), &k, &d, DB_NOOVERWRITE);
@@ -640,7 +624,7 @@ outbox_decode(const DBT *k, const DBT *d, struct store_outbox_rec *r)
 {
 	if (k->size != 8 || d->size < OUTBOX_HDR)
 		return EBADMSG;
-	r->seq = store_get_u64(k->data);
+	r->seq = util_get_be64(k->data);
 	r->appended_ms = store_get_i64(d->data);
 	r->len = d->size - OUTBOX_HDR;
 	r->data = store_copy_nul((unsigned char *)d->data + OUTBOX_HDR, r->len);
@@ -679,7 +663,7 @@ outbox_first_fn(struct store *s, struct store_txn *t, void *arg)
 	struct op *o = arg;
 	unsigned char kb[8];
 
-	store_put_u64(kb, o->seq + 1);
+	util_put_be64(kb, o->seq + 1);
 	return outbox_seek(s, t, 0, DB_SET_RANGE | o->rmw, kb, o->rec);
 }
 
@@ -702,7 +686,7 @@ outbox_del_fn(struct store *s, struct store_txn *t, void *arg)
 	unsigned char kb[8];
 	DBT k;
 
-	store_put_u64(kb, o->seq);
+	util_put_be64(kb, o->seq);
 	store_dbt_in(&k, kb, sizeof(kb));
 	return s->outbox->del(s->outbox, store_dbtxn(t), &k, 0);
 }

@@ -69,6 +69,7 @@
 
 #include "store.h"
 #include "store_local.h"
+#include "util.h"
 
 /*
  * The stored state: the caller's in the low 31 bits (so from -2^30 to
@@ -363,7 +364,7 @@ gen_slot_get(struct store *s, struct store_txn *t, int i, u_int32_t flags,
 		return ret;
 	if (d.size != sizeof(v))
 		return EBADMSG;
-	*gen = store_get_u64(v);
+	*gen = util_get_be64(v);
 	return 0;
 }
 
@@ -384,7 +385,7 @@ gen_slot_set_fn(struct store *s, struct store_txn *t, void *arg)
 	if (ret == 0 && cur >= o->seq)
 		return 0;
 	snprintf(key, sizeof(key), "%s%d", GEN_SLOT_KEY, (int)o->max);
-	store_put_u64(v, o->seq);
+	util_put_be64(v, o->seq);
 	store_dbt_in(&k, key, strlen(key));
 	store_dbt_in(&d, v, sizeof(v));
 	return s->gens->put(s->gens, store_dbtxn(t), &k, &d, 0);

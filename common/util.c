@@ -240,6 +240,26 @@ util_rfc3339(int64_t epoch_ms, char *buf, size_t len)
 	buf[5] = '\0';
 }
 
+void
+util_put_be64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = v & 0xff;
+}
+
+uint64_t
+util_get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 int64_t
 util_now_ms(void)
 {

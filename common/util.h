@@ -2,7 +2,7 @@
  * util.h - small helpers every command needs: range-checked numbers,
  * durations and times as orderflow(7) writes them, clocks, memory that must
  * be had, the check of standard output before exiting, the signals that
- * stop a command, and bytes as JSON text.
+ * stop a command, bytes as JSON text, and numbers as big-endian bytes.
  */
 #ifndef OF_UTIL_H
 #define OF_UTIL_H
@@ -61,6 +61,10 @@ int		 util_lock(const char *path);
  */
 #define UTIL_I64_LEN	20	/* "-9223372036854775808", without the NUL */
 size_t		 util_i64toa(int64_t v, char buf[UTIL_I64_LEN + 1]);
+
+/* A 64-bit number as 8 bytes, big-endian (keys that sort as numbers). */
+void		 util_put_be64(unsigned char *p, uint64_t v);
+uint64_t	 util_get_be64(const unsigned char *p);
 
 int64_t		 util_now_ms(void);		/* wall clock */
 int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */

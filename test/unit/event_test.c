@@ -1239,6 +1239,8 @@ test_evpack(void)
 	CHECK(evpack_same(&ev, NULL) == n - 16 + 1 + 36 + 1 + 38);
 	given.id = "order-event-7";
 	CHECK(evpack_same(&ev, &given) == n - 16 + 1 + 36 + 1 + 38);
+	given.id = "6BA7B810-9DAD-11D1-80B4-00C04FD430C8";	/* not lower */
+	CHECK(evpack_same(&ev, &given) == n - 16 + 1 + 36 + 1 + 38);
 	given.id = cause.id;
 	/* A source, a time or a traceparent of another form: as text. */
 	snprintf(ev.source, sizeof(ev.source), "/elsewhere");
