@@ -530,6 +530,8 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 
 	if (consumer_start(w, o, OF_EXIT_USAGE) == -1)
 		return;
+	/* Here only: this loop lets what is held go (pipe mode would not). */
+	kafka_producer_hold(w->p, OUT_HOLD_MS, OUT_HOLD_MAX);
 	while (w->rc == OF_EXIT_OK && worker_running()) {
 		hold(w);
 		/* Calls in flight: a glance at Kafka, then the calls. */
@@ -597,7 +599,6 @@ start_producer(struct worker *w, const struct opt_kafka *o)
 		log_error("%s", err);
 		return OF_EXIT_USAGE;
 	}
-	kafka_producer_hold(w->p, OUT_HOLD_MS, OUT_HOLD_MAX);
 	if (kafka_wait_reachable(kafka_producer_rk(w->p), REACHABLE_MS) != 0) {
 		log_error("kafka: no broker reachable at %s", o->brokers);
 		return OF_EXIT_KAFKA;

@@ -172,6 +172,21 @@ at_least() {
 	[ "$id" != "$(jq -r .id <<<"$ev")" ]
 }
 
+@test "pay-process: an event read from a pipe that stays open reaches Kafka without waiting for more" {
+	new_flow
+	mkfifo "$BATS_TEST_TMPDIR/in"
+	pay-process --state "$ORDERFLOW_STATE" -i "$BATS_TEST_TMPDIR/in" \
+	    2>>"$BATS_TEST_TMPDIR/pp.log" &
+	pid=$!
+	exec {fd}>"$BATS_TEST_TMPDIR/in"
+	mkev o-pipe-open pm_card_visa >&"$fd"
+	# The input is still open: nothing else will come to push it out.
+	wait_until 30 at_least 1 payment-processed
+	exec {fd}>&-
+	wait "$pid"
+	[ "$(payments | jq -r .order_id)" = o-pipe-open ]
+}
+
 @test "pay-process: pm_transient_2 is paid after exactly two retries" {
 	new_flow
 	start_pp --backoff 100ms
