@@ -25,6 +25,9 @@
 #define F_TRACE		0x20	/* traceparent, version 00, as bytes */
 #define F_ALL		0x3f
 
+/* The last millisecond of year 9999: form 2's times stop there. */
+#define TIME_MS_MAX	INT64_C(253402300799999)
+
 #define UUID_BYTES	16u
 #define TRACE_BYTES	(16u + 8u + 1u)	/* trace id, parent id, flags */
 
@@ -153,7 +156,7 @@ flags_of(const struct event *ev, const struct evpack_cause *cause,
 		f |= F_SOURCE;
 	if (strcmp(ev->subject, ev->payment.order_id) == 0)
 		f |= F_SUBJECT;
-	if (ev->time_ms >= 0) {
+	if (ev->time_ms >= 0 && ev->time_ms <= TIME_MS_MAX) {
 		util_rfc3339(ev->time_ms, t, sizeof(t));
 		if (strcmp(t, ev->time) == 0)
 			f |= F_TIME;
@@ -277,7 +280,7 @@ derived_in(int f, const unsigned char **pp, const unsigned char *end,
 		}
 	}
 	if (f & F_TIME) {
-		if ((ms = util_get_be64(p)) > (uint64_t)INT64_MAX)
+		if ((ms = util_get_be64(p)) > (uint64_t)TIME_MS_MAX)
 			return bad();
 		ev->time_ms = (int64_t)ms;
 		util_rfc3339(ev->time_ms, ev->time, sizeof(ev->time));

@@ -1302,6 +1302,7 @@ test_evpack(void)
 	evpack_damaged(&ev, &derived, 2, 0xff);
 	evpack_damaged(&ev, &derived, 10, 0x7f);
 	evpack_damaged(&ev, NULL, 10, 0x02 | 0x04);
+	evpack_damaged(&ev, &derived, 11 + 16, 0x01);	/* past year 9999 */
 	off = 11 + 16 + 8 + 25;			/* the order id's length */
 	evpack_damaged(&ev, &derived, off, 0xff);
 	evpack_damaged(&ev, &derived, off + 1, '\0');
