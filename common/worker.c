@@ -79,11 +79,12 @@ static struct opt_prop producer_props[] = {
  * request of their own once their linger has passed, and while a worker
  * works through a backlog, the few dozen that each store transaction
  * releases made a request each, whose cost to the broker hardly depends
- * on its size.  Held back, the same records take a fifth of the requests
- * and the broker a third less CPU.  As soon as no input is waiting, what
- * is held goes at once, and nothing is held while fewer than
- * OUT_HOLD_DEPTH records are in the worker: one keeping up with its input
- * adds nothing to a record's way (scripts/bench.d/FINDINGS.md, relay).
+ * on its size.  Held back, the same records take less than half the
+ * requests and the broker about a third less CPU.  As soon as no input is
+ * waiting, what is held goes at once, and nothing is held while fewer
+ * than OUT_HOLD_DEPTH records are in the worker: one keeping up with its
+ * input adds nothing to a record's way (scripts/bench.d/FINDINGS.md,
+ * relay).
  */
 #define OUT_HOLD_MS		20
 #define OUT_HOLD_MAX		1024
