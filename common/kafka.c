@@ -746,8 +746,10 @@ kafka_conf_check(const struct opt_kafka *o)
 	rd_kafka_conf_destroy(conf);
 }
 
-/* librdkafka takes the message, waiting for room; on an error the
- * caller keeps dr and the headers. */
+/*
+ * librdkafka takes the message, waiting for room; on an error the caller
+ * keeps dr and the headers.
+ */
 static rd_kafka_resp_err_t
 produce_now(struct kafka_producer *p, const char *topic, const void *key,
     size_t keylen, const void *value, size_t vlen,
