@@ -1501,21 +1501,31 @@ hex(char *dst, const unsigned char *p, size_t len)
 }
 
 void
+trace_from_bytes(const unsigned char in[TRACEPARENT_BYTES],
+    char out[TRACEPARENT_LEN + 1])
+{
+	memcpy(out, "00-", 3);
+	hex(out + 3, in, 16);
+	out[35] = '-';
+	hex(out + 36, in + 16, 8);
+	out[52] = '-';
+	hex(out + 53, in + 24, 1);
+	out[TRACEPARENT_LEN] = '\0';
+}
+
+void
 trace_generate(char out[TRACEPARENT_LEN + 1])
 {
-	unsigned char trace[16], span[8];
+	unsigned char b[TRACEPARENT_BYTES];
 
 	do
-		random_bytes(trace, sizeof(trace));
-	while (all_zero(trace, sizeof(trace)));
+		random_bytes(b, 16);
+	while (all_zero(b, 16));
 	do
-		random_bytes(span, sizeof(span));
-	while (all_zero(span, sizeof(span)));
-	memcpy(out, "00-", 3);
-	hex(out + 3, trace, sizeof(trace));
-	out[35] = '-';
-	hex(out + 36, span, sizeof(span));
-	memcpy(out + 52, "-01", 4);
+		random_bytes(b + 16, 8);
+	while (all_zero(b + 16, 8));
+	b[24] = 0x01;
+	trace_from_bytes(b, out);
 }
 
 /* Lower-case hex digits. */
@@ -1554,6 +1564,30 @@ trace_valid(const char *s)
 {
 	return s != NULL && strnlen(s, TRACEPARENT_LEN + 1) == TRACEPARENT_LEN &&
 	    s[0] == '0' && s[1] == '0' && trace_fields(s);
+}
+
+/* The value of a lower-case hex digit (trace_valid() checked it). */
+static int
+nibble(char c)
+{
+	return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+int
+trace_to_bytes(const char *s, unsigned char out[TRACEPARENT_BYTES])
+{
+	static const int from[TRACEPARENT_BYTES] = {
+		3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33,
+		36, 38, 40, 42, 44, 46, 48, 50, 53
+	};
+	size_t i;
+
+	if (!trace_valid(s))
+		return -1;
+	for (i = 0; i < TRACEPARENT_BYTES; i++)
+		out[i] = (unsigned char)(nibble(s[from[i]]) << 4 |
+		    nibble(s[from[i] + 1]));
+	return 0;
 }
 
 int

@@ -297,6 +297,15 @@ int	 trace_valid(const char *s);
  */
 int	 trace_parse(const char *s, char out[TRACEPARENT_LEN + 1]);
 
+/*
+ * A trace_valid() traceparent as the bytes of its trace id, parent id and
+ * flags (TRACEPARENT_BYTES), and back: 0, or -1 when s is not valid.
+ */
+#define TRACEPARENT_BYTES	(16 + 8 + 1)
+int	 trace_to_bytes(const char *s, unsigned char out[TRACEPARENT_BYTES]);
+void	 trace_from_bytes(const unsigned char in[TRACEPARENT_BYTES],
+	    char out[TRACEPARENT_LEN + 1]);
+
 /* The 32-hex trace id of a valid traceparent, for logs; 0 or -1. */
 int	 trace_id_of(const char *traceparent, char out[TRACE_ID_LEN + 1]);
 

@@ -29,7 +29,7 @@
 #define TIME_MS_MAX	INT64_C(253402300799999)
 
 #define UUID_BYTES	16u
-#define TRACE_BYTES	(16u + 8u + 1u)	/* trace id, parent id, flags */
+#define TRACE_BYTES	((size_t)TRACEPARENT_BYTES)
 
 /* The event's strings in their order in the form, with their limits. */
 struct field {
@@ -59,43 +59,6 @@ static const struct field fields[] = {
 
 #define NFIELDS	(sizeof(fields) / sizeof(fields[0]))
 
-static const char hexdig[] = "0123456789abcdef";
-
-/* Lower-case hex digit's value, or -1. */
-static int
-unhex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* n bytes from 2n lower-case hex digits at s; -1 if one is not. */
-static int
-hex_in(const char *s, unsigned char *out, size_t n)
-{
-	int hi, lo;
-
-	for (; n > 0; n--, s += 2) {
-		if ((hi = unhex(s[0])) < 0 || (lo = unhex(s[1])) < 0)
-			return -1;
-		*out++ = (unsigned char)(hi << 4 | lo);
-	}
-	return 0;
-}
-
-static char *
-hex_out(char *s, const unsigned char *in, size_t n)
-{
-	for (; n > 0; n--, in++) {
-		*s++ = hexdig[*in >> 4];
-		*s++ = hexdig[*in & 15];
-	}
-	return s;
-}
-
 /*
  * A UUID in lower-case text as its 16 bytes (libuuid), only when the text
  * is exactly what uuid_unparse_lower() makes of them; -1 if not.
@@ -110,29 +73,6 @@ uuid_in(const char *s, unsigned char out[UUID_BYTES])
 		return -1;
 	uuid_unparse_lower(out, back);
 	return strcmp(back, s) == 0 ? 0 : -1;
-}
-
-/* A traceparent of version 00 as its fields' bytes; -1 if not one. */
-static int
-trace_in(const char *s, unsigned char out[TRACE_BYTES])
-{
-	if (strnlen(s, TRACEPARENT_LEN + 1) != TRACEPARENT_LEN ||
-	    strncmp(s, "00-", 3) != 0 || s[35] != '-' || s[52] != '-')
-		return -1;
-	return hex_in(s + 3, out, 16) == -1 || hex_in(s + 36, out + 16, 8) ==
-	    -1 || hex_in(s + 53, out + 24, 1) == -1 ? -1 : 0;
-}
-
-static void
-trace_out(const unsigned char in[TRACE_BYTES], char out[TRACEPARENT_LEN + 1])
-{
-	memcpy(out, "00-", 3);
-	hex_out(out + 3, in, 16);
-	out[35] = '-';
-	hex_out(out + 36, in + 16, 8);
-	out[52] = '-';
-	hex_out(out + 53, in + 24, 1);
-	out[TRACEPARENT_LEN] = '\0';
 }
 
 /* Form 1 writes every length in 2 bytes; form 2 in 1 where it fits. */
@@ -161,7 +101,7 @@ flags_of(const struct event *ev, const struct evpack_cause *cause,
 		if (strcmp(t, ev->time) == 0)
 			f |= F_TIME;
 	}
-	if (trace_in(ev->traceparent, trace) == 0)
+	if (trace_to_bytes(ev->traceparent, trace) == 0)
 		f |= F_TRACE;
 	return f;
 }
@@ -287,7 +227,7 @@ derived_in(int f, const unsigned char **pp, const unsigned char *end,
 		p += 8;
 	}
 	if (f & F_TRACE) {
-		trace_out(p, ev->traceparent);
+		trace_from_bytes(p, ev->traceparent);
 		p += TRACE_BYTES;
 	}
 	if (f & F_SOURCE)
