@@ -96,6 +96,8 @@ struct pp {
 	struct opt_kafka o;
 	struct opt_codec oc;
 	struct codec	*codec;		/* reads both formats, writes one */
+	struct codec	*store_codec;	/* the store thread's, to write */
+	const char	*out_topic;
 	int		 avro_out;	/* outputs encoded from the event */
 	struct store	*store;
 	const char	*state;
@@ -174,6 +176,9 @@ struct payjob {
 	int			 pid_derived;	/* payev's payment_id is */
 						/* derived, not the gateway's */
 	char			*json;		/* payev's JSON, unless avro_out */
+	void			*avro;		/* or its Avro record */
+	size_t			 avro_len;
+	rd_kafka_headers_t	*avro_hdrs;
 	int64_t			 now_ms;
 	char			*recorded;	/* a payment recorded before */
 	size_t			 recorded_len;
@@ -223,6 +228,9 @@ payjob_free(struct payjob *pj)
 {
 	event_free(&pj->ev);
 	free(pj->json);
+	free(pj->avro);
+	if (pj->avro_hdrs != NULL)
+		rd_kafka_headers_destroy(pj->avro_hdrs);
 	free(pj->recorded);
 	payjob_drop(pj);
 }
@@ -315,22 +323,32 @@ static int	payment_event(const struct event *, const struct charge *,
 		    struct event *, int *);
 
 /*
- * Store thread: the payment event of the charge, and its JSON text where
- * it goes out as JSON.  They are built here, not on the worker's thread,
- * which parses and produces every record: the two threads then share a
- * payment's work more evenly (scripts/bench.d/FINDINGS.md, relay).  Built
- * once: a batch run again after a deadlock keeps them.  0, or an errno.
+ * Store thread: the payment event of the charge, and its JSON text or
+ * Avro record (with the store thread's own codec) as it goes out.  They
+ * are built here, not on the worker's thread, which parses and produces
+ * every record: the two threads then share a payment's work more evenly
+ * (scripts/bench.d/FINDINGS.md, relay).  Built once: a batch run again
+ * after a deadlock keeps them.  0, or an errno.
  */
 static int
 build_payment(struct payjob *pj)
 {
+	struct pp *p = pj->p;
+	char msg[256];
+
 	if (pj->built)
 		return 0;
 	errno = 0;
 	if (payment_event(&pj->ev, &pj->ch, &pj->payev,
-	    &pj->pid_derived) == -1 ||
-	    (!pj->p->avro_out &&
-	    (pj->json = event_serialize(&pj->payev, NULL)) == NULL))
+	    &pj->pid_derived) == -1)
+		return errno != 0 ? errno : ENOMEM;
+	if (p->avro_out) {
+		/* Prepared at the start: only memory can fail. */
+		if (codec_encode_event(p->store_codec, p->out_topic,
+		    &pj->payev, NULL, &pj->avro, &pj->avro_len,
+		    &pj->avro_hdrs, msg, sizeof(msg)) == -1)
+			return ENOMEM;
+	} else if ((pj->json = event_serialize(&pj->payev, NULL)) == NULL)
 		return errno != 0 ? errno : ENOMEM;
 	pj->built = 1;
 	return 0;
@@ -680,7 +698,12 @@ recorded(struct storeq_req *req, int err)
 	}
 	out.value = pj->json;
 	out.event = &pj->payev;
+	out.record = pj->avro;
+	out.reclen = pj->avro_len;
+	out.headers = pj->avro_hdrs;
 	pj->json = NULL;
+	pj->avro = NULL;
+	pj->avro_hdrs = NULL;
 	util_strlcpy(out.traceparent, pj->payev.traceparent,
 	    sizeof(out.traceparent));
 	if (pj->ch.r == CHARGE_APPROVED)
@@ -998,6 +1021,7 @@ main(int argc, char *argv[])
 	    .failed = store_batch_failed, .wake = store_wake, .arg = &pp };
 	struct worker_config cf;
 	struct worker_stats st;
+	char msg[256];
 	int rc, ret;
 
 	log_init(argv[0]);
@@ -1031,6 +1055,10 @@ main(int argc, char *argv[])
 		    EVENT_PAYMENT_PROCESSED_V1, "nothing is consumed");
 		cf.codec = pp.codec;
 		pp.avro_out = cf.output == NULL;
+		pp.out_topic = cf.out_topic;
+		if (pp.avro_out && (pp.store_codec = codec_writer(pp.codec,
+		    msg, sizeof(msg))) == NULL)
+			log_fatal(OF_EXIT_FAIL, "%s", msg);
 	}
 
 	pp.state = opt_state_dir(&pp.o);
@@ -1070,6 +1098,7 @@ main(int argc, char *argv[])
 		curl_global_cleanup();
 	}
 	payjob_spares_free(&pp);
+	codec_free(pp.store_codec);
 	codec_free(pp.codec);
 	opt_free(&pp.o);
 	if (util_stdout_flush() == -1 &&

@@ -256,6 +256,10 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 		snprintf(msg, msglen, "no schema for events of this kind");
 		return -1;
 	}
+	if (c->reg == NULL) {
+		snprintf(msg, msglen, "no schema registry to register with");
+		return -1;
+	}
 	snprintf(subject, sizeof(subject), "%s-value", topic);
 	if (curl_ready(c, msg, msglen) == -1)
 		return -1;
@@ -284,6 +288,43 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 	w->kind = kind;
 	c->nw++;
 	return 0;
+}
+
+/*
+ * The prepared schemas again, from the text compiled in, for the ids
+ * the registry gave: nothing is shared with c, so each thread reads and
+ * writes its own values, writer and buffer.
+ */
+struct codec *
+codec_writer(const struct codec *c, char *msg, size_t msglen)
+{
+	struct codec *d;
+	struct wschema *w;
+	size_t i;
+
+	if ((d = calloc(1, sizeof(*d))) == NULL ||
+	    (c->nw > 0 && (d->w = calloc(c->nw, sizeof(*d->w))) == NULL))
+		goto nomem;
+	d->fmt = c->fmt;
+	for (i = 0; i < c->nw; i++) {
+		w = &d->w[i];
+		if ((w->topic = strdup(c->w[i].topic)) == NULL)
+			goto nomem;
+		if (avsc_init(&w->s, c->w[i].s.id, kind_schema(c->w[i].kind),
+		    msg, msglen) == -1) {
+			free(w->topic);
+			codec_free(d);
+			return NULL;
+		}
+		memcpy(w->idx, c->w[i].idx, sizeof(w->idx));
+		w->kind = c->w[i].kind;
+		d->nw++;
+	}
+	return d;
+nomem:
+	codec_free(d);
+	snprintf(msg, msglen, "out of memory");
+	return NULL;
 }
 
 /*

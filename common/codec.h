@@ -18,7 +18,8 @@
  * same upcast of v1, the same messages.  Retry and dead-letter records carry the bytes and headers
  * they were read with, whatever the format.
  *
- * Not thread-safe: one codec per thread that encodes or decodes.
+ * Not thread-safe: one codec per thread that encodes or decodes
+ * (codec_writer() gives another thread one that writes the same).
  */
 #ifndef OF_CODEC_H
 #define OF_CODEC_H
@@ -54,6 +55,14 @@ struct codec;
 struct codec	*codec_new(enum codec_format fmt, const char *registry_url,
 		    char *msg, size_t msglen);
 void		 codec_free(struct codec *);
+
+/*
+ * A codec for another thread that writes what c was prepared to write,
+ * under the same schema ids, without asking the registry again.  It reads
+ * JSON, but no Avro (it has no registry to fetch schemas from), and can
+ * be prepared for nothing more.  NULL with msg set when out of memory.
+ */
+struct codec	*codec_writer(const struct codec *c, char *msg, size_t msglen);
 
 /* "json" or "avro" into *fmt; -1 for anything else. */
 int	codec_format_parse(const char *s, enum codec_format *fmt);

@@ -381,13 +381,23 @@ retry(struct worker *w, const struct worker_input *in,
 
 static void
 emit(struct worker *w, const struct worker_input *in,
-    const struct worker_output *out)
+    struct worker_output *out)
 {
 	rd_kafka_headers_t *h;
 	char why[256];
 	void *rec;
 	size_t reclen;
 
+	/* An output encoded already goes as it is (worker.h). */
+	if (out->record != NULL && w->cf->output == NULL &&
+	    w->cf->out_topic != NULL && w->cf->codec != NULL) {
+		h = out->headers;
+		out->headers = NULL;
+		produce(w, in, DELIVERY_OUTPUT, w->cf->out_topic, out->key,
+		    out->key != NULL ? strlen(out->key) : 0, out->record,
+		    out->reclen, h);
+		return;
+	}
 	/* Only an Avro output to Kafka may come as an event alone. */
 	if (out->value == NULL &&
 	    (w->cf->output != NULL || w->cf->codec == NULL)) {
@@ -449,7 +459,8 @@ route_outcome(struct worker *w, const struct worker_input *in,
 	switch (r) {
 	case WORKER_DONE:
 		w->st->done++;
-		if (out != NULL && (out->value != NULL || out->event != NULL))
+		if (out != NULL && (out->value != NULL ||
+		    out->event != NULL || out->record != NULL))
 			emit(w, in, out);
 		else
 			input_done(w, in);
@@ -473,7 +484,12 @@ route_outcome(struct worker *w, const struct worker_input *in,
 	if (out != NULL) {
 		free(out->key);
 		free(out->value);
+		free(out->record);
+		if (out->headers != NULL)
+			rd_kafka_headers_destroy(out->headers);
 		out->key = out->value = NULL;
+		out->record = NULL;
+		out->headers = NULL;
 	}
 }
 

@@ -162,6 +162,15 @@ struct worker_output {
 	 * again.  Borrowed until the handler's worker_complete() returns.
 	 */
 	const struct event *event;
+	/*
+	 * Or the output whole, already encoded for the output topic (an
+	 * Avro record built on a thread of the handler's own, such as
+	 * pay-process's store thread) with its headers: produced as they
+	 * are.  Both belong to the worker once the handler gives them.
+	 */
+	void			*record;
+	size_t			 reclen;
+	rd_kafka_headers_t	*headers;
 };
 
 /*

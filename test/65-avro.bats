@@ -77,11 +77,11 @@ closed_url() {
 	echo "http://127.0.0.1:$(kafka_ports 1)/apis/ccompat/v7"
 }
 
-@test "avro: the codec against the registry: round trips, v1, refusals, the attributes from the headers, a registry down, money as a float from a schema of someone else's, hostile lengths and counts, options" {
+@test "avro: the codec against the registry: round trips, v1, refusals, the attributes from the headers, a registry down, money as a float from a schema of someone else's, hostile lengths and counts, options, a writer for another thread" {
 	local t
 
 	for t in round-trip v1 invalid attributes json unavailable foreign \
-	    hostile options; do
+	    hostile options writer; do
 		run --separate-stderr "$BUILD/test/codec_test" "$t"
 		assert_success
 	done

@@ -21,6 +21,8 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -556,6 +558,105 @@ test_hostile(void)
 	codec_free(c);
 }
 
+/* The writer thread's half of test_writer(): encodes as a pay-process does. */
+static void *
+writer_main(void *arg)
+{
+	struct codec *d = ((void **)arg)[0];
+	const char *t = ((void **)arg)[1];
+	const unsigned char *want = ((void **)arg)[2];
+	size_t wlen = *(size_t *)((void **)arg)[3], len;
+	rd_kafka_headers_t *h;
+	void *v;
+	int i, bad = 0;
+
+	for (i = 0; i < 2000; i++) {
+		v = encode(d, t, pay_approved, &len, &h);
+		bad += len != wlen || memcmp(v, want, len) != 0;
+		rd_kafka_headers_destroy(h);
+		free(v);
+	}
+	return (void *)(intptr_t)bad;
+}
+
+/*
+ * codec_writer(): the same records and headers as the codec it copies,
+ * under the same ids, from another thread while that codec decodes; it
+ * neither registers nor reads Avro itself.
+ */
+static void
+test_writer(void)
+{
+	static const char *const evs[] = { order_v2, pay_declined,
+	    pay_approved };
+	struct codec *c = avro_codec(), *d;
+	struct event ev;
+	struct event_err err;
+	rd_kafka_headers_t *h1, *h2;
+	pthread_t th;
+	void *v1, *v2, *arg[4], *res;
+	size_t l1, l2, i;
+	char t1[128], t2[128], t3[128], msg[256], a[256], b[256];
+	const char *names[] = { FLOW_H_CONTENT_TYPE, FLOW_H_CE_ID,
+	    FLOW_H_CE_TYPE, FLOW_H_CE_SOURCE, FLOW_H_CE_SUBJECT,
+	    FLOW_H_CE_TIME, FLOW_H_CE_SPECVERSION };
+	int rerr, bad = 0;
+	size_t k;
+
+	topic(t1, sizeof(t1), "orders");
+	topic(t2, sizeof(t2), "payments");
+	topic(t3, sizeof(t3), "other");
+	prepare(c, t1, EVENT_ORDER_CREATED_V2);
+	prepare(c, t2, EVENT_PAYMENT_PROCESSED_V1);
+	d = codec_writer(c, msg, sizeof(msg));
+	REQUIRE(d != NULL);
+	CHECK(codec_format(d) == CODEC_AVRO);
+	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+		const char *t = i == 0 ? t1 : t2;
+
+		v1 = encode(c, t, evs[i], &l1, &h1);
+		v2 = encode(d, t, evs[i], &l2, &h2);
+		CHECK(l1 == l2 && memcmp(v1, v2, l1) == 0);
+		for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+			CHECK(kafka_header_get_str(h1, names[k], a,
+			    sizeof(a)) >= 0);
+			CHECK(kafka_header_get_str(h2, names[k], b,
+			    sizeof(b)) >= 0 && strcmp(a, b) == 0);
+		}
+		/* d reads no Avro: it has no registry to ask. */
+		CHECK(codec_parse(d, v2, l2, h2, &ev, &err) != CODEC_OK);
+		event_free(&ev);
+		rd_kafka_headers_destroy(h1);
+		rd_kafka_headers_destroy(h2);
+		free(v1);
+		free(v2);
+	}
+	CHECK(codec_prepare(d, t3, EVENT_ORDER_CREATED_V2, &rerr, msg,
+	    sizeof(msg)) == -1 && strstr(msg, "registry") != NULL);
+	CHECK(codec_encode(d, t3, order_v2, strlen(order_v2), NULL, &v1, &l1,
+	    &h1, msg, sizeof(msg)) == -1 && v1 == NULL && h1 == NULL);
+
+	/* d writing on a thread while c decodes on this one. */
+	v1 = encode(c, t2, pay_approved, &l1, &h1);
+	arg[0] = d;
+	arg[1] = t2;
+	arg[2] = v1;
+	arg[3] = &l1;
+	REQUIRE(pthread_create(&th, NULL, writer_main, arg) == 0);
+	for (i = 0; i < 2000; i++) {
+		if (codec_parse(c, v1, l1, h1, &ev, &err) != CODEC_OK ||
+		    strcmp(ev.subject, "o-4") != 0)
+			bad++;
+		event_free(&ev);
+	}
+	REQUIRE(pthread_join(th, &res) == 0);
+	CHECK(bad == 0 && res == NULL);
+	rd_kafka_headers_destroy(h1);
+	free(v1);
+	codec_free(d);
+	codec_free(c);
+}
+
 static void
 test_options(void)
 {
@@ -580,6 +681,7 @@ static const struct unit_test tests[] = {
 	{ "foreign", test_foreign },
 	{ "hostile", test_hostile },
 	{ "options", test_options },
+	{ "writer", test_writer },
 };
 
 /* Writes len bytes of p to DIR/N.ext. */
