@@ -239,6 +239,28 @@ wschema_find(struct codec *c, const char *topic, enum event_kind kind)
 	return NULL;
 }
 
+/* w for writing kind to topic under schema id; -1 with msg set. */
+static int
+wschema_init(struct wschema *w, const char *topic, enum event_kind kind,
+    int id, char *msg, size_t msglen)
+{
+	size_t i;
+
+	if ((w->topic = strdup(topic)) == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return -1;
+	}
+	if (avsc_init(&w->s, id, kind_schema(kind), msg, msglen) == -1) {
+		free(w->topic);
+		return -1;
+	}
+	for (i = 0; i < F_COUNT; i++)
+		w->idx[i] = avro_schema_record_field_get_index(w->s.schema,
+		    field_names[i]);
+	w->kind = kind;
+	return 0;
+}
+
 int
 codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
     int *rerr, char *msg, size_t msglen)
@@ -247,7 +269,6 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 	const char *text;
 	char subject[512];
 	int id, ret;
-	size_t i;
 
 	*rerr = REGISTRY_OK;
 	if (c->fmt != CODEC_AVRO || wschema_find(c, topic, kind) != NULL)
@@ -273,19 +294,8 @@ codec_prepare(struct codec *c, const char *topic, enum event_kind kind,
 		return -1;
 	}
 	c->w = w;
-	w = &c->w[c->nw];
-	if ((w->topic = strdup(topic)) == NULL) {
-		snprintf(msg, msglen, "out of memory");
+	if (wschema_init(&c->w[c->nw], topic, kind, id, msg, msglen) == -1)
 		return -1;
-	}
-	if (avsc_init(&w->s, id, text, msg, msglen) == -1) {
-		free(w->topic);
-		return -1;
-	}
-	for (i = 0; i < F_COUNT; i++)
-		w->idx[i] = avro_schema_record_field_get_index(w->s.schema,
-		    field_names[i]);
-	w->kind = kind;
 	c->nw++;
 	return 0;
 }
@@ -299,32 +309,24 @@ struct codec *
 codec_writer(const struct codec *c, char *msg, size_t msglen)
 {
 	struct codec *d;
-	struct wschema *w;
 	size_t i;
 
 	if ((d = calloc(1, sizeof(*d))) == NULL ||
-	    (c->nw > 0 && (d->w = calloc(c->nw, sizeof(*d->w))) == NULL))
-		goto nomem;
+	    (c->nw > 0 && (d->w = calloc(c->nw, sizeof(*d->w))) == NULL)) {
+		free(d);
+		snprintf(msg, msglen, "out of memory");
+		return NULL;
+	}
 	d->fmt = c->fmt;
 	for (i = 0; i < c->nw; i++) {
-		w = &d->w[i];
-		if ((w->topic = strdup(c->w[i].topic)) == NULL)
-			goto nomem;
-		if (avsc_init(&w->s, c->w[i].s.id, kind_schema(c->w[i].kind),
-		    msg, msglen) == -1) {
-			free(w->topic);
+		if (wschema_init(&d->w[i], c->w[i].topic, c->w[i].kind,
+		    c->w[i].s.id, msg, msglen) == -1) {
 			codec_free(d);
 			return NULL;
 		}
-		memcpy(w->idx, c->w[i].idx, sizeof(w->idx));
-		w->kind = c->w[i].kind;
 		d->nw++;
 	}
 	return d;
-nomem:
-	codec_free(d);
-	snprintf(msg, msglen, "out of memory");
-	return NULL;
 }
 
 /*
