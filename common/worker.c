@@ -52,13 +52,13 @@
  *
  * A fetch takes at most 256 KiB of a partition instead of 1 MiB, and
  * malloc maps anything from 128 KiB on by itself (MMAP_THRESHOLD, set
- * by the Kafka loop), so that each fetch buffer goes back to the system
- * once its records are done: malloc's own threshold rises to the largest
- * block freed, after which the consumer thread's arena kept the buffers
- * of the busiest moment.  Together they took 2 MiB off pay-process's
- * peak in either format (Avro 29.2 to 30.2 MiB against 31.3 to 33.0,
- * six rounds each), each alone half of that or less, at the same rate
- * (scripts/bench.d/FINDINGS.md, relay).
+ * before the consumer starts), so that each fetch buffer goes back to
+ * the system once its records are done: malloc's own threshold rises to
+ * the largest block freed, after which the consumer thread's arena kept
+ * the buffers of the busiest moment.  Together they took 2 MiB off
+ * pay-process's peak in either format (Avro 29.2 to 30.2 MiB against
+ * 31.3 to 33.0, six rounds each), each alone half of that or less, at
+ * the same rate (scripts/bench.d/FINDINGS.md, relay).
  */
 static struct opt_prop consumer_props[] = {
 	{ "queued.max.messages.kbytes", "1024", "worker default" },
