@@ -512,10 +512,7 @@ wire_encode(struct codec *c, avro_value_t *v, int id, void **out,
 	if ((buf = malloc(CODEC_HEADER_LEN + (size_t)n)) == NULL)
 		return -1;
 	buf[0] = CODEC_MAGIC;
-	buf[1] = (unsigned char)((uint32_t)id >> 24);
-	buf[2] = (unsigned char)((uint32_t)id >> 16);
-	buf[3] = (unsigned char)((uint32_t)id >> 8);
-	buf[4] = (unsigned char)id;
+	util_put_be32(buf + 1, (uint32_t)id);
 	memcpy(buf + CODEC_HEADER_LEN, c->wbuf + CODEC_HEADER_LEN, (size_t)n);
 	*out = buf;
 	*outlen = CODEC_HEADER_LEN + (size_t)n;
@@ -1091,8 +1088,7 @@ decode_tree(struct codec *c, const void *value, size_t len,
 		    "format's magic byte and schema id");
 		return CODEC_INVALID;
 	}
-	id = (int)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 8 | p[4]);
+	id = (int)util_get_be32(p + 1);
 	if ((ret = reader_schema(c, id, &s, why, whylen)) != CODEC_OK)
 		return ret;
 	if ((ret = wire_decode(c, s, p + CODEC_HEADER_LEN,

@@ -16,10 +16,11 @@
  * (16 bytes, when the event's id, and perhaps its payment_id, are the
  * ones event_derive_id() makes from it, which are then left out), the
  * time in epoch milliseconds (8 bytes, when the text is util_rfc3339()'s
- * of them and the year at most 9999), the traceparent's fields (25 bytes, when it is of version
- * 00); then the strings of form 1 the flags do not leave out (also the
- * source when it is EVPACK_SOURCE, the subject when it is the order id),
- * each with its length in 1 byte, or 2 for the source.  A payment of
+ * of them and the year at most 9999), the traceparent's fields (25
+ * bytes, when it is of version 00); then the strings of form 1 the flags
+ * do not leave out (also the source when it is EVPACK_SOURCE, the
+ * subject when it is the order id), each with its length in 1 byte, or 2
+ * for the source.  A payment of
  * pay-process's simulator takes about 110 bytes instead of 230.
  *
  * The type is payment.processed.v1 by definition, and time_ms is the

@@ -75,26 +75,9 @@ store_dbtxn(struct store_txn *t)
 }
 
 /*
- * Numbers in byte order: big-endian (util_put_be64() for 64 bits), signed
- * ones with the sign flipped.
+ * Numbers in byte order: big-endian (util_put_be32(), util_put_be64()),
+ * signed ones with the sign flipped.
  */
-
-void
-store_put_u32(unsigned char *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-uint32_t
-store_get_u32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
-}
-
 void
 store_put_i64(unsigned char *p, int64_t v)
 {

@@ -64,8 +64,6 @@ struct op {
 /* The BDB transaction behind t (NULL: none). */
 DB_TXN	*store_dbtxn(struct store_txn *t);
 
-void	 store_put_u32(unsigned char *, uint32_t);
-uint32_t store_get_u32(const unsigned char *);
 void	 store_put_i64(unsigned char *, int64_t);
 int64_t	 store_get_i64(const unsigned char *);
 

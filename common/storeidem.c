@@ -117,13 +117,13 @@ idem_decode(const DBT *d, struct store_idem *r, DB_HEAP_RID *rid)
 		return EBADMSG;
 	r->created_ms = store_get_i64(p);
 	r->expires_ms = store_get_i64(p + 8);
-	state = store_get_u32(p + 16);
+	state = util_get_be32(p + 16);
 	v = state & ~IDEM_APART;	/* 31 bits, sign-extended from bit 30 */
 	r->state = (int)(v & 0x40000000 ? v - 0x80000000 : v);
 	if (state & IDEM_APART) {
 		if (d->size != IDEM_HDR + IDEM_REF)
 			return EBADMSG;
-		rid->pgno = store_get_u32(p + IDEM_HDR);
+		rid->pgno = util_get_be32(p + IDEM_HDR);
 		rid->indx = (db_indx_t)(p[IDEM_HDR + 4] << 8 |
 		    p[IDEM_HDR + 5]);
 		return rid->pgno == 0 ? EBADMSG : 0;
@@ -258,7 +258,7 @@ idem_write(const struct itab *it, struct store_txn *t, const char *key,
 		    DB_APPEND)) != 0)
 			return ret;
 		state |= IDEM_APART;
-		store_put_u32(buf + IDEM_HDR, rid.pgno);
+		util_put_be32(buf + IDEM_HDR, rid.pgno);
 		buf[IDEM_HDR + 4] = (unsigned char)(rid.indx >> 8);
 		buf[IDEM_HDR + 5] = (unsigned char)rid.indx;
 		len = IDEM_HDR + IDEM_REF;
@@ -271,7 +271,7 @@ idem_write(const struct itab *it, struct store_txn *t, const char *key,
 	}
 	store_put_i64(buf, r->created_ms);
 	store_put_i64(buf + 8, r->expires_ms);
-	store_put_u32(buf + 16, state);
+	util_put_be32(buf + 16, state);
 	store_dbt_in(&k, key, strlen(key));
 	store_dbt_in(&d, buf, len);
 	ret = it->db->put(it->db, store_dbtxn(t), &k, &d, flags);
@@ -320,10 +320,10 @@ gen_width_load(struct store *s)
 		return 0;
 	if (ret != 0)
 		return ret;
-	if (d.size != sizeof(v) || store_get_u32(v) < GEN_WIDTH_MIN ||
-	    store_get_u32(v) > GEN_WIDTH_MAX)
+	if (d.size != sizeof(v) || util_get_be32(v) < GEN_WIDTH_MIN ||
+	    util_get_be32(v) > GEN_WIDTH_MAX)
 		return EBADMSG;
-	__atomic_store_n(&s->gen_width, (int)store_get_u32(v),
+	__atomic_store_n(&s->gen_width, (int)util_get_be32(v),
 	    __ATOMIC_RELEASE);
 	return 0;
 }
@@ -337,7 +337,7 @@ gen_width_set_fn(struct store *s, struct store_txn *t, void *arg)
 	DBT k, d;
 	int ret;
 
-	store_put_u32(v, (uint32_t)o->seq);
+	util_put_be32(v, (uint32_t)o->seq);
 	store_dbt_in(&k, GEN_WIDTH_KEY, strlen(GEN_WIDTH_KEY));
 	store_dbt_in(&d, v, sizeof(v));
 	ret = s->gens->put(s->gens, store_dbtxn(t), &k, &d, DB_NOOVERWRITE);

@@ -241,6 +241,22 @@ util_rfc3339(int64_t epoch_ms, char *buf, size_t len)
 }
 
 void
+util_put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+uint32_t
+util_get_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+void
 util_put_be64(unsigned char *p, uint64_t v)
 {
 	int i;

@@ -62,7 +62,9 @@ int		 util_lock(const char *path);
 #define UTIL_I64_LEN	20	/* "-9223372036854775808", without the NUL */
 size_t		 util_i64toa(int64_t v, char buf[UTIL_I64_LEN + 1]);
 
-/* A 64-bit number as 8 bytes, big-endian (keys that sort as numbers). */
+/* Numbers as 4 or 8 bytes, big-endian (keys that sort as numbers). */
+void		 util_put_be32(unsigned char *p, uint32_t v);
+uint32_t	 util_get_be32(const unsigned char *p);
 void		 util_put_be64(unsigned char *p, uint64_t v);
 uint64_t	 util_get_be64(const unsigned char *p);
 
