@@ -87,9 +87,11 @@ _Static_assert(sizeof(db_threadid_t) >= sizeof(pid_t), "db_threadid_t");
  * order-serve's.  The cache region is resident whole (DB_REGION_INIT):
  * with 8 MiB order-serve peaked at 32.8 and 33.0 MiB under the serve
  * benchmark, with 6 MiB at 29.8 and 29.9, serving as fast (11,300 to
- * 13,300 requests a second flat out either way).
+ * 13,300 requests a second flat out either way); with 4 MiB at 24.9 and
+ * 25.8 against 28.4 and 29.0 with 6 (15 s of wrk flat out: 15,500 and
+ * 17,400 requests a second against 15,600 and 16,000).
  */
-#define CACHE_BYTES		(6 * 1024 * 1024)
+#define CACHE_BYTES		(4 * 1024 * 1024)
 /*
  * The workers' (STOREENV_SMALLCACHE): they insert under random keys into
  * tables far larger than any such cache, which misses the same with 4 MiB
