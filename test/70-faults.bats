@@ -672,9 +672,9 @@ disk_full_pipe() {
 	assert_regex "$stderr" "(^|"$'\n'")$cmd: $st: No space left on device($|"$'\n'")"
 	printf '%s\n' "$output" >"$W/out.1"
 
-	mount -o remount,size=12m "$d" || fail "cannot grow the tmpfs"
+	mount -o remount,size=11m "$d" || fail "cannot grow the tmpfs"
 	run --separate-stderr "$cmd" --state "$st" -i - "$@" <"$in"
-	[ "$status" -eq 1 ] || fail "a 12 MiB disk: status $status, not 1"
+	[ "$status" -eq 1 ] || fail "an 11 MiB disk: status $status, not 1"
 	assert_regex "$stderr" "(^|"$'\n'")$cmd: $st: No space left on device($|"$'\n'")"
 	printf '%s\n' "$output" >"$W/out.2"
 	[ "$(grep -c . "$W/out.2")" -gt 0 ] ||
