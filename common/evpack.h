@@ -20,8 +20,8 @@
  * bytes, when it is of version 00); then the strings of form 1 the flags
  * do not leave out (also the source when it is EVPACK_SOURCE, the
  * subject when it is the order id), each with its length in 1 byte, or 2
- * for the source.  A payment of
- * pay-process's simulator takes about 110 bytes instead of 230.
+ * for the source.  A payment of pay-process's simulator takes about 110
+ * bytes instead of 230.
  *
  * The type is payment.processed.v1 by definition, and time_ms is the
  * time's.  event_serialize() of the event decoded is byte for byte that
