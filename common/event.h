@@ -252,6 +252,14 @@ int	 event_derive_id(const char *cause_id, const char *purpose,
 void	 event_random_id(char out[EVENT_UUID_LEN + 1]);
 
 /*
+ * The 16 bytes of a UUID written as this module and libuuid's
+ * uuid_unparse_lower() write one: 8-4-4-4-12 lower-case hex digits and
+ * nothing after them.  0, or -1 for any other text (upper case, braces,
+ * a "urn:uuid:" prefix, another length), which has no such bytes here.
+ */
+int	 event_uuid_bytes(const char *s, unsigned char out[16]);
+
+/*
  * Money for people: minor units as a decimal of major units, "25.00",
  * "-0.50".  Every currency gets two decimals for now (JPY or BHD would
  * need 0 or 3); currency is taken so that callers need not change when

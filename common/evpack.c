@@ -59,22 +59,6 @@ static const struct field fields[] = {
 
 #define NFIELDS	(sizeof(fields) / sizeof(fields[0]))
 
-/*
- * A UUID in lower-case text as its 16 bytes (libuuid), only when the text
- * is exactly what uuid_unparse_lower() makes of them; -1 if not.
- */
-static int
-uuid_in(const char *s, unsigned char out[UUID_BYTES])
-{
-	char back[EVENT_UUID_LEN + 1];
-
-	if (strnlen(s, EVENT_UUID_LEN + 1) != EVENT_UUID_LEN ||
-	    uuid_parse(s, out) == -1)
-		return -1;
-	uuid_unparse_lower(out, back);
-	return strcmp(back, s) == 0 ? 0 : -1;
-}
-
 /* Form 1 writes every length in 2 bytes; form 2 in 1 where it fits. */
 static size_t
 len_width(int magic, size_t max)
@@ -90,7 +74,8 @@ flags_of(const struct event *ev, const struct evpack_cause *cause,
 	char t[UTIL_RFC3339_LEN + 1];
 	int f = 0;
 
-	if (cause != NULL && cause->id != NULL && uuid_in(cause->id, uuid) == 0)
+	if (cause != NULL && cause->id != NULL &&
+	    event_uuid_bytes(cause->id, uuid) == 0)
 		f |= F_CAUSE | (cause->payment_id_derived ? F_PID : 0);
 	if (strcmp(ev->source, EVPACK_SOURCE) == 0)
 		f |= F_SOURCE;

@@ -657,6 +657,68 @@ test_derive_libuuid(void)
 	}
 }
 
+/*
+ * event_uuid_bytes() against what evpack did before it: libuuid's
+ * uuid_parse(), the text taken only when uuid_unparse_lower() gives it
+ * back.  Random UUIDs, and each with one byte changed at every place.
+ */
+static int
+uuid_oracle(const char *s, uuid_t u)
+{
+	char back[EVENT_UUID_LEN + 1];
+
+	if (strnlen(s, EVENT_UUID_LEN + 1) != EVENT_UUID_LEN ||
+	    uuid_parse(s, u) == -1)
+		return -1;
+	uuid_unparse_lower(u, back);
+	return strcmp(back, s) == 0 ? 0 : -1;
+}
+
+static void
+test_uuid_bytes(void)
+{
+	static const char subst[] = { '0', '9', 'a', 'f', 'g', 'A', 'F', '-',
+	    '{', ' ', 'x', (char)0x80, '\0' };
+	char text[EVENT_UUID_LEN + 2], t[EVENT_UUID_LEN + 2];
+	unsigned char got[16];
+	size_t i, j, k, ok = 0, bad = 0;
+	uuid_t u, want;
+	int a, b;
+
+	for (i = 0; i < 200; i++) {
+		uuid_generate_random(u);
+		uuid_unparse_lower(u, text);
+		CHECK(event_uuid_bytes(text, got) == 0 &&
+		    memcmp(got, u, 16) == 0);
+		for (j = 0; j <= EVENT_UUID_LEN; j++) {
+			for (k = 0; k < sizeof(subst); k++) {
+				memcpy(t, text, sizeof(text));
+				t[j] = subst[k];
+				if (j == EVENT_UUID_LEN)
+					t[j + 1] = '\0';
+				a = event_uuid_bytes(t, got);
+				b = uuid_oracle(t, want);
+				if (a != b) {
+					fprintf(stderr, "%s: %d, libuuid %d\n",
+					    t, a, b);
+					CHECK(a == b);
+				}
+				if (a == 0) {
+					CHECK(memcmp(got, want, 16) == 0);
+					ok++;
+				} else
+					bad++;
+			}
+		}
+	}
+	CHECK(ok > 1000 && bad > 1000);
+	CHECK(event_uuid_bytes("", got) == -1);
+	CHECK(event_uuid_bytes("urn:uuid:00000000-0000-0000-0000-000000000000",
+	    got) == -1);
+	CHECK(event_uuid_bytes("00000000-0000-0000-0000-000000000000", got) ==
+	    0 && got[0] == 0 && got[15] == 0);
+}
+
 static void
 test_amount(void)
 {
@@ -1622,6 +1684,7 @@ static const struct unit_test tests[] = {
 	{ "sameid", test_sameid },
 	{ "derive", test_derive },
 	{ "derive_libuuid", test_derive_libuuid },
+	{ "uuid_bytes", test_uuid_bytes },
 	{ "amount", test_amount },
 	{ "upcast", test_upcast },
 	{ "types", test_types },
