@@ -1171,50 +1171,56 @@ out_str(struct out *o, const char *s)
 	o->len = (size_t)(d - o->p);
 }
 
-/* ,"name": (the separator unless the member is its object's first). */
-static void
-out_name(struct out *o, const char *name, int first)
-{
-	if (!first)
-		out_raw(o, ",", 1);
-	out_str(o, name);
-	out_raw(o, ":", 1);
-}
+/*
+ * A member's name with its quotes, its colon and, unless it is its
+ * object's first, the comma before it, as one literal: the names are
+ * ours and need no escaping, so they go in with one memcpy().
+ */
+#define NAME(name)	",\"" name "\":"
+#define FIRST(name)	"\"" name "\":"
+
+#define out_lit(o, lit)	out_raw((o), (lit), sizeof(lit) - 1)
 
 static void
-put_str(struct out *o, const char *name, const char *s)
+put_str(struct out *o, const char *name, size_t namelen, const char *s)
 {
-	out_name(o, name, 0);
+	out_raw(o, name, namelen);
 	out_str(o, s);
 }
 
 /* Integers are written as such, never through a double. */
 static void
-put_int(struct out *o, const char *name, int64_t v)
+put_int(struct out *o, const char *name, size_t namelen, int64_t v)
 {
 	char buf[UTIL_I64_LEN + 1];
 
-	out_name(o, name, 0);
+	out_raw(o, name, namelen);
 	util_i64toa(v, buf);
 	out_raw(o, buf, strlen(buf));
 }
+
+#define PUT_STR(o, name, s)	put_str((o), NAME(name), \
+	sizeof(NAME(name)) - 1, (s))
+#define PUT_INT(o, name, v)	put_int((o), NAME(name), \
+	sizeof(NAME(name)) - 1, (v))
 
 static void
 put_items(struct out *o, const struct order *ord)
 {
 	size_t i;
 
-	out_name(o, "items", 0);
-	out_raw(o, "[", 1);
+	out_lit(o, NAME("items") "[");
 	for (i = 0; i < ord->nitems; i++) {
-		out_raw(o, i == 0 ? "{" : ",{", i == 0 ? 1 : 2);
-		out_name(o, "sku", 1);
+		if (i == 0)
+			out_lit(o, "{" FIRST("sku"));
+		else
+			out_lit(o, ",{" FIRST("sku"));
 		out_str(o, ord->items[i].sku);
-		put_int(o, "qty", ord->items[i].qty);
-		put_int(o, "unit_price", ord->items[i].unit_price);
-		out_raw(o, "}", 1);
+		PUT_INT(o, "qty", ord->items[i].qty);
+		PUT_INT(o, "unit_price", ord->items[i].unit_price);
+		out_lit(o, "}");
 	}
-	out_raw(o, "]", 1);
+	out_lit(o, "]");
 }
 
 static void
@@ -1224,37 +1230,35 @@ put_data(struct out *o, const struct event *ev)
 	const struct order *ord = &ev->order;
 	char amount[32];
 
-	out_name(o, "data", 0);
-	out_raw(o, "{", 1);
-	out_name(o, "order_id", 1);
+	out_lit(o, NAME("data") "{" FIRST("order_id"));
 	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
 		out_str(o, p->order_id);
-		put_str(o, "payment_id", p->payment_id);
-		put_str(o, "status", event_pay_status_name(p->status));
-		put_int(o, "amount", p->amount);
-		put_str(o, "currency", p->currency);
+		PUT_STR(o, "payment_id", p->payment_id);
+		PUT_STR(o, "status", event_pay_status_name(p->status));
+		PUT_INT(o, "amount", p->amount);
+		PUT_STR(o, "currency", p->currency);
 		if (p->status == EVENT_PAY_DECLINED)
-			put_str(o, "reason", p->reason);
-		put_str(o, "customer_id", p->customer_id);
-		put_str(o, "email", p->email);
+			PUT_STR(o, "reason", p->reason);
+		PUT_STR(o, "customer_id", p->customer_id);
+		PUT_STR(o, "email", p->email);
 		if (p->payment_method[0] != '\0')
-			put_str(o, "payment_method", p->payment_method);
+			PUT_STR(o, "payment_method", p->payment_method);
 	} else {
 		out_str(o, ord->order_id);
-		put_str(o, "customer_id", ord->customer_id);
-		put_str(o, "email", ord->email);
-		put_str(o, "currency", ord->currency);
+		PUT_STR(o, "customer_id", ord->customer_id);
+		PUT_STR(o, "email", ord->email);
+		PUT_STR(o, "currency", ord->currency);
 		if (ev->kind == EVENT_ORDER_CREATED_V1) {
 			event_format_money(ord->total, ord->currency, amount,
 			    sizeof(amount));
-			put_str(o, "amount", amount);
+			PUT_STR(o, "amount", amount);
 		} else {
 			put_items(o, ord);
-			put_int(o, "total", ord->total);
+			PUT_INT(o, "total", ord->total);
 		}
-		put_str(o, "payment_method", ord->payment_method);
+		PUT_STR(o, "payment_method", ord->payment_method);
 	}
-	out_raw(o, "}", 1);
+	out_lit(o, "}");
 }
 
 char *
@@ -1266,19 +1270,17 @@ event_serialize(const struct event *ev, size_t *lenp)
 		errno = EINVAL;
 		return NULL;
 	}
-	out_raw(&o, "{", 1);
-	out_name(&o, "specversion", 1);
-	out_str(&o, "1.0");
-	put_str(&o, "id", ev->id);
-	put_str(&o, "source", ev->source);
-	put_str(&o, "type", event_kind_type(ev->kind));
-	put_str(&o, "subject", ev->subject);
-	put_str(&o, "time", ev->time);
-	put_str(&o, "datacontenttype", EVENT_DATA_CONTENT_TYPE);
+	out_lit(&o, "{" FIRST("specversion") "\"1.0\"");
+	PUT_STR(&o, "id", ev->id);
+	PUT_STR(&o, "source", ev->source);
+	PUT_STR(&o, "type", event_kind_type(ev->kind));
+	PUT_STR(&o, "subject", ev->subject);
+	PUT_STR(&o, "time", ev->time);
+	out_lit(&o, NAME("datacontenttype") "\"" EVENT_DATA_CONTENT_TYPE "\"");
 	if (ev->traceparent[0] != '\0')
-		put_str(&o, FLOW_H_TRACEPARENT, ev->traceparent);
+		PUT_STR(&o, FLOW_H_TRACEPARENT, ev->traceparent);
 	put_data(&o, ev);
-	out_raw(&o, "}", 1);
+	out_lit(&o, "}");
 	if (o.fail) {
 		free(o.p);
 		errno = ENOMEM;
