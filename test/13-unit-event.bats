@@ -17,9 +17,9 @@ event() {
 	run --separate-stderr "$BUILD/test/event_test"
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
-	    nesting generated sameid derive derive_libuuid amount upcast types \
-	    envelope payment serialize_cjson evpack format trace trace_parse \
-	    jsonmem)"
+	    nesting generated sameid derive derive_libuuid uuid_bytes amount \
+	    upcast types envelope payment serialize_cjson evpack format trace \
+	    trace_parse jsonmem)"
 }
 
 @test "event: a valid order parsed, total computed" {
@@ -68,6 +68,10 @@ event() {
 
 @test "event: derived ids equal libuuid's name-based UUIDs" {
 	event derive_libuuid
+}
+
+@test "event: a UUID's text read into its bytes as libuuid reads the same text" {
+	event uuid_bytes
 }
 
 @test "event: v1 amounts into minor units exactly, malformed ones rejected" {
