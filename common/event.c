@@ -55,39 +55,62 @@ static const uuid_t event_ns = {
 #define LEGACY_SKU	"LEGACY"
 #define PRINT_MAX	(64 * 1024 * 1024)	/* the largest event printed */
 
+/*
+ * The character classes of the rules, as bits of a table indexed by the
+ * byte: a check costs a load, not a call per character.
+ */
+#define C_IDENT	0x01	/* A-Z a-z 0-9 . _ : - */
+#define C_GRAPH	0x02	/* printable ASCII but space */
+#define C_PRINT	0x04	/* printable ASCII */
+#define C_UPPER	0x08	/* A-Z */
+
+#define C_ID	(C_IDENT | C_GRAPH | C_PRINT)
+#define C_GR	(C_GRAPH | C_PRINT)
+
+static const unsigned char cclass[256] = {
+	[' '] = C_PRINT,
+	['!' ... ','] = C_GR,
+	['-' ... '.'] = C_ID,
+	['/'] = C_GR,
+	['0' ... ':'] = C_ID,
+	[';' ... '@'] = C_GR,
+	['A' ... 'Z'] = C_ID | C_UPPER,
+	['[' ... '^'] = C_GR,
+	['_'] = C_ID,
+	['`'] = C_GR,
+	['a' ... 'z'] = C_ID,
+	['{' ... '~'] = C_GR,
+};
+
 /* A string rule: 1..max characters of a class, and maybe more checks. */
 struct rule {
 	size_t	 max;
-	int	(*cls)(int);
+	unsigned char cls;	/* C_* */
 	int	(*extra)(const char *);
 	const char *msg;
 };
 
-static int	c_ident(int);
-static int	c_graph(int);
-static int	c_print(int);
-static int	c_upper(int);
 static int	email_ok(const char *);
 static int	currency_ok(const char *);
 
-static const struct rule r_order_id = { ORDER_ID_MAX, c_ident, NULL,
+static const struct rule r_order_id = { ORDER_ID_MAX, C_IDENT, NULL,
 	"must be 1 to 128 characters of A-Z a-z 0-9 . _ : -" };
-static const struct rule r_customer = { ORDER_CUSTOMER_MAX, c_graph, NULL,
+static const struct rule r_customer = { ORDER_CUSTOMER_MAX, C_GRAPH, NULL,
 	"must be 1 to 128 printable ASCII characters without spaces" };
-static const struct rule r_email = { ORDER_EMAIL_MAX, c_graph, email_ok,
+static const struct rule r_email = { ORDER_EMAIL_MAX, C_GRAPH, email_ok,
 	"must be an email address like ana@example.com "
 	"(at most 254 characters)" };
-static const struct rule r_currency = { 3, c_upper, currency_ok,
+static const struct rule r_currency = { 3, C_UPPER, currency_ok,
 	"must be 3 capital letters A-Z, e.g. EUR" };
-static const struct rule r_sku = { ORDER_SKU_MAX, c_graph, NULL,
+static const struct rule r_sku = { ORDER_SKU_MAX, C_GRAPH, NULL,
 	"must be 1 to 64 printable ASCII characters without spaces" };
-static const struct rule r_pm = { ORDER_PM_MAX, c_ident, NULL,
+static const struct rule r_pm = { ORDER_PM_MAX, C_IDENT, NULL,
 	"must be 1 to 64 characters of A-Z a-z 0-9 . _ : -" };
-static const struct rule r_event_id = { EVENT_ID_MAX, c_graph, NULL,
+static const struct rule r_event_id = { EVENT_ID_MAX, C_GRAPH, NULL,
 	"must be 1 to 128 printable ASCII characters without spaces" };
-static const struct rule r_source = { EVENT_SOURCE_MAX, c_graph, NULL,
+static const struct rule r_source = { EVENT_SOURCE_MAX, C_GRAPH, NULL,
 	"must be 1 to 256 printable ASCII characters without spaces" };
-static const struct rule r_reason = { EVENT_REASON_MAX, c_print, NULL,
+static const struct rule r_reason = { EVENT_REASON_MAX, C_PRINT, NULL,
 	"must be 1 to 128 printable ASCII characters" };
 
 static const char msg_qty[] = "must be an integer from 1 to 1000";
@@ -109,32 +132,6 @@ static const struct {
 	{ "order.created", "v1, v2" },
 	{ "payment.processed", "v1" },
 };
-
-static int
-c_ident(int c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-	    c == '-';
-}
-
-static int
-c_graph(int c)
-{
-	return c > ' ' && c < 0x7f;
-}
-
-static int
-c_print(int c)
-{
-	return c >= ' ' && c < 0x7f;
-}
-
-static int
-c_upper(int c)
-{
-	return c >= 'A' && c <= 'Z';
-}
 
 static int
 currency_ok(const char *s)
@@ -175,7 +172,7 @@ rule_ok(const struct rule *r, const char *s)
 	size_t n;
 
 	for (n = 0; s[n] != '\0'; n++)
-		if (n >= r->max || !r->cls((unsigned char)s[n]))
+		if (n >= r->max || !(cclass[(unsigned char)s[n]] & r->cls))
 			return 0;
 	return n > 0 && (r->extra == NULL || r->extra(s));
 }
@@ -809,7 +806,7 @@ quote(char *dst, size_t len, const char *s)
 	size_t i;
 
 	for (i = 0; s[i] != '\0' && i + 1 < len && i < 64; i++)
-		dst[i] = c_print((unsigned char)s[i]) && s[i] != '"' &&
+		dst[i] = (cclass[(unsigned char)s[i]] & C_PRINT) && s[i] != '"' &&
 		    s[i] != '\\' ? s[i] : '?';
 	dst[i] = '\0';
 	if (s[i] != '\0' && i >= 3)
