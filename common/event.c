@@ -806,8 +806,8 @@ quote(char *dst, size_t len, const char *s)
 	size_t i;
 
 	for (i = 0; s[i] != '\0' && i + 1 < len && i < 64; i++)
-		dst[i] = (cclass[(unsigned char)s[i]] & C_PRINT) && s[i] != '"' &&
-		    s[i] != '\\' ? s[i] : '?';
+		dst[i] = (cclass[(unsigned char)s[i]] & C_PRINT) &&
+		    s[i] != '"' && s[i] != '\\' ? s[i] : '?';
 	dst[i] = '\0';
 	if (s[i] != '\0' && i >= 3)
 		memcpy(dst + i - 3, "...", 3);
