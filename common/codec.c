@@ -9,8 +9,8 @@
  * rules of the event's type (ce_type).  So a record written with any
  * schema the registry accepted is read if its data obeys those rules,
  * and v1 and v2 data need no reader schema: the upcast of v1 is
- * event.c's, as for JSON.  Encoding fills the datum from the event's
- * fields, by our own schemas.
+ * event.c's, as for JSON.  Encoding writes the event's fields where
+ * they are, through evavro.c's value interface, by our own schemas.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -25,6 +25,7 @@
 
 #include "codec.h"
 #include "event.h"
+#include "evavro.h"
 #include "flow.h"
 #include "jsonl.h"
 #include "jsonmem.h"
@@ -46,27 +47,12 @@ struct avsc {
 	avro_value_t	 value;
 };
 
-/*
- * The fields an event's datum is filled in, by their index in the
- * writer's record (looked up once, at codec_prepare(): by name, each
- * would cost a hash lookup per record).  -1: not in this schema.
- */
-enum field {
-	F_ORDER_ID, F_CUSTOMER_ID, F_EMAIL, F_CURRENCY, F_PAYMENT_METHOD,
-	F_AMOUNT, F_ITEMS, F_TOTAL, F_PAYMENT_ID, F_STATUS, F_REASON,
-	F_COUNT
-};
-static const char *const field_names[F_COUNT] = {
-	"order_id", "customer_id", "email", "currency", "payment_method",
-	"amount", "items", "total", "payment_id", "status", "reason"
-};
-
 /* A schema registered for writing one kind of event to one topic. */
 struct wschema {
 	char		*topic;
 	enum event_kind	 kind;
 	struct avsc	 s;
-	int		 idx[F_COUNT];
+	struct evavro_map map;		/* the event's fields by the schema's */
 };
 
 struct codec {
@@ -244,7 +230,7 @@ static int
 wschema_init(struct wschema *w, const char *topic, enum event_kind kind,
     int id, char *msg, size_t msglen)
 {
-	size_t i;
+	char why[256];
 
 	if ((w->topic = strdup(topic)) == NULL) {
 		snprintf(msg, msglen, "out of memory");
@@ -254,9 +240,14 @@ wschema_init(struct wschema *w, const char *topic, enum event_kind kind,
 		free(w->topic);
 		return -1;
 	}
-	for (i = 0; i < F_COUNT; i++)
-		w->idx[i] = avro_schema_record_field_get_index(w->s.schema,
-		    field_names[i]);
+	if (evavro_map_init(&w->map, w->s.schema, kind, why,
+	    sizeof(why)) == -1) {
+		snprintf(msg, msglen, "schema for %s: %s",
+		    event_kind_type(kind), why);
+		avsc_free(&w->s);
+		free(w->topic);
+		return -1;
+	}
 	w->kind = kind;
 	return 0;
 }
@@ -327,121 +318,6 @@ codec_writer(const struct codec *c, char *msg, size_t msglen)
 		d->nw++;
 	}
 	return d;
-}
-
-/*
- * Filling a datum from an event.  The schemas are ours (schemas/): each
- * field is set by name, and a name the schema lacks is an error.
- */
-
-static int
-field(const struct wschema *w, avro_value_t *rec, enum field f,
-    avro_value_t *out)
-{
-	return w->idx[f] >= 0 && avro_value_get_by_index(rec,
-	    (size_t)w->idx[f], out, NULL) == 0 ? 0 : -1;
-}
-
-static int
-set_str(const struct wschema *w, avro_value_t *rec, enum field f,
-    const char *v)
-{
-	avro_value_t fv;
-
-	return field(w, rec, f, &fv) == 0 &&
-	    avro_value_set_string(&fv, v) == 0 ? 0 : -1;
-}
-
-static int
-set_long(const struct wschema *w, avro_value_t *rec, enum field f, int64_t v)
-{
-	avro_value_t fv;
-
-	return field(w, rec, f, &fv) == 0 &&
-	    avro_value_set_long(&fv, v) == 0 ? 0 : -1;
-}
-
-/* A ["null", "string"] field: null for NULL or "". */
-static int
-set_opt_str(const struct wschema *w, avro_value_t *rec, enum field f,
-    const char *v)
-{
-	avro_value_t fv, b;
-
-	if (field(w, rec, f, &fv) == -1)
-		return -1;
-	if (v == NULL || *v == '\0')
-		return avro_value_set_branch(&fv, 0, &b) == 0 &&
-		    avro_value_set_null(&b) == 0 ? 0 : -1;
-	return avro_value_set_branch(&fv, 1, &b) == 0 &&
-	    avro_value_set_string(&b, v) == 0 ? 0 : -1;
-}
-
-/* The items, each a record of sku, qty and unit_price in that order. */
-static int
-set_items(const struct wschema *w, avro_value_t *rec, const struct order *o)
-{
-	avro_value_t arr, it, f;
-	size_t i;
-
-	if (field(w, rec, F_ITEMS, &arr) == -1)
-		return -1;
-	for (i = 0; i < o->nitems; i++)
-		if (avro_value_append(&arr, &it, NULL) != 0 ||
-		    avro_value_get_by_index(&it, 0, &f, NULL) != 0 ||
-		    avro_value_set_string(&f, o->items[i].sku) != 0 ||
-		    avro_value_get_by_index(&it, 1, &f, NULL) != 0 ||
-		    avro_value_set_int(&f, o->items[i].qty) != 0 ||
-		    avro_value_get_by_index(&it, 2, &f, NULL) != 0 ||
-		    avro_value_set_long(&f, o->items[i].unit_price) != 0)
-			return -1;
-	return 0;
-}
-
-static int
-fill_order(const struct wschema *w, avro_value_t *rec, const struct event *ev)
-{
-	const struct order *o = &ev->order;
-	char amount[32];
-
-	if (set_str(w, rec, F_ORDER_ID, o->order_id) == -1 ||
-	    set_str(w, rec, F_CUSTOMER_ID, o->customer_id) == -1 ||
-	    set_str(w, rec, F_EMAIL, o->email) == -1 ||
-	    set_str(w, rec, F_CURRENCY, o->currency) == -1 ||
-	    set_opt_str(w, rec, F_PAYMENT_METHOD, o->payment_method) == -1)
-		return -1;
-	if (ev->kind == EVENT_ORDER_CREATED_V2)
-		return set_items(w, rec, o) == -1 ||
-		    set_long(w, rec, F_TOTAL, o->total) == -1 ? -1 : 0;
-	if (event_format_money(o->total, o->currency, amount,
-	    sizeof(amount)) == -1)
-		return -1;
-	return set_str(w, rec, F_AMOUNT, amount);
-}
-
-static int
-fill_payment(const struct wschema *w, avro_value_t *rec,
-    const struct event *ev)
-{
-	const struct event_payment *p = &ev->payment;
-	avro_value_t f;
-	int sym;
-
-	if (field(w, rec, F_STATUS, &f) == -1 ||
-	    (sym = avro_schema_enum_get_by_name(avro_value_get_schema(&f),
-	    event_pay_status_name(p->status))) < 0 ||
-	    avro_value_set_enum(&f, sym) != 0)
-		return -1;
-	return set_str(w, rec, F_ORDER_ID, p->order_id) == -1 ||
-	    set_str(w, rec, F_PAYMENT_ID, p->payment_id) == -1 ||
-	    set_long(w, rec, F_AMOUNT, p->amount) == -1 ||
-	    set_str(w, rec, F_CURRENCY, p->currency) == -1 ||
-	    set_opt_str(w, rec, F_REASON, p->status == EVENT_PAY_DECLINED ?
-	    p->reason : NULL) == -1 ||
-	    set_str(w, rec, F_CUSTOMER_ID, p->customer_id) == -1 ||
-	    set_str(w, rec, F_EMAIL, p->email) == -1 ||
-	    set_opt_str(w, rec, F_PAYMENT_METHOD, p->payment_method) == -1 ?
-	    -1 : 0;
 }
 
 /* The ce_* headers and content-type of Avro event ev. */
@@ -524,8 +400,9 @@ codec_encode_event(struct codec *c, const char *topic, const struct event *ev,
     const char *traceparent, void **value, size_t *vlen,
     rd_kafka_headers_t **hdrs, char *msg, size_t msglen)
 {
+	struct evavro_rec rec;
 	struct wschema *w;
-	int rc;
+	avro_value_t v;
 
 	*value = NULL;
 	*hdrs = NULL;
@@ -535,11 +412,8 @@ codec_encode_event(struct codec *c, const char *topic, const struct event *ev,
 		    topic, event_kind_type(ev->kind));
 		return -1;
 	}
-	avro_value_reset(&w->s.value);
-	rc = ev->kind == EVENT_PAYMENT_PROCESSED_V1 ?
-	    fill_payment(w, &w->s.value, ev) : fill_order(w, &w->s.value, ev);
-	if (rc == -1 || wire_encode(c, &w->s.value, w->s.id, value, vlen) ==
-	    -1) {
+	if (evavro_value(&w->map, ev, &rec, &v) == -1 ||
+	    wire_encode(c, &v, w->s.id, value, vlen) == -1) {
 		snprintf(msg, msglen, "cannot encode: %s", avro_strerror());
 		return -1;
 	}

@@ -80,8 +80,8 @@ int	codec_prepare(struct codec *, const char *topic, enum event_kind kind,
 	    int *rerr, char *msg, size_t msglen);
 
 /*
- * The Avro record of event ev for topic: the datum filled from ev's
- * fields, in the wire format, in *value (malloc'd) and *vlen, and a new
+ * The Avro record of event ev for topic: ev's fields written by the
+ * prepared schema (evavro.h), in the wire format, in *value (malloc'd) and *vlen, and a new
  * header list in *hdrs: content-type application/avro, the ce_*
  * attributes and traceparent (NULL or "": ev's own).  -1 with msg set
  * when ev's kind was not prepared for topic (a JSON codec prepares

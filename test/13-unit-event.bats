@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # 13-unit-event.bats - runs the unit tests of common/event.c, the one
-# validator of orders and events, and of common/evpack.c, one subtest
-# each (build/test/event_test NAME).
+# validator of orders and events, and of common/evpack.c and
+# common/evavro.c, one subtest each (build/test/event_test NAME).
 
 load test_helper
 
@@ -18,8 +18,8 @@ event() {
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
 	    nesting generated sameid derive derive_libuuid uuid_bytes amount \
-	    upcast types envelope payment serialize_cjson evpack format trace \
-	    trace_parse jsonmem)"
+	    upcast types envelope payment serialize_cjson evpack evavro format \
+	    trace trace_parse jsonmem)"
 }
 
 @test "event: a valid order parsed, total computed" {
@@ -96,6 +96,10 @@ event() {
 
 @test "evpack: a payment event in either recorded form reads back to the same JSON; form 2 is half the size; damage refused" {
 	event evpack
+}
+
+@test "evavro: events written through it give the bytes of avro-c's generic values; schemas that do not fit refused" {
+	event evavro
 }
 
 @test "event: money formatted as major units" {

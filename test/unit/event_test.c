@@ -12,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <avro.h>
 #include <cjson/cJSON.h>
 #include <uuid/uuid.h>
 
 #include "event.h"
+#include "evavro.h"
 #include "evpack.h"
+#include "schemas.h"
 #include "util.h"
 #include "jsonmem.h"
 #include "unit.h"
@@ -1189,6 +1192,257 @@ test_serialize_cjson(void)
 }
 
 /*
+ * evavro against the generic datum it replaced: the same event written
+ * through avro-c's generic values, each field set by name, gives the
+ * same bytes, and avro_value_sizeof() agrees.
+ */
+static avro_schema_t avro_schemas[4];
+
+static avro_schema_t
+avro_schema_of(enum event_kind kind)
+{
+	const char *text = kind == EVENT_ORDER_CREATED_V1 ?
+	    schema_order_created_v1 : kind == EVENT_ORDER_CREATED_V2 ?
+	    schema_order_created_v2 : schema_payment_processed_v1;
+
+	if (avro_schemas[kind] == NULL)
+		CHECK(avro_schema_from_json_length(text, strlen(text),
+		    &avro_schemas[kind]) == 0);
+	return avro_schemas[kind];
+}
+
+static void
+ref_str(avro_value_t *rec, const char *name, const char *v)
+{
+	avro_value_t f;
+
+	CHECK(avro_value_get_by_name(rec, name, &f, NULL) == 0 &&
+	    avro_value_set_string(&f, v) == 0);
+}
+
+static void
+ref_long(avro_value_t *rec, const char *name, int64_t v)
+{
+	avro_value_t f;
+
+	CHECK(avro_value_get_by_name(rec, name, &f, NULL) == 0 &&
+	    avro_value_set_long(&f, v) == 0);
+}
+
+static void
+ref_opt(avro_value_t *rec, const char *name, const char *v)
+{
+	avro_value_t f, b;
+
+	CHECK(avro_value_get_by_name(rec, name, &f, NULL) == 0);
+	if (v == NULL || *v == '\0')
+		CHECK(avro_value_set_branch(&f, 0, &b) == 0 &&
+		    avro_value_set_null(&b) == 0);
+	else
+		CHECK(avro_value_set_branch(&f, 1, &b) == 0 &&
+		    avro_value_set_string(&b, v) == 0);
+}
+
+static void
+ref_avro(avro_value_t *rec, const struct event *ev)
+{
+	const struct event_payment *p = &ev->payment;
+	const struct order *o = &ev->order;
+	avro_value_t f, it, x;
+	char amount[32];
+	size_t i;
+
+	if (ev->kind == EVENT_PAYMENT_PROCESSED_V1) {
+		CHECK(avro_value_get_by_name(rec, "status", &f, NULL) == 0 &&
+		    avro_value_set_enum(&f, avro_schema_enum_get_by_name(
+		    avro_value_get_schema(&f),
+		    event_pay_status_name(p->status))) == 0);
+		ref_str(rec, "order_id", p->order_id);
+		ref_str(rec, "payment_id", p->payment_id);
+		ref_long(rec, "amount", p->amount);
+		ref_str(rec, "currency", p->currency);
+		ref_opt(rec, "reason", p->status == EVENT_PAY_DECLINED ?
+		    p->reason : NULL);
+		ref_str(rec, "customer_id", p->customer_id);
+		ref_str(rec, "email", p->email);
+		ref_opt(rec, "payment_method", p->payment_method);
+		return;
+	}
+	ref_str(rec, "order_id", o->order_id);
+	ref_str(rec, "customer_id", o->customer_id);
+	ref_str(rec, "email", o->email);
+	ref_str(rec, "currency", o->currency);
+	ref_opt(rec, "payment_method", o->payment_method);
+	if (ev->kind == EVENT_ORDER_CREATED_V1) {
+		event_format_money(o->total, o->currency, amount,
+		    sizeof(amount));
+		ref_str(rec, "amount", amount);
+		return;
+	}
+	CHECK(avro_value_get_by_name(rec, "items", &f, NULL) == 0);
+	for (i = 0; i < o->nitems; i++)
+		CHECK(avro_value_append(&f, &it, NULL) == 0 &&
+		    avro_value_get_by_name(&it, "sku", &x, NULL) == 0 &&
+		    avro_value_set_string(&x, o->items[i].sku) == 0 &&
+		    avro_value_get_by_name(&it, "qty", &x, NULL) == 0 &&
+		    avro_value_set_int(&x, o->items[i].qty) == 0 &&
+		    avro_value_get_by_name(&it, "unit_price", &x, NULL) == 0 &&
+		    avro_value_set_long(&x, o->items[i].unit_price) == 0);
+	ref_long(rec, "total", o->total);
+}
+
+/* v written into buf (cap bytes); its length, or -1. */
+static int64_t
+datum_bytes(avro_value_t *v, char *buf, size_t cap)
+{
+	avro_writer_t w = avro_writer_memory(buf, (int64_t)cap);
+	int64_t n;
+
+	n = avro_value_write(w, v) == 0 ? avro_writer_tell(w) : -1;
+	avro_writer_free(w);
+	return n;
+}
+
+static void
+same_avro(const struct event *ev)
+{
+	static char a[64 * 1024], b[64 * 1024];
+	avro_schema_t schema = avro_schema_of(ev->kind);
+	avro_value_iface_t *iface;
+	struct evavro_map m;
+	struct evavro_rec rec;
+	avro_value_t ref, v;
+	char msg[256];
+	int64_t na, nb;
+	size_t size;
+
+	CHECK(evavro_map_init(&m, schema, ev->kind, msg, sizeof(msg)) == 0);
+	CHECK(evavro_value(&m, ev, &rec, &v) == 0);
+	CHECK((iface = avro_generic_class_from_schema(schema)) != NULL &&
+	    avro_generic_value_new(iface, &ref) == 0);
+	ref_avro(&ref, ev);
+	na = datum_bytes(&v, a, sizeof(a));
+	nb = datum_bytes(&ref, b, sizeof(b));
+	if (na < 0 || na != nb || memcmp(a, b, (size_t)na) != 0) {
+		fprintf(stderr, "%s %s: evavro %lld bytes, generic %lld\n",
+		    ev->type, ev->subject, (long long)na, (long long)nb);
+		CHECK(na == nb && na > 0 && memcmp(a, b, (size_t)na) == 0);
+	}
+	CHECK(avro_value_sizeof(&v, &size) == 0 && (int64_t)size == na);
+	avro_value_decref(&ref);
+	avro_value_iface_decref(iface);
+}
+
+/* evavro_map_init() of schema text (which it frees) for kind. */
+static int
+map_of(enum event_kind kind, char *text, char *msg, size_t len)
+{
+	struct evavro_map m;
+	avro_schema_t s;
+	int rc = -2;
+
+	if (avro_schema_from_json_length(text, strlen(text), &s) == 0) {
+		rc = evavro_map_init(&m, s, kind, msg, len);
+		avro_schema_decref(s);
+	}
+	CHECK(rc != -2);
+	free(text);
+	return rc;
+}
+
+static void
+test_evavro(void)
+{
+	static const char head[] = "{\"type\":\"record\",\"name\":\"P\","
+	    "\"fields\":[";
+	struct order o;
+	struct event cause, ev;
+	struct evavro_map m;
+	struct evavro_rec rec;
+	avro_value_t v;
+	char msg[256];
+	int i, c, n;
+
+	CHECK(order_parse(good, strlen(good), &o, NULL) == 0);
+	for (i = 0; i < 200; i++) {
+		n = i % 6;
+		CHECK(event_order_created(&cause, &o, "/orderflow/order-submit",
+		    NULL) == 0);
+		if (n == 1)
+			cause.order.payment_method[0] = '\0';
+		if (n == 2) {
+			free(cause.order.items);
+			cause.order.nitems = (size_t)(i % ORDER_ITEMS_MAX) + 1;
+			cause.order.items = calloc(cause.order.nitems,
+			    sizeof(*cause.order.items));
+			for (c = 0; c < (int)cause.order.nitems; c++) {
+				snprintf(cause.order.items[c].sku,
+				    sizeof(cause.order.items[c].sku),
+				    "SKU-%d-\xc3\xa9", c * i);
+				cause.order.items[c].qty = c + 1;
+				cause.order.items[c].unit_price =
+				    (int64_t)c * 99991 % ORDER_PRICE_MAX;
+			}
+			cause.order.total = ORDER_TOTAL_MAX - i;
+		}
+		if (n == 3) {
+			cause.kind = EVENT_ORDER_CREATED_V1;
+			cause.order.total = -i * 12345;
+		}
+		same_avro(&cause);
+		CHECK(event_payment_processed(&ev, &cause, i % 2 ?
+		    EVENT_PAY_DECLINED : EVENT_PAY_APPROVED,
+		    "card declined by issuer", i % 3 ? NULL : "p-given",
+		    "/orderflow/pay-process") == 0);
+		if (n == 4)
+			ev.payment.payment_method[0] = '\0';
+		if (n == 5)
+			ev.payment.amount = INT64_MIN + i;
+		same_avro(&ev);
+		/* a map is for one kind */
+		CHECK(evavro_map_init(&m, avro_schema_of(ev.kind),
+		    ev.kind, msg, sizeof(msg)) == 0);
+		CHECK(evavro_value(&m, &cause, &rec, &v) == -1 &&
+		    errno == EINVAL);
+		event_free(&ev);
+		event_free(&cause);
+	}
+	order_free(&o);
+
+	/* Schemas that do not fit the kind are refused, saying why. */
+	CHECK(evavro_map_init(&m, avro_schema_of(EVENT_ORDER_CREATED_V2),
+	    EVENT_ORDER_CREATED_V1, msg, sizeof(msg)) == -1 &&
+	    strstr(msg, "field items") != NULL);
+	CHECK(map_of(EVENT_ORDER_CREATED_V1, fmt("%s%s", head,
+	    "{\"name\":\"order_id\",\"type\":\"string\"}]}"), msg,
+	    sizeof(msg)) == -1 && strstr(msg, "no field customer_id") != NULL);
+	CHECK(map_of(EVENT_ORDER_CREATED_V1, fmt("%s%s", head,
+	    "{\"name\":\"order_id\",\"type\":\"long\"}]}"), msg,
+	    sizeof(msg)) == -1 &&
+	    strstr(msg, "field order_id: not a string") != NULL);
+	CHECK(map_of(EVENT_PAYMENT_PROCESSED_V1, fmt("%s%s", head,
+	    "{\"name\":\"status\",\"type\":{\"type\":\"enum\","
+	    "\"name\":\"S\",\"symbols\":[\"approved\"]}}]}"), msg,
+	    sizeof(msg)) == -1 && strstr(msg, "field status") != NULL);
+	CHECK(map_of(EVENT_ORDER_CREATED_V2, fmt("%s%s", head,
+	    "{\"name\":\"items\",\"type\":{\"type\":\"array\","
+	    "\"items\":{\"type\":\"record\",\"name\":\"I\",\"fields\":["
+	    "{\"name\":\"sku\",\"type\":\"string\"},"
+	    "{\"name\":\"qty\",\"type\":\"long\"},"
+	    "{\"name\":\"unit_price\",\"type\":\"long\"}]}}}]}"), msg,
+	    sizeof(msg)) == -1 && strstr(msg, "field items") != NULL);
+	CHECK(map_of(EVENT_ORDER_CREATED_V1, fmt("%s%s", head,
+	    "{\"name\":\"payment_method\",\"type\":[\"string\","
+	    "\"null\"]}]}"), msg, sizeof(msg)) == -1 &&
+	    strstr(msg, "field payment_method") != NULL);
+	for (i = 1; i < 4; i++)
+		if (avro_schemas[i] != NULL) {
+			avro_schema_decref(avro_schemas[i]);
+			avro_schemas[i] = NULL;
+		}
+}
+
+/*
  * ev in evpack.h's form 2 (cause may be NULL): read back, it serializes
  * to the same JSON text; every shorter prefix, and the form with a byte
  * more, is refused.  Returns the form's length.
@@ -1692,6 +1946,7 @@ static const struct unit_test tests[] = {
 	{ "payment", test_payment },
 	{ "serialize_cjson", test_serialize_cjson },
 	{ "evpack", test_evpack },
+	{ "evavro", test_evavro },
 	{ "format", test_format },
 	{ "trace", test_trace },
 	{ "trace_parse", test_trace_parse },
