@@ -39,7 +39,10 @@
 #define DEPTH_MAX	32	/* nesting of a datum converted to JSON */
 #define REGISTRY_QUIET_MS 5000	/* after the registry did not answer */
 
-/* A schema ready to read or write with: parsed, its class, one value. */
+/*
+ * A schema ready to read or write with: parsed, and for reading its
+ * class and one value to read into (writing goes through evavro.h).
+ */
 struct avsc {
 	int		 id;
 	avro_schema_t	 schema;
@@ -83,9 +86,10 @@ avsc_free(struct avsc *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Parses text into s; -1 with msg set. */
+/* Parses text into s, with a value to read into; -1 with msg set. */
 static int
-avsc_init(struct avsc *s, int id, const char *text, char *msg, size_t msglen)
+avsc_init(struct avsc *s, int id, const char *text, int reading, char *msg,
+    size_t msglen)
 {
 	memset(s, 0, sizeof(*s));
 	s->id = id;
@@ -94,6 +98,8 @@ avsc_init(struct avsc *s, int id, const char *text, char *msg, size_t msglen)
 		s->schema = NULL;
 		return -1;
 	}
+	if (!reading)
+		return 0;
 	if ((s->iface = avro_generic_class_from_schema(s->schema)) == NULL ||
 	    avro_generic_value_new(s->iface, &s->value) != 0) {
 		snprintf(msg, msglen, "schema %d: %s", id, avro_strerror());
@@ -236,7 +242,7 @@ wschema_init(struct wschema *w, const char *topic, enum event_kind kind,
 		snprintf(msg, msglen, "out of memory");
 		return -1;
 	}
-	if (avsc_init(&w->s, id, kind_schema(kind), msg, msglen) == -1) {
+	if (avsc_init(&w->s, id, kind_schema(kind), 0, msg, msglen) == -1) {
 		free(w->topic);
 		return -1;
 	}
@@ -493,7 +499,7 @@ codec_cache_schema(struct codec *c, int id, const char *schema, char *msg,
 {
 	struct avsc *s = cache_slot(c);
 
-	if (avsc_init(s, id, schema, msg, msglen) == -1) {
+	if (avsc_init(s, id, schema, 1, msg, msglen) == -1) {
 		cache_unslot(c, s);
 		return -1;
 	}
@@ -544,7 +550,7 @@ reader_schema(struct codec *c, int id, struct avsc **sp, char *why,
 		    CODEC_TRANSIENT;
 	}
 	s = cache_slot(c);
-	ret = avsc_init(s, id, text, why, whylen);
+	ret = avsc_init(s, id, text, 1, why, whylen);
 	free(text);
 	if (ret == -1) {
 		cache_unslot(c, s);

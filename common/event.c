@@ -1329,15 +1329,16 @@ uuid_text(const unsigned char u[16], char out[EVENT_UUID_LEN + 1])
 	*o = '\0';
 }
 
-/* A lower-case hex digit's value; -1 for any other byte. */
+/* Lower-case hex digits. */
+static const unsigned char lower_hex[256] = {
+	['0' ... '9'] = 1, ['a' ... 'f'] = 1
+};
+
+/* The value of a lower-case hex digit (lower_hex[] says it is one). */
 static int
-hex_value(char c)
+nibble(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
+	return c <= '9' ? c - '0' : c - 'a' + 10;
 }
 
 /*
@@ -1349,16 +1350,17 @@ hex_value(char c)
 int
 event_uuid_bytes(const char *s, unsigned char out[16])
 {
-	int i, hi, lo;
+	int i;
 
 	for (i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10) {
 			if (*s++ != '-')
 				return -1;
 		}
-		if ((hi = hex_value(s[0])) < 0 || (lo = hex_value(s[1])) < 0)
+		if (!lower_hex[(unsigned char)s[0]] ||
+		    !lower_hex[(unsigned char)s[1]])
 			return -1;
-		out[i] = (unsigned char)(hi << 4 | lo);
+		out[i] = (unsigned char)(nibble(s[0]) << 4 | nibble(s[1]));
 		s += 2;
 	}
 	return *s == '\0' ? 0 : -1;
@@ -1562,11 +1564,6 @@ trace_generate(char out[TRACEPARENT_LEN + 1])
 	trace_from_bytes(b, out);
 }
 
-/* Lower-case hex digits. */
-static const unsigned char lower_hex[256] = {
-	['0' ... '9'] = 1, ['a' ... 'f'] = 1
-};
-
 /* Whether s[from..to) is lower-case hex, and not all zeros. */
 static int
 hex_nonzero(const char *s, int from, int to)
@@ -1598,13 +1595,6 @@ trace_valid(const char *s)
 {
 	return s != NULL && strnlen(s, TRACEPARENT_LEN + 1) == TRACEPARENT_LEN &&
 	    s[0] == '0' && s[1] == '0' && trace_fields(s);
-}
-
-/* The value of a lower-case hex digit (trace_valid() checked it). */
-static int
-nibble(char c)
-{
-	return c <= '9' ? c - '0' : c - 'a' + 10;
 }
 
 int
