@@ -66,12 +66,23 @@ static const char *const type_names[] = {
 static avro_value_iface_t str_iface, opt_iface, null_iface, long_iface,
     int_iface, items_iface, item_iface, enum_iface, rec_iface;
 
-static avro_type_t
-str_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_STRING;
-}
+/* Each interface's get_type(): its type, whatever the value. */
+#define TYPE_FN(fn, type)						\
+	static avro_type_t						\
+	fn(const avro_value_iface_t *i, const void *self)		\
+	{								\
+		(void)i, (void)self;					\
+		return (type);						\
+	}
+
+TYPE_FN(str_type, AVRO_STRING)
+TYPE_FN(opt_type, AVRO_UNION)
+TYPE_FN(null_type, AVRO_NULL)
+TYPE_FN(long_type, AVRO_INT64)
+TYPE_FN(int_type, AVRO_INT32)
+TYPE_FN(items_type, AVRO_ARRAY)
+TYPE_FN(rec_type, AVRO_RECORD)
+TYPE_FN(enum_type, AVRO_ENUM)
 
 /* The size counts the NUL, as avro-c's strings do. */
 static int
@@ -85,13 +96,6 @@ str_get(const avro_value_iface_t *i, const void *self, const char **str,
 }
 
 /* ["null", "string"]: null for NULL or "". */
-static avro_type_t
-opt_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_UNION;
-}
-
 static int
 opt_disc(const avro_value_iface_t *i, const void *self, int *out)
 {
@@ -113,25 +117,11 @@ opt_branch(const avro_value_iface_t *i, const void *self, avro_value_t *b)
 	return 0;
 }
 
-static avro_type_t
-null_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_NULL;
-}
-
 static int
 null_get(const avro_value_iface_t *i, const void *self)
 {
 	(void)i, (void)self;
 	return 0;
-}
-
-static avro_type_t
-long_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_INT64;
 }
 
 static int
@@ -140,13 +130,6 @@ long_get(const avro_value_iface_t *i, const void *self, int64_t *out)
 	(void)i;
 	*out = *(const int64_t *)self;
 	return 0;
-}
-
-static avro_type_t
-int_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_INT32;
 }
 
 static int
@@ -158,13 +141,6 @@ int_get(const avro_value_iface_t *i, const void *self, int32_t *out)
 }
 
 /* The items: self is the order. */
-static avro_type_t
-items_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_ARRAY;
-}
-
 static int
 items_size(const avro_value_iface_t *i, const void *self, size_t *size)
 {
@@ -190,13 +166,6 @@ items_at(const avro_value_iface_t *i, const void *self, size_t index,
 }
 
 /* One item: sku, qty and unit_price, in that order (map_init checks). */
-static avro_type_t
-rec_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_RECORD;
-}
-
 static int
 item_size(const avro_value_iface_t *i, const void *self, size_t *size)
 {
@@ -234,13 +203,6 @@ item_at(const avro_value_iface_t *i, const void *self, size_t index,
 }
 
 /* The status: self is the record being written. */
-static avro_type_t
-enum_type(const avro_value_iface_t *i, const void *self)
-{
-	(void)i, (void)self;
-	return AVRO_ENUM;
-}
-
 static int
 enum_get(const avro_value_iface_t *i, const void *self, int *out)
 {

@@ -1119,6 +1119,25 @@ same_text(const struct event *ev)
 	cJSON_free(want);
 }
 
+/* o with i % ORDER_ITEMS_MAX + 1 items, their skus prefix and a number. */
+static void
+many_items(struct order *o, int i, const char *prefix)
+{
+	size_t c;
+
+	free(o->items);
+	o->nitems = (size_t)(i % ORDER_ITEMS_MAX) + 1;
+	if ((o->items = calloc(o->nitems, sizeof(*o->items))) == NULL)
+		abort();
+	for (c = 0; c < o->nitems; c++) {
+		snprintf(o->items[c].sku, sizeof(o->items[c].sku), "%s%d",
+		    prefix, (int)c * i);
+		o->items[c].qty = (int)c + 1;
+		o->items[c].unit_price = (int64_t)c * 99991 % ORDER_PRICE_MAX;
+	}
+	o->total = ORDER_TOTAL_MAX - i;
+}
+
 /*
  * Events of every kind and shape, with every byte from 1 to 255 in
  * their strings (the rules allow fewer, the text must not care), as
@@ -1130,7 +1149,7 @@ test_serialize_cjson(void)
 	struct order o;
 	struct event cause, ev;
 	char odd[256];
-	int i, c, n;
+	int i, n;
 
 	for (i = 0; i < 255; i++)
 		odd[i] = (char)(i + 1);
@@ -1142,21 +1161,8 @@ test_serialize_cjson(void)
 		    NULL) == 0);
 		if (n == 1)
 			cause.traceparent[0] = '\0';
-		if (n == 2) {
-			free(cause.order.items);
-			cause.order.nitems = (size_t)(i % ORDER_ITEMS_MAX) + 1;
-			cause.order.items = calloc(cause.order.nitems,
-			    sizeof(*cause.order.items));
-			for (c = 0; c < (int)cause.order.nitems; c++) {
-				snprintf(cause.order.items[c].sku,
-				    sizeof(cause.order.items[c].sku),
-				    "SKU-\"%d\\", c * i);
-				cause.order.items[c].qty = c + 1;
-				cause.order.items[c].unit_price =
-				    (int64_t)c * 99991 % ORDER_PRICE_MAX;
-			}
-			cause.order.total = ORDER_TOTAL_MAX - i;
-		}
+		if (n == 2)
+			many_items(&cause.order, i, "SKU-\"\\");
 		if (n == 3) {
 			cause.kind = EVENT_ORDER_CREATED_V1;
 			cause.order.total = -i * 12345;
@@ -1361,7 +1367,7 @@ test_evavro(void)
 	struct evavro_rec rec;
 	avro_value_t v;
 	char msg[256];
-	int i, c, n;
+	int i, n;
 
 	CHECK(order_parse(good, strlen(good), &o, NULL) == 0);
 	for (i = 0; i < 200; i++) {
@@ -1370,21 +1376,8 @@ test_evavro(void)
 		    NULL) == 0);
 		if (n == 1)
 			cause.order.payment_method[0] = '\0';
-		if (n == 2) {
-			free(cause.order.items);
-			cause.order.nitems = (size_t)(i % ORDER_ITEMS_MAX) + 1;
-			cause.order.items = calloc(cause.order.nitems,
-			    sizeof(*cause.order.items));
-			for (c = 0; c < (int)cause.order.nitems; c++) {
-				snprintf(cause.order.items[c].sku,
-				    sizeof(cause.order.items[c].sku),
-				    "SKU-%d-\xc3\xa9", c * i);
-				cause.order.items[c].qty = c + 1;
-				cause.order.items[c].unit_price =
-				    (int64_t)c * 99991 % ORDER_PRICE_MAX;
-			}
-			cause.order.total = ORDER_TOTAL_MAX - i;
-		}
+		if (n == 2)
+			many_items(&cause.order, i, "SKU-\xc3\xa9-");
 		if (n == 3) {
 			cause.kind = EVENT_ORDER_CREATED_V1;
 			cause.order.total = -i * 12345;
