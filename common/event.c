@@ -483,24 +483,103 @@ json_parse(const char *buf, size_t len, struct event_err *err)
 	return root;
 }
 
-/* Member name of obj into *out (NULL if absent); a duplicate is an error. */
-static int
-member(const cJSON *obj, const char *pfx, const char *name,
-    const cJSON **out, struct event_err *err)
+/*
+ * The members an object's rules read, found in one pass over it: looking
+ * each name up walked every member for each name (pay-process's parse of
+ * a payment's event 2,900 instructions, now 1,600).  Other members are
+ * left alone (CloudEvents extensions, say).
+ * A name that appears more than once is noted, and is an error only when
+ * a rule reads it, so the first fault reported is the one the rules meet
+ * first, whatever the members' order.
+ */
+#define FIELDS_MAX	16
+
+struct fields {
+	const char *const *names;
+	const cJSON	*v[FIELDS_MAX];
+	unsigned	 dup;		/* bit k: names[k] more than once */
+};
+
+/*
+ * The members' names, for each kind of object, in the order our
+ * producers write them (event_serialize(), the README's orders):
+ * fields_of() looks for each member's name from the one after the last
+ * found, so that one in that order is found at the first compare.
+ */
+enum { E_SPECVERSION, E_ID, E_SOURCE, E_TYPE, E_SUBJECT, E_TIME, E_DCT,
+	E_TRACEPARENT, E_DATA, E_N };
+static const char *const env_names[E_N] = {
+	"specversion", "id", "source", "type", "subject", "time",
+	"datacontenttype", FLOW_H_TRACEPARENT, "data"
+};
+
+/* An order, and order.created.v2's data. */
+enum { O_ORDER_ID, O_CUSTOMER_ID, O_EMAIL, O_CURRENCY, O_ITEMS, O_TOTAL,
+	O_PM, O_N };
+static const char *const order_names[O_N] = {
+	"order_id", "customer_id", "email", "currency", "items", "total",
+	"payment_method"
+};
+
+enum { I_SKU, I_QTY, I_PRICE, I_N };
+static const char *const item_names[I_N] = { "sku", "qty", "unit_price" };
+
+/* order.created.v1's data. */
+enum { V_ORDER_ID, V_CUSTOMER_ID, V_EMAIL, V_CURRENCY, V_AMOUNT, V_PM,
+	V_N };
+static const char *const v1_names[V_N] = {
+	"order_id", "customer_id", "email", "currency", "amount",
+	"payment_method"
+};
+
+/* payment.processed.v1's data. */
+enum { P_ORDER_ID, P_PAYMENT_ID, P_STATUS, P_AMOUNT, P_CURRENCY, P_REASON,
+	P_CUSTOMER_ID, P_EMAIL, P_PM, P_N };
+static const char *const payment_names[P_N] = {
+	"order_id", "payment_id", "status", "amount", "currency", "reason",
+	"customer_id", "email", "payment_method"
+};
+
+_Static_assert(E_N <= FIELDS_MAX && O_N <= FIELDS_MAX &&
+    P_N <= FIELDS_MAX, "FIELDS_MAX");
+
+/* The members of object obj that names[0..n) has, into f. */
+static void
+fields_of(const cJSON *obj, const char *const *names, int n,
+    struct fields *f)
 {
 	const cJSON *c;
+	int i, k, next = 0;
 
-	*out = NULL;
-	/* The first byte first: most names differ there (strcmp() cost
-	   a payment 3,400 instructions, now 1,100). */
+	f->names = names;
+	f->dup = 0;
+	memset(f->v, 0, n * sizeof(f->v[0]));
 	cJSON_ArrayForEach(c, obj) {
-		if (c->string == NULL || c->string[0] != name[0] ||
-		    strcmp(c->string, name) != 0)
+		if (c->string == NULL)
 			continue;
-		if (*out != NULL)
-			return errf(err, pfx, name, "appears more than once");
-		*out = c;
+		/* The first byte first: most names differ there. */
+		for (i = 0, k = next; i < n; i++, k = k + 1 < n ? k + 1 : 0)
+			if (names[k][0] == c->string[0] &&
+			    strcmp(names[k], c->string) == 0)
+				break;
+		if (i == n)
+			continue;
+		next = k + 1 < n ? k + 1 : 0;
+		if (f->v[k] != NULL)
+			f->dup |= 1u << k;
+		else
+			f->v[k] = c;
 	}
+}
+
+/* Member k of f into *out (NULL if absent); a duplicate is an error. */
+static int
+member(const struct fields *f, int k, const char *pfx, const cJSON **out,
+    struct event_err *err)
+{
+	*out = f->v[k];
+	if (f->dup & 1u << k)
+		return errf(err, pfx, f->names[k], "appears more than once");
 	return 0;
 }
 
@@ -510,13 +589,14 @@ member(const cJSON *obj, const char *pfx, const char *name,
  * dst "".  Returns 0 or -1.
  */
 static int
-get_string(const cJSON *obj, const char *pfx, const char *name,
-    int required, const struct rule *r, char *dst, struct event_err *err)
+get_string(const struct fields *f, int k, const char *pfx, int required,
+    const struct rule *r, char *dst, struct event_err *err)
 {
+	const char *name = f->names[k];
 	const cJSON *v;
 
 	dst[0] = '\0';
-	if (member(obj, pfx, name, &v, err) == -1)
+	if (member(f, k, pfx, &v, err) == -1)
 		return -1;
 	if (v == NULL || (!required && cJSON_IsNull(v))) {
 		if (required)
@@ -535,14 +615,15 @@ get_string(const cJSON *obj, const char *pfx, const char *name,
  * notint followed by "from MIN to MAX", made only when it is needed).
  */
 static int
-get_int(const cJSON *obj, const char *pfx, const char *name, int64_t min,
+get_int(const struct fields *f, int k, const char *pfx, int64_t min,
     int64_t max, const char *notint, const char *range, int64_t *out,
     struct event_err *err)
 {
+	const char *name = f->names[k];
 	const cJSON *v;
 	double d;
 
-	if (member(obj, pfx, name, &v, err) == -1)
+	if (member(f, k, pfx, &v, err) == -1)
 		return -1;
 	if (v == NULL)
 		return errf(err, pfx, name, "is required");
@@ -596,14 +677,15 @@ err_in_item(struct event_err *err, const char *pfx, int i)
 }
 
 static int
-items_from_json(const cJSON *o, const char *pfx, struct order *out,
+items_from_json(const struct fields *f, const char *pfx, struct order *out,
     struct event_err *err)
 {
 	const cJSON *items, *it;
+	struct fields fi;
 	int64_t v, sum = 0, line;
 	int n, i = 0;
 
-	if (member(o, pfx, "items", &items, err) == -1)
+	if (member(f, O_ITEMS, pfx, &items, err) == -1)
 		return -1;
 	if (items == NULL)
 		return errf(err, pfx, "items", "is required");
@@ -620,13 +702,14 @@ items_from_json(const cJSON *o, const char *pfx, struct order *out,
 			errf(err, "", "", "must be an object");
 			return err_in_item(err, pfx, i);
 		}
-		if (get_string(it, "", "sku", 1, &r_sku, oi->sku, err) == -1)
+		fields_of(it, item_names, I_N, &fi);
+		if (get_string(&fi, I_SKU, "", 1, &r_sku, oi->sku, err) == -1)
 			return err_in_item(err, pfx, i);
-		if (get_int(it, "", "qty", 1, ORDER_QTY_MAX, msg_qty,
+		if (get_int(&fi, I_QTY, "", 1, ORDER_QTY_MAX, msg_qty,
 		    msg_qty, &v, err) == -1)
 			return err_in_item(err, pfx, i);
 		oi->qty = (int)v;
-		if (get_int(it, "", "unit_price", 0, ORDER_PRICE_MAX,
+		if (get_int(&fi, I_PRICE, "", 0, ORDER_PRICE_MAX,
 		    msg_money, NULL, &oi->unit_price, err) == -1)
 			return err_in_item(err, pfx, i);
 		if (__builtin_mul_overflow(oi->unit_price, (int64_t)oi->qty,
@@ -647,32 +730,34 @@ static int
 order_from_json(const cJSON *o, const char *pfx, int in_event,
     struct order *out, struct event_err *err)
 {
+	struct fields f;
 	int64_t total;
 	int r;
 
 	if (!cJSON_IsObject(o))
 		return errf(err, pfx, "", "must be a JSON object");
-	if ((r = get_string(o, pfx, "order_id", in_event, &r_order_id,
+	fields_of(o, order_names, O_N, &f);
+	if ((r = get_string(&f, O_ORDER_ID, pfx, in_event, &r_order_id,
 	    out->order_id, err)) == -1)
 		return -1;
 	if (r == 1) {
 		random_order_id(out->order_id);
 		out->order_id_generated = 1;
 	}
-	if (get_string(o, pfx, "customer_id", 1, &r_customer,
+	if (get_string(&f, O_CUSTOMER_ID, pfx, 1, &r_customer,
 	    out->customer_id, err) == -1 ||
-	    get_string(o, pfx, "email", 1, &r_email, out->email, err) == -1 ||
-	    get_string(o, pfx, "currency", 1, &r_currency, out->currency,
+	    get_string(&f, O_EMAIL, pfx, 1, &r_email, out->email, err) == -1 ||
+	    get_string(&f, O_CURRENCY, pfx, 1, &r_currency, out->currency,
 	    err) == -1 ||
-	    items_from_json(o, pfx, out, err) == -1 ||
-	    (r = get_string(o, pfx, "payment_method", 0, &r_pm,
+	    items_from_json(&f, pfx, out, err) == -1 ||
+	    (r = get_string(&f, O_PM, pfx, 0, &r_pm,
 	    out->payment_method, err)) == -1)
 		return -1;
 	if (r == 1)
 		strcpy(out->payment_method, ORDER_PM_DEFAULT);
 	if (!in_event)
 		return 0;
-	if (get_int(o, pfx, "total", 0, ORDER_TOTAL_MAX, msg_money, NULL,
+	if (get_int(&f, O_TOTAL, pfx, 0, ORDER_TOTAL_MAX, msg_money, NULL,
 	    &total, err) == -1)
 		return -1;
 	if (total != out->total)
@@ -730,17 +815,19 @@ static int
 v1_from_json(const cJSON *d, const char *pfx, struct order *out,
     struct event_err *err)
 {
+	struct fields f;
 	const cJSON *v;
 	int r;
 
-	if (get_string(d, pfx, "order_id", 1, &r_order_id, out->order_id,
+	fields_of(d, v1_names, V_N, &f);
+	if (get_string(&f, V_ORDER_ID, pfx, 1, &r_order_id, out->order_id,
 	    err) == -1 ||
-	    get_string(d, pfx, "customer_id", 1, &r_customer,
+	    get_string(&f, V_CUSTOMER_ID, pfx, 1, &r_customer,
 	    out->customer_id, err) == -1 ||
-	    get_string(d, pfx, "email", 1, &r_email, out->email, err) == -1 ||
-	    get_string(d, pfx, "currency", 1, &r_currency, out->currency,
+	    get_string(&f, V_EMAIL, pfx, 1, &r_email, out->email, err) == -1 ||
+	    get_string(&f, V_CURRENCY, pfx, 1, &r_currency, out->currency,
 	    err) == -1 ||
-	    member(d, pfx, "amount", &v, err) == -1)
+	    member(&f, V_AMOUNT, pfx, &v, err) == -1)
 		return -1;
 	if (v == NULL)
 		return errf(err, pfx, "amount", "is required");
@@ -749,7 +836,7 @@ v1_from_json(const cJSON *d, const char *pfx, struct order *out,
 		return errf(err, pfx, "amount", "must be a decimal string of "
 		    "major units, e.g. \"25.00\" (at most 2 decimals, at most "
 		    "1000000.00)");
-	if ((r = get_string(d, pfx, "payment_method", 0, &r_pm,
+	if ((r = get_string(&f, V_PM, pfx, 0, &r_pm,
 	    out->payment_method, err)) == -1)
 		return -1;
 	if (r == 1)
@@ -761,14 +848,16 @@ static int
 payment_from_json(const cJSON *d, const char *pfx, struct event_payment *p,
     struct event_err *err)
 {
+	struct fields f;
 	const cJSON *v;
 	int r;
 
-	if (get_string(d, pfx, "order_id", 1, &r_order_id, p->order_id,
+	fields_of(d, payment_names, P_N, &f);
+	if (get_string(&f, P_ORDER_ID, pfx, 1, &r_order_id, p->order_id,
 	    err) == -1 ||
-	    get_string(d, pfx, "payment_id", 1, &r_order_id, p->payment_id,
+	    get_string(&f, P_PAYMENT_ID, pfx, 1, &r_order_id, p->payment_id,
 	    err) == -1 ||
-	    member(d, pfx, "status", &v, err) == -1)
+	    member(&f, P_STATUS, pfx, &v, err) == -1)
 		return -1;
 	if (v == NULL)
 		return errf(err, pfx, "status", "is required");
@@ -779,21 +868,21 @@ payment_from_json(const cJSON *d, const char *pfx, struct event_payment *p,
 	else
 		return errf(err, pfx, "status",
 		    "must be \"approved\" or \"declined\"");
-	if (get_int(d, pfx, "amount", 0, ORDER_TOTAL_MAX, msg_money, NULL,
+	if (get_int(&f, P_AMOUNT, pfx, 0, ORDER_TOTAL_MAX, msg_money, NULL,
 	    &p->amount, err) == -1 ||
-	    get_string(d, pfx, "currency", 1, &r_currency, p->currency,
+	    get_string(&f, P_CURRENCY, pfx, 1, &r_currency, p->currency,
 	    err) == -1 ||
-	    (r = get_string(d, pfx, "reason", 0, &r_reason, p->reason,
+	    (r = get_string(&f, P_REASON, pfx, 0, &r_reason, p->reason,
 	    err)) == -1)
 		return -1;
 	if (p->status == EVENT_PAY_DECLINED && r == 1)
 		return errf(err, pfx, "reason", "is required when declined");
 	if (p->status == EVENT_PAY_APPROVED)
 		p->reason[0] = '\0';
-	if (get_string(d, pfx, "customer_id", 1, &r_customer,
+	if (get_string(&f, P_CUSTOMER_ID, pfx, 1, &r_customer,
 	    p->customer_id, err) == -1 ||
-	    get_string(d, pfx, "email", 1, &r_email, p->email, err) == -1 ||
-	    get_string(d, pfx, "payment_method", 0, &r_pm, p->payment_method,
+	    get_string(&f, P_EMAIL, pfx, 1, &r_email, p->email, err) == -1 ||
+	    get_string(&f, P_PM, pfx, 0, &r_pm, p->payment_method,
 	    err) == -1)
 		return -1;
 	return 0;
@@ -849,16 +938,18 @@ envelope(const cJSON *root, struct event *ev, struct event_err *err)
 {
 	const cJSON *v, *data;
 	const char *sub;
+	struct fields f;
 
 	if (!cJSON_IsObject(root))
 		return errf(err, "", "", "must be a JSON object (a CloudEvent)");
-	if (member(root, "", "specversion", &v, err) == -1)
+	fields_of(root, env_names, E_N, &f);
+	if (member(&f, E_SPECVERSION, "", &v, err) == -1)
 		return -1;
 	if (v == NULL)
 		return errf(err, "", "specversion", "is required");
 	if (!cJSON_IsString(v) || strcmp(v->valuestring, "1.0") != 0)
 		return errf(err, "", "specversion", "must be \"1.0\"");
-	if (member(root, "", "type", &v, err) == -1)
+	if (member(&f, E_TYPE, "", &v, err) == -1)
 		return -1;
 	if (v == NULL)
 		return errf(err, "", "type", "is required");
@@ -868,12 +959,12 @@ envelope(const cJSON *root, struct event *ev, struct event_err *err)
 	if (type_kind(v->valuestring, &ev->kind, err) == -1)
 		return -1;
 	strcpy(ev->type, v->valuestring);
-	if (get_string(root, "", "id", 1, &r_event_id, ev->id, err) == -1 ||
-	    get_string(root, "", "source", 1, &r_source, ev->source,
+	if (get_string(&f, E_ID, "", 1, &r_event_id, ev->id, err) == -1 ||
+	    get_string(&f, E_SOURCE, "", 1, &r_source, ev->source,
 	    err) == -1 ||
-	    get_string(root, "", "subject", 1, &r_order_id, ev->subject,
+	    get_string(&f, E_SUBJECT, "", 1, &r_order_id, ev->subject,
 	    err) == -1 ||
-	    member(root, "", "time", &v, err) == -1)
+	    member(&f, E_TIME, "", &v, err) == -1)
 		return -1;
 	if (v == NULL)
 		return errf(err, "", "time", "is required");
@@ -882,18 +973,18 @@ envelope(const cJSON *root, struct event *ev, struct event_err *err)
 		return errf(err, "", "time", "must be an RFC 3339 time, e.g. "
 		    "2026-11-26T10:00:00Z");
 	strcpy(ev->time, v->valuestring);
-	if (member(root, "", "datacontenttype", &v, err) == -1)
+	if (member(&f, E_DCT, "", &v, err) == -1)
 		return -1;
 	if (v != NULL && (!cJSON_IsString(v) ||
 	    strncmp(v->valuestring, "application/json", 16) != 0 ||
 	    (v->valuestring[16] != '\0' && v->valuestring[16] != ';')))
 		return errf(err, "", "datacontenttype",
 		    "must be \"application/json\"");
-	if (member(root, "", FLOW_H_TRACEPARENT, &v, err) == -1)
+	if (member(&f, E_TRACEPARENT, "", &v, err) == -1)
 		return -1;
 	if (cJSON_IsString(v))
 		(void)trace_parse(v->valuestring, ev->traceparent);
-	if (member(root, "", "data", &data, err) == -1)
+	if (member(&f, E_DATA, "", &data, err) == -1)
 		return -1;
 	if (data == NULL)
 		return errf(err, "", "data", "is required");

@@ -18,7 +18,7 @@ event() {
 	assert_success
 	assert_output "$(printf '%s\n' valid defaults rules qty money strict \
 	    nesting generated sameid derive derive_libuuid uuid_bytes amount \
-	    upcast types envelope payment serialize_cjson evpack evavro format \
+	    upcast types duplicates envelope payment serialize_cjson evpack evavro format \
 	    trace trace_parse jsonmem)"
 }
 
@@ -84,6 +84,10 @@ event() {
 
 @test "event: unknown type or version rejected with a clear message" {
 	event types
+}
+
+@test "event: a member named twice is refused where a rule reads it" {
+	event duplicates
 }
 
 @test "event: CloudEvents envelope and v2 data checked" {

@@ -853,6 +853,62 @@ test_types(void)
 	EVENT_ERR("not json", "", "invalid JSON at byte offset");
 }
 
+/*
+ * A member named twice is an error only where a rule reads it, and the
+ * rules meet faults in their own order, whatever the members' order.
+ */
+static void
+test_duplicates(void)
+{
+	struct event ev;
+	struct event_err err;
+	struct order o;
+	char *s, *d, *e;
+
+	ORDER_ERR("{\"email\":\"a@example.com\",\"email\":\"b@example.com\","
+	    "\"customer_id\":\"c 1\"}", "customer_id", "must be 1 to 128 "
+	    "printable ASCII characters without spaces");
+	ORDER_ERR("{\"currency\":\"EUR\",\"email\":\"a@example.com\","
+	    "\"customer_id\":\"c-1\",\"email\":\"a@example.com\"}", "email",
+	    "appears more than once");
+	s = with_items("[{\"sku\":\"A\",\"qty\":1,\"unit_price\":1},"
+	    "{\"qty\":1,\"sku\":\"B\",\"qty\":2,\"unit_price\":1}]");
+	ORDER_ERR(s, "items[1].qty", "appears more than once");
+	free(s);
+	/* Read by no rule of an order: left alone, as any other member. */
+	s = fmt("{\"total\":1,\"total\":2,\"x\":1,\"x\":2,%s", good + 1);
+	CHECK(order_parse(s, strlen(s), &o, &err) == 0);
+	order_free(&o);
+	free(s);
+
+	d = fmt("{\"order_id\":\"o-1\",\"customer_id\":\"c-1\","
+	    "\"email\":\"a@example.com\",\"currency\":\"EUR\","
+	    "\"items\":[{\"sku\":\"A\",\"qty\":1,\"unit_price\":5}],"
+	    "\"total\":5,\"status\":\"x\",\"status\":\"y\"}");
+	s = envelope("order.created.v2", "o-1", d);
+	CHECK(event_parse(s, strlen(s), &ev, &err) == 0);
+	event_free(&ev);
+	free(s);
+	/* The envelope's rules come before data's. */
+	e = envelope("order.created.v2", "o-1", d);
+	s = fmt("{\"time\":\"2026-11-26T10:00:00Z\",%s", e + 1);
+	EVENT_ERR(s, "time", "appears more than once");
+	free(s);
+	s = fmt("{\"data\":{},%s", e + 1);
+	EVENT_ERR(s, "data", "appears more than once");
+	free(s);
+	free(e);
+	free(d);
+	d = fmt("{\"order_id\":\"o-1\",\"payment_id\":\"p-1\","
+	    "\"status\":\"approved\",\"amount\":5,\"amount\":5,"
+	    "\"currency\":\"EUR\",\"customer_id\":\"c-1\","
+	    "\"email\":\"a@example.com\"}");
+	s = envelope("payment.processed.v1", "o-1", d);
+	EVENT_ERR(s, "data.amount", "appears more than once");
+	free(s);
+	free(d);
+}
+
 static void
 test_envelope(void)
 {
@@ -1935,6 +1991,7 @@ static const struct unit_test tests[] = {
 	{ "amount", test_amount },
 	{ "upcast", test_upcast },
 	{ "types", test_types },
+	{ "duplicates", test_duplicates },
 	{ "envelope", test_envelope },
 	{ "payment", test_payment },
 	{ "serialize_cjson", test_serialize_cjson },
