@@ -903,6 +903,7 @@ attr_from_header(cJSON *ev, const char *name, const void *v, size_t sz,
     const char *attr, char *why, size_t whylen)
 {
 	char buf[HDR_MAX];
+	cJSON *item;
 	int n;
 
 	if ((n = kafka_header_str(v, sz, buf, sizeof(buf))) == -1)
@@ -912,8 +913,14 @@ attr_from_header(cJSON *ev, const char *name, const void *v, size_t sz,
 		    name);
 		return CODEC_INVALID;
 	}
-	return cJSON_AddStringToObject(ev, attr, buf) != NULL ? CODEC_OK :
-	    CODEC_NOMEM;
+	/* attr is ce_attrs[]'s, which outlives the tree: not copied. */
+	if ((item = cJSON_CreateString(buf)) == NULL)
+		return CODEC_NOMEM;
+	if (!cJSON_AddItemToObjectCS(ev, attr, item)) {
+		cJSON_Delete(item);
+		return CODEC_NOMEM;
+	}
+	return CODEC_OK;
 }
 
 /*
