@@ -998,20 +998,25 @@ kafka_headers_find(const rd_kafka_headers_t *h, const char *const *names,
 {
 	const char *name;
 	const void *v;
-	size_t i, idx, sz;
+	size_t i, k, next = 0, idx, sz;
 
 	for (i = 0; i < n; i++) {
 		vals[i] = NULL;
 		sizes[i] = 0;
 	}
-	if (h == NULL)
+	if (h == NULL || n == 0)
 		return;
+	/*
+	 * Each header's name is looked for from the one after the last
+	 * found: headers in names' order match at the first compare.
+	 */
 	for (idx = 0; rd_kafka_header_get_all(h, idx, &name, &v, &sz) ==
 	    RD_KAFKA_RESP_ERR_NO_ERROR; idx++) {
-		for (i = 0; i < n; i++)
-			if (strcmp(name, names[i]) == 0) {
-				vals[i] = v;
-				sizes[i] = sz;
+		for (i = 0, k = next; i < n; i++, k = k + 1 < n ? k + 1 : 0)
+			if (strcmp(name, names[k]) == 0) {
+				vals[k] = v;
+				sizes[k] = sz;
+				next = k + 1 < n ? k + 1 : 0;
 				break;
 			}
 	}

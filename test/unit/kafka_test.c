@@ -178,8 +178,9 @@ test_headers(void)
 	rd_kafka_headers_t *h, *c;
 	const char *drop[] = { "orderflow.attempt", "gone", NULL };
 	const char *names[] = { "a", "A", "null", "nul" };
-	const void *vals[4];
-	size_t sizes[4];
+	const char *back[] = { "nul", "big", "num", "long", "a" };
+	const void *vals[5];
+	size_t sizes[5];
 	char buf[16];
 	int64_t v;
 	const char *name;
@@ -220,6 +221,17 @@ test_headers(void)
 	CHECK(vals[2] == NULL);				/* a null value */
 	CHECK(vals[3] != NULL && sizes[3] == 3 &&
 	    memcmp(vals[3], "a\0b", 3) == 0);
+	/* Names in any order: here the headers' own, backwards. */
+	kafka_headers_find(h, back, 5, vals, sizes);
+	CHECK(vals[0] != NULL && sizes[0] == 3 &&
+	    memcmp(vals[0], "a\0b", 3) == 0);
+	CHECK(vals[1] != NULL && sizes[1] == 20 &&
+	    memcmp(vals[1], "99999999999999999999", 20) == 0);
+	CHECK(vals[2] != NULL && sizes[2] == 3 &&
+	    memcmp(vals[2], "12x", 3) == 0);
+	CHECK(vals[3] != NULL && sizes[3] == 16);
+	CHECK(vals[4] != NULL && sizes[4] == 3 &&
+	    memcmp(vals[4], "two", 3) == 0);
 	kafka_headers_find(NULL, names, 4, vals, sizes);
 	CHECK(vals[0] == NULL && vals[3] == NULL);
 
