@@ -540,8 +540,8 @@ static const char *const payment_names[P_N] = {
 	"customer_id", "email", "payment_method"
 };
 
-_Static_assert(E_N <= FIELDS_MAX && O_N <= FIELDS_MAX &&
-    P_N <= FIELDS_MAX, "FIELDS_MAX");
+_Static_assert(E_N <= FIELDS_MAX && O_N <= FIELDS_MAX && I_N <= FIELDS_MAX &&
+    V_N <= FIELDS_MAX && P_N <= FIELDS_MAX, "FIELDS_MAX");
 
 /* The members of object obj that names[0..n) has, into f. */
 static void
