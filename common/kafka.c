@@ -998,7 +998,8 @@ kafka_headers_find(const rd_kafka_headers_t *h, const char *const *names,
 {
 	const char *name;
 	const void *v;
-	size_t i, k, next = 0, idx, sz;
+	size_t i, next = 0, idx, sz;
+	int k;
 
 	for (i = 0; i < n; i++) {
 		vals[i] = NULL;
@@ -1006,20 +1007,13 @@ kafka_headers_find(const rd_kafka_headers_t *h, const char *const *names,
 	}
 	if (h == NULL || n == 0)
 		return;
-	/*
-	 * Each header's name is looked for from the one after the last
-	 * found: headers in names' order match at the first compare.
-	 */
 	for (idx = 0; rd_kafka_header_get_all(h, idx, &name, &v, &sz) ==
-	    RD_KAFKA_RESP_ERR_NO_ERROR; idx++) {
-		for (i = 0, k = next; i < n; i++, k = k + 1 < n ? k + 1 : 0)
-			if (strcmp(name, names[k]) == 0) {
-				vals[k] = v;
-				sizes[k] = sz;
-				next = k + 1 < n ? k + 1 : 0;
-				break;
-			}
-	}
+	    RD_KAFKA_RESP_ERR_NO_ERROR; idx++)
+		if ((k = util_name_index(names, n, next, name)) != -1) {
+			vals[k] = v;
+			sizes[k] = sz;
+			next = (size_t)k + 1;
+		}
 }
 
 int

@@ -64,9 +64,14 @@ load test_helper
 	assert_success
 }
 
+@test "util: util_name_index finds each name from any start, round the end" {
+	run --separate-stderr "$BUILD/test/util_test" name_index
+	assert_success
+}
+
 @test "util: the tests listed are the tests run here" {
 	run --separate-stderr "$BUILD/test/util_test"
 	assert_success
 	assert_output "$(printf '%s\n' alloc xmalloc stdout signals jsonbytes \
-	    strtonum duration rfc3339 time lock i64toa strlcpy)"
+	    strtonum duration rfc3339 time lock i64toa strlcpy name_index)"
 }

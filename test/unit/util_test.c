@@ -363,6 +363,27 @@ test_strlcpy(void)
 	CHECK(util_strlcpy(got, "abc", 0) == 3 && got[0] == 'x');
 }
 
+/* util_name_index() from every start, past the end and round. */
+static void
+test_name_index(void)
+{
+	static const char *const names[] = { "ce_id", "ce_idx", "ce_type",
+	    "c", "traceparent" };
+	size_t n = sizeof(names) / sizeof(names[0]), from, k;
+
+	for (from = 0; from <= n + 1; from++) {
+		for (k = 0; k < n; k++)
+			CHECK(util_name_index(names, n, from, names[k]) ==
+			    (int)k);
+		CHECK(util_name_index(names, n, from, "ce_i") == -1);
+		CHECK(util_name_index(names, n, from, "ce_idxx") == -1);
+		CHECK(util_name_index(names, n, from, "") == -1);
+		CHECK(util_name_index(names, n, from, "C") == -1);
+	}
+	CHECK(util_name_index(names, 0, 0, "c") == -1);
+	CHECK(util_name_index(names, 3, 1, "c") == -1);	/* past n */
+}
+
 static const struct unit_test tests[] = {
 	{ "alloc", test_alloc },
 	{ "xmalloc", test_xmalloc },
@@ -376,6 +397,7 @@ static const struct unit_test tests[] = {
 	{ "lock", test_lock },
 	{ "i64toa", test_i64toa },
 	{ "strlcpy", test_strlcpy },
+	{ "name_index", test_name_index },
 };
 
 int
