@@ -4,9 +4,11 @@
  * topic's paused partitions.  Where each outcome goes is route.c's; pipe
  * mode, with its reader thread and in-process retries, is pipe.c's.
  *
- * One thread does everything (handlers, delivery callbacks, rebalances);
- * only pipe mode adds a thread that does nothing but read lines, so that
- * a retry comes due on time while the input is idle.
+ * The loop runs on one thread (handlers, delivery callbacks, rebalances).
+ * Pipe mode adds a thread that does nothing but read lines, so that a
+ * retry comes due on time while the input is idle; a command may hand a
+ * record's work to a thread of its own and complete it later
+ * (worker_complete(): pay-process's and notify's stores, storeq.h).
  */
 #include <errno.h>
 #include <inttypes.h>
