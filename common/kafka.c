@@ -16,6 +16,7 @@
  * and a split would have to share that struct and those callbacks across
  * files.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -83,6 +84,7 @@ struct kafka_consumer {
 	int			 assigned;	/* a first assignment came */
 	int			 held;		/* kafka_consumer_hold() */
 	int			 coop;		/* a cooperative assignor */
+	atomic_int		 closing;	/* close_within() under way */
 	/* The fetch kicker (kick_start()); queue is NULL without it. */
 	rd_kafka_queue_t	*queue;
 	int			 peak;
@@ -1187,7 +1189,7 @@ rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			log_parts("lost", parts);
 		else {
 			log_parts("revoked", parts);
-			if (c->revoke_fn != NULL)
+			if (c->revoke_fn != NULL && !atomic_load(&c->closing))
 				c->revoke_fn(c->revoke_opaque);
 			commit_parts(c, parts);
 		}
@@ -1625,11 +1627,24 @@ kafka_consumer_commit(struct kafka_consumer *c)
 #define KAFKA_FIRST_ASSIGN_MS	15000
 
 /*
- * Handles left open for that reason, kept reachable so that a leak checker
- * (LeakSanitizer) tells them from real leaks; a process leaves at most a
- * few before it exits.
+ * Handles left open for that reason (and closings left by close_within()),
+ * kept reachable so that a leak checker (LeakSanitizer) tells them from
+ * real leaks; a process leaves at most a few before it exits.
  */
-static rd_kafka_t *kafka_abandoned[8];
+static void *kafka_abandoned[16];
+
+static void
+abandoned_keep(void *p)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(kafka_abandoned) / sizeof(kafka_abandoned[0]);
+	    i++)
+		if (kafka_abandoned[i] == NULL) {
+			kafka_abandoned[i] = p;
+			break;
+		}
+}
 
 static int
 close_is_safe(struct kafka_consumer *c)
@@ -1697,15 +1712,100 @@ unsubscribe_first(struct kafka_consumer *c)
 static void
 consumer_abandon(struct kafka_consumer *c)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(kafka_abandoned) / sizeof(kafka_abandoned[0]);
-	    i++)
-		if (kafka_abandoned[i] == NULL) {
-			kafka_abandoned[i] = c->rk;
-			break;
-		}
+	abandoned_keep(c->rk);
 	/* c stays too: it is the opaque the handle's threads read. */
+}
+
+/*
+ * rd_kafka_consumer_close() can wait for ever: with librdkafka 2.0.2 an
+ * eager revocation's rd_kafka_assign(), called from the close, was seen
+ * waiting for a reply that never came, after one broker of three was
+ * killed, and the worker was still running a minute after SIGTERM.  So the close runs on a
+ * thread of its own, and the caller waits for it at most KAFKA_CLOSE_MS
+ * (a close takes well under a second when the group answers).  Past that
+ * the handle is left to the process's exit, as when the assignment does
+ * not empty: what was done is committed before the close, and the group
+ * hands the partitions out again after its session timeout.  The close
+ * calls no revocation hook (kafka_consumer_on_revoke()): its caller
+ * settled its outputs before closing and may free what the hook uses
+ * while a close it left still runs; the revocation still commits what
+ * is done.  A closing left is kept reachable, as its thread may still
+ * end and write to it.
+ */
+#define KAFKA_CLOSE_MS		10000
+
+struct closing {
+	rd_kafka_t		*rk;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	int			 done;
+	rd_kafka_resp_err_t	 err;
+};
+
+static void *
+close_main(void *arg)
+{
+	struct closing *cl = arg;
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_consumer_close(cl->rk);
+	pthread_mutex_lock(&cl->mu);
+	cl->err = err;
+	cl->done = 1;
+	pthread_cond_signal(&cl->cv);
+	pthread_mutex_unlock(&cl->mu);
+	return NULL;
+}
+
+/*
+ * Closes c's handle within ms: 0 and *err when the close ended, -1 when
+ * it did not (c is then left; see above).  Without a thread it closes
+ * in line.
+ */
+static int
+close_within(struct kafka_consumer *c, int64_t ms, rd_kafka_resp_err_t *err)
+{
+	struct closing *cl;
+	struct timespec ts;
+	pthread_condattr_t ca;
+	pthread_t t;
+	int done, e = 0;
+
+	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
+		*err = rd_kafka_consumer_close(c->rk);
+		return 0;
+	}
+	cl->rk = c->rk;
+	atomic_store(&c->closing, 1);
+	pthread_mutex_init(&cl->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cl->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&t, NULL, close_main, cl) != 0) {
+		pthread_cond_destroy(&cl->cv);
+		pthread_mutex_destroy(&cl->mu);
+		free(cl);
+		*err = rd_kafka_consumer_close(c->rk);
+		return 0;
+	}
+	ts = util_time_in(CLOCK_MONOTONIC, ms);
+	pthread_mutex_lock(&cl->mu);
+	while (!cl->done && e != ETIMEDOUT)
+		e = pthread_cond_timedwait(&cl->cv, &cl->mu, &ts);
+	done = cl->done;
+	pthread_mutex_unlock(&cl->mu);
+	if (!done) {
+		pthread_detach(t);
+		abandoned_keep(cl);
+		return -1;
+	}
+	pthread_join(t, NULL);
+	*err = cl->err;
+	pthread_cond_destroy(&cl->cv);
+	pthread_mutex_destroy(&cl->mu);
+	free(cl);
+	return 0;
 }
 
 int
@@ -1744,9 +1844,15 @@ kafka_consumer_close(struct kafka_consumer *c)
 		consumer_abandon(c);
 		return rc;
 	}
+	if (close_within(c, KAFKA_CLOSE_MS, &err) == -1) {
+		log_warn("kafka: consumer still closing after %d s; leaving the "
+		    "group to its session timeout (librdkafka %s)",
+		    KAFKA_CLOSE_MS / 1000, rd_kafka_version_str());
+		consumer_abandon(c);
+		return rc;
+	}
 	/* After a fatal error it says so again: the caller reported it. */
-	if ((err = rd_kafka_consumer_close(c->rk)) ==
-	    RD_KAFKA_RESP_ERR__FATAL)
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
 		log_debug("kafka: close: %s", rd_kafka_err2str(err));
 	else if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		log_warn("kafka: close: %s", rd_kafka_err2str(err));

@@ -291,6 +291,8 @@ size_t	kafka_consumer_window(const struct kafka_consumer *,
  * Called on revocation before the revoked partitions' offsets are
  * committed, so the caller can flush its producer (kafka_flush()) and let
  * the deliveries mark records done: fewer records are processed twice.
+ * Not called once kafka_consumer_close() hands the handle to librdkafka's
+ * close, which may outlive the call.
  */
 void	kafka_consumer_on_revoke(struct kafka_consumer *,
 	    void (*fn)(void *opaque), void *opaque);
@@ -334,9 +336,11 @@ rd_kafka_topic_partition_list_t *
  * see kafka_consumer_on_revoke()) and destroys the consumer.  A graceful
  * shutdown first stops taking new records and flushes its producer until
  * kafka_consumer_pending() is 0 or a deadline passes.  Every message
- * polled must have been destroyed: librdkafka waits for them.  Leaving the
- * group takes at most session.timeout.ms when the coordinator is gone.
- * Returns 0, or -1 when a commit failed (logged).
+ * polled must have been destroyed: librdkafka waits for them.  A close that
+ * has not ended after 10 s is left to the process's exit (logged): the
+ * group then hands the partitions out after its session timeout.  The
+ * process is expected to exit soon after.  Returns 0, or -1 when a commit
+ * failed (logged).
  */
 int	kafka_consumer_close(struct kafka_consumer *);
 

@@ -38,6 +38,11 @@ load test_helper
 	assert_success
 }
 
+@test "kafka: a close that does not end is left after 10 s, saying so (mock coordinator)" {
+	run --separate-stderr "$BUILD/test/kafka_test" close-stuck
+	assert_success
+}
+
 @test "kafka: a cooperative rebalance commits what is done on revocation" {
 	run --separate-stderr "$BUILD/test/kafka_test" rebalance
 	assert_success

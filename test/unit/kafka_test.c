@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
 #include "kafka.h"
 #include "log.h"
 #include "opt.h"
@@ -811,6 +814,78 @@ capture_end(void)
 	return buf;
 }
 
+/*
+ * A close that does not end is left after a bounded time instead of
+ * holding the process.  librdkafka's mock cluster (fault injection only)
+ * answers the commit made on revocation, inside the close, after 60 s,
+ * as a coordinator that stopped answering would; kafka_consumer_close()
+ * must return after about 10 s instead, and say that it left the group.
+ */
+#define APIKEY_OFFSET_COMMIT	8
+
+static void
+test_close_stuck(void)
+{
+	struct opt_kafka o;
+	struct kafka_consumer *c;
+	struct kafka_producer *p;
+	rd_kafka_mock_cluster_t *mc;
+	rd_kafka_message_t *m = NULL;
+	rd_kafka_topic_partition_list_t *l = NULL;
+	const char *topics[2];
+	char topic[128], group[128], err[512];
+	int64_t t, deadline;
+
+	unit_unique(topic, sizeof(topic), "kafka-test", "close");
+	unit_unique(group, sizeof(group), "kafka-test", "group");
+	opts(&o, "127.0.0.1:1", group);
+	REQUIRE(opt_prop_add(&o, "test.mock.num.brokers=1", "-X") == 0);
+	REQUIRE(opt_prop_add(&o, "topic.metadata.refresh.interval.ms=500",
+	    "-X") == 0);
+	REQUIRE(opt_prop_add(&o, "auto.commit.interval.ms=600000", "-X") ==
+	    0);
+	topics[0] = topic;
+	topics[1] = NULL;
+	REQUIRE((c = kafka_consumer_new(&o, topics, err, sizeof(err))) != NULL);
+	REQUIRE((mc = rd_kafka_handle_mock_cluster(kafka_consumer_rk(c))) !=
+	    NULL);
+	REQUIRE(rd_kafka_mock_topic_create(mc, topic, 1, 1) == 0);
+	deadline = util_mono_ms() + 30000;
+	while (assigned(c, &l) == 0 && util_mono_ms() < deadline)
+		kafka_consumer_poll(c, 100);
+	REQUIRE(l->cnt == 1);
+	rd_kafka_topic_partition_list_destroy(l);
+
+	/* One record, done: the revocation commits it. */
+	opt_free(&o);
+	opts(&o, rd_kafka_mock_cluster_bootstraps(mc), NULL);
+	REQUIRE((p = kafka_producer_new(&o, err, sizeof(err))) != NULL);
+	REQUIRE(kafka_produce(p, topic, "k", 1, "v", 1, NULL, NULL, NULL) ==
+	    0);
+	CHECK(kafka_flush(p, 10000) == 0);
+	kafka_producer_destroy(p);
+	deadline = util_mono_ms() + 30000;
+	while (m == NULL && util_mono_ms() < deadline)
+		m = kafka_consumer_poll(c, 100);
+	REQUIRE(m != NULL);
+	CHECK(kafka_consumer_track(c, m) == 0);
+	CHECK(kafka_consumer_done(c, topic, m->partition, m->offset) == 0);
+	rd_kafka_message_destroy(m);
+
+	/* The close's own commit first, at once; the revocation's late. */
+	REQUIRE(rd_kafka_mock_broker_push_request_error_rtts(mc, 1,
+	    APIKEY_OFFSET_COMMIT, 2, RD_KAFKA_RESP_ERR_NO_ERROR, 0,
+	    RD_KAFKA_RESP_ERR_NO_ERROR, 60000) == 0);
+	capture_start();
+	t = util_mono_ms();
+	CHECK(kafka_consumer_close(c) == 0);
+	t = util_mono_ms() - t;
+	CHECK(strstr(capture_end(), "still closing after 10 s") != NULL);
+	fprintf(stderr, "close returned after %" PRId64 " ms\n", t);
+	CHECK(t >= 9000 && t < 30000);
+	opt_free(&o);
+}
+
 /* kafka_log_cb(rk, level, fac, line) at our level threshold, as written. */
 static const char *
 log_line(rd_kafka_t *rk, int level, const char *fac, const char *line)
@@ -936,6 +1011,7 @@ static const struct unit_test tests[] = {
 	{ "produce", test_produce },
 	{ "consume", test_consume },
 	{ "seek", test_seek },
+	{ "close-stuck", test_close_stuck },
 	{ "rebalance", test_rebalance },
 	{ "rebalance-eager", test_rebalance_eager },
 	{ "queuefull", test_queuefull },
