@@ -1719,10 +1719,11 @@ consumer_abandon(struct kafka_consumer *c)
 /*
  * rd_kafka_consumer_close() can wait for ever: with librdkafka 2.0.2 an
  * eager revocation's rd_kafka_assign(), called from the close, was seen
- * waiting for a reply that never came, after one broker of three was
- * killed, and the worker was still running a minute after SIGTERM.  So the close runs on a
- * thread of its own, and the caller waits for it at most KAFKA_CLOSE_MS
- * (a close takes well under a second when the group answers).  Past that
+ * waiting for a reply that never came after one broker of three was
+ * killed, and the worker was still running a minute after SIGTERM.  So
+ * the close runs on a thread of its own, and the caller waits for it at
+ * most KAFKA_CLOSE_MS (a close takes well under a second when the group
+ * answers, about 5 s when the coordinator does not).  Past that
  * the handle is left to the process's exit, as when the assignment does
  * not empty: what was done is committed before the close, and the group
  * hands the partitions out again after its session timeout.  The close
