@@ -1768,7 +1768,6 @@ close_within(struct kafka_consumer *c, int64_t ms, rd_kafka_resp_err_t *err)
 {
 	struct closing *cl;
 	struct timespec ts;
-	pthread_condattr_t ca;
 	pthread_t t;
 	int done, e = 0;
 
@@ -1779,10 +1778,12 @@ close_within(struct kafka_consumer *c, int64_t ms, rd_kafka_resp_err_t *err)
 	cl->rk = c->rk;
 	atomic_store(&c->closing, 1);
 	pthread_mutex_init(&cl->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&cl->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	if (util_cond_init_monotonic(&cl->cv) != 0) {
+		pthread_mutex_destroy(&cl->mu);
+		free(cl);
+		*err = rd_kafka_consumer_close(c->rk);
+		return 0;
+	}
 	if (pthread_create(&t, NULL, close_main, cl) != 0) {
 		pthread_cond_destroy(&cl->cv);
 		pthread_mutex_destroy(&cl->mu);

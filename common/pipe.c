@@ -206,7 +206,6 @@ reader_main(void *arg)
 static int
 reader_start(struct reader *rd, const char *path, int keyed)
 {
-	pthread_condattr_t ca;
 	sigset_t block, old;
 	int e;
 
@@ -217,10 +216,7 @@ reader_start(struct reader *rd, const char *path, int keyed)
 		return -1;
 	}
 	pthread_mutex_init(&rd->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&rd->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init_monotonic(&rd->cv);
 	/* Signals go to the worker's thread, never to the reader. */
 	sigemptyset(&block);
 	sigaddset(&block, SIGINT);

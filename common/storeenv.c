@@ -840,19 +840,14 @@ stall_ms(void)
 static int
 watchdog_start(struct storeenv *s)
 {
-	pthread_condattr_t ca;
 	int ret;
 
-	if ((ret = pthread_condattr_init(&ca)) != 0)
+	if ((ret = util_cond_init_monotonic(&s->cv)) != 0)
 		return ret;
-	if ((ret = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) == 0 &&
-	    (ret = pthread_cond_init(&s->cv, &ca)) == 0) {
-		if ((ret = pthread_mutex_init(&s->mu, NULL)) != 0)
-			pthread_cond_destroy(&s->cv);
+	if ((ret = pthread_mutex_init(&s->mu, NULL)) != 0) {
+		pthread_cond_destroy(&s->cv);
+		return ret;
 	}
-	pthread_condattr_destroy(&ca);
-	if (ret != 0)
-		return ret;
 	s->stall_ms = stall_ms();
 	s->round_ms = util_mono_ms();
 	if ((ret = pthread_create(&s->watchdog, NULL, watchdog, s)) != 0) {

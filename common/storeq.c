@@ -174,7 +174,6 @@ storeq_main(void *arg)
 struct storeq *
 storeq_start(struct store **sp, const struct storeq_hooks *h)
 {
-	pthread_condattr_t ca;
 	struct storeq *q;
 	int e;
 
@@ -183,12 +182,9 @@ storeq_start(struct store **sp, const struct storeq_hooks *h)
 	q->sp = sp;
 	if (h != NULL)
 		q->h = *h;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&q->mu, NULL);
-	pthread_cond_init(&q->work, &ca);
-	pthread_cond_init(&q->back, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init_monotonic(&q->work);
+	util_cond_init_monotonic(&q->back);
 	if ((e = pthread_create(&q->thread, NULL, storeq_main, q)) != 0) {
 		pthread_cond_destroy(&q->back);
 		pthread_cond_destroy(&q->work);

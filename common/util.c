@@ -300,6 +300,20 @@ util_time_in(clockid_t clock, int64_t ms)
 	return ts;
 }
 
+int
+util_cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	int e;
+
+	if ((e = pthread_condattr_init(&ca)) != 0)
+		return e;
+	if ((e = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) == 0)
+		e = pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return e;
+}
+
 void
 util_sleep_ms(int64_t ms)
 {

@@ -7,6 +7,7 @@
 #ifndef OF_UTIL_H
 #define OF_UTIL_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,12 @@ int64_t		 util_mono_ms(void);		/* monotonic clock, for deadlines */
 void		 util_sleep_ms(int64_t);	/* EINTR ends it early */
 /* The time ms from now on clock, for pthread_cond_timedwait(3). */
 struct timespec	 util_time_in(clockid_t clock, int64_t ms);
+/*
+ * pthread_cond_init(3) of a condition whose timed waits read the
+ * monotonic clock (util_time_in(CLOCK_MONOTONIC, ...)), so that a change
+ * of the wall clock moves no deadline.  0, or an errno value.
+ */
+int		 util_cond_init_monotonic(pthread_cond_t *);
 
 /*
  * malloc(3), calloc(3) and strdup(3) for memory a command cannot go on

@@ -69,9 +69,14 @@ load test_helper
 	assert_success
 }
 
+@test "util: util_cond_init_monotonic's waits end at a deadline on the monotonic clock" {
+	run --separate-stderr "$BUILD/test/util_test" cond
+	assert_success
+}
+
 @test "util: the tests listed are the tests run here" {
 	run --separate-stderr "$BUILD/test/util_test"
 	assert_success
 	assert_output "$(printf '%s\n' alloc xmalloc stdout signals jsonbytes \
-	    strtonum duration rfc3339 time lock i64toa strlcpy name_index)"
+	    strtonum duration rfc3339 time cond lock i64toa strlcpy name_index)"
 }

@@ -384,6 +384,32 @@ test_name_index(void)
 	CHECK(util_name_index(names, 3, 1, "c") == -1);	/* past n */
 }
 
+/*
+ * A condition from util_cond_init_monotonic() waits until a deadline on
+ * the monotonic clock: on the wall clock's default, a deadline taken from
+ * the monotonic clock (the time since boot) lies decades in the past, and
+ * the wait would end at once.
+ */
+static void
+test_cond(void)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv;
+	struct timespec ts;
+	int64_t t;
+	int e = 0;
+
+	REQUIRE(util_cond_init_monotonic(&cv) == 0);
+	t = util_mono_ms();
+	ts = util_time_in(CLOCK_MONOTONIC, 200);
+	pthread_mutex_lock(&mu);
+	while (e != ETIMEDOUT)
+		e = pthread_cond_timedwait(&cv, &mu, &ts);
+	pthread_mutex_unlock(&mu);
+	CHECK(util_mono_ms() - t >= 190);
+	pthread_cond_destroy(&cv);
+}
+
 static const struct unit_test tests[] = {
 	{ "alloc", test_alloc },
 	{ "xmalloc", test_xmalloc },
@@ -394,6 +420,7 @@ static const struct unit_test tests[] = {
 	{ "duration", test_duration },
 	{ "rfc3339", test_rfc3339 },
 	{ "time", test_time },
+	{ "cond", test_cond },
 	{ "lock", test_lock },
 	{ "i64toa", test_i64toa },
 	{ "strlcpy", test_strlcpy },
