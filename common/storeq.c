@@ -35,19 +35,6 @@ struct storeq {
 	size_t			  pending;	/* the worker's thread's */
 };
 
-/* abstime, CLOCK_MONOTONIC, ms from now. */
-static void
-deadline(struct timespec *ts, int64_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static void
 pause_ms(int64_t ms)
 {
@@ -147,8 +134,9 @@ storeq_main(void *arg)
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		while (q->in == NULL && !q->stopping) {
-			deadline(&ts, next - util_mono_ms() > 0 ?
-			    next - util_mono_ms() : 0);
+			ts = util_time_in(CLOCK_MONOTONIC,
+			    next - util_mono_ms() > 0 ? next - util_mono_ms() :
+			    0);
 			pthread_cond_timedwait(&q->work, &q->mu, &ts);
 			pthread_mutex_unlock(&q->mu);
 			tick_due(q, &next);
@@ -232,7 +220,7 @@ storeq_collect(struct storeq *q, int wait_ms)
 
 	pthread_mutex_lock(&q->mu);
 	if (q->out == NULL && wait_ms > 0 && q->pending > 0) {
-		deadline(&ts, wait_ms);
+		ts = util_time_in(CLOCK_MONOTONIC, wait_ms);
 		pthread_cond_timedwait(&q->back, &q->mu, &ts);
 	}
 	r = q->out;
