@@ -88,22 +88,22 @@ static struct opt_prop producer_props[] = {
 };
 
 /*
- * With a backlog, outputs are held back until OUT_HOLD_MAX are waiting or
- * the first has waited OUT_HOLD_MS, then handed to librdkafka together
- * (kafka_producer_hold()): librdkafka sends a partition's records in a
- * request of their own once their linger has passed, and while a worker
- * works through a backlog, the few dozen that each store transaction
- * releases made a request each, whose cost to the broker hardly depends
- * on its size.  Held back, the same records take less than half the
- * requests and the broker about a third less CPU.  As soon as no input is
- * waiting, what is held goes at once, and nothing is held while fewer
- * than OUT_HOLD_DEPTH records are in the worker: one keeping up with its
- * input adds nothing to a record's way (scripts/bench.d/FINDINGS.md,
- * relay).
+ * With a backlog (input waiting), outputs are held back until
+ * OUT_HOLD_MAX are waiting or the first has waited OUT_HOLD_MS, then
+ * handed to librdkafka together (kafka_producer_hold()): librdkafka sends
+ * a partition's records in a request of their own once their linger has
+ * passed, and while a worker works through a backlog, the few dozen that
+ * each store transaction releases made a request each, whose cost to the
+ * broker hardly depends on its size.  Held back, the same records take
+ * less than half the requests and the broker about a third less CPU.  As
+ * soon as no input is waiting, what is held goes at once: one keeping up
+ * with its input adds nothing to a record's way.  The backlog is the
+ * input's, not the records in the worker's hands: a loop slower than its
+ * store has few of those while its input waits, and let its outputs go a
+ * few at a time (scripts/bench.d/FINDINGS.md, relay).
  */
 #define OUT_HOLD_MS		20
 #define OUT_HOLD_MAX		1024
-#define OUT_HOLD_DEPTH		64	/* records held: a backlog */
 
 /*
  * A partition paused until its first record is due (a retry), or, with
@@ -564,13 +564,12 @@ run_kafka(struct worker *w, const struct opt_kafka *o)
 		} else if (check_fatal(w) || (consumer_fenced(w) &&
 		    consumer_renew(w, o, &renewed) == -1))
 			break;
-		/* No backlog, or no input waiting: let what is held go. */
-		go = (took && m == NULL) || inflight_held(w) < OUT_HOLD_DEPTH;
+		/* No input waiting: let what is held go. */
+		go = took && m == NULL;
 		if (go)
 			kafka_producer_release(w->p);
 		inflight_run(w, m == NULL && busy ? WORKER_PUMP_MS : 0);
-		kafka_producer_tick(w->p, go ||
-		    inflight_held(w) < OUT_HOLD_DEPTH);
+		kafka_producer_tick(w->p, go);
 		kafka_poll(w->p, 0);
 		resume_due(w);
 		worker_periodic(w);
