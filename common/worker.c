@@ -99,8 +99,9 @@ static struct opt_prop producer_props[] = {
  * soon as no input is waiting, what is held goes at once: one keeping up
  * with its input adds nothing to a record's way.  The backlog is the
  * input's, not the records in the worker's hands: a loop slower than its
- * store has few of those while its input waits, and let its outputs go a
- * few at a time (scripts/bench.d/FINDINGS.md, relay).
+ * store has few of those while its input waits, and judged by them it
+ * let its outputs go 17 at a time on average (scripts/bench.d/FINDINGS.md,
+ * relay).
  */
 #define OUT_HOLD_MS		20
 #define OUT_HOLD_MAX		1024
