@@ -397,6 +397,24 @@ dir_check(const char *dir)
 }
 
 /*
+ * Whether magic (a table's first page, bytes 12 to 15, as read) is one
+ * Berkeley DB writes: an access method's, in either byte order, or that
+ * of a file in the middle of a rename, which recovery finishes.
+ */
+static int
+table_magic(uint32_t magic)
+{
+	static const uint32_t known[] = { DB_BTREEMAGIC, DB_HASHMAGIC,
+	    DB_HEAPMAGIC, DB_QAMMAGIC, DB_RENAMEMAGIC };
+	size_t i;
+
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (magic == known[i] || magic == __builtin_bswap32(known[i]))
+			return 1;
+	return 0;
+}
+
+/*
  * A table file that a full disk left ending in part of a page: Berkeley
  * DB extends a file by writing its new page, and a write that finds too
  * little space writes what fits.  The next open of the table then fails
@@ -408,13 +426,19 @@ dir_check(const char *dir)
  * machine's byte order; a file whose first page is not whole is left to
  * Berkeley DB).  Only where no other process can be extending the file
  * at this moment; recovery, which follows, brings the page back.
- * Returns 0 or an errno value.
+ *
+ * A first page without a magic number of Berkeley DB's is damage, and
+ * said so here (EINVAL), naming the file: recovery would otherwise meet
+ * it first, and when the damage does not look encrypted, its open of the
+ * table fails with no word of why ("Recovery function ... failed", a
+ * panic, DB_RUNRECOVERY).  Returns 0 or an errno value.
  */
 static int
 table_trim(int dirfd, const char *dir, const char *name)
 {
 	unsigned char meta[24];
-	uint32_t psize;
+	char msg[PATH_MAX + 128];
+	uint32_t psize, magic;
 	struct stat st;
 	int fd, ret = 0;
 
@@ -423,7 +447,17 @@ table_trim(int dirfd, const char *dir, const char *name)
 	if (fstat(fd, &st) == -1)
 		ret = errno;
 	else if (pread(fd, meta, sizeof(meta), 0) == (ssize_t)sizeof(meta)) {
+		memcpy(&magic, meta + 12, sizeof(magic));
 		memcpy(&psize, meta + 20, sizeof(psize));
+		if (!table_magic(magic)) {
+			/* err_cb() marks it as damage, once. */
+			snprintf(msg, sizeof(msg), "%s/%s: unexpected file "
+			    "type or format: its first page has no Berkeley "
+			    "DB magic number", dir, name);
+			err_cb(NULL, NULL, msg);
+			close(fd);
+			return EINVAL;
+		}
 		if (psize >= 512 && psize <= 65536 &&
 		    (psize & (psize - 1)) == 0 && st.st_size > (off_t)psize &&
 		    st.st_size % psize != 0) {
@@ -478,7 +512,8 @@ recover(const char *dir, unsigned flags)
 		return ret;
 	if ((ret = env_config(env, flags)) == 0 && (ret = env->open(env, dir,
 	    ENV_FLAGS & ~DB_REGISTER, 0600)) != 0)
-		log_error("store: %s: recovery: %s", dir, db_strerror(ret));
+		log_error("store: %s: recovery: %s%s", dir, db_strerror(ret),
+		    ret == EAGAIN ? "" : storeenv_damage_hint(ret));
 	if ((t_ret = env->close(env, 0)) != 0 && ret == 0)
 		ret = t_ret;
 	return ret;
@@ -650,8 +685,13 @@ env_open_guarded(struct storeenv *s, const char *dir, unsigned flags)
 
 	(void)pthread_once(&once, open_nofollow_install);
 	if (flags & STOREENV_EXCLUSIVE) {
-		if ((ret = tables_trim(dir)) != 0)
+		if ((ret = tables_trim(dir)) != 0) {
+			/* Other faults were named with their file. */
+			if (*storeenv_damage_hint(ret) != '\0')
+				log_error("store: %s: %s%s", dir,
+				    strerror(ret), storeenv_damage_hint(ret));
 			return ret;
+		}
 		if ((ret = regions_remove(dir)) != 0) {
 			log_error("store: %s: cannot remove the old regions: %s",
 			    dir, strerror(ret));

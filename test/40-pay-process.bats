@@ -973,7 +973,10 @@ region_sigbus() {
 	mkev o-d1 pm_card_visa >"$ev"
 	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
 	assert_success
-	# Berkeley DB reads a damaged page as an encrypted one.
+	cp -a "$st" "$BATS_TEST_TMPDIR/good"
+	# Random bytes over the first two pages.  Whatever they are, the
+	# table is named as damaged: by the check of its first page before
+	# recovery, or by Berkeley DB, which reads such a page as encrypted.
 	head -c 8192 /dev/urandom |
 	    dd of="$st/idem.db" conv=notrunc status=none
 	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
@@ -982,4 +985,23 @@ region_sigbus() {
 	    fail "stderr: $stderr"
 	[ "$(grep -c 'Encrypted database' <<<"$stderr")" -le 1 ] ||
 	    fail "repeated: $stderr"
+
+	# The same with the byte that marks a page as encrypted zero (one
+	# page in 256 of random bytes): recovery used to meet it first and
+	# fail with no word of the file ("Recovery function ... failed",
+	# DB_RUNRECOVERY).
+	rm -rf "$st"
+	cp -a "$BATS_TEST_TMPDIR/good" "$st"
+	head -c 8192 /dev/urandom >"$BATS_TEST_TMPDIR/page"
+	printf '\0' | dd of="$BATS_TEST_TMPDIR/page" bs=1 seek=24 \
+	    conv=notrunc status=none
+	dd if="$BATS_TEST_TMPDIR/page" of="$st/idem.db" conv=notrunc \
+	    status=none
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_failure 1
+	[[ "$stderr" == *"store: $st/idem.db: unexpected file type or format"*"(damaged state)"* ]] ||
+	    fail "stderr: $stderr"
+	[[ "$stderr" == *"store: $st: "*": the state is damaged"*"restore it from a backup, or move it aside"* ]] ||
+	    fail "stderr: $stderr"
+	[[ "$stderr" != *"DB_RUNRECOVERY"* ]] || fail "stderr: $stderr"
 }
