@@ -1771,25 +1771,16 @@ close_within(struct kafka_consumer *c, int64_t ms, rd_kafka_resp_err_t *err)
 	pthread_t t;
 	int done, e = 0;
 
-	if ((cl = calloc(1, sizeof(*cl))) == NULL) {
-		*err = rd_kafka_consumer_close(c->rk);
-		return 0;
-	}
-	cl->rk = c->rk;
 	atomic_store(&c->closing, 1);
+	if ((cl = calloc(1, sizeof(*cl))) == NULL)
+		goto in_line;
+	cl->rk = c->rk;
 	pthread_mutex_init(&cl->mu, NULL);
-	if (util_cond_init_monotonic(&cl->cv) != 0) {
-		pthread_mutex_destroy(&cl->mu);
-		free(cl);
-		*err = rd_kafka_consumer_close(c->rk);
-		return 0;
-	}
+	if (util_cond_init_monotonic(&cl->cv) != 0)
+		goto no_thread;
 	if (pthread_create(&t, NULL, close_main, cl) != 0) {
 		pthread_cond_destroy(&cl->cv);
-		pthread_mutex_destroy(&cl->mu);
-		free(cl);
-		*err = rd_kafka_consumer_close(c->rk);
-		return 0;
+		goto no_thread;
 	}
 	ts = util_time_in(CLOCK_MONOTONIC, ms);
 	pthread_mutex_lock(&cl->mu);
@@ -1807,6 +1798,13 @@ close_within(struct kafka_consumer *c, int64_t ms, rd_kafka_resp_err_t *err)
 	pthread_cond_destroy(&cl->cv);
 	pthread_mutex_destroy(&cl->mu);
 	free(cl);
+	return 0;
+
+no_thread:
+	pthread_mutex_destroy(&cl->mu);
+	free(cl);
+in_line:
+	*err = rd_kafka_consumer_close(c->rk);
 	return 0;
 }
 
