@@ -370,17 +370,23 @@ store_open(struct store **sp, const char *dir, unsigned flags)
 		free(s);
 		return ret;
 	}
-	/* Two processes creating the tables at once may deadlock. */
-	for (i = 0; (ret = tables_open(s)) != 0 && retryable(ret) &&
-	    i < OPEN_TRIES; i++)
-		backoff(i + 1);
-	if (ret == 0 && (ret = itabs_probe(s, flags)) != 0)
-		tables_close(s);
-	if (ret != 0)
-		log_error("store: %s: %s%s", dir, db_strerror(ret),
-		    storeenv_damage_hint(ret));
-	else if ((ret = storeenv_watch(s->env)) != 0)
-		tables_close(s);
+	/*
+	 * Watched from before the tables open: a damaged page can hang the
+	 * open (storeenv.h).  Two processes creating the tables at once
+	 * may deadlock.
+	 */
+	if ((ret = storeenv_watch(s->env)) == 0) {
+		storeenv_opening(s->env, 1);
+		for (i = 0; (ret = tables_open(s)) != 0 && retryable(ret) &&
+		    i < OPEN_TRIES; i++)
+			backoff(i + 1);
+		if (ret == 0 && (ret = itabs_probe(s, flags)) != 0)
+			tables_close(s);
+		storeenv_opening(s->env, 0);
+		if (ret != 0)
+			log_error("store: %s: %s%s", dir, db_strerror(ret),
+			    storeenv_damage_hint(ret));
+	}
 	if (ret != 0) {
 		(void)storeenv_close(s->env);
 		free(s);

@@ -131,6 +131,9 @@ struct storeenv {
 	pthread_cond_t	 cv;
 	int		 stop;
 	int		 watching;	/* the watchdog runs */
+	int64_t		 opening_ms;	/* the tables' open began; 0: none;
+					   atomic */
+	char		*dir;
 };
 
 /*
@@ -835,6 +838,23 @@ monitor_wait(struct storeenv *s, int64_t ms)
 	return flag_wait(s, &s->watchdog_done, ms);
 }
 
+/*
+ * Whether the tables' open has gone on for the stall time.  Opening a
+ * table reads its root page, and a damaged root or inner page can leave
+ * Berkeley DB waiting for ever on a page latch that its own thread holds,
+ * or busy in a loop, silent and deaf to SIGTERM (random bytes over a
+ * root, and a root naming itself as its child, did).  The open reads a
+ * few pages of each table, so a healthy one never takes that long; a
+ * wedged mutex, the other cause, ends the same way.
+ */
+static int
+open_stalled(struct storeenv *s, int64_t now)
+{
+	int64_t t = __atomic_load_n(&s->opening_ms, __ATOMIC_RELAXED);
+
+	return t != 0 && now - t > s->stall_ms;
+}
+
 static void *
 monitor(void *arg)
 {
@@ -846,8 +866,25 @@ monitor(void *arg)
 		if (now - last > 5 * FAILCHK_MS) {
 			__atomic_store_n(&s->round_ms, now, __ATOMIC_RELAXED);
 			__atomic_store_n(&txns_ms, now, __ATOMIC_RELAXED);
+			if (__atomic_load_n(&s->opening_ms, __ATOMIC_RELAXED))
+				storeenv_opening(s, 1);
 		}
 		last = now;
+		if (open_stalled(s, now)) {
+			log_error("store: %s: opening its tables has made no "
+			    "progress for %lld ms: a damaged table, or a "
+			    "process that died holding one of Berkeley DB's "
+			    "mutexes, can make it wait for ever; exiting.  If "
+			    "it happens again, stop every process that uses "
+			    "the directory, check its tables with "
+			    "db_verify(1), then restore it from a backup, or "
+			    "move it aside to start afresh (see orderflow(7), "
+			    "STATE)", s->dir, (long long)s->stall_ms);
+			_exit(1);
+		}
+		/* The open's own watch, above, says more. */
+		if (__atomic_load_n(&s->opening_ms, __ATOMIC_RELAXED) != 0)
+			continue;
 		if (!stalled(s, now))
 			continue;
 		log_error("store: Berkeley DB has made no progress for "
@@ -935,7 +972,12 @@ storeenv_open(struct storeenv **ep, const char *dir, unsigned flags)
 	*ep = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return ENOMEM;
+	if ((s->dir = strdup(dir)) == NULL) {
+		free(s);
+		return ENOMEM;
+	}
 	if ((ret = env_open(s, dir, flags)) != 0) {
+		free(s->dir);
 		free(s);
 		return ret;
 	}
@@ -952,6 +994,7 @@ storeenv_close(struct storeenv *s)
 		return 0;
 	watchdog_stop(s);
 	ret = s->env->close(s->env, 0);
+	free(s->dir);
 	free(s);
 	return ret;
 }
@@ -972,6 +1015,13 @@ void
 storeenv_unwatch(struct storeenv *s)
 {
 	watchdog_stop(s);
+}
+
+void
+storeenv_opening(struct storeenv *s, int on)
+{
+	__atomic_store_n(&s->opening_ms, on ? util_mono_ms() : 0,
+	    __ATOMIC_RELAXED);
 }
 
 int

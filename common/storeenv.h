@@ -36,8 +36,10 @@
  *   has stayed open that long: a process killed while it held one of the
  *   library's internal mutexes (not robust ones) blocks every thread
  *   that needs it, in every process, for ever, and only a new process's
- *   open can recover.  That is the only exit in this module and store.c:
- *   a wedge becomes a crash, which a supervisor turns into a restart.
+ *   open can recover.  So it does when the tables' open has gone on that
+ *   long (storeenv_opening()).  Those are the only exits in this module
+ *   and store.c: a wedge becomes a crash, which a supervisor turns into
+ *   a restart.
  *   A stopped process (SIGSTOP) is not taken for a wedged one.
  * - Transactions begun here are counted for the monitor, so every one
  *   must end with storeenv_txn_commit() or storeenv_txn_abort().
@@ -85,6 +87,13 @@ DB_ENV	*storeenv_db(struct storeenv *);
 int	 storeenv_watch(struct storeenv *);
 /* Stops them and waits for them; fine when they do not run. */
 void	 storeenv_unwatch(struct storeenv *);
+/*
+ * Brackets the opening of the tables (on 1, then 0), under a watch: an
+ * open still going after the stall time ENDS THE PROCESS the same way,
+ * with _exit(1) and an error naming the directory.  A damaged page can
+ * make Berkeley DB wait there for ever, and no signal stops it.
+ */
+void	 storeenv_opening(struct storeenv *, int on);
 
 /* Writes a checkpoint, when anything changed since the last one. */
 int	 storeenv_checkpoint(struct storeenv *);

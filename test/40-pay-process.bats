@@ -1005,3 +1005,32 @@ region_sigbus() {
 	    fail "stderr: $stderr"
 	[[ "$stderr" != *"DB_RUNRECOVERY"* ]] || fail "stderr: $stderr"
 }
+
+# A table's root page that names itself as its child (an inner btree page,
+# type 3 at level 2, whose one entry points to page 1): Berkeley DB waits
+# for ever on the page's latch, which it holds itself.  Such damage used
+# to hang the open, silent and deaf to SIGTERM; the stall monitor now
+# watches the open too.
+@test "pay-process: a damaged page that hangs the open is exit 1 naming the state, within the stall time" {
+	local st="$BATS_TEST_TMPDIR/state" ev="$BATS_TEST_TMPDIR/ev.jsonl"
+	local page="$BATS_TEST_TMPDIR/page"
+	mkev o-d2 pm_card_visa >"$ev"
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_success
+	head -c 4096 /dev/zero >"$page"
+	printf '\001\000\000\000' |
+	    dd of="$page" bs=1 seek=8 conv=notrunc status=none
+	printf '\001\000\364\017\002\003\364\017' |
+	    dd of="$page" bs=1 seek=20 conv=notrunc status=none
+	printf '\000\000\001\000\001\000\000\000' |
+	    dd of="$page" bs=1 seek=4084 conv=notrunc status=none
+	# The slots' pages are 4 KiB on every file system (store.c).
+	dd if="$page" of="$st/idem-g0.db" bs=4096 seek=1 conv=notrunc \
+	    status=none
+	run --separate-stderr env ORDERFLOW_STORE_STALL_MS=1000 \
+	    timeout -s KILL 60 pay-process -i "$ev" -o - --state "$st"
+	assert_failure 1
+	assert_output ""
+	[[ "$stderr" == *"pay-process: store: $st: opening its tables has made no progress for 1000 ms"*"check its tables with db_verify(1)"* ]] ||
+	    fail "stderr: $stderr"
+}
