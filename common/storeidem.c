@@ -55,9 +55,10 @@
  * the heap takes the outcomes in arrival order and reuses the space of
  * deleted ones.  But a truncated heap does not reuse its pages (the
  * file grew by a wave each time a slot was emptied, measured), while a
- * truncated btree does, so the slots keep outcomes inline, in 16 KiB
- * pages that hold ~25 records: splits cost less per insert than a heap
- * append and a second put did.  Short outcomes in idem.db stay inline,
+ * truncated btree does, so the slots keep outcomes inline, in 4 KiB
+ * pages that hold about a dozen records (store.c's GEN_PAGESIZE says
+ * why not 16 KiB): splits cost less per insert than a heap append and a
+ * second put did.  Short outcomes in idem.db stay inline,
  * where they cost less than the reference and a second lookup.
  */
 #include <errno.h>
