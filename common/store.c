@@ -129,15 +129,27 @@ store_check_key(const char *key)
 	return len == 0 || len > STORE_KEY_MAX ? EINVAL : 0;
 }
 
+/*
+ * Names the table that the open reads now (a static string; NULL when
+ * done), for the open's watch and its error message (store_open()).
+ */
+static void
+opening(struct store *s, const char *file)
+{
+	s->opening = file;
+	storeenv_opening(s->env, file);
+}
+
 static int
-db_open_paged(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
+db_open_paged(struct store *s, DB **dbp, const char *file, DBTYPE type,
     u_int32_t dbflags, u_int32_t pagesize)
 {
 	DB *db;
 	int ret;
 
 	*dbp = NULL;
-	if ((ret = db_create(&db, env, 0)) != 0)
+	opening(s, file);
+	if ((ret = db_create(&db, storeenv_db(s->env), 0)) != 0)
 		return ret;
 	if (pagesize != 0 && (ret = db->set_pagesize(db, pagesize)) != 0) {
 		(void)db->close(db, 0);
@@ -165,10 +177,10 @@ db_open_paged(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
 }
 
 static int
-db_open(DB_ENV *env, DB **dbp, const char *file, DBTYPE type,
+db_open(struct store *s, DB **dbp, const char *file, DBTYPE type,
     u_int32_t dbflags)
 {
-	return db_open_paged(env, dbp, file, type, dbflags, 0);
+	return db_open_paged(s, dbp, file, type, dbflags, 0);
 }
 
 /* The secondary key of an idempotency record: its expires_ms. */
@@ -192,6 +204,7 @@ seq_open(struct store *s)
 	DBT key;
 	int ret;
 
+	opening(s, "meta.db");
 	if ((ret = db_sequence_create(&seq, s->meta, 0)) != 0)
 		return ret;
 	store_dbt_in(&key, "outbox.seq", strlen("outbox.seq"));
@@ -248,21 +261,68 @@ tables_close(struct store *s)
 	s->orders = s->outbox = s->meta = s->gens = NULL;
 }
 
+static const char *const gen_files[IDEM_GENS] = {
+	"idem-g0.db", "idem-g1.db", "idem-g2.db"
+};
+
 /* The generation slots, idem-gN.db: outcomes inline (see the top). */
 static int
 gens_open(struct store *s)
 {
-	DB_ENV *e = storeenv_db(s->env);
-	char name[32];
 	int i, ret;
 
-	for (i = 0; i < IDEM_GENS; i++) {
-		snprintf(name, sizeof(name), "idem-g%d.db", i);
-		if ((ret = db_open_paged(e, &s->gen[i].db, name, DB_BTREE, 0,
-		    GEN_PAGESIZE)) != 0)
+	for (i = 0; i < IDEM_GENS; i++)
+		if ((ret = db_open_paged(s, &s->gen[i].db, gen_files[i],
+		    DB_BTREE, 0, GEN_PAGESIZE)) != 0)
 			return ret;
-	}
 	return 0;
+}
+
+static int
+retryable(int ret)
+{
+	return ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED;
+}
+
+/*
+ * Reads a table's first record, or finds none (*empty): its root and the
+ * pages down to its first leaf, read during the open, under its watch
+ * (store_open()).  A damaged one can make Berkeley DB wait for ever; the
+ * watch then ends the process naming the table, where a later call would
+ * hang it silently.
+ */
+static int
+table_first(struct store *s, DB *db, const char *file, int *empty)
+{
+	DB_ENV *e = storeenv_db(s->env);
+	DB_TXN *t;
+	DBC *c;
+	DBT k, d;
+	int ret, t_ret;
+
+	opening(s, file);
+	*empty = 0;
+	/* Not waiting for another process's write lock: it can read it. */
+	if ((ret = e->txn_begin(e, NULL, &t, DB_TXN_NOWAIT)) != 0)
+		return ret;
+	if ((ret = db->cursor(db, t, &c, 0)) != 0) {
+		(void)t->abort(t);
+		return ret;
+	}
+	memset(&k, 0, sizeof(k));
+	memset(&d, 0, sizeof(d));
+	k.flags = d.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM;
+	ret = c->get(c, &k, &d, DB_FIRST);
+	if (ret == DB_NOTFOUND)
+		*empty = 1;
+	/* A record, whether or not it fit the empty buffers. */
+	if (ret == DB_NOTFOUND || ret == DB_BUFFER_SMALL || retryable(ret))
+		ret = 0;
+	if ((t_ret = c->close(c)) != 0 && ret == 0)
+		ret = t_ret;
+	if ((t_ret = t->abort(t)) != 0 && ret == 0)
+		ret = t_ret;
+	return ret;
 }
 
 /*
@@ -275,68 +335,84 @@ gens_open(struct store *s)
  * the flag another process may write to it at any time.
  */
 static int
-itab_probe(struct itab *it, unsigned flags)
+itab_probe(struct store *s, struct itab *it, const char *file,
+    unsigned flags)
 {
-	DBC *c;
-	DBT k, d;
-	int ret, t_ret;
+	int empty, ret;
 
 	it->used = 1;
-	if (!(flags & STORE_EXCLUSIVE))
-		return 0;
-	if ((ret = it->db->cursor(it->db, NULL, &c, 0)) != 0)
-		return ret;
-	memset(&k, 0, sizeof(k));
-	memset(&d, 0, sizeof(d));
-	k.flags = d.flags = DB_DBT_PARTIAL | DB_DBT_USERMEM;
-	ret = c->get(c, &k, &d, DB_FIRST);
-	if (ret == DB_NOTFOUND)
+	if ((ret = table_first(s, it->db, file, &empty)) == 0 && empty &&
+	    (flags & STORE_EXCLUSIVE))
 		it->used = 0;
-	/* A record, whether or not it fit the empty buffers. */
-	if (ret == DB_NOTFOUND || ret == DB_BUFFER_SMALL)
-		ret = 0;
-	if ((t_ret = c->close(c)) != 0 && ret == 0)
-		ret = t_ret;
 	return ret;
 }
 
+/*
+ * Reads the first record of every table (see table_first()) but
+ * idem-exp.db, read before its association.
+ */
 static int
-itabs_probe(struct store *s, unsigned flags)
+tables_probe(struct store *s, unsigned flags)
 {
-	int i, ret;
+	const struct {
+		DB		*db;
+		const char	*file;
+	} other[] = {
+		{ s->lng.heap, "outcome.db" },
+		{ s->orders, "orders.db" }, { s->outbox, "outbox.db" },
+		{ s->meta, "meta.db" }, { s->gens, "idem-gen.db" },
+	};
+	size_t i;
+	int empty, ret;
 
 	for (i = 0; i < IDEM_GENS; i++)
-		if ((ret = itab_probe(&s->gen[i], flags)) != 0)
+		if ((ret = itab_probe(s, &s->gen[i], gen_files[i],
+		    flags)) != 0)
 			return ret;
-	return itab_probe(&s->lng, flags);
+	if ((ret = itab_probe(s, &s->lng, "idem.db", flags)) != 0)
+		return ret;
+	for (i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+		if ((ret = table_first(s, other[i].db, other[i].file,
+		    &empty)) != 0)
+			return ret;
+	return 0;
+}
+
+/*
+ * An empty idem-exp.db is filled from idem.db (DB_CREATE): both are read
+ * first, so that a damaged one is named (table_first()).
+ */
+static int
+idem_exp_associate(struct store *s)
+{
+	int empty, ret;
+
+	if ((ret = table_first(s, s->lng.db, "idem.db", &empty)) != 0 ||
+	    (ret = table_first(s, s->idem_exp, "idem-exp.db", &empty)) != 0)
+		return ret;
+	opening(s, "idem.db");
+	return s->lng.db->associate(s->lng.db, NULL, s->idem_exp,
+	    idem_exp_key, DB_CREATE);
 }
 
 static int
 tables_open(struct store *s)
 {
-	DB_ENV *e = storeenv_db(s->env);
 	int ret;
 
-	if ((ret = db_open(e, &s->lng.db, "idem.db", DB_BTREE, 0)) != 0 ||
-	    (ret = db_open(e, &s->idem_exp, "idem-exp.db", DB_BTREE,
+	if ((ret = db_open(s, &s->lng.db, "idem.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(s, &s->idem_exp, "idem-exp.db", DB_BTREE,
 	    DB_DUPSORT)) != 0 ||
-	    (ret = s->lng.db->associate(s->lng.db, NULL, s->idem_exp,
-	    idem_exp_key, DB_CREATE)) != 0 ||
-	    (ret = db_open(e, &s->lng.heap, "outcome.db", DB_HEAP, 0)) != 0 ||
+	    (ret = idem_exp_associate(s)) != 0 ||
+	    (ret = db_open(s, &s->lng.heap, "outcome.db", DB_HEAP, 0)) != 0 ||
 	    (ret = gens_open(s)) != 0 ||
-	    (ret = db_open(e, &s->orders, "orders.db", DB_BTREE, 0)) != 0 ||
-	    (ret = db_open(e, &s->outbox, "outbox.db", DB_BTREE, 0)) != 0 ||
-	    (ret = db_open(e, &s->meta, "meta.db", DB_BTREE, 0)) != 0 ||
-	    (ret = db_open(e, &s->gens, "idem-gen.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(s, &s->orders, "orders.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(s, &s->outbox, "outbox.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(s, &s->meta, "meta.db", DB_BTREE, 0)) != 0 ||
+	    (ret = db_open(s, &s->gens, "idem-gen.db", DB_BTREE, 0)) != 0 ||
 	    (ret = seq_open(s)) != 0)
 		tables_close(s);
 	return ret;
-}
-
-static int
-retryable(int ret)
-{
-	return ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED;
 }
 
 /* Sleeps a random time below 2^n ms (at most 256 ms). */
@@ -376,16 +452,16 @@ store_open(struct store **sp, const char *dir, unsigned flags)
 	 * may deadlock.
 	 */
 	if ((ret = storeenv_watch(s->env)) == 0) {
-		storeenv_opening(s->env, 1);
 		for (i = 0; (ret = tables_open(s)) != 0 && retryable(ret) &&
 		    i < OPEN_TRIES; i++)
 			backoff(i + 1);
-		if (ret == 0 && (ret = itabs_probe(s, flags)) != 0)
+		if (ret == 0 && (ret = tables_probe(s, flags)) != 0)
 			tables_close(s);
-		storeenv_opening(s->env, 0);
 		if (ret != 0)
-			log_error("store: %s: %s%s", dir, db_strerror(ret),
-			    storeenv_damage_hint(ret));
+			log_error("store: %s/%s: %s%s", dir,
+			    s->opening != NULL ? s->opening : "",
+			    db_strerror(ret), storeenv_damage_hint(ret));
+		opening(s, NULL);
 	}
 	if (ret != 0) {
 		(void)storeenv_close(s->env);

@@ -131,8 +131,9 @@ struct storeenv {
 	pthread_cond_t	 cv;
 	int		 stop;
 	int		 watching;	/* the watchdog runs */
-	int64_t		 opening_ms;	/* the tables' open began; 0: none;
-					   atomic */
+	int64_t		 opening_ms;	/* the open began reading opening;
+					   0: none; atomic */
+	const char	*opening;	/* a table's file name; atomic */
 	char		*dir;
 };
 
@@ -143,7 +144,7 @@ struct storeenv {
 static const char *const damage_words[] = {
 	"Encrypted database", "Encrypted checksum", "checksum error",
 	"unexpected file type or format", "magic number",
-	"unable to read region info", NULL
+	"unable to read region info", "illegal page type or format", NULL
 };
 static unsigned damaged;	/* atomic: bit i: damage_words[i] was seen */
 
@@ -839,8 +840,8 @@ monitor_wait(struct storeenv *s, int64_t ms)
 }
 
 /*
- * Whether the tables' open has gone on for the stall time.  Opening a
- * table reads its root page, and a damaged root or inner page can leave
+ * Whether the open has been reading one table for the stall time.  It
+ * reads each table's root page, and a damaged root or inner page can leave
  * Berkeley DB waiting for ever on a page latch that its own thread holds,
  * or busy in a loop, silent and deaf to SIGTERM (random bytes over a
  * root, and a root naming itself as its child, did).  The open reads a
@@ -867,19 +868,21 @@ monitor(void *arg)
 			__atomic_store_n(&s->round_ms, now, __ATOMIC_RELAXED);
 			__atomic_store_n(&txns_ms, now, __ATOMIC_RELAXED);
 			if (__atomic_load_n(&s->opening_ms, __ATOMIC_RELAXED))
-				storeenv_opening(s, 1);
+				__atomic_store_n(&s->opening_ms, now,
+				    __ATOMIC_RELAXED);
 		}
 		last = now;
 		if (open_stalled(s, now)) {
-			log_error("store: %s: opening its tables has made no "
+			log_error("store: %s/%s: opening it has made no "
 			    "progress for %lld ms: a damaged table, or a "
 			    "process that died holding one of Berkeley DB's "
-			    "mutexes, can make it wait for ever; exiting.  If "
-			    "it happens again, stop every process that uses "
-			    "the directory, check its tables with "
-			    "db_verify(1), then restore it from a backup, or "
-			    "move it aside to start afresh (see orderflow(7), "
-			    "STATE)", s->dir, (long long)s->stall_ms);
+			    "mutexes, can make that wait for ever; exiting.  "
+			    "If it happens again, stop every process that "
+			    "uses %s, check the file with db_verify(1), then "
+			    "restore the directory from a backup, or move it "
+			    "aside to start afresh (see orderflow(7), STATE)",
+			    s->dir, __atomic_load_n(&s->opening,
+			    __ATOMIC_RELAXED), (long long)s->stall_ms, s->dir);
 			_exit(1);
 		}
 		/* The open's own watch, above, says more. */
@@ -1018,9 +1021,10 @@ storeenv_unwatch(struct storeenv *s)
 }
 
 void
-storeenv_opening(struct storeenv *s, int on)
+storeenv_opening(struct storeenv *s, const char *file)
 {
-	__atomic_store_n(&s->opening_ms, on ? util_mono_ms() : 0,
+	__atomic_store_n(&s->opening, file, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->opening_ms, file != NULL ? util_mono_ms() : 0,
 	    __ATOMIC_RELAXED);
 }
 

@@ -36,7 +36,7 @@
  *   has stayed open that long: a process killed while it held one of the
  *   library's internal mutexes (not robust ones) blocks every thread
  *   that needs it, in every process, for ever, and only a new process's
- *   open can recover.  So it does when the tables' open has gone on that
+ *   open can recover.  So it does when the open has read one table that
  *   long (storeenv_opening()).  Those are the only exits in this module
  *   and store.c: a wedge becomes a crash, which a supervisor turns into
  *   a restart.
@@ -88,12 +88,13 @@ int	 storeenv_watch(struct storeenv *);
 /* Stops them and waits for them; fine when they do not run. */
 void	 storeenv_unwatch(struct storeenv *);
 /*
- * Brackets the opening of the tables (on 1, then 0), under a watch: an
- * open still going after the stall time ENDS THE PROCESS the same way,
- * with _exit(1) and an error naming the directory.  A damaged page can
- * make Berkeley DB wait there for ever, and no signal stops it.
+ * Names the table (its file name, a string that outlives the open) that
+ * the opening of the tables reads from now, or NULL when it is done.  A
+ * table read for the stall time ENDS THE PROCESS the same way, with
+ * _exit(1) and an error naming the file: a damaged page can make
+ * Berkeley DB wait there for ever, and no signal stops it.
  */
-void	 storeenv_opening(struct storeenv *, int on);
+void	 storeenv_opening(struct storeenv *, const char *file);
 
 /* Writes a checkpoint, when anything changed since the last one. */
 int	 storeenv_checkpoint(struct storeenv *);

@@ -1011,7 +1011,7 @@ region_sigbus() {
 # for ever on the page's latch, which it holds itself.  Such damage used
 # to hang the open, silent and deaf to SIGTERM; the stall monitor now
 # watches the open too.
-@test "pay-process: a damaged page that hangs the open is exit 1 naming the state, within the stall time" {
+@test "pay-process: a damaged page that hangs the open is exit 1 naming the file, within the stall time" {
 	local st="$BATS_TEST_TMPDIR/state" ev="$BATS_TEST_TMPDIR/ev.jsonl"
 	local page="$BATS_TEST_TMPDIR/page"
 	mkev o-d2 pm_card_visa >"$ev"
@@ -1031,6 +1031,6 @@ region_sigbus() {
 	    timeout -s KILL 60 pay-process -i "$ev" -o - --state "$st"
 	assert_failure 1
 	assert_output ""
-	[[ "$stderr" == *"pay-process: store: $st: opening its tables has made no progress for 1000 ms"*"check its tables with db_verify(1)"* ]] ||
+	[[ "$stderr" == *"pay-process: store: $st/idem-g0.db: opening it has made no progress for 1000 ms"*"check the file with db_verify(1)"* ]] ||
 	    fail "stderr: $stderr"
 }
