@@ -154,7 +154,37 @@ static unsigned damaged;	/* atomic: bit i: damage_words[i] was seen */
 	"was not committed comes again from the broker, but the records " \
 	"of what was done are lost (see orderflow(7), STATE)"
 
-/* The first message of each kind about damage is an error, the rest debug. */
+/*
+ * What Berkeley DB says of every call after a panic, and of the handles
+ * that a panicked environment cannot close: a dozen lines or more after
+ * the one that says why.
+ */
+static const char *const panic_echoes[] = {
+	"fatal region error detected", "File handles still open",
+	"Open file handle:", NULL
+};
+static int panicked;		/* atomic: a PANIC was logged */
+
+static int
+panic_echo(const char *msg)
+{
+	size_t i;
+
+	if (strstr(msg, "PANIC:") != NULL &&
+	    __atomic_exchange_n(&panicked, 1, __ATOMIC_RELAXED) == 0)
+		return 0;
+	if (!__atomic_load_n(&panicked, __ATOMIC_RELAXED))
+		return 0;
+	for (i = 0; panic_echoes[i] != NULL; i++)
+		if (strstr(msg, panic_echoes[i]) != NULL)
+			return 1;
+	return 0;
+}
+
+/*
+ * The first message of each kind about damage is an error, the rest debug;
+ * so are the echoes of a panic.
+ */
 static void
 err_cb(const DB_ENV *env, const char *pfx, const char *msg)
 {
@@ -162,6 +192,10 @@ err_cb(const DB_ENV *env, const char *pfx, const char *msg)
 
 	(void)env;
 	(void)pfx;
+	if (panic_echo(msg)) {
+		log_debug("store: %s", msg);
+		return;
+	}
 	for (i = 0; damage_words[i] != NULL; i++)
 		if (strstr(msg, damage_words[i]) != NULL)
 			break;
