@@ -1006,31 +1006,46 @@ region_sigbus() {
 	[[ "$stderr" != *"DB_RUNRECOVERY"* ]] || fail "stderr: $stderr"
 }
 
-# A table's root page that names itself as its child (an inner btree page,
-# type 3 at level 2, whose one entry points to page 1): Berkeley DB waits
-# for ever on the page's latch, which it holds itself.  Such damage used
-# to hang the open, silent and deaf to SIGTERM; the stall monitor now
-# watches the open too.
+# A page that names itself as its child: an inner btree page (type 3 at
+# level 2) whose one entry points to page 1, in pages of $2 bytes.
+self_child_page() {
+	local f=$1 ps=$2 e
+	e=$(printf '\\%03o\\%03o' $(((ps - 12) % 256)) $(((ps - 12) / 256)))
+	head -c "$ps" /dev/zero >"$f"
+	printf '\001\000\000\000' |
+	    dd of="$f" bs=1 seek=8 conv=notrunc status=none
+	printf "\\001\\000$e\\002\\003$e" |
+	    dd of="$f" bs=1 seek=20 conv=notrunc status=none
+	printf '\000\000\001\000\001\000\000\000' |
+	    dd of="$f" bs=1 seek=$((ps - 12)) conv=notrunc status=none
+}
+
+# A table's root that names itself as its child: Berkeley DB waits for
+# ever on the page's latch, which it holds itself.  In a slot (idem-g0.db)
+# that hung the open, silent and deaf to SIGTERM; in idem-gen.db, the
+# first payment, until the stall monitor blamed a dead process's mutex
+# (and a root of no known type there kept a thread busy for ever).  The
+# open now reads every table under the monitor's watch.
 @test "pay-process: a damaged page that hangs the open is exit 1 naming the file, within the stall time" {
 	local st="$BATS_TEST_TMPDIR/state" ev="$BATS_TEST_TMPDIR/ev.jsonl"
-	local page="$BATS_TEST_TMPDIR/page"
+	local page="$BATS_TEST_TMPDIR/page" t ps
 	mkev o-d2 pm_card_visa >"$ev"
 	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
 	assert_success
-	head -c 4096 /dev/zero >"$page"
-	printf '\001\000\000\000' |
-	    dd of="$page" bs=1 seek=8 conv=notrunc status=none
-	printf '\001\000\364\017\002\003\364\017' |
-	    dd of="$page" bs=1 seek=20 conv=notrunc status=none
-	printf '\000\000\001\000\001\000\000\000' |
-	    dd of="$page" bs=1 seek=4084 conv=notrunc status=none
-	# The slots' pages are 4 KiB on every file system (store.c).
-	dd if="$page" of="$st/idem-g0.db" bs=4096 seek=1 conv=notrunc \
-	    status=none
-	run --separate-stderr env ORDERFLOW_STORE_STALL_MS=1000 \
-	    timeout -s KILL 60 pay-process -i "$ev" -o - --state "$st"
-	assert_failure 1
-	assert_output ""
-	[[ "$stderr" == *"pay-process: store: $st/idem-g0.db: opening it has made no progress for 1000 ms"*"check the file with db_verify(1)"* ]] ||
-	    fail "stderr: $stderr"
+	cp -a "$st" "$BATS_TEST_TMPDIR/good"
+	for t in idem-g0.db idem-gen.db; do
+		rm -rf "$st"
+		cp -a "$BATS_TEST_TMPDIR/good" "$st"
+		# The page size, from the table's first page.
+		ps=$(od -An -tu4 -j20 -N4 "$st/$t" | tr -d ' ')
+		self_child_page "$page" "$ps"
+		dd if="$page" of="$st/$t" bs="$ps" seek=1 conv=notrunc \
+		    status=none
+		run --separate-stderr env ORDERFLOW_STORE_STALL_MS=1000 \
+		    timeout -s KILL 60 pay-process -i "$ev" -o - --state "$st"
+		assert_failure 1
+		assert_output ""
+		[[ "$stderr" == *"pay-process: store: $st/$t: opening it has made no progress for 1000 ms"*"check the file with db_verify(1)"* ]] ||
+		    fail "$t: stderr: $stderr"
+	done
 }
