@@ -129,17 +129,6 @@ store_check_key(const char *key)
 	return len == 0 || len > STORE_KEY_MAX ? EINVAL : 0;
 }
 
-/*
- * Names the table that the open reads now (a static string; NULL when
- * done), for the open's watch and its error message (store_open()).
- */
-static void
-opening(struct store *s, const char *file)
-{
-	s->opening = file;
-	storeenv_opening(s->env, file);
-}
-
 static int
 db_open_paged(struct store *s, DB **dbp, const char *file, DBTYPE type,
     u_int32_t dbflags, u_int32_t pagesize)
@@ -148,7 +137,7 @@ db_open_paged(struct store *s, DB **dbp, const char *file, DBTYPE type,
 	int ret;
 
 	*dbp = NULL;
-	opening(s, file);
+	storeenv_opening(s->env, file);
 	if ((ret = db_create(&db, storeenv_db(s->env), 0)) != 0)
 		return ret;
 	if (pagesize != 0 && (ret = db->set_pagesize(db, pagesize)) != 0) {
@@ -204,7 +193,7 @@ seq_open(struct store *s)
 	DBT key;
 	int ret;
 
-	opening(s, "meta.db");
+	storeenv_opening(s->env, "meta.db");
 	if ((ret = db_sequence_create(&seq, s->meta, 0)) != 0)
 		return ret;
 	store_dbt_in(&key, "outbox.seq", strlen("outbox.seq"));
@@ -300,7 +289,7 @@ table_first(struct store *s, DB *db, const char *file, int *empty)
 	DBT k, d;
 	int ret, t_ret;
 
-	opening(s, file);
+	storeenv_opening(s->env, file);
 	*empty = 0;
 	/* Not waiting for another process's write lock: it can read it. */
 	if ((ret = e->txn_begin(e, NULL, &t, DB_TXN_NOWAIT)) != 0)
@@ -390,7 +379,7 @@ idem_exp_associate(struct store *s)
 	if ((ret = table_first(s, s->lng.db, "idem.db", &empty)) != 0 ||
 	    (ret = table_first(s, s->idem_exp, "idem-exp.db", &empty)) != 0)
 		return ret;
-	opening(s, "idem.db");
+	storeenv_opening(s->env, "idem.db");
 	return s->lng.db->associate(s->lng.db, NULL, s->idem_exp,
 	    idem_exp_key, DB_CREATE);
 }
@@ -459,9 +448,9 @@ store_open(struct store **sp, const char *dir, unsigned flags)
 			tables_close(s);
 		if (ret != 0)
 			log_error("store: %s/%s: %s%s", dir,
-			    s->opening != NULL ? s->opening : "",
+			    storeenv_opening_file(s->env),
 			    db_strerror(ret), storeenv_damage_hint(ret));
-		opening(s, NULL);
+		storeenv_opening(s->env, NULL);
 	}
 	if (ret != 0) {
 		(void)storeenv_close(s->env);

@@ -41,7 +41,6 @@ struct store {
 	DB		*meta;
 	DB		*gens;		/* the width, each slot's generation */
 	DB_SEQUENCE	*seq;
-	const char	*opening;	/* the table the open reads now */
 };
 
 /* The arguments of every table operation, run by a store_fn. */

@@ -874,7 +874,7 @@ monitor_wait(struct storeenv *s, int64_t ms)
 }
 
 /*
- * Whether the open has been reading one table for the stall time.  It
+ * The table the open has been reading for the stall time, if any.  It
  * reads each table's root page, and a damaged root or inner page can leave
  * Berkeley DB waiting for ever on a page latch that its own thread holds,
  * or busy in a loop, silent and deaf to SIGTERM (random bytes over a
@@ -882,18 +882,20 @@ monitor_wait(struct storeenv *s, int64_t ms)
  * few pages of each table, so a healthy one never takes that long; a
  * wedged mutex, the other cause, ends the same way.
  */
-static int
+static const char *
 open_stalled(struct storeenv *s, int64_t now)
 {
+	const char *file = __atomic_load_n(&s->opening, __ATOMIC_RELAXED);
 	int64_t t = __atomic_load_n(&s->opening_ms, __ATOMIC_RELAXED);
 
-	return t != 0 && now - t > s->stall_ms;
+	return file != NULL && t != 0 && now - t > s->stall_ms ? file : NULL;
 }
 
 static void *
 monitor(void *arg)
 {
 	struct storeenv *s = arg;
+	const char *file;
 	int64_t now, last = util_mono_ms();
 
 	while (!monitor_wait(s, FAILCHK_MS)) {
@@ -906,7 +908,7 @@ monitor(void *arg)
 				    __ATOMIC_RELAXED);
 		}
 		last = now;
-		if (open_stalled(s, now)) {
+		if ((file = open_stalled(s, now)) != NULL) {
 			log_error("store: %s/%s: opening it has made no "
 			    "progress for %lld ms: a damaged table, or a "
 			    "process that died holding one of Berkeley DB's "
@@ -915,8 +917,7 @@ monitor(void *arg)
 			    "uses %s, check the file with db_verify(1), then "
 			    "restore the directory from a backup, or move it "
 			    "aside to start afresh (see orderflow(7), STATE)",
-			    s->dir, __atomic_load_n(&s->opening,
-			    __ATOMIC_RELAXED), (long long)s->stall_ms, s->dir);
+			    s->dir, file, (long long)s->stall_ms, s->dir);
 			_exit(1);
 		}
 		/* The open's own watch, above, says more. */
@@ -1060,6 +1061,12 @@ storeenv_opening(struct storeenv *s, const char *file)
 	__atomic_store_n(&s->opening, file, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->opening_ms, file != NULL ? util_mono_ms() : 0,
 	    __ATOMIC_RELAXED);
+}
+
+const char *
+storeenv_opening_file(struct storeenv *s)
+{
+	return __atomic_load_n(&s->opening, __ATOMIC_RELAXED);
 }
 
 int

@@ -95,6 +95,8 @@ void	 storeenv_unwatch(struct storeenv *);
  * Berkeley DB wait there for ever, and no signal stops it.
  */
 void	 storeenv_opening(struct storeenv *, const char *file);
+/* The table named last, or NULL. */
+const char *storeenv_opening_file(struct storeenv *);
 
 /* Writes a checkpoint, when anything changed since the last one. */
 int	 storeenv_checkpoint(struct storeenv *);
