@@ -368,16 +368,16 @@ tables_probe(struct store *s, unsigned flags)
 }
 
 /*
- * An empty idem-exp.db is filled from idem.db (DB_CREATE): both are read
- * first, so that a damaged one is named (table_first()).
+ * An empty idem-exp.db is filled from idem.db (DB_CREATE), which the
+ * association reads under idem.db's name; the index is read first, under
+ * its own, so that damage to it is named right (table_first()).
  */
 static int
 idem_exp_associate(struct store *s)
 {
 	int empty, ret;
 
-	if ((ret = table_first(s, s->lng.db, "idem.db", &empty)) != 0 ||
-	    (ret = table_first(s, s->idem_exp, "idem-exp.db", &empty)) != 0)
+	if ((ret = table_first(s, s->idem_exp, "idem-exp.db", &empty)) != 0)
 		return ret;
 	storeenv_opening(s->env, "idem.db");
 	return s->lng.db->associate(s->lng.db, NULL, s->idem_exp,
