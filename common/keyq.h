@@ -10,7 +10,8 @@
  *
  * Items are the caller's pointers; keyq never looks at them.  Keys are
  * bytes (may hold NUL), copied.  Memory is one entry per busy key and one
- * node per item held.  Pure C, not thread-safe: one thread owns it; unit
+ * node per item held; what is done is kept for reuse, up to the most ever
+ * held at once, until keyq_free().  Pure C, not thread-safe: one thread owns it; unit
  * tested in test/unit/keyq_test.c.
  */
 #ifndef OF_KEYQ_H

@@ -1,6 +1,7 @@
 /*
  * keyq_test.c - unit tests for common/keyq.c: items of one key come out
- * one at a time in the order they went in; other keys never wait.
+ * one at a time in the order they went in; other keys never wait; what
+ * is kept for reuse never confuses one key with another.
  *
  * Usage: keyq_test [NAME]; without NAME it lists the tests.
  */
@@ -106,10 +107,47 @@ test_many(void)
 	keyq_free(q);
 }
 
+/*
+ * Entries and nodes are reused (keyq.c keeps them): keys of every length
+ * around the inline size, in turn and over each other's reused entries,
+ * are still told apart by their last byte and by their length.
+ */
+static void
+test_reuse(void)
+{
+	static const size_t lens[] = { 0, 1, 63, 64, 65, 200 };
+	enum { NLENS = sizeof(lens) / sizeof(lens[0]) };
+	struct keyq *q;
+	char a[256], b[256];
+	size_t i, j, round;
+
+	CHECK((q = keyq_new()) != NULL);
+	memset(a, 'k', sizeof(a));
+	memcpy(b, a, sizeof(b));
+	for (round = 0; round < 3; round++)
+		for (i = 0; i < NLENS; i++) {
+			j = (i + round + 1) % NLENS;
+			if (lens[i] > 0)
+				b[lens[i] - 1] = 'z';
+			CHECK(keyq_push(q, a, lens[i], ITEM(1)) == 1);
+			CHECK(keyq_push(q, a, lens[j], ITEM(2)) == 1);
+			CHECK(keyq_busy(q, b, lens[i]) == (lens[i] == 0));
+			CHECK(keyq_push(q, a, lens[i], ITEM(3)) == 0);
+			CHECK(keyq_done(q, a, lens[i]) == ITEM(3));
+			CHECK(keyq_done(q, a, lens[j]) == NULL);
+			CHECK(keyq_done(q, a, lens[i]) == NULL);
+			CHECK(keyq_keys(q) == 0 && keyq_items(q) == 0);
+			if (lens[i] > 0)
+				b[lens[i] - 1] = 'k';
+		}
+	keyq_free(q);
+}
+
 static const struct unit_test tests[] = {
 	{ "fifo", test_fifo },
 	{ "keys", test_keys },
 	{ "many", test_many },
+	{ "reuse", test_reuse },
 };
 
 int
