@@ -43,6 +43,10 @@ struct worker {
 	struct keyq		*kq;		/* jobs by key: running, held */
 	struct worker_job	*ready;		/* to start, in order */
 	struct worker_job	*ready_tail;
+	struct delivery		*spare_deliveries; /* route.c's, for reuse */
+	size_t			 nspare_deliveries;
+	struct worker_job	*spare_jobs;	/* finished, for reuse */
+	size_t			 nspare_jobs;
 	struct timerheap	 timers;	/* Kafka: retries not due (epoch) */
 	size_t			 pending;	/* started, not complete */
 	int			 holding;	/* fetching paused: full */
