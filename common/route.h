@@ -48,6 +48,9 @@ void	route_outcome(struct worker *, const struct worker_input *in,
  * .message.  An invalid input in pipe mode counts as rejected (worker_run()
  * then returns OF_EXIT_REJECTED).
  */
+/* Frees what the deliveries kept; after the producer is destroyed. */
+void	route_free(struct worker *);
+
 void	route_dead_letter(struct worker *, const struct worker_input *in,
 	    const rd_kafka_headers_t *src, const char *kind, const char *why);
 

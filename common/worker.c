@@ -786,6 +786,7 @@ worker_run(const struct worker_config *cf, const struct opt_kafka *o,
 		w.c = NULL;
 	}
 	kafka_producer_destroy(w.p);
+	route_free(&w);
 	close_dlq(&w);
 	pipe_retries_free(&w.retries);
 	inflight_free(&w);
