@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +46,24 @@ struct kafka_base {
 	atomic_int	auth_err;	/* last __AUTHENTICATION or __SSL */
 };
 
-/* A record kafka_produce() holds back (kafka_producer_hold()). */
+/*
+ * A record kafka_produce() holds back (kafka_producer_hold()).  Held
+ * records are copied into chunks of HOLD_CHUNK bytes that are used again
+ * from their start once every record held is released: one malloc(3) and
+ * one free(3) less for each record.  A record larger than a quarter of a
+ * chunk, or held while a release is under way, is allocated alone.
+ */
+#define HOLD_CHUNK	65536
+
+struct kafka_chunk {
+	struct kafka_chunk	*next;
+	size_t			 used;
+	max_align_t		 data[];	/* HOLD_CHUNK bytes */
+};
+
 struct kafka_held {
 	struct kafka_held	*next;
+	int			 alone;		/* malloc(3)'d by itself */
 	struct kafka_dr		*dr;		/* or NULL */
 	rd_kafka_headers_t	*headers;	/* or NULL */
 	size_t			 keylen;	/* SIZE_MAX: no key */
@@ -66,6 +82,9 @@ struct kafka_producer {
 	struct kafka_held	**held_tail;
 	size_t			 nheld;
 	int64_t			 held_since;	/* monotonic ms of the first */
+	struct kafka_chunk	*chunks;	/* the first, or NULL */
+	struct kafka_chunk	*chunk;		/* the one in use */
+	int			 releasing;	/* the chunks are being read */
 };
 
 /* What kafka_produce() hands librdkafka as the message's opaque. */
@@ -783,6 +802,46 @@ produce_now(struct kafka_producer *p, const char *topic, const void *key,
 	return err;
 }
 
+/* Room for a held record of n bytes (see struct kafka_held). */
+static struct kafka_held *
+held_alloc(struct kafka_producer *p, size_t n)
+{
+	struct kafka_chunk *c;
+	struct kafka_held *h;
+	size_t a = sizeof(max_align_t);
+
+	if (n > SIZE_MAX - a)
+		return NULL;
+	n = (n + a - 1) / a * a;
+	if (p->releasing || n > HOLD_CHUNK / 4) {
+		if ((h = malloc(n)) != NULL)
+			h->alone = 1;
+		return h;
+	}
+	/* Nothing held: every chunk is free again. */
+	if (p->nheld == 0 && (p->chunk = p->chunks) != NULL)
+		p->chunk->used = 0;
+	if ((c = p->chunk) == NULL || c->used + n > HOLD_CHUNK) {
+		if (c != NULL && c->next != NULL)
+			c = c->next;
+		else {
+			if ((c = malloc(sizeof(*c) + HOLD_CHUNK)) == NULL)
+				return NULL;
+			c->next = NULL;
+			if (p->chunk != NULL)
+				p->chunk->next = c;
+			else
+				p->chunks = c;
+		}
+		c->used = 0;
+		p->chunk = c;
+	}
+	h = (struct kafka_held *)((char *)c->data + c->used);
+	c->used += n;
+	h->alone = 0;
+	return h;
+}
+
 /* Keeps a copy of the message for kafka_producer_release(). */
 static rd_kafka_resp_err_t
 hold_one(struct kafka_producer *p, const char *topic, const void *key,
@@ -792,7 +851,8 @@ hold_one(struct kafka_producer *p, const char *topic, const void *key,
 	struct kafka_held *h;
 	size_t tlen = strlen(topic) + 1, klen = key != NULL ? keylen : 0;
 
-	if ((h = malloc(sizeof(*h) + tlen + klen + vlen)) == NULL)
+	if (vlen > SIZE_MAX - sizeof(*h) - tlen - klen ||
+	    (h = held_alloc(p, sizeof(*h) + tlen + klen + vlen)) == NULL)
 		return RD_KAFKA_RESP_ERR__FAIL;
 	h->next = NULL;
 	h->dr = dr;
@@ -869,6 +929,7 @@ kafka_producer_release(struct kafka_producer *p)
 	p->held = NULL;
 	p->held_tail = &p->held;
 	p->nheld = 0;
+	p->releasing = 1;
 	while ((h = list) != NULL) {
 		list = h->next;
 		tlen = strlen(h->topic) + 1;
@@ -882,8 +943,10 @@ kafka_producer_release(struct kafka_producer *p)
 			    rd_kafka_err2str(err));
 			held_fail(h, err);
 		}
-		free(h);
+		if (h->alone)
+			free(h);
 	}
+	p->releasing = 0;
 }
 
 void
@@ -917,6 +980,7 @@ kafka_producer_rk(struct kafka_producer *p)
 void
 kafka_producer_destroy(struct kafka_producer *p)
 {
+	struct kafka_chunk *c;
 	struct kafka_held *h;
 
 	if (p == NULL)
@@ -925,7 +989,12 @@ kafka_producer_destroy(struct kafka_producer *p)
 	while ((h = p->held) != NULL) {
 		p->held = h->next;
 		held_fail(h, RD_KAFKA_RESP_ERR__PURGE_QUEUE);
-		free(h);
+		if (h->alone)
+			free(h);
+	}
+	while ((c = p->chunks) != NULL) {
+		p->chunks = c->next;
+		free(c);
 	}
 	if (rd_kafka_outq_len(p->rk) > 0) {
 		rd_kafka_purge(p->rk,
