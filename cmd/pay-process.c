@@ -60,6 +60,7 @@
 #define GW_CONNECT_MAX_MS	3000
 #define REPORT_MS		10000
 #define WHY_LEN			1024	/* a failure's message, room to spare */
+#define TEXT_KEEP_MAX		16384	/* a larger payment text is not kept */
 
 /* The state of an idempotency record. */
 #define IDEM_PAID		1	/* outcome: the payment event, evpack.h */
@@ -161,8 +162,12 @@ usage_error(const char *fmt, const char *arg, const char *why)
  * An order in flight, from its start to its outcome: the event, the
  * charge once known, and the store request of the step it is at (a
  * lookup before a gateway call or after a failed charge, the record of an
- * approval or a decline).  The two events come last: a job is zeroed up
- * to them, and their builders initialise them whole.
+ * approval or a decline).  The text buffer and the two events come last:
+ * a job is zeroed up to them, their builders initialise the events whole,
+ * and the buffer stays with the job from one record to the next (the
+ * payment's text is written into it on the store's thread and lent to the
+ * worker: a malloc(3) there and a free(3) on the worker's thread, each
+ * of memory the other thread last held, less for each record).
  */
 struct payjob {
 	struct pp		*p;
@@ -175,13 +180,16 @@ struct payjob {
 	int			 build_err;	/* or why they could not be */
 	int			 pid_derived;	/* payev's payment_id is */
 						/* derived, not the gateway's */
-	char			*json;		/* payev's JSON, unless avro_out */
+	char			*json;		/* payev's JSON (in text), */
+						/* unless avro_out */
 	void			*avro;		/* or its Avro record */
 	size_t			 avro_len;
 	rd_kafka_headers_t	*avro_hdrs;
 	int64_t			 now_ms;
 	char			*recorded;	/* a payment recorded before */
 	size_t			 recorded_len;
+	char			*text;		/* kept: json's buffer */
+	size_t			 text_cap;
 	struct event		 ev;
 	struct event		 payev;		/* the payment recorded */
 };
@@ -203,7 +211,11 @@ payjob_new(struct pp *p)
 		p->nspare--;
 	} else if ((pj = malloc(sizeof(*pj))) == NULL)
 		return NULL;
-	memset(pj, 0, offsetof(struct payjob, ev));
+	else {
+		pj->text = NULL;
+		pj->text_cap = 0;
+	}
+	memset(pj, 0, offsetof(struct payjob, text));
 	pj->p = p;
 	return pj;
 }
@@ -214,7 +226,8 @@ payjob_drop(struct payjob *pj)
 {
 	struct pp *p = pj->p;
 
-	if (p->nspare >= p->concurrency) {
+	if (p->nspare >= p->concurrency || pj->text_cap > TEXT_KEEP_MAX) {
+		free(pj->text);
 		free(pj);
 		return;
 	}
@@ -227,7 +240,6 @@ static void
 payjob_free(struct payjob *pj)
 {
 	event_free(&pj->ev);
-	free(pj->json);
 	free(pj->avro);
 	if (pj->avro_hdrs != NULL)
 		rd_kafka_headers_destroy(pj->avro_hdrs);
@@ -242,6 +254,7 @@ payjob_spares_free(struct pp *p)
 
 	while ((pj = p->spare) != NULL) {
 		p->spare = pj->next;
+		free(pj->text);
 		free(pj);
 	}
 	p->nspare = 0;
@@ -348,8 +361,11 @@ build_payment(struct payjob *pj)
 		    &pj->payev, NULL, &pj->avro, &pj->avro_len,
 		    &pj->avro_hdrs, msg, sizeof(msg)) == -1)
 			return ENOMEM;
-	} else if ((pj->json = event_serialize(&pj->payev, NULL)) == NULL)
+	} else if (event_serialize_buf(&pj->payev, &pj->text, &pj->text_cap,
+	    NULL) == -1)
 		return errno != 0 ? errno : ENOMEM;
+	else
+		pj->json = pj->text;
 	pj->built = 1;
 	return 0;
 }
@@ -692,10 +708,9 @@ recorded(struct storeq_req *req, int err)
 		finish(pj, r, &out, why);
 		return;
 	}
-	if ((out.key = strdup(pj->ev.subject)) == NULL) {
-		finish_failed(pj, WORKER_TRANSIENT, "%s", "out of memory");
-		return;
-	}
+	/* Both are the job's until finish() is done with it. */
+	out.borrowed = 1;
+	out.key = pj->ev.subject;
 	out.value = pj->json;
 	out.event = &pj->payev;
 	out.record = pj->avro;

@@ -1379,35 +1379,60 @@ put_data(struct out *o, const struct event *ev)
 	out_lit(o, "}");
 }
 
+/* ev's text into o (event_serialize()); -1 with errno as it says. */
+static int
+serialize(const struct event *ev, struct out *o)
+{
+	if (ev->kind == EVENT_NONE) {
+		errno = EINVAL;
+		return -1;
+	}
+	out_lit(o, "{" FIRST("specversion") "\"1.0\"");
+	PUT_STR(o, "id", ev->id);
+	PUT_STR(o, "source", ev->source);
+	PUT_STR(o, "type", event_kind_type(ev->kind));
+	PUT_STR(o, "subject", ev->subject);
+	PUT_STR(o, "time", ev->time);
+	out_lit(o, NAME("datacontenttype") "\"" EVENT_DATA_CONTENT_TYPE "\"");
+	if (ev->traceparent[0] != '\0')
+		PUT_STR(o, FLOW_H_TRACEPARENT, ev->traceparent);
+	put_data(o, ev);
+	out_lit(o, "}");
+	if (o->fail) {
+		errno = ENOMEM;
+		return -1;
+	}
+	o->p[o->len] = '\0';
+	return 0;
+}
+
 char *
 event_serialize(const struct event *ev, size_t *lenp)
 {
 	struct out o = { NULL, 0, 0, 0 };
 
-	if (ev->kind == EVENT_NONE) {
-		errno = EINVAL;
-		return NULL;
-	}
-	out_lit(&o, "{" FIRST("specversion") "\"1.0\"");
-	PUT_STR(&o, "id", ev->id);
-	PUT_STR(&o, "source", ev->source);
-	PUT_STR(&o, "type", event_kind_type(ev->kind));
-	PUT_STR(&o, "subject", ev->subject);
-	PUT_STR(&o, "time", ev->time);
-	out_lit(&o, NAME("datacontenttype") "\"" EVENT_DATA_CONTENT_TYPE "\"");
-	if (ev->traceparent[0] != '\0')
-		PUT_STR(&o, FLOW_H_TRACEPARENT, ev->traceparent);
-	put_data(&o, ev);
-	out_lit(&o, "}");
-	if (o.fail) {
+	if (serialize(ev, &o) == -1) {
 		free(o.p);
-		errno = ENOMEM;
 		return NULL;
 	}
-	o.p[o.len] = '\0';
 	if (lenp != NULL)
 		*lenp = o.len;
 	return o.p;
+}
+
+int
+event_serialize_buf(const struct event *ev, char **buf, size_t *cap,
+    size_t *lenp)
+{
+	struct out o = { *buf, 0, *buf != NULL ? *cap : 0, 0 };
+	int r;
+
+	r = serialize(ev, &o);
+	*buf = o.p;
+	*cap = o.cap;
+	if (r == 0 && lenp != NULL)
+		*lenp = o.len;
+	return r;
 }
 
 void

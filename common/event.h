@@ -228,6 +228,15 @@ int	 event_payment_processed(struct event *ev, const struct event *cause,
  */
 char	*event_serialize(const struct event *ev, size_t *lenp);
 
+/*
+ * The same text into *buf, a buffer of *cap bytes kept by the caller
+ * from one event to the next (NULL and 0 at first; free() it at the
+ * end): grown with realloc(3) when too small, *buf and *cap updated
+ * either way.  0, or -1 with errno as above (*buf then holds no text).
+ */
+int	 event_serialize_buf(const struct event *ev, char **buf,
+	    size_t *cap, size_t *lenp);
+
 /* Frees what a parsed or built event holds (not ev itself). */
 void	 event_free(struct event *ev);
 

@@ -147,14 +147,18 @@ struct worker_input {
 
 /*
  * What a handler emits with WORKER_DONE: at most one event.  key and
- * value are malloc'd by the handler and freed by the worker; value and
- * event both NULL means no output, and value may be NULL alone only
+ * value are malloc'd by the handler and freed by the worker, unless
+ * borrowed is set: then they stay the handler's, to keep valid until its
+ * worker_complete() or its handler returns (the worker copies what it
+ * keeps), and the handler can use their memory again for the next
+ * record.  value and event both NULL means no output, and value may be NULL alone only
  * where the output is Avro to Kafka, encoded from event.  traceparent
  * (may be "") goes into the header.
  */
 struct worker_output {
 	char	*key;
 	char	*value;
+	int	 borrowed;	/* key and value are the handler's */
 	char	 traceparent[64];
 	/*
 	 * The event value holds, when the handler has it parsed (may be
