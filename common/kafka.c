@@ -87,11 +87,6 @@ struct kafka_producer {
 	int			 releasing;	/* the chunks are being read */
 };
 
-/* What kafka_produce() hands librdkafka as the message's opaque. */
-struct kafka_dr {
-	kafka_dr_cb	*cb;
-	void		*opaque;
-};
 
 struct kafka_consumer {
 	struct kafka_base	 base;	/* first: librdkafka's opaque */
@@ -714,6 +709,7 @@ dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct kafka_producer *p = opaque;
 	struct kafka_dr *dr = m->_private;
+	int alone;
 
 	(void)rk;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -722,9 +718,11 @@ dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		log_error("kafka: a message to %s was not delivered: %s",
 		    rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
 	if (dr != NULL) {
+		alone = dr->alone;
 		dr->cb(dr->opaque, m->err, m->partition,
 		    m->err == RD_KAFKA_RESP_ERR_NO_ERROR ? m->offset : -1);
-		free(dr);
+		if (alone)
+			free(dr);
 	}
 }
 
@@ -874,6 +872,17 @@ hold_one(struct kafka_producer *p, const char *topic, const void *key,
 	return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/* Held back, or handed to librdkafka now. */
+static rd_kafka_resp_err_t
+produce_held(struct kafka_producer *p, const char *topic, const void *key,
+    size_t keylen, const void *value, size_t vlen,
+    rd_kafka_headers_t *headers, struct kafka_dr *dr)
+{
+	return p->hold_ms > 0 ?
+	    hold_one(p, topic, key, keylen, value, vlen, headers, dr) :
+	    produce_now(p, topic, key, keylen, value, vlen, headers, dr);
+}
+
 rd_kafka_resp_err_t
 kafka_produce(struct kafka_producer *p, const char *topic, const void *key,
     size_t keylen, const void *value, size_t vlen,
@@ -887,13 +896,21 @@ kafka_produce(struct kafka_producer *p, const char *topic, const void *key,
 			return RD_KAFKA_RESP_ERR__FAIL;
 		dr->cb = cb;
 		dr->opaque = opaque;
+		dr->alone = 1;
 	}
-	err = p->hold_ms > 0 ?
-	    hold_one(p, topic, key, keylen, value, vlen, headers, dr) :
-	    produce_now(p, topic, key, keylen, value, vlen, headers, dr);
+	err = produce_held(p, topic, key, keylen, value, vlen, headers, dr);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		free(dr);
 	return err;
+}
+
+rd_kafka_resp_err_t
+kafka_produce_dr(struct kafka_producer *p, const char *topic,
+    const void *key, size_t keylen, const void *value, size_t vlen,
+    rd_kafka_headers_t *headers, struct kafka_dr *dr)
+{
+	dr->alone = 0;
+	return produce_held(p, topic, key, keylen, value, vlen, headers, dr);
 }
 
 void
@@ -911,11 +928,15 @@ kafka_producer_hold(struct kafka_producer *p, int hold_ms, size_t max)
 static void
 held_fail(struct kafka_held *h, rd_kafka_resp_err_t err)
 {
+	int alone;
+
 	if (h->headers != NULL)
 		rd_kafka_headers_destroy(h->headers);
 	if (h->dr != NULL) {
+		alone = h->dr->alone;
 		h->dr->cb(h->dr->opaque, err, -1, -1);
-		free(h->dr);
+		if (alone)
+			free(h->dr);
 	}
 }
 

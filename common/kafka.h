@@ -87,6 +87,24 @@ rd_kafka_resp_err_t kafka_produce(struct kafka_producer *, const char *topic,
 	    rd_kafka_headers_t *headers, kafka_dr_cb *cb, void *opaque);
 
 /*
+ * The same with the callback and its opaque in dr, memory of the
+ * caller's that must stay as it is until the callback was called (or
+ * this returned an error): a caller that keeps such memory for each
+ * message spares kafka_produce()'s allocation of it.  The fields are
+ * kafka.c's but cb and opaque, which the caller sets.
+ */
+struct kafka_dr {
+	kafka_dr_cb	*cb;
+	void		*opaque;
+	int		 alone;		/* kafka.c's own: freed after cb */
+};
+
+rd_kafka_resp_err_t kafka_produce_dr(struct kafka_producer *,
+	    const char *topic, const void *key, size_t keylen,
+	    const void *value, size_t vlen, rd_kafka_headers_t *headers,
+	    struct kafka_dr *dr);
+
+/*
  * Holding back: from now on kafka_produce() keeps a copy of each message
  * instead of handing it to librdkafka, until max are held or
  * kafka_producer_tick() or kafka_producer_release() lets them go, in the

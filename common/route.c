@@ -27,14 +27,16 @@
 enum delivery_kind { DELIVERY_OUTPUT, DELIVERY_RETRY, DELIVERY_DLQ };
 
 /*
- * What a produced record's delivery callback needs.  Kept for the next
- * record when done, up to DELIVERY_SPARES (all on the worker's thread,
- * which produces and serves the delivery reports): a malloc(3) and a
- * free(3) less for each record.
+ * What a produced record's delivery callback needs, and kafka.c's
+ * record of the callback (kafka_produce_dr()).  Kept for the next record
+ * when done, up to DELIVERY_SPARES (all on the worker's thread, which
+ * produces and serves the delivery reports): two malloc(3) and free(3)
+ * calls less for each record.
  */
 #define DELIVERY_SPARES	2048
 
 struct delivery {
+	struct kafka_dr	 dr;		/* the callback: delivered(), d */
 	struct delivery	*next;		/* spares */
 	struct worker	*w;
 	const char	*topic;		/* the input's topic; NULL: no offset */
@@ -228,8 +230,10 @@ produce(struct worker *w, const struct worker_input *in,
 	d->partition = in->partition;
 	d->offset = in->offset;
 	d->kind = kind;
-	err = kafka_produce(w->p, topic, key, keylen, value, vlen, h,
-	    delivered, d);
+	d->dr.cb = delivered;
+	d->dr.opaque = d;
+	err = kafka_produce_dr(w->p, topic, key, keylen, value, vlen, h,
+	    &d->dr);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rd_kafka_headers_destroy(h);
 		delivery_put(w, d);
@@ -526,8 +530,10 @@ route_outcome(struct worker *w, const struct worker_input *in,
 		break;
 	}
 	if (out != NULL) {
-		free(out->key);
-		free(out->value);
+		if (!out->borrowed) {
+			free(out->key);
+			free(out->value);
+		}
 		free(out->record);
 		if (out->headers != NULL)
 			rd_kafka_headers_destroy(out->headers);

@@ -620,7 +620,8 @@ test_hold(void)
 	struct kafka_consumer *c;
 	rd_kafka_message_t *m;
 	rd_kafka_headers_t *h;
-	struct dr_rec recs[26];
+	struct dr_rec recs[27];
+	struct kafka_dr drs[25];
 	const char *topics[2];
 	static char val[40000];
 	char topic[128], group[128], err[512], key[16];
@@ -640,9 +641,13 @@ test_hold(void)
 		memset(val, 'a' + (int)(i % 26), sizeof(val));
 		h = rd_kafka_headers_new(1);
 		kafka_header_add_int64(h, "n", (int64_t)i);
-		/* Message 7 has no key. */
-		CHECK(kafka_produce(p, topic, i == 7 ? NULL : key, strlen(key),
-		    val, hold_vlen(i), h, record_cb, &recs[i]) == 0);
+		/* Message 7 has no key; odd ones bring their own dr. */
+		drs[i].cb = record_cb;
+		drs[i].opaque = &recs[i];
+		CHECK((i % 2 == 0 ? kafka_produce(p, topic, i == 7 ? NULL :
+		    key, strlen(key), val, hold_vlen(i), h, record_cb,
+		    &recs[i]) : kafka_produce_dr(p, topic, i == 7 ? NULL : key,
+		    strlen(key), val, hold_vlen(i), h, &drs[i])) == 0);
 	}
 	/* 20 went at the tenth and the twentieth; 5 are held. */
 	CHECK(rd_kafka_outq_len(kafka_producer_rk(p)) <= 20);
@@ -659,13 +664,19 @@ test_hold(void)
 	for (i = 0; i < 25; i++)
 		CHECK(recs[i].called == 1 && recs[i].err == 0 &&
 		    recs[i].offset == (int64_t)i);
-	/* Held at destroy: its callback, purged. */
+	/* Held at destroy: its callback, purged; so is one of its own dr. */
 	h = rd_kafka_headers_new(1);
 	CHECK(kafka_produce(p, topic, "k", 1, "v", 1, h, record_cb,
 	    &recs[25]) == 0);
+	drs[0].cb = record_cb;
+	drs[0].opaque = &recs[26];
+	h = rd_kafka_headers_new(1);
+	CHECK(kafka_produce_dr(p, topic, "k", 1, "v", 1, h, &drs[0]) == 0);
 	kafka_producer_destroy(p);
 	CHECK(recs[25].called == 1 &&
 	    recs[25].err == RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+	CHECK(recs[26].called == 1 &&
+	    recs[26].err == RD_KAFKA_RESP_ERR__PURGE_QUEUE);
 
 	topics[0] = topic;
 	topics[1] = NULL;
