@@ -500,6 +500,12 @@ store_failchk(struct store *s)
 }
 
 const char *
+store_damage_hint(void)
+{
+	return storeenv_damage_hint(0);
+}
+
+const char *
 store_strerror(int err)
 {
 	return db_strerror(err);

@@ -111,6 +111,11 @@ int		 store_flush(struct store *);
 /* Aborts the transactions of dead processes, releases their locks. */
 int		 store_failchk(struct store *);
 const char	*store_strerror(int err);
+/*
+ * Once Berkeley DB has said that a file of this process's state is
+ * damaged: what to do, as a clause that begins with ": "; else "".
+ */
+const char	*store_damage_hint(void);
 
 int		 store_txn_begin(struct store *, struct store_txn **);
 /* Both free the transaction, whatever they return. */

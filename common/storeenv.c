@@ -139,17 +139,21 @@ struct storeenv {
 
 /*
  * Berkeley DB's words for a file it cannot read as its own: a damaged
- * page or header reads as an encrypted one, or as of another format.
+ * page or header reads as an encrypted one, or as of another format.  A
+ * table whose pages name each other in a cycle (or a page itself as its
+ * child) makes a thread latch a page it holds already: its error-checking
+ * mutex refuses ("Resource deadlock avoided") and the environment panics.
  */
 static const char *const damage_words[] = {
 	"Encrypted database", "Encrypted checksum", "checksum error",
 	"unexpected file type or format", "magic number",
-	"unable to read region info", "illegal page type or format", NULL
+	"unable to read region info", "illegal page type or format",
+	"pthread lock failed: Resource deadlock avoided", NULL
 };
 static unsigned damaged;	/* atomic: bit i: damage_words[i] was seen */
 
-#define DAMAGE_HINT	": the state is damaged (a message above names the " \
-	"file); stop every process that uses it, then " \
+#define DAMAGE_HINT	": the state is damaged (db_verify(1) on its .db files " \
+	"finds the damaged one); stop every process that uses it, then " \
 	"restore it from a backup, or move it aside to start afresh: what " \
 	"was not committed comes again from the broker, but the records " \
 	"of what was done are lost (see orderflow(7), STATE)"

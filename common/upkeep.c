@@ -36,6 +36,7 @@ stop(struct upkeep *u)
 int
 upkeep_failed(struct upkeep *u, int err, const struct log_ctx *lc)
 {
+	const char *hint;
 	int ret;
 
 	if (err == STORE_DEADLOCK) {
@@ -48,8 +49,12 @@ upkeep_failed(struct upkeep *u, int err, const struct log_ctx *lc)
 		    store_strerror(err));
 		return stop(u);
 	}
-	log_msg(LOG_LEVEL_WARN, lc, "%s: %s: reopening it, which recovers it",
-	    u->dir, store_strerror(err));
+	hint = store_damage_hint();
+	log_msg(LOG_LEVEL_WARN, lc, "%s: %s: reopening it, which recovers it%s%s",
+	    u->dir, store_strerror(err), *hint != '\0' ? "; recovery does "
+	    "not mend a damaged page: each record that leads to one fails "
+	    "again, and its input goes to the dead letter topic once its "
+	    "attempts run out" : "", hint);
 	(void)store_close(*u->sp);
 	*u->sp = NULL;
 	if ((ret = store_open(u->sp, u->dir, u->flags)) != 0) {

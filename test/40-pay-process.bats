@@ -1049,3 +1049,76 @@ self_child_page() {
 		    fail "$t: stderr: $stderr"
 	done
 }
+
+# deep_damage FILE HOW: changes the last leaf of the btree FILE, the one a
+# key after all others leads to, as HOW says: "loop" makes it and the leaf
+# before it inner pages that name each other as their child, "type" gives
+# it a page type Berkeley DB does not know.  The root must be an inner page
+# of at least two children.
+deep_damage() {
+	python3 - "$1" "$2" <<'PY'
+import struct, sys
+fn, how = sys.argv[1], sys.argv[2]
+b = bytearray(open(fn, "rb").read())
+ps = struct.unpack_from("<I", b, 20)[0]
+root = b[ps:2 * ps]
+n, typ = struct.unpack_from("<H", root, 20)[0], root[25]
+assert typ == 3 and n >= 2, "the root is not an inner page of two children"
+kids = [struct.unpack_from("<I", root,
+    struct.unpack_from("<H", root, 26 + 2 * i)[0] + 4)[0] for i in range(n)]
+def inner(pg, child):
+    p = bytearray(ps)
+    struct.pack_into("<IIIHHBB", p, 8, pg, 0, 0, 1, ps - 12, 2, 3)
+    struct.pack_into("<H", p, 26, ps - 12)
+    struct.pack_into("<HBBII", p, ps - 12, 0, 1, 0, child, 0)
+    b[pg * ps:(pg + 1) * ps] = p
+if how == "loop":
+    inner(kids[-1], kids[-2])
+    inner(kids[-2], kids[-1])
+else:
+    b[kids[-1] * ps + 25] = 99
+open(fn, "wb").write(b)
+PY
+}
+
+# Damage deeper than the open reads shows when a record leads there, as an
+# error: the worker reopens the state, which recovery cannot mend, and the
+# record goes to the dead letter topic when its attempts run out, while a
+# record that leads elsewhere is paid (here a repeat, answered from its
+# record).  The first error is marked as damage; the reopen says what to do.
+@test "pay-process: a damaged page deep in a table fails only the records that lead there, and says so" {
+	local st="$BATS_TEST_TMPDIR/state" ev="$BATS_TEST_TMPDIR/ev.jsonl"
+	local in="$BATS_TEST_TMPDIR/in.jsonl" slot how i
+	for ((i = 100; i < 400; i++)); do
+		mkev "o-deep$i" pm_card_visa
+	done >"$ev"
+	run --separate-stderr pay-process -i "$ev" -o - --state "$st"
+	assert_success
+	cp -a "$st" "$BATS_TEST_TMPDIR/good"
+	# The slot of this period holds the 300 records: the largest.
+	slot=$(ls -S "$st"/idem-g[0-9].db | head -n 1)
+	{ head -n 1 "$ev"; mkev o-deep999 pm_card_visa; } >"$in"
+	for how in loop type; do
+		rm -rf "$st"
+		cp -a "$BATS_TEST_TMPDIR/good" "$st"
+		deep_damage "$slot" "$how" || fail "$how: cannot damage $slot"
+		rm -f "$BATS_TEST_TMPDIR/dlq.jsonl"
+		run --separate-stderr timeout -s KILL 60 pay-process \
+		    --backoff 10ms --max-attempts 2 -i "$in" -o - --state "$st" \
+		    --dlq "$BATS_TEST_TMPDIR/dlq.jsonl"
+		assert_success
+		printf '%s\n' "$output" | jq -e -s 'length == 1 and
+		    .[0].data.order_id == "o-deep100" and
+		    .[0].data.status == "approved"' >/dev/null ||
+		    fail "$how: output: $output"
+		jq -e -s 'length == 1 and .[0].topic == "order-created-dlq" and
+		    .[0].headers["orderflow.error.kind"] == "exhausted" and
+		    (.[0].value | fromjson | .subject) == "o-deep999"' \
+		    "$BATS_TEST_TMPDIR/dlq.jsonl" >/dev/null ||
+		    fail "$how: dead letters: $(cat "$BATS_TEST_TMPDIR/dlq.jsonl")"
+		[ "$(grep -c '(damaged state)' <<<"$stderr")" -eq 1 ] ||
+		    fail "$how: stderr: $stderr"
+		[[ "$stderr" == *"reopening it, which recovers it; recovery does not mend a damaged page"*"db_verify(1)"*"restore it from a backup"* ]] ||
+		    fail "$how: stderr: $stderr"
+	done
+}
