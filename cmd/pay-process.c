@@ -209,9 +209,9 @@ payjob_new(struct pp *p)
 	if ((pj = p->spare) != NULL) {
 		p->spare = pj->next;
 		p->nspare--;
-	} else if ((pj = malloc(sizeof(*pj))) == NULL)
-		return NULL;
-	else {
+	} else {
+		if ((pj = malloc(sizeof(*pj))) == NULL)
+			return NULL;
 		pj->text = NULL;
 		pj->text_cap = 0;
 	}

@@ -12,10 +12,11 @@
  * reader's thread for a new line, here for a retry).
  *
  * Finished jobs are kept for the next ones, up to the concurrency and
- * the backlog below, each with room for a record rounded up to
- * JOB_ROUND (a record larger than JOB_SPARE_MAX has its job freed): a malloc(3) and a free(3) of a record's size for each
- * record (about 430 instructions, more when a burst overflows malloc's
- * per-thread caches) became a pop and a push.
+ * the backlog below, each with room for a record rounded up to JOB_ROUND
+ * (the job of a record larger than JOB_SPARE_MAX is freed): a malloc(3)
+ * and a free(3) of a record's size for each record (about 430
+ * instructions, more when a burst overflows malloc's per-thread caches)
+ * became a pop and a push.
  *
  * Beyond the concurrency jobs started, as many again (at least
  * INFLIGHT_BACKLOG) are held ready, so that a burst of calls that end

@@ -87,7 +87,6 @@ struct kafka_producer {
 	int			 releasing;	/* the chunks are being read */
 };
 
-
 struct kafka_consumer {
 	struct kafka_base	 base;	/* first: librdkafka's opaque */
 	rd_kafka_t		*rk;

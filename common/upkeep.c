@@ -50,11 +50,12 @@ upkeep_failed(struct upkeep *u, int err, const struct log_ctx *lc)
 		return stop(u);
 	}
 	hint = store_damage_hint();
-	log_msg(LOG_LEVEL_WARN, lc, "%s: %s: reopening it, which recovers it%s%s",
-	    u->dir, store_strerror(err), *hint != '\0' ? "; recovery does "
-	    "not mend a damaged page: each record that leads to one fails "
-	    "again, and its input goes to the dead letter topic once its "
-	    "attempts run out" : "", hint);
+	log_msg(LOG_LEVEL_WARN, lc,
+	    "%s: %s: reopening it, which recovers it%s%s", u->dir,
+	    store_strerror(err), *hint != '\0' ? "; recovery does not mend "
+	    "a damaged page: each record that leads to one fails again, and "
+	    "its input goes to the dead letter topic once its attempts run "
+	    "out" : "", hint);
 	(void)store_close(*u->sp);
 	*u->sp = NULL;
 	if ((ret = store_open(u->sp, u->dir, u->flags)) != 0) {
