@@ -16,7 +16,8 @@
  * (the job of a record larger than JOB_SPARE_MAX is freed): a malloc(3)
  * and a free(3) of a record's size for each record (about 430
  * instructions, more when a burst overflows malloc's per-thread caches)
- * became a pop and a push.
+ * became a pop and a push.  A spare is poisoned under AddressSanitizer,
+ * which catches a use of a finished job as it would a use after free().
  *
  * Beyond the concurrency jobs started, as many again (at least
  * INFLIGHT_BACKLOG) are held ready, so that a burst of calls that end
@@ -28,6 +29,8 @@
  * the ready list (never from inside worker_complete(), which the command
  * calls from its pump).  Everything runs on the worker's thread.
  */
+#include <sanitizer/asan_interface.h>
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +84,8 @@ job_alloc(struct worker *w, size_t need)
 	size_t room;
 
 	if ((j = w->spare_jobs) != NULL) {
+		ASAN_UNPOISON_MEMORY_REGION(j, sizeof(*j));
+		ASAN_UNPOISON_MEMORY_REGION(j->data, j->room);
 		w->spare_jobs = j->next;
 		w->nspare_jobs--;
 		if (j->room >= need) {
@@ -192,6 +197,8 @@ job_free(struct worker_job *j)
 	j->next = w->spare_jobs;
 	w->spare_jobs = j;
 	w->nspare_jobs++;
+	ASAN_POISON_MEMORY_REGION(j->data, j->room);
+	ASAN_POISON_MEMORY_REGION(j, sizeof(*j));
 }
 
 static void
@@ -298,6 +305,8 @@ inflight_free(struct worker *w)
 	keyq_free(w->kq);
 	w->kq = NULL;
 	while ((j = w->spare_jobs) != NULL) {
+		ASAN_UNPOISON_MEMORY_REGION(j, sizeof(*j));
+		ASAN_UNPOISON_MEMORY_REGION(j->data, j->room);
 		w->spare_jobs = j->next;
 		free(j);
 	}

@@ -16,6 +16,8 @@
  * and a split would have to share that struct and those callbacks across
  * files.
  */
+#include <sanitizer/asan_interface.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -51,7 +53,10 @@ struct kafka_base {
  * records are copied into chunks of HOLD_CHUNK bytes that are used again
  * from their start once every record held is released: one malloc(3) and
  * one free(3) less for each record.  A record larger than a quarter of a
- * chunk, or held while a release is under way, is allocated alone.
+ * chunk, or held while a release is under way, is allocated alone.  Under
+ * AddressSanitizer what a chunk has not handed out since it was last
+ * emptied is poisoned: a held record read after its release is caught
+ * as a use after free() would be.
  */
 #define HOLD_CHUNK	65536
 
@@ -816,8 +821,11 @@ held_alloc(struct kafka_producer *p, size_t n)
 		return h;
 	}
 	/* Nothing held: every chunk is free again. */
-	if (p->nheld == 0 && (p->chunk = p->chunks) != NULL)
+	if (p->nheld == 0 && (p->chunk = p->chunks) != NULL) {
+		for (c = p->chunks; c != NULL; c = c->next)
+			ASAN_POISON_MEMORY_REGION(c->data, HOLD_CHUNK);
 		p->chunk->used = 0;
+	}
 	if ((c = p->chunk) == NULL || c->used + n > HOLD_CHUNK) {
 		if (c != NULL && c->next != NULL)
 			c = c->next;
@@ -825,6 +833,7 @@ held_alloc(struct kafka_producer *p, size_t n)
 			if ((c = malloc(sizeof(*c) + HOLD_CHUNK)) == NULL)
 				return NULL;
 			c->next = NULL;
+			ASAN_POISON_MEMORY_REGION(c->data, HOLD_CHUNK);
 			if (p->chunk != NULL)
 				p->chunk->next = c;
 			else
@@ -834,6 +843,7 @@ held_alloc(struct kafka_producer *p, size_t n)
 		p->chunk = c;
 	}
 	h = (struct kafka_held *)((char *)c->data + c->used);
+	ASAN_UNPOISON_MEMORY_REGION(h, n);
 	c->used += n;
 	h->alone = 0;
 	return h;
@@ -1014,6 +1024,7 @@ kafka_producer_destroy(struct kafka_producer *p)
 	}
 	while ((c = p->chunks) != NULL) {
 		p->chunks = c->next;
+		ASAN_UNPOISON_MEMORY_REGION(c->data, HOLD_CHUNK);
 		free(c);
 	}
 	if (rd_kafka_outq_len(p->rk) > 0) {
