@@ -206,7 +206,8 @@ rd_kafka_resp_err_t kafka_watermarks(rd_kafka_t *, const char *topic,
 	    int32_t partition, int64_t *low, int64_t *high, int timeout_ms);
 
 /*
- * Headers.  Values are UTF-8 strings (orderflow(7), HEADERS), numbers in decimal.
+ * Headers (kafkahdr.c).  Values are UTF-8 strings (orderflow(7), HEADERS),
+ * numbers in decimal.
  * Names are compared exactly; when a name occurs more than once the last
  * occurrence counts.  hdrs may be NULL when reading (no headers).
  */
