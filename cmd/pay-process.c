@@ -176,19 +176,18 @@ struct payjob {
 	int			 charged;	/* ch holds the charge */
 	struct charge		 ch;
 	struct storeq_req	 req;
-	int			 built;		/* payev (and json) are built */
+	int			 built;		/* payev (and its text) are built */
 	int			 build_err;	/* or why they could not be */
 	int			 pid_derived;	/* payev's payment_id is */
 						/* derived, not the gateway's */
-	char			*json;		/* payev's JSON (in text), */
-						/* unless avro_out */
 	void			*avro;		/* or its Avro record */
 	size_t			 avro_len;
 	rd_kafka_headers_t	*avro_hdrs;
 	int64_t			 now_ms;
 	char			*recorded;	/* a payment recorded before */
 	size_t			 recorded_len;
-	char			*text;		/* kept: json's buffer */
+	char			*text;		/* kept: payev's JSON, */
+						/* unless avro_out */
 	size_t			 text_cap;
 	struct event		 ev;
 	struct event		 payev;		/* the payment recorded */
@@ -364,8 +363,6 @@ build_payment(struct payjob *pj)
 	} else if (event_serialize_buf(&pj->payev, &pj->text, &pj->text_cap,
 	    NULL) == -1)
 		return errno != 0 ? errno : ENOMEM;
-	else
-		pj->json = pj->text;
 	pj->built = 1;
 	return 0;
 }
@@ -711,12 +708,11 @@ recorded(struct storeq_req *req, int err)
 	/* Both are the job's until finish() is done with it. */
 	out.borrowed = 1;
 	out.key = pj->ev.subject;
-	out.value = pj->json;
+	out.value = pj->built && !p->avro_out ? pj->text : NULL;
 	out.event = &pj->payev;
 	out.record = pj->avro;
 	out.reclen = pj->avro_len;
 	out.headers = pj->avro_hdrs;
-	pj->json = NULL;
 	pj->avro = NULL;
 	pj->avro_hdrs = NULL;
 	util_strlcpy(out.traceparent, pj->payev.traceparent,
