@@ -1103,9 +1103,11 @@ PY
 		cp -a "$BATS_TEST_TMPDIR/good" "$st"
 		deep_damage "$slot" "$how" || fail "$how: cannot damage $slot"
 		rm -f "$BATS_TEST_TMPDIR/dlq.jsonl"
+		# One record at a time: a record in the same store batch as
+		# the damaged one would fail with it.
 		run --separate-stderr timeout -s KILL 60 pay-process \
-		    --backoff 10ms --max-attempts 2 -i "$in" -o - --state "$st" \
-		    --dlq "$BATS_TEST_TMPDIR/dlq.jsonl"
+		    --concurrency 1 --backoff 10ms --max-attempts 2 -i "$in" \
+		    -o - --state "$st" --dlq "$BATS_TEST_TMPDIR/dlq.jsonl"
 		assert_success
 		printf '%s\n' "$output" | jq -e -s 'length == 1 and
 		    .[0].data.order_id == "o-deep100" and
